@@ -1,0 +1,3 @@
+"""reloc: robust image tampering localization with restoration-assisted training (ReLoc)."""
+
+__version__ = "0.1.0"
