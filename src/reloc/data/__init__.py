@@ -1,0 +1,32 @@
+"""Data layer: image I/O, seeded distortions and datasets."""
+
+from reloc.data.datasets import (
+    DatasetError,
+    SampleRef,
+    TrainCrops,
+    WholeImages,
+    load_dataset,
+    split_by_source,
+    validate,
+)
+from reloc.data.distortions import Distortion, distort_tensor, parse_distortion
+from reloc.data.io import ImageError, read_image, read_mask, to_numpy, to_tensor, write_png
+
+__all__ = [
+    "DatasetError",
+    "Distortion",
+    "ImageError",
+    "SampleRef",
+    "TrainCrops",
+    "WholeImages",
+    "distort_tensor",
+    "load_dataset",
+    "parse_distortion",
+    "read_image",
+    "read_mask",
+    "split_by_source",
+    "to_numpy",
+    "to_tensor",
+    "validate",
+    "write_png",
+]
