@@ -144,6 +144,38 @@ def convert(
 
 
 @app.command()
+def train(
+    out: Annotated[Path, typer.Option(help="Run folder (created): config.yaml, metrics.csv, checkpoints, weights.")],
+    config: Annotated[Optional[Path], typer.Option(help="YAML configuration (see configs/).")] = None,
+    option: Annotated[
+        Optional[list[str]], typer.Option("--set", help="Override section.key=value, e.g. train.epochs=3.")
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue the run in OUT from its last checkpoint.")] = False,
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+) -> None:
+    """Train one situation (plain, finetune, reloc, joint); works under torchrun for several GPUs."""
+    from reloc.config import load_config
+    from reloc.data.datasets import DatasetError
+    from reloc.data.io import ImageError
+    from reloc.engine.tasks import NonFiniteLossError
+    from reloc.engine.trainer import train as run_training
+
+    try:
+        if resume and (config or option):
+            raise ValueError("--resume continues OUT/config.yaml as it is; do not pass --config or --set with it")
+        if not resume and (out / "checkpoints").exists():
+            raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        result = run_training(load_config(config, option or []), out, resume=resume, progress=progress)
+    except NonFiniteLossError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(3) from error
+    except (ValueError, FileNotFoundError, DatasetError, ImageError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    typer.echo(f"finished {result.epochs} epochs in {result.run_dir}; best validation F1 {result.best_f1:.4f}")
+
+
+@app.command()
 def synth(
     out: Annotated[Path, typer.Option(help="Output folder: Tp/, Gt/, manifest.json, provenance.jsonl.")],
     photos: Annotated[str, typer.Option(help="'default' (scikit-image's photos), a folder or a file.")] = "default",

@@ -1,0 +1,344 @@
+"""The paper's training situations, one class each; the loop itself is in ``trainer.py``.
+
+- :class:`PlainTask` (``plain``): the localizer on plain images, M^P.
+- :class:`FinetuneTask` (``finetune``): the localizer, started from a ``plain`` run, on
+  distorted images, M^{D|P}.
+- :class:`ReLocTask` (``reloc``): Algorithm 1. Restorer and discriminator start random
+  (or from a file), the localizer from a ``plain`` run. Restoration phases update the
+  discriminator, then the restorer with ``L_R`` (localizer frozen but differentiable);
+  localization phases update the localizer on restored images with the restorer frozen.
+  Phases alternate per epoch (epochs 1, 3, 5, ... restore) or every K steps.
+- :class:`JointTask` (``joint``): both phases every step (the paper's Table II ablation).
+
+A batch is ``{"plain": (B, 3, c, c), "distorted": (B, 3, c, c), "mask": (B, 1, c, c)}``.
+The restorer's raw output is used for the pixel loss; the discriminator and the
+localizer see it clamped to [0, 1], as the inference pipeline does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.optim import Adam
+from torch.optim.lr_scheduler import ReduceLROnPlateau
+
+from reloc.config import Config
+from reloc.engine.distributed import DistContext
+from reloc.losses import LOSS_PRESETS, LossWeights, discriminator_loss, localization_loss, restoration_loss
+from reloc.metrics import LocalizationMetrics
+from reloc.models import create_discriminator, create_localizer, create_restorer, segmentation_logits
+from reloc.models.weights import load_foreign_weights
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; the message names the loss, epoch and step."""
+
+
+@contextlib.contextmanager
+def frozen(*modules: nn.Module) -> Iterator[None]:
+    """Evaluation mode and no parameter gradients inside; previous state restored after."""
+    saved = [(m, m.training, [p.requires_grad for p in m.parameters()]) for m in modules]
+    for module in modules:
+        module.eval().requires_grad_(False)
+    try:
+        yield
+    finally:
+        for module, training, flags in saved:
+            module.train(training)
+            for param, flag in zip(module.parameters(), flags):
+                param.requires_grad_(flag)
+
+
+def resolve_weights(path: str, role: str) -> str:
+    """A weights file, or a run folder whose best weights of ``role`` are taken."""
+    candidate = Path(path)
+    if candidate.is_dir():
+        candidate = candidate / "weights" / "best" / f"{role}.safetensors"
+    if not candidate.is_file():
+        raise FileNotFoundError(f"no {role} weights at {candidate} (from {path!r})")
+    return str(candidate)
+
+
+def psnr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB of each image in a batch, peak 1. ``(B,)``."""
+    mse = (estimate.clamp(0, 1) - reference).square().flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
+
+
+class Task:
+    """Owns the networks, optimizers, schedulers and losses of one training situation.
+
+    Subclasses define which networks train (``roles``), ``phase`` and the steps; the
+    trainer calls :meth:`train_step`, :meth:`validate` and :meth:`end_epoch`.
+    """
+
+    roles: tuple[str, ...] = ("localizer",)
+    needs_distorted: bool = False
+
+    def __init__(self, config: Config, device: torch.device, dist: DistContext) -> None:
+        self.config = config
+        self.device = device
+        self.dist = dist
+        self.weights: LossWeights = LOSS_PRESETS[config.train.loss]
+        self.amp = bool(config.train.amp and device.type == "cuda")
+        self.networks: dict[str, nn.Module] = {}
+        self.optimizers: dict[str, torch.optim.Optimizer] = {}
+        self.schedulers: dict[str, ReduceLROnPlateau] = {}
+        self.scalers: dict[str, torch.amp.GradScaler] = {}
+        self._build()
+        self.epoch = 0
+        self.step = 0
+
+    # --- construction -------------------------------------------------------------
+    def _build(self) -> None:
+        model, optim = self.config.model, self.config.optim
+        builders = {
+            "localizer": lambda: create_localizer(model.localizer, **model.localizer_args),
+            "restorer": lambda: create_restorer(model.restorer, **model.restorer_args),
+            "discriminator": lambda: create_discriminator(model.discriminator, **model.discriminator_args),
+        }
+        for role in self.roles:
+            network = builders[role]().to(self.device)
+            start = {"localizer": model.localizer_weights, "restorer": model.restorer_weights}.get(role)
+            if start:
+                load_foreign_weights(network, resolve_weights(start, role), strict=True)
+            self.dist.broadcast_module(network)
+            self.networks[role] = network.train()
+            if role == "discriminator":
+                self.optimizers[role] = Adam(network.parameters(), lr=optim.discriminator_lr, betas=optim.discriminator_betas)
+            else:
+                self.optimizers[role] = Adam(network.parameters(), lr=optim.lr)
+                self.schedulers[role] = ReduceLROnPlateau(
+                    self.optimizers[role], mode="min", factor=optim.plateau_factor, patience=optim.plateau_patience
+                )
+            self.scalers[role] = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+
+    def _autocast(self) -> contextlib.AbstractContextManager:
+        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp)
+
+    # --- one update ---------------------------------------------------------------
+    def _update(self, role: str, loss: torch.Tensor, name: str) -> None:
+        """Backward ``loss`` into ``role``'s network, average over processes, step."""
+        if not torch.isfinite(loss.detach()).all():
+            raise NonFiniteLossError(
+                f"non-finite {name} loss ({loss.item()}) at epoch {self.epoch + 1}, step {self.step + 1}"
+            )
+        network, optimizer, scaler = self.networks[role], self.optimizers[role], self.scalers[role]
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        self.dist.average_gradients(network)
+        scaler.step(optimizer)
+        scaler.update()
+        self.dist.broadcast_buffers(network)
+
+    def _batch(self, batch: dict) -> dict[str, torch.Tensor]:
+        return {k: v.to(self.device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
+
+    # --- interface used by the trainer --------------------------------------------
+    def phase(self) -> str:
+        """What the current step updates (``localization``, ``restoration`` or ``joint``)."""
+        return "localization"
+
+    def localizer_input(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The image the localizer sees for this task, ``(B, 3, c, c)``."""
+        return batch["plain"]
+
+    def train_step(self, batch: dict) -> dict[str, float]:
+        """One optimisation step; returns the losses as floats."""
+        batch = self._batch(batch)
+        with self._autocast():
+            logits = segmentation_logits(self.networks["localizer"](self.localizer_input(batch)))
+        loss = localization_loss(logits.float(), batch["mask"], self.weights)
+        self._update("localizer", loss, "localization")
+        return {"localization": loss.item()}
+
+    @torch.no_grad()
+    def validate(self, loader) -> dict[str, float]:
+        """Validation losses and per-image F1 / IoU / AUC of the localizer, merged over processes."""
+        for network in self.networks.values():
+            network.eval()
+        metrics = LocalizationMetrics(threshold=self.config.train.threshold, pooled_auc=False)
+        sums: dict[str, float] = {}
+        count = 0
+        try:
+            for raw in loader:
+                batch = self._batch(raw)
+                losses, probabilities = self._validation_batch(batch)
+                size = batch["mask"].shape[0]
+                count += size
+                for key, value in losses.items():
+                    sums[key] = sums.get(key, 0.0) + value * size
+                for prob, mask in zip(probabilities.cpu().numpy(), batch["mask"].cpu().numpy()):
+                    metrics.update(prob[0], mask[0])
+        finally:
+            for network in self.networks.values():
+                network.train()
+        parts = self.dist.gather((sums, count, metrics.per_image))
+        total = sum(part[1] for part in parts)
+        merged = LocalizationMetrics(pooled_auc=False)
+        for _, _, records in parts:
+            merged.per_image.extend(records)
+        summary = merged.summary()["per-image"]
+        result = {f"val_{key}": sum(part[0].get(key, 0.0) for part in parts) / max(total, 1) for key in parts[0][0]}
+        result.update({f"val_{key}": value for key, value in summary.items()})
+        return result
+
+    def _validation_batch(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], torch.Tensor]:
+        with self._autocast():
+            logits = segmentation_logits(self.networks["localizer"](self.localizer_input(batch))).float()
+        loss = localization_loss(logits, batch["mask"], self.weights)
+        return {"localization": loss.item()}, torch.sigmoid(logits)
+
+    def end_epoch(self, validation: dict[str, float], phases: set[str]) -> None:
+        """Step each scheduler whose network trained this epoch, on its validation loss."""
+        if phases & {"localization", "joint"} and "localizer" in self.schedulers:
+            self.schedulers["localizer"].step(validation["val_localization"])
+        if phases & {"restoration", "joint"} and "restorer" in self.schedulers:
+            self.schedulers["restorer"].step(validation["val_restoration"])
+
+    def learning_rates(self) -> dict[str, float]:
+        return {f"lr_{role}": opt.param_groups[0]["lr"] for role, opt in self.optimizers.items()}
+
+    # --- checkpoint state ---------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {
+            "networks": {role: net.state_dict() for role, net in self.networks.items()},
+            "optimizers": {role: opt.state_dict() for role, opt in self.optimizers.items()},
+            "schedulers": {role: sch.state_dict() for role, sch in self.schedulers.items()},
+            "scalers": {role: sc.state_dict() for role, sc in self.scalers.items()},
+            "epoch": self.epoch,
+            "step": self.step,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        for role, network in self.networks.items():
+            network.load_state_dict(state["networks"][role])
+        for role, optimizer in self.optimizers.items():
+            optimizer.load_state_dict(state["optimizers"][role])
+        for role, scheduler in self.schedulers.items():
+            scheduler.load_state_dict(state["schedulers"][role])
+        for role, scaler in self.scalers.items():
+            scaler.load_state_dict(state["scalers"][role])
+        self.epoch, self.step = state["epoch"], state["step"]
+
+
+class PlainTask(Task):
+    """M^P: the localizer trained on plain images."""
+
+
+class FinetuneTask(Task):
+    """M^{D|P}: the localizer, started from a plain run, trained on distorted images."""
+
+    needs_distorted = True
+
+    def localizer_input(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return batch["distorted"]
+
+
+class ReLocTask(Task):
+    """Algorithm 1: alternate restoration (D then R) and localization (L) phases."""
+
+    roles = ("localizer", "restorer", "discriminator")
+    needs_distorted = True
+
+    def __init__(self, config: Config, device: torch.device, dist: DistContext) -> None:
+        super().__init__(config, device, dist)
+        terms = set(config.train.loss_terms)
+        self.use_gan = "gan" in terms and self.weights.gan > 0
+        self.use_localization = "localization" in terms and self.weights.localization > 0
+
+    def phase(self) -> str:
+        every = self.config.train.alternate_every
+        index = self.step // every if every > 0 else self.epoch
+        return "restoration" if index % 2 == 0 else "localization"
+
+    def restore(self, distorted: torch.Tensor) -> torch.Tensor:
+        with self._autocast():
+            return self.networks["restorer"](distorted).float()
+
+    def localizer_input(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.restore(batch["distorted"]).clamp(0, 1)
+
+    def restoration_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Update D on (plain, restored), then R with L_R; L frozen but differentiable."""
+        restorer, discriminator, localizer = (self.networks[k] for k in ("restorer", "discriminator", "localizer"))
+        restored = self.restore(batch["distorted"])
+        shown = restored.clamp(0, 1)
+        losses: dict[str, float] = {}
+        if self.use_gan:
+            with self._autocast():
+                real, fake = discriminator(batch["plain"]).float(), discriminator(shown.detach()).float()
+            d_loss = discriminator_loss(real, fake)
+            self._update("discriminator", d_loss, "discriminator")
+            losses["discriminator"] = d_loss.item()
+        with frozen(discriminator, localizer), self._autocast():
+            fake_logits = discriminator(shown).float() if self.use_gan else None
+            loc_logits = segmentation_logits(localizer(shown)).float() if self.use_localization else None
+        terms = restoration_loss(restored, batch["plain"], fake_logits, loc_logits, batch["mask"], self.weights)
+        self._update("restorer", terms["total"], "restoration")
+        losses.update({("restoration" if k == "total" else f"restoration_{k}"): v.item() for k, v in terms.items()})
+        return losses
+
+    def localization_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Update L on restored images; R frozen."""
+        with frozen(self.networks["restorer"]), torch.no_grad():
+            restored = self.restore(batch["distorted"]).clamp(0, 1)
+        with self._autocast():
+            logits = segmentation_logits(self.networks["localizer"](restored)).float()
+        loss = localization_loss(logits, batch["mask"], self.weights)
+        self._update("localizer", loss, "localization")
+        return {"localization": loss.item()}
+
+    def train_step(self, batch: dict) -> dict[str, float]:
+        batch = self._batch(batch)
+        if self.phase() == "restoration":
+            return self.restoration_step(batch)
+        return self.localization_step(batch)
+
+    def _validation_batch(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], torch.Tensor]:
+        restored = self.restore(batch["distorted"])
+        shown = restored.clamp(0, 1)
+        with self._autocast():
+            loc_logits = segmentation_logits(self.networks["localizer"](shown)).float()
+            fake_logits = self.networks["discriminator"](shown).float() if self.use_gan else None
+        terms = restoration_loss(
+            restored, batch["plain"], fake_logits, loc_logits if self.use_localization else None, batch["mask"], self.weights
+        )
+        losses = {
+            "localization": localization_loss(loc_logits, batch["mask"], self.weights).item(),
+            "restoration": terms["total"].item(),
+            "psnr_restored": psnr(restored, batch["plain"]).mean().item(),
+            "psnr_distorted": psnr(batch["distorted"], batch["plain"]).mean().item(),
+        }
+        return losses, torch.sigmoid(loc_logits)
+
+
+class JointTask(ReLocTask):
+    """All three networks updated every step (Table II's joint training)."""
+
+    def phase(self) -> str:
+        return "joint"
+
+    def train_step(self, batch: dict) -> dict[str, float]:
+        batch = self._batch(batch)
+        losses = self.restoration_step(batch)
+        losses.update(self.localization_step(batch))
+        return losses
+
+
+TASK_CLASSES: dict[str, type[Task]] = {
+    "plain": PlainTask,
+    "finetune": FinetuneTask,
+    "reloc": ReLocTask,
+    "joint": JointTask,
+}
+
+
+def create_task(config: Config, device: torch.device, dist: DistContext) -> Task:
+    """The task object of ``config.train.task``."""
+    return TASK_CLASSES[config.train.task](config, device, dist)
+
