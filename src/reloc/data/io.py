@@ -145,7 +145,7 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
     ``path``, so readers never see a half-written file.
 
     Args:
-        path: destination file; its folder must exist.
+        path: destination file; missing parent folders are created.
         array: one of
             float ``(H, W, 3)`` or ``(H, W)`` in [0, 1] (clipped, then ``rint(x * 255)``);
             uint8 ``(H, W, 3)`` or ``(H, W)``, written as is;
@@ -168,6 +168,7 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
         pixels = float_to_uint8(array)
     else:
         raise ValueError(f"expected a float, uint8 or bool array, got {array.dtype}")
+    path.parent.mkdir(parents=True, exist_ok=True)
     temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
         with open(temporary, "xb") as handle:

@@ -3,6 +3,10 @@
 ``Pipeline(restorer, localizer)`` composes any restorer with any localizer, the paper's
 transferability; ``restorer=None`` localizes the input as it is. The restored image is
 clamped to [0, 1] before localization (the released SCUNet does not clamp its output).
+
+:meth:`Pipeline.predict` runs one image of any size by the paper's sliding-window
+protocol: windows of ``window`` pixels every ``stride`` pixels (a last window flush with
+each far side), probabilities of overlapping windows averaged.
 """
 
 from __future__ import annotations
@@ -11,6 +15,34 @@ import torch
 from torch import nn
 
 from reloc.models import segmentation_logits
+
+
+def window_origins(length: int, window: int, stride: int) -> list[int]:
+    """Start offsets of the sliding windows along one side of an image.
+
+    ``0, stride, 2 * stride, ...`` while a window fits, plus one last window flush with the
+    end when the last regular window does not reach it, so every pixel is covered. A side
+    no longer than ``window`` gives ``[0]``: the image runs whole along that side.
+
+    Args:
+        length: the side, in pixels (>= 1).
+        window: window side, in pixels (>= 1).
+        stride: step between windows, in pixels, 1 <= ``stride`` <= ``window`` (a larger
+            stride would skip pixels).
+
+    Raises:
+        ValueError: for a non-positive argument or ``stride > window``.
+    """
+    if length < 1 or window < 1 or stride < 1:
+        raise ValueError(f"length, window and stride must be >= 1, got {length}, {window}, {stride}")
+    if stride > window:
+        raise ValueError(f"stride {stride} > window {window} would leave pixels out of every window")
+    if length <= window:
+        return [0]
+    origins = list(range(0, length - window + 1, stride))
+    if origins[-1] + window < length:
+        origins.append(length - window)
+    return origins
 
 
 class Pipeline(nn.Module):
@@ -40,3 +72,79 @@ class Pipeline(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` in [0, 1] -> tamper probabilities ``(B, 1, H, W)``."""
         return self.run(image)[1]
+
+    def predict(
+        self,
+        image: torch.Tensor,
+        window: int = 512,
+        stride: int = 512,
+        batch_size: int = 4,
+        return_restored: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """Tamper probabilities of one image of any size, by sliding windows.
+
+        Windows of ``min(window, H) x min(window, W)`` pixels are cut from ``image`` at the
+        origins of :func:`window_origins` on each side, restored and localized
+        ``batch_size`` at a time under ``torch.inference_mode()`` on the device of the
+        pipeline's first parameter; each pixel gets the mean over the windows covering it.
+        Only one batch of windows is on the device at a time; the sums are accumulated in
+        float32 maps on the CPU. Put the pipeline in eval mode first.
+
+        Args:
+            image: ``(3, H, W)`` in [0, 1], already distorted (e.g. JPEG-compressed), on
+                any device.
+            window: window side in pixels; an image smaller than it on both sides runs whole.
+            stride: step between windows, ``1 <= stride <= window``.
+            batch_size: windows per forward pass.
+            return_restored: also stitch and return the restored image.
+
+        Returns:
+            probabilities ``(H, W)`` float32 on the CPU, and with ``return_restored`` also
+            the restored image ``(3, H, W)`` float32 in [0, 1] (overlaps averaged the same way).
+
+        Raises:
+            ValueError: ``image`` is not ``(3, H, W)``, or a bad window, stride or batch size.
+        """
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"expected an image (3, H, W), got shape {tuple(image.shape)}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        height, width = image.shape[1:]
+        boxes = [
+            (top, left)
+            for top in window_origins(height, window, stride)
+            for left in window_origins(width, window, stride)
+        ]
+        size = (min(window, height), min(window, width))
+        device = next(self.parameters()).device
+        sums = torch.zeros(4 if return_restored else 1, height, width)
+        counts = torch.zeros(height, width)
+        with torch.inference_mode():
+            for start in range(0, len(boxes), batch_size):
+                chunk = boxes[start : start + batch_size]
+                outputs = self._run_windows(image, chunk, size, device, return_restored)
+                for (top, left), output in zip(chunk, outputs):
+                    sums[:, top : top + size[0], left : left + size[1]] += output
+                    counts[top : top + size[0], left : left + size[1]] += 1
+        sums /= counts  # the means, in place
+        return (sums[0], sums[1:]) if return_restored else sums[0]
+
+    def _run_windows(
+        self,
+        image: torch.Tensor,
+        origins: list[tuple[int, int]],
+        size: tuple[int, int],
+        device: torch.device,
+        with_restored: bool,
+    ) -> torch.Tensor:
+        """Restore and localize the windows of ``image`` ``(3, H, W)`` at ``origins`` (top, left).
+
+        Returns:
+            float32 ``(N, C, h, w)`` on the CPU, ``(h, w) = size``: channel 0 the
+            probabilities, channels 1-3 the restored window when ``with_restored``.
+        """
+        height, width = size
+        batch = torch.stack([image[:, top : top + height, left : left + width] for top, left in origins])
+        restored, probabilities = self.run(batch.to(device, torch.float32))
+        outputs = torch.cat([probabilities, restored], dim=1) if with_restored else probabilities
+        return outputs.to("cpu", torch.float32)

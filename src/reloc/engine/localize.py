@@ -1,0 +1,255 @@
+"""Localize tampering in image files: the analyst's batch tool.
+
+>>> pipeline = pipeline_from_weights("dfcn.safetensors", "scunet.safetensors")
+>>> summary = localize_files(["case-12/", "extra/*.jpg"], pipeline, Path("results"))
+>>> print(summary.report())
+
+For each image ``OUT/<stem>`` gets ``_heatmap.png`` (probabilities coloured),
+``_mask.png`` (probability > threshold, {0, 255}), ``_overlay.png`` (the image tinted red
+where tampered), optionally ``_restored.png``, and ``<stem>.json`` with the numbers of
+:func:`image_report` plus ``file``, ``window``, ``stride`` and ``seconds`` (reading,
+localizing and writing the images). Two inputs with the same stem get ``stem``, ``stem-1``,
+``stem-2`` ... in input order, so no output overwrites another's. A file that cannot be
+read, a missing path, a pattern matching nothing or a folder without images is recorded
+as a failure with its reason and the others go on.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import math
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from reloc.data.io import ImageError, read_image, to_numpy, to_tensor, write_png
+from reloc.engine.inference import Pipeline
+from reloc.models.weights import WeightsError, load_network, read_spec
+from reloc.visualize import heatmap, overlay
+
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
+"""Suffixes (lower case) of the files taken from a folder; files named directly are always tried."""
+
+TOP_FRACTION = 0.01
+"""Share of the most suspicious pixels whose mean probability is the image score."""
+
+_GLOB_CHARACTERS = frozenset("*?[")
+
+
+@dataclass
+class LocalizeSummary:
+    """What :func:`localize_files` did.
+
+    Attributes:
+        processed: the image files localized, in order.
+        failed: ``(input or file, reason)`` of every input or file that gave no result.
+    """
+
+    processed: list[Path] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Whether nothing failed."""
+        return not self.failed
+
+    def report(self) -> str:
+        """A human-readable summary listing every failed file with its reason."""
+        lines = [f"localized {len(self.processed)} image(s), {len(self.failed)} failed"]
+        lines += [f"  FAILED {path}: {reason}" for path, reason in self.failed]
+        return "\n".join(lines)
+
+
+def pipeline_from_weights(
+    localizer_path: str | os.PathLike,
+    restorer_path: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+) -> Pipeline:
+    """Rebuild a pipeline from weights files written by :func:`reloc.models.weights.save_network`.
+
+    Each file alone rebuilds its network (the spec is in its metadata).
+
+    Args:
+        localizer_path: the localizer's safetensors file.
+        restorer_path: the restorer's, or ``None`` to localize the images as they are.
+        device: where the pipeline runs.
+
+    Returns:
+        The pipeline in eval mode on ``device``.
+
+    Raises:
+        WeightsError: a file is unreadable, has no spec, or holds a network of the wrong role.
+    """
+    restorer = None if restorer_path is None else _load_role(restorer_path, "restorer", device)
+    localizer = _load_role(localizer_path, "localizer", device)
+    return Pipeline(restorer, localizer).eval()
+
+
+def _load_role(path: str | os.PathLike, role: str, device: str | torch.device) -> torch.nn.Module:
+    """The network stored in ``path``, checked to be a ``role`` network."""
+    spec = read_spec(path)
+    if spec.kind != role:
+        raise WeightsError(f"{path}: holds the {spec.kind} {spec.name!r}, not a {role}")
+    return load_network(path, map_location=device)
+
+
+def localize_files(
+    inputs: list[str],
+    pipeline: Pipeline,
+    out: Path,
+    *,
+    window: int = 512,
+    stride: int = 512,
+    batch_size: int = 4,
+    threshold: float = 0.5,
+    save_restored: bool = False,
+    progress: bool = True,
+) -> LocalizeSummary:
+    """Localize every image of ``inputs`` and write the results to ``out``.
+
+    Args:
+        inputs: image files, folders (their image files, sorted, not recursive) or glob
+            patterns (``**`` recursive), expanded in order; a file reached twice runs once.
+        pipeline: the restorer and localizer, in eval mode (see :func:`pipeline_from_weights`).
+        out: output folder, created if needed.
+        window, stride, batch_size: the sliding windows of :meth:`Pipeline.predict`.
+        threshold: probability above which a pixel counts as tampered (mask, fraction).
+        save_restored: also write ``<stem>_restored.png``.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        The files processed and the failures with their reasons (unreadable images,
+        missing paths, patterns matching nothing, folders without images).
+    """
+    files, failed = expand_inputs(inputs)
+    summary = LocalizeSummary(failed=failed)
+    out.mkdir(parents=True, exist_ok=True)
+    bar = tqdm(list(zip(files, unique_stems(files))), disable=not progress, unit="image", desc="localize")
+    for path, stem in bar:
+        try:
+            _localize_one(path, stem, pipeline, out, window, stride, batch_size, threshold, save_restored)
+        except ImageError as error:
+            summary.failed.append((str(path), error.reason))
+        else:
+            summary.processed.append(path)
+        bar.set_postfix(failed=len(summary.failed))
+    return summary
+
+
+def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+    """Turn files, folders and glob patterns into image files.
+
+    A path that exists is used as it is (a file, or a folder's image files); otherwise a
+    text with ``*``, ``?`` or ``[`` is a glob pattern whose matches are used the same way.
+
+    Returns:
+        The files in input order without repeats, and ``(input, reason)`` for every input
+        that gave none.
+    """
+    files: dict[Path, Path] = {}  # resolved -> as given
+    failed: list[tuple[str, str]] = []
+    for text in inputs:
+        path = Path(text)
+        if path.exists():
+            found, reason = _expand_path(path)
+        elif _GLOB_CHARACTERS & set(text):
+            matches = [Path(match) for match in sorted(glob.glob(text, recursive=True))]
+            found = [file for match in matches for file in _expand_path(match)[0]]
+            reason = "the pattern matches no file" if not matches else "the pattern matches no image file"
+        else:
+            found, reason = [], "no such file or folder"
+        if not found:
+            failed.append((text, reason))
+        for file in found:
+            files.setdefault(file.resolve(), file)
+    return list(files.values()), failed
+
+
+def _expand_path(path: Path) -> tuple[list[Path], str]:
+    """A file as itself, a folder as its image files; with the reason when there are none."""
+    if not path.is_dir():
+        return [path], ""
+    images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return images, f"the folder holds no image file ({', '.join(sorted(IMAGE_SUFFIXES))})"
+
+
+def unique_stems(files: list[Path]) -> list[str]:
+    """Output stems for ``files``: the file stem, or ``stem-1``, ``stem-2`` ... when taken.
+
+    Stems are compared case-insensitively, so outputs stay apart on case-insensitive
+    file systems too.
+    """
+    taken: set[str] = set()
+    stems = []
+    for file in files:
+        stem, number = file.stem, 0
+        while stem.casefold() in taken:
+            number += 1
+            stem = f"{file.stem}-{number}"
+        taken.add(stem.casefold())
+        stems.append(stem)
+    return stems
+
+
+def _localize_one(
+    path: Path,
+    stem: str,
+    pipeline: Pipeline,
+    out: Path,
+    window: int,
+    stride: int,
+    batch_size: int,
+    threshold: float,
+    save_restored: bool,
+) -> None:
+    """Read, localize and write the outputs of one image (see the module docstring)."""
+    started = time.perf_counter()
+    image = read_image(path)
+    prediction = pipeline.predict(to_tensor(image), window, stride, batch_size, return_restored=save_restored)
+    probabilities = (prediction[0] if save_restored else prediction).numpy()
+    write_png(out / f"{stem}_heatmap.png", heatmap(probabilities))
+    write_png(out / f"{stem}_mask.png", probabilities > threshold)
+    write_png(out / f"{stem}_overlay.png", overlay(image, probabilities))
+    if save_restored:
+        write_png(out / f"{stem}_restored.png", to_numpy(prediction[1]))
+    numbers = image_report(probabilities, threshold)
+    numbers.update(file=str(path), window=window, stride=stride, seconds=round(time.perf_counter() - started, 3))
+    _write_json(out / f"{stem}.json", numbers)
+
+
+def image_report(probabilities: np.ndarray, threshold: float) -> dict[str, object]:
+    """The numbers of one probability map ``(H, W)``.
+
+    Returns:
+        ``size`` ``[H, W]``; ``tampered_fraction``, the share of pixels above
+        ``threshold``; ``max_probability``; ``mean_probability``; ``image_score``, the mean
+        probability of the top 1% of pixels (at least one pixel), high when some region
+        is confidently tampered however small; ``threshold``.
+    """
+    flat = probabilities.ravel()
+    top = max(1, math.ceil(TOP_FRACTION * flat.size))
+    return {
+        "size": list(probabilities.shape),
+        "tampered_fraction": float(np.count_nonzero(flat > threshold) / flat.size),
+        "max_probability": float(flat.max()),
+        "mean_probability": float(flat.mean(dtype=np.float64)),
+        "image_score": float(np.partition(flat, flat.size - top)[flat.size - top :].mean(dtype=np.float64)),
+        "threshold": threshold,
+    }
+
+
+def _write_json(path: Path, data: dict[str, object]) -> None:
+    """Write ``data`` as indented JSON, atomically (a temporary file renamed over ``path``)."""
+    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        temporary.write_text(json.dumps(data, indent=2) + "\n")
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
