@@ -80,3 +80,10 @@ def test_padding_replicates_and_is_cropped():
         cropped = network(image[..., :50, :60])
     assert cropped.shape == (1, 3, 50, 60)
     assert torch.isfinite(cropped).all() and not torch.equal(full[..., :50, :60], cropped)
+
+
+def test_residual_option_starts_at_identity_and_keeps_size():
+    network = build_scunet("tiny", residual=True)
+    image = torch.rand(1, 3, 40, 70)
+    torch.testing.assert_close(network(image), image)
+    assert sum(p.numel() for p in network.parameters()) == sum(p.numel() for p in build_scunet("tiny").parameters())

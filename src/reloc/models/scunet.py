@@ -199,6 +199,9 @@ class SCUNet(nn.Module):
         window_size: attention window side.
         drop_path_rate: stochastic depth, rising linearly over all blocks.
         in_channels: image channels.
+        residual: predict a correction added to the input, with the tail conv zeroed so
+            the untrained network is the identity (a documented deviation for training
+            from scratch at small scale; the release has no global residual, ``False``).
     """
 
     def __init__(
@@ -209,8 +212,10 @@ class SCUNet(nn.Module):
         window_size: int = 8,
         drop_path_rate: float = 0.0,
         in_channels: int = 3,
+        residual: bool = False,
     ) -> None:
         super().__init__()
+        self.residual = residual
         if len(config) != 7:
             raise ValueError(f"config needs 7 stage depths, got {len(config)}")
         if (dim // 2) % head_dim or dim // 2 < head_dim:
@@ -235,6 +240,8 @@ class SCUNet(nn.Module):
         self.m_up2 = nn.Sequential(nn.ConvTranspose2d(4 * dim, 2 * dim, 2, 2, 0, bias=False), *stage(1, 5))
         self.m_up1 = nn.Sequential(nn.ConvTranspose2d(2 * dim, dim, 2, 2, 0, bias=False), *stage(0, 6))
         self.m_tail = nn.Sequential(nn.Conv2d(dim, in_channels, 3, 1, 1, bias=False))
+        if residual:
+            nn.init.zeros_(self.m_tail[0].weight)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Args: image ``(B, 3, H, W)``, any H and W. Returns ``(B, 3, H, W)``."""
@@ -249,6 +256,8 @@ class SCUNet(nn.Module):
         x = self.m_up2(x + x3)  # (B, 2dim, /2)
         x = self.m_up1(x + x2)  # (B, dim, H64, W64)
         x = self.m_tail(x + x1)  # (B, 3, H64, W64)
+        if self.residual:
+            x = x + x0
         return x[..., :height, :width]
 
 
@@ -257,7 +266,8 @@ def build_scunet(preset: str | None = "paper", **overrides) -> SCUNet:
 
     Args:
         preset: a key of :data:`SCUNET_PRESETS` or ``None`` for the constructor defaults.
-        **overrides: ``config``, ``dim``, ``head_dim``, ``window_size``, ``drop_path_rate``.
+        **overrides: ``config``, ``dim``, ``head_dim``, ``window_size``, ``drop_path_rate``,
+            ``residual``.
     """
     if preset is None:
         return SCUNet(**overrides)
