@@ -60,61 +60,125 @@ def models() -> None:
 
 @app.command()
 def demo(
-    out: Annotated[Path, typer.Option(help="Folder for the outputs.")] = Path("runs/demo"),
-    restorer_preset: Annotated[str, typer.Option(help="SCUNet preset.")] = "paper",
-    localizer: Annotated[str, typer.Option(help="Localizer name.")] = "dfcn",
-    quality: Annotated[int, typer.Option(help="JPEG quality factor of the distorted input.")] = 75,
-    device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda[:N]'.")] = "auto",
-    seed: Annotated[int, typer.Option(help="Seed of the random initialisation.")] = 0,
+    out: Annotated[Path, typer.Option(help="Folder for the synthetic data, runs, evaluation and report.")] = Path(
+        "runs/demo"
+    ),
+    progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Run the restorer + localizer pipeline on a photo embedded in scikit-image.
+    """Synthesise data, train plain / finetune / reloc, evaluate the four situations, write a report."""
+    from reloc.demo import run_demo
 
-    The networks are randomly initialised (no weights are downloaded), so the heat map
-    shows that the pipeline runs end to end, not a meaningful localization.
-    """
-    import numpy as np
-    import torch
+    report = run_demo(out, progress=progress)
+    typer.echo(f"report: {report}")
 
-    from reloc.data.distortions import parse_distortion
-    from reloc.data.io import read_image, to_tensor, write_png
-    from reloc.data.photos import list_photos
+
+@app.command(name="eval")
+def evaluate(
+    dataset: Annotated[Path, typer.Option(help="Test dataset (Tp/Gt folder, IMDL-BenCo JSON or synth folder).")],
+    out: Annotated[Path, typer.Option(help="Folder for eval/*.json records and maps/.")],
+    plain: Annotated[Optional[Path], typer.Option(help="plain run (M^P): P{P} and P{D}.")] = None,
+    finetune: Annotated[Optional[Path], typer.Option(help="finetune run (M^{D|P}): D|P{D}.")] = None,
+    reloc: Annotated[
+        Optional[list[str]], typer.Option(help="ReLoc run, or LABEL=RUN for ablations (repeatable).")
+    ] = None,
+    transfer: Annotated[
+        Optional[list[str]], typer.Option(help="RELOC_RUN:PLAIN_RUN, restorer of one before the other's localizer.")
+    ] = None,
+    distortions: Annotated[list[str], typer.Option("--distortion", help="Distortion spec (repeatable).")] = [  # noqa: B006
+        "jpeg:75"
+    ],
+    split: Annotated[str, typer.Option(help="train, val, test or all.")] = "test",
+    seed: Annotated[int, typer.Option(help="Split seed (as in training) and distortion seed.")] = 0,
+    window: Annotated[int, typer.Option(help="Sliding-window side.")] = 512,
+    stride: Annotated[int, typer.Option(help="Sliding-window stride.")] = 512,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 4,
+    save_maps: Annotated[int, typer.Option(help="Probability maps to keep per situation (for reports).")] = 4,
+    pooled_auc: Annotated[bool, typer.Option(help="Also compute AUC over all pixels pooled.")] = True,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda[:N]'.")] = "auto",
+) -> None:
+    """Evaluate the paper's situations (Tables I-V); one JSON record per situation and distortion."""
+    from reloc.data.datasets import load_dataset, split_by_source
     from reloc.devices import pick_device
-    from reloc.engine.inference import Pipeline
-    from reloc.models import create_localizer, create_restorer
-    from reloc.visualize import heatmap, overlay
+    from reloc.engine.evaluate import run_evaluation, standard_situations
 
-    torch.manual_seed(seed)
-    target = pick_device(device)
-    photo = list_photos("default")[0]
-    plain = read_image(photo)
-    distorted = parse_distortion(f"jpeg:{quality}")(plain, np.random.default_rng(seed))
-    pipeline = Pipeline(create_restorer("scunet", preset=restorer_preset), create_localizer(localizer))
-    pipeline = pipeline.to(target).eval()
-    started = time.perf_counter()
-    with torch.inference_mode():
-        batch = to_tensor(distorted)[None].to(target)
-        restored, probabilities = pipeline.run(batch)
-    seconds = time.perf_counter() - started
-    restored_np = restored[0].permute(1, 2, 0).cpu().numpy()
-    map_np = probabilities[0, 0].cpu().numpy()
-    out.mkdir(parents=True, exist_ok=True)
-    write_png(out / "distorted.png", distorted)
-    write_png(out / "restored.png", restored_np)
-    write_png(out / "heatmap.png", heatmap(map_np))
-    write_png(out / "overlay.png", overlay(distorted, map_np))
-    summary = {
-        "photo": str(photo),
-        "size": list(plain.shape[:2]),
-        "distortion": f"jpeg:{quality}",
-        "restorer": f"scunet({restorer_preset})",
-        "localizer": localizer,
-        "device": str(target),
-        "seconds": round(seconds, 3),
-        "weights": "random initialisation (untrained)",
-    }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    typer.echo(json.dumps(summary, indent=2))
-    typer.echo(f"wrote {out}/heatmap.png, overlay.png, restored.png, distorted.png and summary.json")
+    relocs = dict(item.split("=", 1) if "=" in item else ("ReLoc", item) for item in reloc or [])
+    pairs = [tuple(item.split(":", 1)) for item in transfer or []]
+    if any(len(pair) != 2 for pair in pairs):
+        raise typer.BadParameter("--transfer takes RELOC_RUN:PLAIN_RUN")
+    refs = load_dataset(dataset)
+    refs = refs if split == "all" else split_by_source(refs, seed=seed)[split]
+    situations = standard_situations(plain and str(plain), finetune and str(finetune), relocs, pairs)
+    if not situations:
+        raise typer.BadParameter("give at least one of --plain, --finetune, --reloc, --transfer")
+    records = run_evaluation(
+        situations, refs, list(distortions), out, device=pick_device(device), window=window, stride=stride,
+        batch_size=batch_size, seed=seed, pooled_auc=pooled_auc, keep_maps=save_maps, dataset=str(dataset),
+    )
+    for record in records:
+        values = record["metrics"]["per-image"]
+        typer.echo(
+            f"{record['situation']:<24} {record['distortion']:<12} F1 {values['f1'] or float('nan'):.3f} "
+            f"IoU {values['iou'] or float('nan'):.3f} AUC {values['auc'] or float('nan'):.3f} ({record['images']} images)"
+        )
+    typer.echo(f"records in {out / 'eval'}")
+
+
+@app.command()
+def localize(
+    inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
+    run: Annotated[Optional[Path], typer.Option(help="A run folder: its best localizer (and restorer, if any).")] = None,
+    localizer: Annotated[Optional[Path], typer.Option(help="Localizer weights (.safetensors) instead of --run.")] = None,
+    restorer: Annotated[Optional[Path], typer.Option(help="Restorer weights to put in front of the localizer.")] = None,
+    restore: Annotated[bool, typer.Option(help="Use the run's restorer when it has one.")] = True,
+    out: Annotated[Path, typer.Option(help="Output folder.")] = Path("localized"),
+    window: Annotated[int, typer.Option(help="Sliding-window side.")] = 512,
+    stride: Annotated[int, typer.Option(help="Sliding-window stride.")] = 512,
+    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 4,
+    threshold: Annotated[float, typer.Option(help="Probability above which a pixel is marked tampered.")] = 0.5,
+    save_restored: Annotated[bool, typer.Option(help="Also write the restored image.")] = False,
+    device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda[:N]'.")] = "auto",
+) -> None:
+    """Localize tampering in images: heat map, mask, overlay and a JSON summary per image.
+
+    Unreadable files are listed with their reason at the end (exit code 1); every good
+    file is still processed.
+    """
+    from reloc.devices import pick_device
+    from reloc.engine.localize import localize_files, pipeline_from_weights
+    from reloc.engine.tasks import resolve_weights
+
+    if (run is None) == (localizer is None):
+        raise typer.BadParameter("give either --run or --localizer")
+    if run is not None:
+        localizer = Path(resolve_weights(str(run), "localizer"))
+        run_restorer = run / "weights" / "best" / "restorer.safetensors"
+        if restorer is None and restore and run_restorer.is_file():
+            restorer = run_restorer
+    pipeline = pipeline_from_weights(localizer, restorer if restore else None, pick_device(device))
+    summary = localize_files(
+        inputs, pipeline, out, window=window, stride=stride, batch_size=batch_size, threshold=threshold,
+        save_restored=save_restored,
+    )
+    typer.echo(summary.report())
+    if not summary.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def report(
+    evals: Annotated[list[Path], typer.Argument(help="Folders written by `reloc eval`.")],
+    out: Annotated[Path, typer.Option(help="Folder for report.md and figures/.")],
+    runs: Annotated[Optional[list[Path]], typer.Option("--run", help="Run folders for loss curves (repeatable).")] = None,
+    title: Annotated[str, typer.Option(help="Report title.")] = "reloc report",
+) -> None:
+    """Turn evaluation records into Markdown tables laid out like the paper's, plus figures."""
+    from reloc.analysis.report import write_report
+    from reloc.engine.evaluate import load_records
+
+    records = load_records(evals)
+    if not records:
+        raise typer.BadParameter(f"no evaluation records under {[str(e) for e in evals]}")
+    typer.echo(f"report: {write_report(records, out, list(evals), list(runs or []), title)}")
 
 
 @app.command()

@@ -1,0 +1,1 @@
+"""Tables and figures of the paper from evaluation records and run logs."""

@@ -1,0 +1,204 @@
+"""Evaluation of the paper's situations: a dataset split through a pipeline -> one JSON record.
+
+Situations (the paper's notation, ``M{I}``: model M tested on images I):
+
+- ``P{P}``: the ``plain`` run's localizer on plain images;
+- ``P{D}``: the same localizer on distorted images;
+- ``D|P{D}``: the ``finetune`` run's localizer on distorted images;
+- ``ReLoc{D}``: the ``reloc`` run's restorer and localizer on distorted images (other
+  labels for ablation runs, e.g. ``joint{D}``);
+- ``R(A)+L(B){D}``: the restorer of ReLoc run A in front of the localizer of plain run B
+  (Table V, transferability).
+
+Each image is distorted whole (seeded per image), then cut into sliding windows (the
+paper: 512 x 512, stride 512, last row/column flush with the border).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from reloc.data.datasets import SampleRef, WholeImages
+from reloc.data.io import write_png
+from reloc.engine.inference import Pipeline
+from reloc.engine.tasks import resolve_weights
+from reloc.metrics import LocalizationMetrics
+from reloc.models.weights import load_network
+
+
+@dataclass(frozen=True)
+class Situation:
+    """One row of the paper's tables: which weights see which images.
+
+    Attributes:
+        name: e.g. ``"ReLoc{D}"``.
+        localizer: weights file of the localizer.
+        restorer: weights file of the restorer, or ``None``.
+        distorted: test on distorted (``True``) or plain images.
+    """
+
+    name: str
+    localizer: str
+    restorer: str | None = None
+    distorted: bool = True
+
+    def pipeline(self, device: torch.device) -> Pipeline:
+        restorer = load_network(self.restorer, device) if self.restorer else None
+        return Pipeline(restorer, load_network(self.localizer, device)).eval()
+
+
+def standard_situations(
+    plain: str | None,
+    finetune: str | None = None,
+    relocs: dict[str, str] | None = None,
+    transfers: list[tuple[str, str]] | None = None,
+) -> list[Situation]:
+    """The situations of Tables I-V from run folders (or weights files).
+
+    Args:
+        plain: ``plain`` run -> ``P{P}`` and ``P{D}``.
+        finetune: ``finetune`` run -> ``D|P{D}``.
+        relocs: label -> ``reloc``/``joint``/ablation run -> ``label{D}``.
+        transfers: (ReLoc run, plain run of another localizer) -> ``R(a)+L(b){D}``,
+            plus that localizer alone on distorted images for comparison.
+    """
+    situations = []
+    if plain:
+        localizer = resolve_weights(plain, "localizer")
+        situations += [Situation("P{P}", localizer, distorted=False), Situation("P{D}", localizer)]
+    if finetune:
+        situations.append(Situation("D|P{D}", resolve_weights(finetune, "localizer")))
+    for label, run in (relocs or {}).items():
+        situations.append(
+            Situation(f"{label}{{D}}", resolve_weights(run, "localizer"), resolve_weights(run, "restorer"))
+        )
+    for reloc_run, plain_run in transfers or []:
+        a, b = Path(reloc_run).name, Path(plain_run).name
+        localizer = resolve_weights(plain_run, "localizer")
+        situations.append(Situation(f"P({b}){{D}}", localizer))
+        situations.append(Situation(f"R({a})+L({b}){{D}}", localizer, resolve_weights(reloc_run, "restorer")))
+    return situations
+
+
+def evaluate_situation(
+    situation: Situation,
+    refs: list[SampleRef],
+    distortion: str,
+    *,
+    device: torch.device,
+    window: int = 512,
+    stride: int = 512,
+    batch_size: int = 4,
+    threshold: float = 0.5,
+    seed: int = 0,
+    pooled_auc: bool = True,
+    maps_dir: Path | None = None,
+    keep_maps: int = 0,
+    progress: bool = True,
+    dataset: str = "",
+) -> dict:
+    """Run one situation over ``refs`` and summarise its metrics.
+
+    Args:
+        situation: what to evaluate.
+        refs: the test images.
+        distortion: spec applied to whole images when ``situation.distorted``.
+        device: where the networks run.
+        window, stride, batch_size: sliding-window protocol.
+        threshold: for F1 / IoU.
+        seed: seed of the per-image distortion (the same for every situation, so all
+            situations see the same distorted images).
+        pooled_auc: also compute the AUC over all pixels pooled (memory: 9 B per pixel).
+        maps_dir: where to write probability maps of the first ``keep_maps`` images.
+        keep_maps: how many maps to write.
+        progress: tqdm bar.
+        dataset: the dataset's path, stored in the record (for reports).
+
+    Returns:
+        A JSON-ready record: situation, distortion, per-image and pooled metrics, counts,
+        protocol and the weights used.
+    """
+    pipeline = situation.pipeline(device)
+    images = WholeImages(refs, distortion if situation.distorted else None, seed=seed)
+    metrics = LocalizationMetrics(threshold=threshold, pooled_auc=pooled_auc)
+    started = time.perf_counter()
+    label = f"{situation.name} @ {distortion if situation.distorted else 'plain'}"
+    for index in tqdm(range(len(images)), desc=label, disable=not progress, leave=False):
+        item = images[index]
+        source = item["distorted"] if situation.distorted else item["plain"]
+        probabilities = pipeline.predict(source, window=window, stride=stride, batch_size=batch_size).numpy()
+        metrics.update(probabilities, item["mask"][0].numpy(), name=item["name"])
+        if maps_dir is not None and index < keep_maps:
+            write_png(maps_dir / f"{item['name']}.png", probabilities)
+    summary = metrics.summary()
+    return {
+        "situation": situation.name,
+        "dataset": dataset,
+        "distortion": distortion if situation.distorted else "none",
+        "metrics": {"per-image": summary["per-image"], "pooled": summary["pooled"]},
+        "images": summary["images"],
+        "single_class": summary["single_class"],
+        "undefined_f1": summary["undefined_f1"],
+        "protocol": {"window": window, "stride": stride, "threshold": threshold, "seed": seed},
+        "localizer": situation.localizer,
+        "restorer": situation.restorer,
+        "seconds": round(time.perf_counter() - started, 2),
+        "per_image": metrics.per_image,
+    }
+
+
+def record_filename(situation: str, distortion: str) -> str:
+    """A file name for a record: ``ReLoc{D}`` at ``jpeg:75`` -> ``ReLoc_D__jpeg-75.json``."""
+    return re.sub(r"[^A-Za-z0-9.+-]+", "_", situation) + "__" + re.sub(r"[^A-Za-z0-9.+-]+", "-", distortion) + ".json"
+
+
+def run_evaluation(
+    situations: list[Situation],
+    refs: list[SampleRef],
+    distortions: list[str],
+    out: Path,
+    **options,
+) -> list[dict]:
+    """Evaluate every situation at every distortion (plain-image situations once) and
+    write ``out/eval/<situation>__<distortion>.json``; maps of the first images go to
+    ``out/maps/<record name>/``."""
+    records = []
+    for situation in situations:
+        for distortion in distortions if situation.distorted else distortions[:1]:
+            shown = distortion if situation.distorted else "none"
+            name = record_filename(situation.name, shown)
+            record = evaluate_situation(situation, refs, distortion, maps_dir=out / "maps" / name[:-5], **options)
+            path = out / "eval" / name
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(_nan_to_none(record), indent=1) + "\n")
+            records.append(record)
+    return records
+
+
+def load_records(folders: list[Path]) -> list[dict]:
+    """Every evaluation record under ``folder/eval/*.json`` (or ``folder/*.json``)."""
+    records = []
+    for folder in folders:
+        folder = Path(folder)
+        files = sorted((folder / "eval").glob("*.json")) or sorted(folder.glob("*.json"))
+        records += [json.loads(path.read_text()) for path in files]
+    return records
+
+
+def _nan_to_none(value: object) -> object:
+    """Strict JSON: undefined metrics (nan) become ``null``; numpy scalars become floats."""
+    if isinstance(value, dict):
+        return {key: _nan_to_none(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_nan_to_none(item) for item in value]
+    if isinstance(value, (float, np.floating)):
+        return None if np.isnan(value) else float(value)
+    return value
