@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 import torch
 
+from conftest import reference_shapes
 from reloc.models.state_dicts import match_state_dict
 from reloc.models.mvssnet import (
     BayarConv2d,
@@ -16,8 +16,6 @@ from reloc.models.mvssnet import (
     mvssnet_key_map,
     rgb_to_gray,
 )
-
-REFERENCE_KEYS = Path(__file__).parent / "data" / "state-dict-keys" / "mvssnet-resnet50.tsv"
 
 #: 146,880,335 in the released definition minus the two ResNet-50 fc layers (4,098,000).
 EXPECTED_PARAMETERS = 142_782_335
@@ -29,16 +27,6 @@ SOBEL_PARAMETERS = 69_120
 def model() -> MVSSNet:
     torch.manual_seed(0)
     return MVSSNet()
-
-
-def _reference_entries() -> list[tuple[str, tuple[int, ...]]]:
-    entries = []
-    for line in REFERENCE_KEYS.read_text().splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        key, shape = line.split("\t")
-        entries.append((key, () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))))
-    return entries
 
 
 def test_parameter_count_and_silent_construction(capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,7 +65,7 @@ def test_backward_gives_finite_gradients(model: MVSSNet) -> None:
 
 
 def test_reference_keys_map_onto_ours() -> None:
-    entries = _reference_entries()
+    entries = list(reference_shapes("mvssnet-resnet50.tsv").items())
     assert len(entries) == 1424
     shapes = dict(entries)
     # Random tensors of the listed shapes, stored as expanded scalars to save memory.

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from conftest import reference_shapes
 from reloc.models.layers import pad_to_multiple
 from reloc.models.state_dicts import WeightsError, match_state_dict
 from reloc.models.scse_unet import (
@@ -19,7 +20,6 @@ from reloc.models.scse_unet import (
     scse_unet_key_map,
 )
 
-REFERENCE_KEYS = Path(__file__).parent / "data" / "state-dict-keys" / "scse_unet-senet154.tsv"
 REFERENCE_PARAMETERS = 128_815_441
 SENET154_PARAMETERS = 113_039_984
 
@@ -28,17 +28,6 @@ SENET154_PARAMETERS = 113_039_984
 def model() -> SCSEUnet:
     torch.manual_seed(0)
     return SCSEUnet().eval()
-
-
-def reference_shapes() -> dict[str, tuple[int, ...]]:
-    """Reference key -> shape, from the published state-dict listing (``scalar`` is ``()``)."""
-    shapes = {}
-    for line in REFERENCE_KEYS.read_text().splitlines():
-        if not line.strip() or line.startswith("#"):
-            continue
-        key, shape = line.split("\t")
-        shapes[key] = () if shape == "scalar" else tuple(int(s) for s in shape.split("x"))
-    return shapes
 
 
 def test_parameter_count_matches_reference(model: SCSEUnet) -> None:
@@ -80,7 +69,7 @@ def test_symmetric_input_normalization(model: SCSEUnet) -> None:
 
 
 def test_reference_keys_map_onto_ours(model: SCSEUnet) -> None:
-    shapes = reference_shapes()
+    shapes = reference_shapes("scse_unet-senet154.tsv")
     assert len(shapes) == 1182
     generator = torch.Generator().manual_seed(0)
     reference = {
