@@ -54,12 +54,16 @@ def test_eval_writes_a_record_per_situation_and_report_renders(runs, tmp_path):
     assert 0 <= record["metrics"]["per-image"]["auc"] <= 1
     assert record["restorer"].endswith("restorer.safetensors")
 
-    result = cli.invoke(app, ["report", str(tmp_path / "ev"), "--out", str(tmp_path / "rep"), "--run", str(runs["reloc"])])
+    result = cli.invoke(
+        app, ["report", str(tmp_path / "ev"), "--out", str(tmp_path / "rep"), "--run", str(runs["reloc"]), "--features", "40"]
+    )
     assert result.exit_code == 0, result.output
     text = (tmp_path / "rep" / "report.md").read_text()
     assert "| P{P} |" in text and "| ReLoc{D} |" in text and "jpeg:60 F1" in text
     assert (tmp_path / "rep" / "figures" / "loss-curves.png").stat().st_size > 1000
     assert (tmp_path / "rep" / "figures" / "qualitative.png").stat().st_size > 1000
+    assert (tmp_path / "rep" / "figures" / "features.png").stat().st_size > 1000
+    assert "| ReLoc{D} |" in text.split("Feature analysis")[1]  # one EMD per situation
 
 
 def test_table_orders_rows_like_the_paper_and_marks_undefined():

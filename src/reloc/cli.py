@@ -170,6 +170,9 @@ def report(
     out: Annotated[Path, typer.Option(help="Folder for report.md and figures/.")],
     runs: Annotated[Optional[list[Path]], typer.Option("--run", help="Run folders for loss curves (repeatable).")] = None,
     title: Annotated[str, typer.Option(help="Report title.")] = "reloc report",
+    features: Annotated[
+        int, typer.Option(help="Pixels per class for the t-SNE feature figure (Fig. 2); 0 skips it.")
+    ] = 0,
 ) -> None:
     """Turn evaluation records into Markdown tables laid out like the paper's, plus figures."""
     from reloc.analysis.report import write_report
@@ -178,7 +181,7 @@ def report(
     records = load_records(evals)
     if not records:
         raise typer.BadParameter(f"no evaluation records under {[str(e) for e in evals]}")
-    typer.echo(f"report: {write_report(records, out, list(evals), list(runs or []), title)}")
+    typer.echo(f"report: {write_report(records, out, list(evals), list(runs or []), title, feature_pixels=features)}")
 
 
 @app.command()

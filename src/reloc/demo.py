@@ -3,7 +3,7 @@
 1. synthesise a small tampered set from scikit-image's lossless colour photos;
 2. train CPU-scale ``plain`` (M^P), ``finetune`` (M^{D|P}) and ``reloc`` models;
 3. evaluate the paper's four situations at JPEG QF 75 on the held-out photo;
-4. write ``report.md`` with the table and figures.
+4. write ``report.md`` with the table and figures (loss curves, maps, t-SNE of features).
 
 The numbers come from a few minutes of training on a handful of photos: they show the
 pipeline working end to end, not the paper's results (see ``benchmarks/`` for those).
@@ -78,7 +78,7 @@ def run_demo(out: Path, count: int = 400, size: int = 256, progress: bool = True
     timings["evaluate"] = time.perf_counter() - tick
 
     typer.echo("[4/4] writing the report")
-    report = write_report(records, out, [out], [runs / "reloc"], title="reloc demo")
+    report = write_report(records, out, [out], [runs / "reloc"], title="reloc demo", feature_pixels=1000)
     timings["total"] = time.perf_counter() - started
     lines = ["", "## Time on this machine", "", "| step | seconds |", "| --- | ---: |"]
     lines += [f"| {step} | {seconds:.0f} |" for step, seconds in timings.items()]

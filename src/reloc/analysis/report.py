@@ -156,8 +156,58 @@ def read_map(path: Path) -> np.ndarray:
         return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 
-def write_report(records: list[dict], out: Path, eval_dirs: list[Path], runs: list[Path], title: str = "reloc report") -> Path:
-    """Write ``out/report.md`` (tables) and ``out/figures/*.png``; returns the report's path."""
+def situations_of(records: list[dict]):
+    """The evaluated situations at the first distortion (plain-image ones included)."""
+    from reloc.engine.evaluate import Situation
+
+    distortion = (distortions_of(records) or ["none"])[0]
+    chosen = []
+    for name in ordered_situations(records):
+        record = next((r for r in records if r["situation"] == name and r["distortion"] in (distortion, "none")), None)
+        if record is not None:
+            chosen.append(Situation(name, record["localizer"], record["restorer"], record["distortion"] != "none"))
+    return chosen, distortion
+
+
+def feature_section(records: list[dict], out: Path, pixels: int) -> list[str]:
+    """Fig. 2 (t-SNE of encoder features of tampered vs original pixels, with EMD) as report lines."""
+    from reloc.analysis.features import feature_figure
+    from reloc.data.datasets import load_dataset
+    from reloc.devices import pick_device
+
+    situations, distortion = situations_of(records)
+    refs = {ref.name: ref for ref in load_dataset(records[0]["dataset"])}
+    evaluated = [refs[r["name"]] for r in records[0]["per_image"]]
+    path = out / "figures" / "features.png"
+    distances = feature_figure(situations, evaluated, distortion, path, pick_device("auto"), pixels, records[0]["protocol"]["seed"])
+    rows = [f"| {name} | {value:.2f} |" for name, value in distances.items()]
+    return [
+        "## Feature analysis (Fig. 2)",
+        "",
+        f"Encoder features of {pixels} tampered and {pixels} original test pixels per situation, projected "
+        f"with t-SNE; the earth mover's distance (EMD) between the two projected sets (larger = better separated).",
+        "",
+        f"![feature analysis]({path.relative_to(out)})",
+        "",
+        "| situation | EMD |",
+        "| --- | ---: |",
+        *rows,
+        "",
+    ]
+
+
+def write_report(
+    records: list[dict],
+    out: Path,
+    eval_dirs: list[Path],
+    runs: list[Path],
+    title: str = "reloc report",
+    feature_pixels: int = 0,
+) -> Path:
+    """Write ``out/report.md`` (tables) and ``out/figures/*.png``; returns the report's path.
+
+    ``feature_pixels`` > 0 adds the feature analysis (Fig. 2) with that many pixels per class.
+    """
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# {title}", ""]
     if records:
@@ -183,6 +233,8 @@ def write_report(records: list[dict], out: Path, eval_dirs: list[Path], runs: li
     grid = qualitative_figure(records, eval_dirs, out / "figures" / "qualitative.png") if records else None
     if grid is not None:
         lines += ["## Qualitative results (Fig. 5)", "", f"![qualitative results]({grid.relative_to(out)})", ""]
+    if records and feature_pixels > 0:
+        lines += feature_section(records, out, feature_pixels)
     path = out / "report.md"
     path.write_text("\n".join(lines))
     return path
