@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
 from PIL import Image
 
-from reloc.data import synth
+from reloc.data.synth import text as synth_text
 from reloc.data.photos import list_photos, photo_ids
 from reloc.data.synth import (
     SPLITS,
@@ -181,12 +181,12 @@ def test_donors_from_another_photo_set_keep_splits_apart(tmp_path, photos):
 
 
 def test_text_works_offline_with_every_font(photos, monkeypatch):
-    for font in synth._font_files():
-        monkeypatch.setattr(synth, "_font_files", lambda font=font: (font,))
+    for font in synth_text._font_files():
+        monkeypatch.setattr(synth_text, "_font_files", lambda font=font: (font,))
         for seed in range(2):
             sample = render_sample("text", photos[0], np.random.default_rng(seed), SIZE)
             assert sample.mask.any() and sample.record["text"]["font"] == font[0]
-    monkeypatch.setattr(synth, "_font_files", lambda: (("pillow-default", None),))
+    monkeypatch.setattr(synth_text, "_font_files", lambda: (("pillow-default", None),))
     sample = render_sample("text", photos[1], np.random.default_rng(0), SIZE)
     assert sample.record["text"]["font"] == "pillow-default" and sample.mask.any()
 

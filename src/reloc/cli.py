@@ -7,8 +7,6 @@ first command), ``convert`` (reference checkpoints -> our safetensors), ``synth`
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 from typing import Annotated, Optional
 
