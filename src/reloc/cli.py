@@ -14,6 +14,12 @@ import typer
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
 
+#: Options shared by several commands.
+WindowOption = Annotated[int, typer.Option(help="Sliding-window side in pixels.")]
+StrideOption = Annotated[int, typer.Option(help="Sliding-window stride in pixels.")]
+BatchOption = Annotated[int, typer.Option(help="Windows per forward pass.")]
+DeviceOption = Annotated[str, typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.")]
+
 #: The variants ``reloc models`` lists: (role, name, builder arguments).
 LISTED_VARIANTS: list[tuple[str, str, dict]] = [
     ("restorer", "scunet", {"preset": "paper"}),
@@ -87,12 +93,12 @@ def evaluate(
     ],
     split: Annotated[str, typer.Option(help="train, val, test or all.")] = "test",
     seed: Annotated[int, typer.Option(help="Split seed (as in training) and distortion seed.")] = 0,
-    window: Annotated[int, typer.Option(help="Sliding-window side.")] = 512,
-    stride: Annotated[int, typer.Option(help="Sliding-window stride.")] = 512,
-    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 4,
+    window: WindowOption = 512,
+    stride: StrideOption = 512,
+    batch_size: BatchOption = 4,
     save_maps: Annotated[int, typer.Option(help="Probability maps to keep per situation (for reports).")] = 4,
     pooled_auc: Annotated[bool, typer.Option(help="Also compute AUC over all pixels pooled.")] = True,
-    device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda[:N]'.")] = "auto",
+    device: DeviceOption = "auto",
 ) -> None:
     """Evaluate the paper's situations (Tables I-V); one JSON record per situation and distortion."""
     from reloc.data.datasets import load_dataset, split_by_source
@@ -129,12 +135,12 @@ def localize(
     restorer: Annotated[Optional[Path], typer.Option(help="Restorer weights to put in front of the localizer.")] = None,
     restore: Annotated[bool, typer.Option(help="Use the run's restorer when it has one.")] = True,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("localized"),
-    window: Annotated[int, typer.Option(help="Sliding-window side.")] = 512,
-    stride: Annotated[int, typer.Option(help="Sliding-window stride.")] = 512,
-    batch_size: Annotated[int, typer.Option(help="Windows per forward pass.")] = 4,
+    window: WindowOption = 512,
+    stride: StrideOption = 512,
+    batch_size: BatchOption = 4,
     threshold: Annotated[float, typer.Option(help="Probability above which a pixel is marked tampered.")] = 0.5,
     save_restored: Annotated[bool, typer.Option(help="Also write the restored image.")] = False,
-    device: Annotated[str, typer.Option(help="'auto', 'cpu' or 'cuda[:N]'.")] = "auto",
+    device: DeviceOption = "auto",
 ) -> None:
     """Localize tampering in images: heat map, mask, overlay and a JSON summary per image.
 
