@@ -71,7 +71,10 @@ def test_table_orders_rows_like_the_paper_and_marks_undefined():
         return {"situation": name, "distortion": distortion, "images": 3,
                 "metrics": {"per-image": {"f1": f1, "iou": 0.5, "auc": None}}}
 
-    table = metrics_table([record("ReLoc{D}", "jpeg:75", 0.4), record("P{P}", "none", 0.9), record("P{D}", "jpeg:75", 0.1)])
+    table = metrics_table(
+        [record("ReLoc{D}", "jpeg:75", 0.4), record("P{P}", "none", 0.9), record("D|P{D}", "jpeg:75", 0.2)]
+    )
     rows = table.splitlines()[2:]
-    assert [row.split("|")[1].strip() for row in rows] == ["P{P}", "P{D}", "ReLoc{D}"]
+    assert [row.split(" | ")[0].strip("| ") for row in rows] == ["P{P}", "D\\|P{D}", "ReLoc{D}"]
+    assert all(row.replace("\\|", "").count("|") == 6 for row in rows)  # situation, 3 metrics, images
     assert "0.900" in rows[0] and "–" in rows[0]  # an undefined AUC is shown as a dash

@@ -16,6 +16,11 @@ METRICS = ("f1", "iou", "auc")
 METRIC_NAMES = {"f1": "F1", "iou": "IoU", "auc": "AUC"}
 
 
+def _cell(text: str) -> str:
+    """A Markdown table cell: ``|`` (as in ``D|P{D}``) escaped."""
+    return text.replace("|", "\\|")
+
+
 def _fmt(value: float | None) -> str:
     return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
@@ -46,7 +51,7 @@ def metrics_table(records: list[dict], averaging: str = "per-image") -> str:
             values = record["metrics"][averaging] if record else {}
             cells += [_fmt(values.get(m)) for m in METRICS]
             images = str(record["images"]) if record else images
-        lines.append(f"| {name} | " + " | ".join(cells) + f" | {images} |")
+        lines.append(f"| {_cell(name)} | " + " | ".join(cells) + f" | {images} |")
     return "\n".join(lines)
 
 
@@ -180,7 +185,7 @@ def feature_section(records: list[dict], out: Path, pixels: int) -> list[str]:
     evaluated = [refs[r["name"]] for r in records[0]["per_image"]]
     path = out / "figures" / "features.png"
     distances = feature_figure(situations, evaluated, distortion, path, pick_device("auto"), pixels, records[0]["protocol"]["seed"])
-    rows = [f"| {name} | {value:.2f} |" for name, value in distances.items()]
+    rows = [f"| {_cell(name)} | {value:.2f} |" for name, value in distances.items()]
     return [
         "## Feature analysis (Fig. 2)",
         "",
