@@ -44,3 +44,13 @@ def test_missing_file_is_named(tmp_path):
     with pytest.raises(ValueError, match="absent.yaml"):
         load_config(tmp_path / "absent.yaml")
     assert parse_override("a.b.c=1") == {"a": {"b": {"c": 1}}}
+
+
+def test_new_options_are_validated():
+    config = load_config(None, ["data.dataset=x", "optim.schedule=step", "train.restorer_warmup_epochs=1"])
+    with pytest.raises(ValueError) as error:
+        config.validate()
+    assert "optim.schedule" in str(error.value) and "restorer_warmup_epochs applies" in str(error.value)
+    with pytest.raises(ValueError, match="smaller than train.epochs"):
+        load_config(None, ["data.dataset=x", "train.task=reloc", "train.epochs=2", "train.restorer_warmup_epochs=2"]).validate()
+    assert load_config(None, []).optim.schedule == "plateau" and load_config(None, []).train.restorer_warmup_epochs == 0

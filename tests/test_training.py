@@ -161,3 +161,51 @@ def test_two_process_ddp_ends_with_identical_weights(dataset, tmp_path):
         for key in rank0[role]:
             assert torch.equal(rank0[role][key], rank1[role][key]), f"{role}.{key}"
     assert (tmp_path / "metrics.csv").is_file()
+
+
+def test_cosine_schedule_follows_the_epoch(dataset, tmp_path):
+    import math
+
+    config = tiny_config(dataset, "train.task=plain", "train.epochs=3", "optim.schedule=cosine", "optim.cosine_min_factor=0.1")
+    train(config, tmp_path, progress=False)
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    column = rows[0].split(",").index("lr_localizer")
+    rates = [float(row.split(",")[column]) for row in rows[1:]]
+    expected = [1e-3 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * e / 3))) for e in (1, 2, 3)]
+    assert rates == pytest.approx(expected, rel=1e-4)
+
+
+def test_restorer_warmup_trains_only_the_restorer_with_mae(dataset, plain_run, tmp_path, monkeypatch):
+    from reloc.models.weights import load_network
+
+    calls = {"discriminator": 0, "localization": 0}
+    for name in calls:
+        original = getattr(tasks, f"{name}_loss")
+
+        def counting(*args, _original=original, _name=name):
+            calls[_name] += 1
+            return _original(*args)
+
+        monkeypatch.setattr(tasks, f"{name}_loss", counting)
+    config = tiny_config(
+        dataset, "train.task=reloc", f"model.localizer_weights={plain_run}", "train.epochs=2", "train.restorer_warmup_epochs=1"
+    )
+    train(config, tmp_path, progress=False)
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert [row.split(",")[1] for row in rows[1:]] == ["warmup", "restoration"]
+    assert calls["discriminator"] == 2  # 2 restoration steps after the warm-up, none in it
+    state = torch.load(tmp_path / CHECKPOINT, weights_only=False)["task"]
+    assert state["updates"] == {"localizer": 0, "restorer": 4, "discriminator": 2, "warmup": 2}
+    warm = dict(zip(header, rows[1].split(",")))
+    assert float(warm["train_restoration"]) == pytest.approx(100 * float(warm["train_restoration_mae"]), rel=1e-3)
+    assert warm["train_restoration_gan"] == "" and warm["train_restoration_localization"] == ""
+    # the localizer never trained: identical to the plain run's
+    start = load_network(plain_run / "weights" / "best" / "localizer.safetensors").state_dict()
+    end = load_network(tmp_path / "weights" / "last" / "localizer.safetensors").state_dict()
+    assert all(torch.equal(start[key], end[key]) for key in start)
+    # resumed phases continue from the warm-up: a third epoch localizes
+    config3 = load_config(tmp_path / "config.yaml", ["train.epochs=3"])
+    config3.to_yaml(tmp_path / "config.yaml")
+    train(config3, tmp_path, resume=True, progress=False)
+    assert (tmp_path / "metrics.csv").read_text().splitlines()[-1].split(",")[1] == "localization"

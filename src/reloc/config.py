@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 TASKS = ("plain", "finetune", "reloc", "joint")
+SCHEDULES = ("plateau", "cosine")
 LOSS_TERMS = ("mae", "gan", "localization")
 
 
@@ -76,14 +77,22 @@ class OptimConfig:
         lr: learning rate of the restorer and the localizer.
         discriminator_lr: learning rate of the discriminator.
         discriminator_betas: Adam betas of the discriminator.
+        schedule: ``plateau`` (as published: ReduceLROnPlateau on the validation loss,
+            stepped after the epochs that trained the network) or ``cosine`` (not the
+            paper's: the rate of the restorer and the localizer follows
+            ``lr * (m + (1 - m) * (1 + cos(pi * e / E)) / 2)`` after epoch ``e`` of ``E``,
+            whatever the phase; the discriminator's stays constant).
         plateau_factor, plateau_patience: ReduceLROnPlateau on the validation loss.
+        cosine_min_factor: ``m``, the final rate of ``cosine`` as a fraction of ``lr``.
     """
 
     lr: float = 1e-4
     discriminator_lr: float = 1e-4
     discriminator_betas: tuple[float, float] = (0.5, 0.999)
+    schedule: str = "plateau"
     plateau_factor: float = 0.8
     plateau_patience: int = 2
+    cosine_min_factor: float = 0.0
 
 
 @dataclass
@@ -98,6 +107,10 @@ class TrainConfig:
         loss_terms: restoration-loss terms switched on (Table I ablations).
         alternate_every: 0 alternates restorer/localizer epochs (Algorithm 1); K > 0
             alternates every K steps instead.
+        restorer_warmup_epochs: ``reloc``/``joint`` only, not the paper's: the first N
+            epochs train only the restorer with only the MAE term (no discriminator, no GAN
+            or localization term, localizer untouched); Algorithm 1 (or joint training)
+            starts after them, its first epoch a restoration epoch. 0 = as published.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``.
         amp: mixed precision on CUDA (ignored on CPU).
         threshold: probability threshold of the validation F1 / IoU.
@@ -110,6 +123,7 @@ class TrainConfig:
     loss: str = "paper"
     loss_terms: list[str] = field(default_factory=lambda: list(LOSS_TERMS))
     alternate_every: int = 0
+    restorer_warmup_epochs: int = 0
     device: str = "auto"
     amp: bool = True
     threshold: float = 0.5
@@ -137,6 +151,16 @@ class Config:
         unknown_terms = set(self.train.loss_terms) - set(LOSS_TERMS)
         if unknown_terms or "mae" not in self.train.loss_terms:
             problems.append(f"train.loss_terms must include 'mae' and be within {LOSS_TERMS}")
+        if self.optim.schedule not in SCHEDULES:
+            problems.append(f"optim.schedule must be one of {SCHEDULES}, got {self.optim.schedule!r}")
+        if not 0.0 <= self.optim.cosine_min_factor <= 1.0:
+            problems.append("optim.cosine_min_factor must be within [0, 1]")
+        if self.train.restorer_warmup_epochs < 0:
+            problems.append("train.restorer_warmup_epochs must be >= 0")
+        elif self.train.restorer_warmup_epochs and self.train.task not in ("reloc", "joint"):
+            problems.append("train.restorer_warmup_epochs applies to train.task=reloc or joint only")
+        elif self.train.restorer_warmup_epochs >= self.train.epochs:
+            problems.append("train.restorer_warmup_epochs must be smaller than train.epochs")
         if self.train.epochs < 1 or self.data.batch_size < 1 or self.data.crop < 1:
             problems.append("train.epochs, data.batch_size and data.crop must be positive")
         if self.train.task in ("finetune",) and not self.model.localizer_weights:

@@ -7,7 +7,9 @@
   (or from a file), the localizer from a ``plain`` run. Restoration phases update the
   discriminator, then the restorer with ``L_R`` (localizer frozen but differentiable);
   localization phases update the localizer on restored images with the restorer frozen.
-  Phases alternate per epoch (epochs 1, 3, 5, ... restore) or every K steps.
+  Phases alternate per epoch (epochs 1, 3, 5, ... restore) or every K steps. With
+  ``train.restorer_warmup_epochs=N`` (not the paper's) the first N epochs update only the
+  restorer with only the MAE term, and the alternation starts after them.
 - :class:`JointTask` (``joint``): both phases every step (the paper's Table II ablation).
 
 A batch is ``{"plain": (B, 3, c, c), "distorted": (B, 3, c, c), "mask": (B, 1, c, c)}``.
@@ -18,17 +20,19 @@ localizer see it clamped to [0, 1], as the inference pipeline does.
 from __future__ import annotations
 
 import contextlib
+import math
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.optim import Adam
-from torch.optim.lr_scheduler import ReduceLROnPlateau
+from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
 from reloc.config import Config
 from reloc.engine.distributed import DistContext
-from reloc.losses import LOSS_PRESETS, LossWeights, discriminator_loss, localization_loss, restoration_loss
+from reloc.losses import LOSS_PRESETS, LossWeights, discriminator_loss, localization_loss, mae_loss, restoration_loss
 from reloc.metrics import LocalizationMetrics
 from reloc.models import create_discriminator, create_localizer, create_restorer, segmentation_logits
 from reloc.models.weights import load_foreign_weights
@@ -63,6 +67,17 @@ def resolve_weights(path: str, role: str) -> str:
     return str(candidate)
 
 
+class CosineFactor:
+    """``m + (1 - m) * (1 + cos(pi * e / E)) / 2``: the ``cosine`` schedule's rate factor after epoch ``e``."""
+
+    def __init__(self, epochs: int, minimum: float) -> None:
+        self.epochs, self.minimum = epochs, minimum
+
+    def __call__(self, epoch: int) -> float:
+        progress = min(epoch, self.epochs) / self.epochs
+        return self.minimum + (1.0 - self.minimum) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def psnr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """Peak signal-to-noise ratio in dB of each image in a batch, peak 1. ``(B,)``."""
     mse = (estimate.clamp(0, 1) - reference).square().flatten(1).mean(1)
@@ -87,11 +102,13 @@ class Task:
         self.amp = bool(config.train.amp and device.type == "cuda")
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
-        self.schedulers: dict[str, ReduceLROnPlateau] = {}
+        self.schedulers: dict[str, ReduceLROnPlateau | LambdaLR] = {}
         self.scalers: dict[str, torch.amp.GradScaler] = {}
         self._build()
         self.epoch = 0
         self.step = 0
+        #: optimizer steps taken per network (checkpointed; fairness controls count them)
+        self.updates: dict[str, int] = {role: 0 for role in self.roles}
 
     # --- construction -------------------------------------------------------------
     def _build(self) -> None:
@@ -112,9 +129,13 @@ class Task:
                 self.optimizers[role] = Adam(network.parameters(), lr=optim.discriminator_lr, betas=optim.discriminator_betas)
             else:
                 self.optimizers[role] = Adam(network.parameters(), lr=optim.lr)
-                self.schedulers[role] = ReduceLROnPlateau(
-                    self.optimizers[role], mode="min", factor=optim.plateau_factor, patience=optim.plateau_patience
-                )
+                if optim.schedule == "cosine":
+                    factor = CosineFactor(self.config.train.epochs, optim.cosine_min_factor)
+                    self.schedulers[role] = LambdaLR(self.optimizers[role], factor)
+                else:
+                    self.schedulers[role] = ReduceLROnPlateau(
+                        self.optimizers[role], mode="min", factor=optim.plateau_factor, patience=optim.plateau_patience
+                    )
             self.scalers[role] = torch.amp.GradScaler(self.device.type, enabled=self.amp)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
@@ -134,6 +155,7 @@ class Task:
         scaler.step(optimizer)
         scaler.update()
         self.dist.broadcast_buffers(network)
+        self.updates[role] = self.updates.get(role, 0) + 1
 
     def _batch(self, batch: dict) -> dict[str, torch.Tensor]:
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
@@ -194,10 +216,17 @@ class Task:
         return {"localization": loss.item()}, torch.sigmoid(logits)
 
     def end_epoch(self, validation: dict[str, float], phases: set[str]) -> None:
-        """Step each scheduler whose network trained this epoch, on its validation loss."""
+        """``plateau``: step each scheduler whose network trained this epoch, on its
+        validation loss. ``cosine``: step every scheduler (the rate follows the epoch)."""
+        if self.config.optim.schedule == "cosine":
+            with warnings.catch_warnings():  # a network idle so far (warm-up) still follows the epoch
+                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+                for scheduler in self.schedulers.values():
+                    scheduler.step()
+            return
         if phases & {"localization", "joint"} and "localizer" in self.schedulers:
             self.schedulers["localizer"].step(validation["val_localization"])
-        if phases & {"restoration", "joint"} and "restorer" in self.schedulers:
+        if phases & {"restoration", "joint", "warmup"} and "restorer" in self.schedulers:
             self.schedulers["restorer"].step(validation["val_restoration"])
 
     def learning_rates(self) -> dict[str, float]:
@@ -212,6 +241,7 @@ class Task:
             "scalers": {role: sc.state_dict() for role, sc in self.scalers.items()},
             "epoch": self.epoch,
             "step": self.step,
+            "updates": dict(self.updates),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -224,6 +254,7 @@ class Task:
         for role, scaler in self.scalers.items():
             scaler.load_state_dict(state["scalers"][role])
         self.epoch, self.step = state["epoch"], state["step"]
+        self.updates.update(state.get("updates", {}))
 
 
 class PlainTask(Task):
@@ -251,9 +282,18 @@ class ReLocTask(Task):
         self.use_gan = "gan" in terms and self.weights.gan > 0
         self.use_localization = "localization" in terms and self.weights.localization > 0
 
+    def in_warmup(self) -> bool:
+        """Within ``train.restorer_warmup_epochs`` (MAE-only restorer epochs)."""
+        return self.epoch < self.config.train.restorer_warmup_epochs
+
     def phase(self) -> str:
+        if self.in_warmup():
+            return "warmup"
         every = self.config.train.alternate_every
-        index = self.step // every if every > 0 else self.epoch
+        if every > 0:  # steps counted from the end of the warm-up
+            index = (self.step - self.updates.get("warmup", 0)) // every
+        else:
+            index = self.epoch - self.config.train.restorer_warmup_epochs
         return "restoration" if index % 2 == 0 else "localization"
 
     def restore(self, distorted: torch.Tensor) -> torch.Tensor:
@@ -283,6 +323,13 @@ class ReLocTask(Task):
         losses.update({("restoration" if k == "total" else f"restoration_{k}"): v.item() for k, v in terms.items()})
         return losses
 
+    def warmup_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Update R with the MAE term alone (no discriminator, no localizer)."""
+        mae = mae_loss(self.restore(batch["distorted"]), batch["plain"])
+        self._update("restorer", self.weights.mae * mae, "restoration warm-up")
+        self.updates["warmup"] = self.updates.get("warmup", 0) + 1
+        return {"restoration": self.weights.mae * mae.item(), "restoration_mae": mae.item()}
+
     def localization_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """Update L on restored images; R frozen."""
         with frozen(self.networks["restorer"]), torch.no_grad():
@@ -295,7 +342,10 @@ class ReLocTask(Task):
 
     def train_step(self, batch: dict) -> dict[str, float]:
         batch = self._batch(batch)
-        if self.phase() == "restoration":
+        phase = self.phase()
+        if phase == "warmup":
+            return self.warmup_step(batch)
+        if phase == "restoration":
             return self.restoration_step(batch)
         return self.localization_step(batch)
 
@@ -321,10 +371,12 @@ class JointTask(ReLocTask):
     """All three networks updated every step (Table II's joint training)."""
 
     def phase(self) -> str:
-        return "joint"
+        return "warmup" if self.in_warmup() else "joint"
 
     def train_step(self, batch: dict) -> dict[str, float]:
         batch = self._batch(batch)
+        if self.phase() == "warmup":
+            return self.warmup_step(batch)
         losses = self.restoration_step(batch)
         losses.update(self.localization_step(batch))
         return losses
