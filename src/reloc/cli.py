@@ -2,7 +2,7 @@
 
 Commands: ``models`` (the registered networks and their sizes), ``demo`` (the README's
 first command), ``convert`` (reference checkpoints -> our safetensors), ``synth``
-(synthetic tampered images from real photos).
+(synthetic tampered images from real photos), ``export`` (a weights file -> ONNX).
 """
 
 from __future__ import annotations
@@ -212,6 +212,42 @@ def convert(
         raise typer.Exit(1) from error
     save_network(built, out)
     typer.echo(f"{report}\nwrote {out}")
+
+
+@app.command()
+def export(
+    weights: Annotated[Path, typer.Argument(help="A .safetensors file written by reloc (it rebuilds its network).")],
+    out: Annotated[Path, typer.Option(help="Destination .onnx file.")],
+    height: Annotated[int, typer.Option(help="Height of the traced example input.")] = 512,
+    width: Annotated[int, typer.Option(help="Width of the traced example input.")] = 512,
+    opset: Annotated[Optional[int], typer.Option(help="ONNX opset version (default: reloc.export.DEFAULT_OPSET).")] = None,
+    dynamic: Annotated[bool, typer.Option(help="Dynamic batch, height and width (else fixed to 1x3xHxW).")] = True,
+    check: Annotated[bool, typer.Option(help="Compare onnxruntime's output with PyTorch's (needs onnxruntime).")] = True,
+) -> None:
+    """Export a network to ONNX (needs the 'export' extra: onnx, onnxscript, onnxruntime)."""
+    import torch
+
+    from reloc.export import DEFAULT_OPSET, check_onnx, export_onnx
+    from reloc.models.weights import WeightsError, load_network
+
+    try:
+        network = load_network(weights)
+    except WeightsError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    try:
+        export_onnx(network, out, height, width, opset=opset or DEFAULT_OPSET, dynamic=dynamic)
+    except ImportError as error:
+        typer.echo(f"error: {error}; install the export extra: pip install 'reloc[export]'", err=True)
+        raise typer.Exit(2) from error
+    typer.echo(f"wrote {out} ({network.spec.kind} {network.spec.name}, {'dynamic' if dynamic else 'fixed'} size)")
+    if check:
+        try:
+            difference = check_onnx(network, out, torch.rand(1, 3, height, width))
+        except ImportError:
+            typer.echo("onnxruntime not installed: output not checked")
+            return
+        typer.echo(f"max |onnxruntime - torch| on a random {height}x{width} image: {difference:.2e}")
 
 
 @app.command()
