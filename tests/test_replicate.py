@@ -57,3 +57,23 @@ def test_parts_are_listed_in_run_order(replicate, capsys):
     parts = capsys.readouterr().out.split()
     assert parts.index("plain") < parts.index("val-gap") < parts.index("finetune") < parts.index("reloc")
     assert parts.index("reloc") < parts.index("equal-updates") < parts.index("eval-t3")
+
+
+def test_parts_finished_in_parallel_processes_are_all_kept(replicate):
+    """Two parts of one seed start from the same file; each writes only what it changed."""
+    start = {"seed": 4, "parts": {"data": {"finished": True}}, "seconds": {"data": 3}, "dataset": {"train": 5}}
+    replicate.save_results(4, start)
+    stale = replicate.load_results(4)
+    finetune = json.loads(json.dumps(stale))
+    finetune["parts"]["finetune"] = {"finished": True}
+    finetune["seconds"]["finetune"] = 10
+    reloc = json.loads(json.dumps(stale))
+    reloc["parts"]["reloc"] = {"finished": True}
+    reloc["seconds"]["reloc"] = 20
+    reloc["config"] = {"base": ["x"]}
+    replicate.merge_results(4, stale, finetune)
+    merged = replicate.merge_results(4, stale, reloc)
+    assert replicate.load_results(4) == merged
+    assert set(merged["parts"]) == {"data", "finetune", "reloc"}
+    assert merged["seconds"] == {"data": 3, "finetune": 10, "reloc": 20}
+    assert merged["dataset"] == {"train": 5} and merged["config"] == {"base": ["x"]}

@@ -209,3 +209,33 @@ def test_restorer_warmup_trains_only_the_restorer_with_mae(dataset, plain_run, t
     config3.to_yaml(tmp_path / "config.yaml")
     train(config3, tmp_path, resume=True, progress=False)
     assert (tmp_path / "metrics.csv").read_text().splitlines()[-1].split(",")[1] == "localization"
+
+
+@pytest.mark.parametrize("select_by", ["loss", "auc"])
+def test_best_weights_follow_select_by(dataset, tmp_path, monkeypatch, select_by):
+    """weights/best holds the epoch chosen by train.select_by (scripted validation scores)."""
+    from reloc.engine.trainer import SELECTION
+    from reloc.models.weights import load_network
+
+    column = SELECTION[select_by][0]
+    scripted = iter([0.5, 0.2, 0.9] if select_by == "loss" else [0.6, 0.9, 0.7])  # best: epoch 2 either way
+    snapshots = []
+    real_validate = tasks.Task.validate
+
+    def validate(self, loader):
+        result = real_validate(self, loader)
+        result[column] = next(scripted)
+        snapshots.append({k: v.clone() for k, v in self.networks["localizer"].state_dict().items()})
+        return result
+
+    monkeypatch.setattr(tasks.Task, "validate", validate)
+    config = tiny_config(dataset, "train.task=plain", "train.epochs=3", f"train.select_by={select_by}")
+    train(config, tmp_path, progress=False)
+    best = load_network(tmp_path / "weights" / "best" / "localizer.safetensors").state_dict()
+    assert all(torch.equal(best[k], v) for k, v in snapshots[1].items())
+    assert not all(torch.equal(best[k], v) for k, v in snapshots[2].items())
+
+
+def test_unknown_select_by_is_refused(dataset):
+    with pytest.raises(ValueError, match="select_by"):
+        tiny_config(dataset, "train.select_by=iou").validate()

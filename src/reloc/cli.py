@@ -193,8 +193,9 @@ def convert(
     source: Annotated[Path, typer.Argument(help="Checkpoint in a reference implementation's key layout.")],
     network: Annotated[str, typer.Option(help="Registry name: scunet, dfcn, scse_unet, mvssnet, dcgan.")],
     out: Annotated[Path, typer.Option(help="Destination .safetensors file.")],
+    preset: Annotated[Optional[str], typer.Option(help="Preset of networks that have them (scunet: paper, small, tiny).")] = None,
     option: Annotated[
-        Optional[list[str]], typer.Option("--set", help="Builder argument key=value, e.g. preset=paper.")
+        Optional[list[str]], typer.Option("--set", help="Builder argument key=value, e.g. faithful=true.")
     ] = None,
 ) -> None:
     """Convert a reference checkpoint to a self-describing safetensors file (by key name)."""
@@ -204,7 +205,13 @@ def convert(
     kind = next((role for role, registry in REGISTRIES.items() if network in registry), None)
     if kind is None:
         raise typer.BadParameter(f"unknown network {network!r}")
-    built = create_network(kind, network, **parse_assignments(option or []))
+    arguments = parse_assignments(option or [])
+    if preset is not None:
+        arguments["preset"] = preset
+    try:
+        built = create_network(kind, network, **arguments)
+    except (TypeError, ValueError) as error:
+        raise typer.BadParameter(f"cannot build {network} with {arguments}: {error}") from error
     try:
         report = load_foreign_weights(built, source, strict=True)
     except WeightsError as error:
@@ -279,7 +286,7 @@ def train(
     except (ValueError, FileNotFoundError, DatasetError, ImageError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
-    typer.echo(f"finished {result.epochs} epochs in {result.run_dir}; best validation F1 {result.best_f1:.4f}")
+    typer.echo(f"finished {result.epochs} epochs in {result.run_dir}; best by validation {result.select_by} kept in {result.run_dir / 'weights' / 'best'}")
 
 
 @app.command()

@@ -16,6 +16,8 @@ import yaml
 
 TASKS = ("plain", "finetune", "reloc", "joint")
 SCHEDULES = ("plateau", "cosine")
+#: what ``weights/best`` is chosen by (see ``reloc.engine.trainer.SELECTION``)
+SELECT_BY = ("f1", "auc", "loss")
 LOSS_TERMS = ("mae", "gan", "localization")
 
 
@@ -114,6 +116,8 @@ class TrainConfig:
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``.
         amp: mixed precision on CUDA (ignored on CPU).
         threshold: probability threshold of the validation F1 / IoU.
+        select_by: which epoch's weights ``weights/best`` keeps: highest validation
+            ``f1`` (default), highest ``auc``, or lowest localization ``loss``.
         log_every: TensorBoard scalar interval in steps.
     """
 
@@ -127,6 +131,7 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     threshold: float = 0.5
+    select_by: str = "f1"
     log_every: int = 10
 
 
@@ -153,6 +158,8 @@ class Config:
             problems.append(f"train.loss_terms must include 'mae' and be within {LOSS_TERMS}")
         if self.optim.schedule not in SCHEDULES:
             problems.append(f"optim.schedule must be one of {SCHEDULES}, got {self.optim.schedule!r}")
+        if self.train.select_by not in SELECT_BY:
+            problems.append(f"train.select_by must be one of {SELECT_BY}, got {self.train.select_by!r}")
         if not 0.0 <= self.optim.cosine_min_factor <= 1.0:
             problems.append("optim.cosine_min_factor must be within [0, 1]")
         if self.train.restorer_warmup_epochs < 0:

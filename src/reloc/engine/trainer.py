@@ -6,7 +6,7 @@ Run folder::
     RUN/metrics.csv                      one row per epoch: losses, validation metrics, rates, seconds
     RUN/events.out.tfevents.*            TensorBoard scalars
     RUN/checkpoints/last.pt              everything needed to resume, written atomically
-    RUN/weights/{last,best}/<role>.safetensors   self-describing weights (best by validation F1)
+    RUN/weights/{last,best}/<role>.safetensors   self-describing weights (best by ``train.select_by``)
 
 A killed run continues with ``resume=True`` from the last completed epoch and reaches the
 same weights as an uninterrupted run: crops, distortions and shuffling are functions of
@@ -36,6 +36,15 @@ from reloc.engine.tasks import NonFiniteLossError, Task, create_task
 from reloc.models.weights import save_network
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
+#: ``train.select_by`` -> (validation column, +1 if higher is better else -1)
+SELECTION = {"f1": ("val_f1", 1.0), "auc": ("val_auc", 1.0), "loss": ("val_localization", -1.0)}
+
+
+def selection_score(validation: dict[str, float], select_by: str) -> float:
+    """Higher-is-better score of an epoch's validation for ``select_by``; NaN counts as worst."""
+    column, sign = SELECTION[select_by]
+    value = validation.get(column, float("nan"))
+    return sign * value if value == value else float("-inf")
 
 
 @dataclass
@@ -44,7 +53,8 @@ class TrainResult:
 
     run_dir: Path
     epochs: int
-    best_f1: float
+    best_score: float
+    select_by: str
     last_metrics: dict[str, float]
     networks: dict[str, torch.nn.Module]
 
@@ -194,13 +204,13 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
     val_sampler = DistributedSampler(val_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=False)
     val_loader = DataLoader(val_set, batch_size=batch_size, sampler=val_sampler, num_workers=config.data.workers)
 
-    best_f1 = float("-inf")
+    best_score = float("-inf")
     first_epoch = 0
     if resume:
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
         task.load_state_dict(state["task"])
         set_rng_state(state["rng"])
-        best_f1, first_epoch = state["best_f1"], state["task"]["epoch"]
+        best_score, first_epoch = state.get("best_score", state.get("best_f1")), state["task"]["epoch"]
     elif dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         config.to_yaml(run_dir / "config.yaml")
@@ -243,16 +253,16 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
             row.update(validation)
             row.update(task.learning_rates())
             row["seconds"] = time.perf_counter() - started
-            score = validation.get("val_f1", float("nan"))
-            improved = (score if score == score else -1.0) > best_f1  # a nan F1 counts as -1
+            score = selection_score(validation, config.train.select_by)
+            improved = score > best_score or (epoch == first_epoch == 0)  # the first epoch is always kept
             if improved:
-                best_f1 = score if score == score else -1.0
+                best_score = score
             if dist.is_main:
                 log.epoch(row)
                 export_weights(task, run_dir / "weights" / "last")
                 if improved:
                     export_weights(task, run_dir / "weights" / "best")
-                atomic_torch_save({"task": task.state_dict(), "rng": rng_state(), "best_f1": best_f1}, checkpoint_path)
+                atomic_torch_save({"task": task.state_dict(), "rng": rng_state(), "best_score": best_score}, checkpoint_path)
             dist.barrier()
     except NonFiniteLossError as error:
         raise NonFiniteLossError(
@@ -261,4 +271,4 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
         ) from None
     finally:
         log.close()
-    return TrainResult(run_dir, config.train.epochs, best_f1, validation, task.networks)
+    return TrainResult(run_dir, config.train.epochs, best_score, config.train.select_by, validation, task.networks)
