@@ -13,14 +13,14 @@ float rounding):
 
 - the localizer gets its input in ``channels_last`` memory (faster oneDNN convolutions);
 - ``predict`` runs one window per forward pass by default (``batch_size=None``):
-  batching 256- or 512-px windows was 1.4x slower on the CPU (the working set leaves
-  the cache) and multiplies the memory;
+  batching 512-px windows was 1.3x slower on the CPU (the working set leaves the
+  cache) and multiplied the peak memory by 2.5;
 - ``predict`` asks glibc's malloc (once per process, :func:`retain_freed_memory`) to keep
   freed memory for reuse: every large activation would otherwise be a fresh ``mmap``
   whose pages the kernel zero-fills again, which cost about a third of the time.
 
 ``torch.compile`` of :meth:`Pipeline.run` was measured too and is not used: with the
-above it was 7% slower than eager, after 24 s of compilation.
+above it was no faster than eager (2% slower), after seconds of compilation.
 """
 
 from __future__ import annotations
