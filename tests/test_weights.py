@@ -59,3 +59,15 @@ def test_unreadable_weights_name_the_file(tmp_path, content):
     safetensors_path.write_bytes(content)
     with pytest.raises(WeightsError, match="broken.safetensors"):
         load_network(safetensors_path)
+
+
+def test_top_level_load_network_rebuilds_from_the_file_alone(tmp_path):
+    import reloc
+
+    network = reloc.create_restorer("scunet", preset="tiny")
+    path = reloc.save_network(network, tmp_path / "restorer.safetensors")
+    rebuilt = reloc.load_network(path)
+    assert type(rebuilt) is type(network)
+    assert all(torch.equal(a, b) for a, b in zip(network.state_dict().values(), rebuilt.state_dict().values()))
+    with pytest.raises(AttributeError, match="no attribute 'nope'"):
+        reloc.nope  # noqa: B018
