@@ -233,7 +233,7 @@ def _number(value: str) -> float | int | str:
 
 # --- evaluation ------------------------------------------------------------------------
 def split(work: Path, seed: int) -> dict:
-    from reloc.data.datasets import load_dataset, split_by_source
+    from reloc.data.catalog import load_dataset, split_by_source
 
     return split_by_source(load_dataset(work / "data"), seed)
 

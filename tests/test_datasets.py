@@ -1,4 +1,4 @@
-"""Tests for reloc.data.datasets."""
+"""Tests for reloc.data.catalog (listing, validation, splits) and reloc.data.datasets (torch datasets)."""
 
 from __future__ import annotations
 
@@ -11,15 +11,8 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from reloc.data.datasets import (
-    DatasetError,
-    SampleRef,
-    TrainCrops,
-    WholeImages,
-    load_dataset,
-    split_by_source,
-    validate,
-)
+from reloc.data.catalog import DatasetError, SampleRef, load_dataset, split_by_source, validate
+from reloc.data.datasets import TrainCrops, WholeImages
 from reloc.data.io import ImageError
 
 

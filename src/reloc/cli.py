@@ -101,7 +101,7 @@ def evaluate(
     device: DeviceOption = "auto",
 ) -> None:
     """Evaluate the paper's situations (Tables I-V); one JSON record per situation and distortion."""
-    from reloc.data.datasets import load_dataset, split_by_source
+    from reloc.data.catalog import load_dataset, split_by_source
     from reloc.devices import pick_device
     from reloc.engine.evaluate import run_evaluation, standard_situations
 
@@ -269,7 +269,7 @@ def train(
 ) -> None:
     """Train one situation (plain, finetune, reloc, joint); works under torchrun for several GPUs."""
     from reloc.config import load_config
-    from reloc.data.datasets import DatasetError
+    from reloc.data.catalog import DatasetError
     from reloc.data.io import ImageError
     from reloc.engine.tasks import NonFiniteLossError
     from reloc.engine.trainer import train as run_training

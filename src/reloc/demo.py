@@ -42,7 +42,7 @@ def run_demo(out: Path, count: int = 400, size: int = 256, progress: bool = True
     import torch
 
     from reloc.analysis.report import write_report
-    from reloc.data.datasets import load_dataset, split_by_source
+    from reloc.data.catalog import load_dataset, split_by_source
     from reloc.data.synth import synthesize
     from reloc.devices import pick_device
     from reloc.engine.evaluate import run_evaluation, standard_situations

@@ -17,7 +17,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from reloc.data.datasets import SampleRef, WholeImages
+from reloc.data.catalog import SampleRef
+from reloc.data.datasets import WholeImages
 from reloc.engine.evaluate import Situation
 
 #: The module whose output is "the encoder's features", per localizer (its last map if a list).

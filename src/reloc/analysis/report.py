@@ -117,7 +117,8 @@ def qualitative_figure(records: list[dict], eval_dirs: list[Path], out: Path, ro
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from reloc.data.datasets import WholeImages, load_dataset
+    from reloc.data.catalog import load_dataset
+    from reloc.data.datasets import WholeImages
 
     distortion = (distortions_of(records) or ["none"])[0]
     columns = []
@@ -177,7 +178,7 @@ def situations_of(records: list[dict]):
 def feature_section(records: list[dict], out: Path, pixels: int) -> list[str]:
     """Fig. 2 (t-SNE of encoder features of tampered vs original pixels, with EMD) as report lines."""
     from reloc.analysis.features import feature_figure
-    from reloc.data.datasets import load_dataset
+    from reloc.data.catalog import load_dataset
     from reloc.devices import pick_device
 
     situations, distortion = situations_of(records)

@@ -1,14 +1,7 @@
 """Data layer: image I/O, seeded distortions and datasets."""
 
-from reloc.data.datasets import (
-    DatasetError,
-    SampleRef,
-    TrainCrops,
-    WholeImages,
-    load_dataset,
-    split_by_source,
-    validate,
-)
+from reloc.data.catalog import DatasetError, SampleRef, load_dataset, split_by_source, validate
+from reloc.data.datasets import TrainCrops, WholeImages
 from reloc.data.distortions import Distortion, distort_tensor, parse_distortion
 from reloc.data.io import ImageError, read_image, read_mask, to_numpy, to_tensor, write_png
 

@@ -26,7 +26,8 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from reloc.data.datasets import SampleRef, WholeImages
+from reloc.data.catalog import SampleRef
+from reloc.data.datasets import WholeImages
 from reloc.data.io import write_png
 from reloc.engine.inference import Pipeline
 from reloc.engine.tasks import resolve_weights

@@ -29,7 +29,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
 from reloc.config import Config, load_config
-from reloc.data.datasets import DatasetError, TrainCrops, load_dataset, split_by_source, validate
+from reloc.data.catalog import DatasetError, load_dataset, split_by_source, validate
+from reloc.data.datasets import TrainCrops
 from reloc.devices import pick_device
 from reloc.engine.distributed import DistContext
 from reloc.engine.tasks import NonFiniteLossError, Task, create_task

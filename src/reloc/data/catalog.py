@@ -1,0 +1,457 @@
+"""What a dataset holds: on-disk formats, validation and source-disjoint splits.
+
+Three on-disk formats are read by :func:`load_dataset`:
+
+* a folder with ``Tp/`` (tampered images) and ``Gt/`` (masks) paired by file stem, the
+  mask stem optionally ending in one of :data:`MASK_SUFFIXES` (``Tp/x.jpg`` with
+  ``Gt/x_gt.png``), plus an optional ``Au/`` folder of authentic images (all-zero masks);
+  folder names are case-insensitive and only their top level is listed;
+* an IMDL-BenCo JSON list ``[[image, mask or "Negative"], ...]`` whose relative paths
+  are relative to the JSON file's folder (``"Negative"`` = authentic);
+* our own synthetic output: ``OUT/manifest.json`` (or a per-split
+  ``OUT/manifest_{split}.json``) in the IMDL-BenCo format plus, when present,
+  ``OUT/provenance.jsonl`` whose records (``name``, ``source``, ``split``) give each
+  sample its source photo(s) and recorded split. A folder holding ``manifest.json`` is
+  read through it even if it also has ``Tp/`` and ``Gt/``.
+
+Each sample is a :class:`SampleRef` (files, name, source photos, recorded split);
+:mod:`reloc.data.datasets` turns references into torch datasets.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from reloc.data.io import DEFAULT_MAX_PIXELS, ImageError, read_image, read_mask
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
+MASK_SUFFIXES = ("_gt", "-gt", "_mask", "-mask", "_edgemask", "_groundtruth")
+"""Mask stem endings recognised in ``Gt/`` folders, compared case-insensitively."""
+NEGATIVE = "Negative"
+SOURCE_SEPARATOR = "+"
+SPLITS = ("train", "val", "test")
+
+_MANIFEST = "manifest.json"
+_PROVENANCE = "provenance.jsonl"
+_LISTED = 20
+
+
+class DatasetError(ValueError):
+    """A dataset that cannot be used: missing, empty, malformed or wholly unreadable."""
+
+
+@dataclass(frozen=True)
+class SampleRef:
+    """Where one sample lives.
+
+    Attributes:
+        image: the image file.
+        mask: the mask file, or ``None`` for an authentic image (all-zero mask).
+        source: id of the source photo, used to keep splits disjoint; defaults to the
+            image stem. A sample made from several photos names them all joined by
+            :data:`SOURCE_SEPARATOR` (``"a+b"``), and :func:`split_by_source` keeps
+            every photo named together in one split.
+        split: a recorded split (``"train"``, ``"val"``, ``"test"``) or ``None``.
+    """
+
+    image: Path
+    mask: Path | None = None
+    source: str = ""
+    split: str | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "image", Path(self.image))
+        if self.mask is not None:
+            object.__setattr__(self, "mask", Path(self.mask))
+        if not self.source:
+            object.__setattr__(self, "source", self.image.stem)
+        if self.split is not None and self.split not in SPLITS:
+            raise DatasetError(f"{self.image}: split must be one of {SPLITS}, got {self.split!r}")
+
+    @property
+    def name(self) -> str:
+        """The sample name used in records: the image file stem."""
+        return self.image.stem
+
+    @property
+    def sources(self) -> tuple[str, ...]:
+        """The source photo ids named by :attr:`source`."""
+        return tuple(self.source.split(SOURCE_SEPARATOR))
+
+
+def load_dataset(path: str | os.PathLike) -> list[SampleRef]:
+    """List the samples of a dataset, detecting its format.
+
+    Args:
+        path: a folder with ``manifest.json`` (plus optional ``provenance.jsonl``), a
+            folder with ``Tp/`` and ``Gt/``, or an IMDL-BenCo ``.json`` file.
+
+    Returns:
+        the samples, in file order. Files are not opened (see :func:`validate`).
+
+    Raises:
+        DatasetError: the path is missing, of no known layout, malformed or empty.
+    """
+    path = Path(path)
+    if path.is_file() and path.suffix.lower() == ".json":
+        refs = read_benco_json(path)
+    elif path.is_dir() and (path / _MANIFEST).is_file():
+        refs = read_benco_json(path / _MANIFEST)
+    elif path.is_dir() and {"tp", "gt"} <= set(_subfolders(path)):
+        refs = read_tp_gt(path)
+    elif path.exists():
+        raise DatasetError(
+            f"{path}: not a dataset (expected a .json list, a folder with {_MANIFEST}, "
+            "or a folder with Tp/ and Gt/)"
+        )
+    else:
+        raise DatasetError(f"{path}: no such file or folder")
+    if not refs:
+        raise DatasetError(f"{path}: the dataset is empty")
+    return refs
+
+
+def read_tp_gt(folder: str | os.PathLike) -> list[SampleRef]:
+    """List a ``Tp/`` + ``Gt/`` (+ optional ``Au/``) folder.
+
+    Args:
+        folder: the dataset folder.
+
+    Returns:
+        tampered samples (sorted by file name), then authentic ones.
+
+    Raises:
+        DatasetError: tampered images without a mask (all listed), or two masks for one
+            image.
+    """
+    folder = Path(folder)
+    subfolders = _subfolders(folder)
+    masks: dict[str, Path] = {}
+    for mask in _image_files(subfolders["gt"]):
+        key = _strip_mask_suffix(mask.stem)
+        if key in masks:
+            raise DatasetError(f"{folder}: two masks for {key!r}: {masks[key].name}, {mask.name}")
+        masks[key] = mask
+    refs, unmatched = [], []
+    for image in _image_files(subfolders["tp"]):
+        if image.stem in masks:
+            refs.append(SampleRef(image, masks[image.stem]))
+        else:
+            unmatched.append(image.name)
+    if unmatched:
+        raise DatasetError(
+            f"{folder}: {len(unmatched)} image(s) in Tp/ have no mask in Gt/ (expected "
+            f"<stem>.<ext> or <stem><suffix>.<ext>, suffix one of {MASK_SUFFIXES}): "
+            + _listing(unmatched)
+        )
+    if "au" in subfolders:
+        refs.extend(SampleRef(image) for image in _image_files(subfolders["au"]))
+    return refs
+
+
+def read_benco_json(path: str | os.PathLike) -> list[SampleRef]:
+    """Read an IMDL-BenCo JSON list ``[[image, mask or "Negative"], ...]``.
+
+    When a ``provenance.jsonl`` sits beside the file (our synthetic output: its
+    ``manifest.json`` or a per-split ``manifest_train.json``...), its ``source`` and
+    ``split`` fields are attached to the samples (see :func:`apply_provenance`).
+
+    Args:
+        path: the JSON file; relative paths inside are relative to its folder.
+
+    Returns:
+        the samples in list order.
+
+    Raises:
+        DatasetError: unreadable JSON or an entry that is not a pair of strings.
+    """
+    path = Path(path)
+    try:
+        entries = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read JSON: {exc}") from exc
+    if not isinstance(entries, list):
+        raise DatasetError(f"{path}: expected a JSON list of [image, mask] pairs")
+    refs = []
+    for number, entry in enumerate(entries):
+        if not (
+            isinstance(entry, list)
+            and len(entry) == 2
+            and all(isinstance(item, str) and item for item in entry)
+        ):
+            raise DatasetError(
+                f"{path}: entry {number} is {entry!r}, expected [image, mask or {NEGATIVE!r}]"
+            )
+        image, mask = entry
+        refs.append(
+            SampleRef(path.parent / image, None if mask == NEGATIVE else path.parent / mask)
+        )
+    provenance = path.parent / _PROVENANCE
+    if provenance.is_file():
+        refs = apply_provenance(refs, provenance)
+    return refs
+
+
+def apply_provenance(refs: list[SampleRef], path: str | os.PathLike) -> list[SampleRef]:
+    """Attach ``source`` and ``split`` from a ``provenance.jsonl`` file.
+
+    Each line is a JSON object with ``name`` (matched against the image stem, file name
+    or path relative to the provenance folder), ``source`` (a photo id or a list of them)
+    and optionally ``split``.
+
+    Args:
+        refs: the samples.
+        path: the provenance file.
+
+    Returns:
+        new samples carrying the recorded source and split.
+
+    Raises:
+        DatasetError: a malformed line, a duplicate name, or samples with no record.
+    """
+    path = Path(path)
+    records: dict[str, dict] = {}
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"{path}: cannot read: {exc}") from exc
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            name, source = str(record["name"]), record["source"]
+        except (json.JSONDecodeError, TypeError, KeyError) as exc:
+            raise DatasetError(f"{path}:{number}: expected an object with name and source") from exc
+        if isinstance(source, list):
+            source = SOURCE_SEPARATOR.join(sorted(str(item) for item in source))
+        if name in records:
+            raise DatasetError(f"{path}:{number}: duplicate name {name!r}")
+        records[name] = {"source": str(source), "split": record.get("split")}
+    updated, unmatched = [], []
+    for ref in refs:
+        keys = (ref.image.stem, ref.image.name, _relative(ref.image, path.parent))
+        record = next((records[key] for key in keys if key in records), None)
+        if record is None:
+            unmatched.append(ref.image.name)
+        else:
+            updated.append(SampleRef(ref.image, ref.mask, record["source"], record["split"]))
+    if unmatched:
+        raise DatasetError(
+            f"{path}: no provenance record for {len(unmatched)} sample(s): " + _listing(unmatched)
+        )
+    return updated
+
+
+def validate(
+    refs: list[SampleRef], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+) -> list[SampleRef]:
+    """Decode every image and mask and drop the unusable samples.
+
+    Decoding is the only way to notice truncated files, so this reads everything once;
+    run it before training rather than per epoch. Unreadable samples are reported in ONE
+    warning listing each file and its reason.
+
+    Args:
+        refs: the samples.
+        max_pixels: pixel cap passed to the readers.
+
+    Returns:
+        the readable samples, in order.
+
+    Raises:
+        DatasetError: ``refs`` is empty or no sample is readable.
+    """
+    if not refs:
+        raise DatasetError("no samples to validate")
+    good, problems = [], []
+    for ref in refs:
+        try:
+            image = read_image(ref.image, max_pixels=max_pixels)
+            if ref.mask is not None:
+                read_mask(ref.mask, size=image.shape[:2], max_pixels=max_pixels)
+        except ImageError as exc:
+            problems.append(str(exc))
+        else:
+            good.append(ref)
+    if not good:
+        raise DatasetError(f"none of the {len(refs)} samples is readable:\n" + _lines(problems))
+    if problems:
+        warnings.warn(
+            f"skipping {len(problems)} of {len(refs)} samples that cannot be read:\n"
+            + _lines(problems),
+            stacklevel=2,
+        )
+    return good
+
+
+def split_by_source(
+    refs: list[SampleRef],
+    seed: int,
+    test_fraction: float = 0.25,
+    val_fraction: float = 0.1,
+) -> dict[str, list[SampleRef]]:
+    """Split samples into train/val/test so that no source photo is in two splits.
+
+    If every sample carries a recorded split (from provenance) it is used as is, after
+    checking that no photo appears in two splits. Otherwise samples sharing a photo
+    (directly or through a chain of multi-photo samples) form a group, groups are
+    shuffled with ``seed`` and dealt to test until it holds ``test_fraction`` of the
+    samples, then to val, the rest to train; big groups can overshoot a fraction.
+
+    Args:
+        refs: the samples.
+        seed: shuffling seed; the result depends only on the seed and the set of samples.
+        test_fraction: wanted share of samples in test.
+        val_fraction: wanted share of samples in val.
+
+    Returns:
+        ``{"train": [...], "val": [...], "test": [...]}``, each in input order.
+
+    Raises:
+        DatasetError: no samples, only some samples with a recorded split, or recorded
+            splits sharing a photo.
+        ValueError: fractions not in [0, 1) or summing to 1 or more.
+    """
+    if not 0 <= test_fraction < 1 or not 0 <= val_fraction < 1 or test_fraction + val_fraction >= 1:
+        raise ValueError(
+            f"need 0 <= fractions and test + val < 1, got test={test_fraction}, val={val_fraction}"
+        )
+    if not refs:
+        raise DatasetError("no samples to split")
+    recorded = [ref.split for ref in refs]
+    if all(split is not None for split in recorded):
+        _check_recorded_splits(refs)
+        assignment = recorded
+    elif any(split is not None for split in recorded):
+        count = sum(split is not None for split in recorded)
+        raise DatasetError(f"only {count} of {len(refs)} samples carry a recorded split")
+    else:
+        assignment = _assign_groups(refs, seed, test_fraction, val_fraction)
+    splits: dict[str, list[SampleRef]] = {split: [] for split in SPLITS}
+    for ref, split in zip(refs, assignment):
+        splits[split].append(ref)
+    return splits
+
+
+def load_pair(ref: SampleRef) -> tuple[np.ndarray, np.ndarray]:
+    """Read a sample's image and mask.
+
+    Args:
+        ref: the sample.
+
+    Returns:
+        image float32 ``(H, W, 3)`` in [0, 1] and mask float32 ``(H, W)`` in {0, 1}
+        (zeros for an authentic sample).
+
+    Raises:
+        ImageError: a file cannot be read or the mask size differs from the image's.
+    """
+    image = read_image(ref.image)
+    if ref.mask is None:
+        return image, np.zeros(image.shape[:2], dtype=np.float32)
+    return image, read_mask(ref.mask, size=image.shape[:2])
+
+
+def _assign_groups(
+    refs: list[SampleRef], seed: int, test_fraction: float, val_fraction: float
+) -> list[str]:
+    """Split name per sample, dealing shuffled photo groups to test, val, then train."""
+    parent: dict[str, str] = {}
+
+    def find(photo: str) -> str:
+        parent.setdefault(photo, photo)
+        while parent[photo] != photo:
+            parent[photo] = parent[parent[photo]]
+            photo = parent[photo]
+        return photo
+
+    for ref in refs:
+        first, *others = ref.sources
+        for other in others:
+            parent[find(other)] = find(first)
+    members: dict[str, list[int]] = {}
+    for position, ref in enumerate(refs):
+        members.setdefault(find(ref.sources[0]), []).append(position)
+    groups = sorted(members.values(), key=lambda positions: min(refs[p].source for p in positions))
+    order = np.random.default_rng(seed).permutation(len(groups))
+    targets = {"test": test_fraction * len(refs), "val": val_fraction * len(refs)}
+    counts = {"test": 0, "val": 0}
+    assignment = [""] * len(refs)
+    for group_index in order:
+        positions = groups[group_index]
+        split = next((s for s in ("test", "val") if counts[s] < targets[s]), "train")
+        if split != "train":
+            counts[split] += len(positions)
+        for position in positions:
+            assignment[position] = split
+    return assignment
+
+
+def _check_recorded_splits(refs: list[SampleRef]) -> None:
+    """Raise DatasetError if a photo appears in two recorded splits."""
+    seen: dict[str, set[str]] = {}
+    for ref in refs:
+        for photo in ref.sources:
+            seen.setdefault(photo, set()).add(str(ref.split))
+    shared = sorted(photo for photo, splits in seen.items() if len(splits) > 1)
+    if shared:
+        raise DatasetError(
+            f"recorded splits share {len(shared)} source photo(s): " + _listing(shared)
+        )
+
+
+def _subfolders(folder: Path) -> dict[str, Path]:
+    """The ``tp``/``gt``/``au`` subfolders of ``folder``, keyed by lower-case name."""
+    found = {}
+    for child in sorted(folder.iterdir()):
+        if child.is_dir() and child.name.lower() in ("tp", "gt", "au"):
+            found[child.name.lower()] = child
+    return found
+
+
+def _image_files(folder: Path) -> list[Path]:
+    """Visible files of ``folder`` with an image extension, sorted by name."""
+    return sorted(
+        child
+        for child in folder.iterdir()
+        if child.is_file()
+        and not child.name.startswith(".")
+        and child.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def _strip_mask_suffix(stem: str) -> str:
+    """Remove one of :data:`MASK_SUFFIXES` (any case) from the end of a mask stem."""
+    lowered = stem.lower()
+    for suffix in MASK_SUFFIXES:
+        if lowered.endswith(suffix) and len(stem) > len(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+def _relative(path: Path, folder: Path) -> str:
+    """``path`` relative to ``folder`` in POSIX form, or the full path if outside it."""
+    try:
+        return path.relative_to(folder).as_posix()
+    except ValueError:
+        return path.as_posix()
+
+
+def _listing(names: list[str]) -> str:
+    """Comma-separated names, the first :data:`_LISTED` of them."""
+    shown = ", ".join(names[:_LISTED])
+    return shown + (f", ... and {len(names) - _LISTED} more" if len(names) > _LISTED else "")
+
+
+def _lines(problems: list[str]) -> str:
+    """One indented line per problem, the first :data:`_LISTED` of them."""
+    shown = "\n".join(f"  {problem}" for problem in problems[:_LISTED])
+    more = len(problems) - _LISTED
+    return shown + (f"\n  ... and {more} more" if more > 0 else "")
