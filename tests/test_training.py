@@ -239,3 +239,15 @@ def test_best_weights_follow_select_by(dataset, tmp_path, monkeypatch, select_by
 def test_unknown_select_by_is_refused(dataset):
     with pytest.raises(ValueError, match="select_by"):
         tiny_config(dataset, "train.select_by=iou").validate()
+
+
+def test_restorer_learning_rate_is_separate(dataset, plain_run, tmp_path):
+    config = tiny_config(
+        dataset, "train.task=reloc", f"model.localizer_weights={plain_run}", "optim.restorer_lr=0.0002",
+        "train.epochs=1",
+    )
+    train(config, tmp_path, progress=False)
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    header, values = rows[0].split(","), rows[1].split(",")
+    assert float(values[header.index("lr_restorer")]) == pytest.approx(2e-4)
+    assert float(values[header.index("lr_localizer")]) == pytest.approx(1e-3)

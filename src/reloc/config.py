@@ -76,7 +76,9 @@ class OptimConfig:
     """Adam and ReduceLROnPlateau as published (minus the restorer's never-decaying rate).
 
     Attributes:
-        lr: learning rate of the restorer and the localizer.
+        lr: learning rate of the localizer (and of the restorer unless ``restorer_lr``).
+        restorer_lr: learning rate of the restorer; ``None``: ``lr`` (as published, 1e-4
+            for every network).
         discriminator_lr: learning rate of the discriminator.
         discriminator_betas: Adam betas of the discriminator.
         schedule: ``plateau`` (as published: ReduceLROnPlateau on the validation loss,
@@ -89,6 +91,7 @@ class OptimConfig:
     """
 
     lr: float = 1e-4
+    restorer_lr: float | None = None
     discriminator_lr: float = 1e-4
     discriminator_betas: tuple[float, float] = (0.5, 0.999)
     schedule: str = "plateau"
@@ -158,6 +161,8 @@ class Config:
             problems.append(f"train.loss_terms must include 'mae' and be within {LOSS_TERMS}")
         if self.optim.schedule not in SCHEDULES:
             problems.append(f"optim.schedule must be one of {SCHEDULES}, got {self.optim.schedule!r}")
+        if self.optim.lr <= 0 or (self.optim.restorer_lr is not None and self.optim.restorer_lr <= 0):
+            problems.append("optim.lr and optim.restorer_lr must be positive")
         if self.train.select_by not in SELECT_BY:
             problems.append(f"train.select_by must be one of {SELECT_BY}, got {self.train.select_by!r}")
         if not 0.0 <= self.optim.cosine_min_factor <= 1.0:

@@ -128,7 +128,8 @@ class Task:
             if role == "discriminator":
                 self.optimizers[role] = Adam(network.parameters(), lr=optim.discriminator_lr, betas=optim.discriminator_betas)
             else:
-                self.optimizers[role] = Adam(network.parameters(), lr=optim.lr)
+                rate = optim.restorer_lr if role == "restorer" and optim.restorer_lr is not None else optim.lr
+                self.optimizers[role] = Adam(network.parameters(), lr=rate)
                 if optim.schedule == "cosine":
                     factor = CosineFactor(self.config.train.epochs, optim.cosine_min_factor)
                     self.schedulers[role] = LambdaLR(self.optimizers[role], factor)
