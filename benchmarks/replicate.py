@@ -111,6 +111,11 @@ PARTS = {
     "eval-t5": "Table V on test",
 }
 METRICS = ("f1", "iou", "auc")
+#: per-image values kept for Table III, for the paired comparisons of the aggregate
+PAIRED_METRICS = ("f1", "auc")
+#: (situation, baseline) pairs compared image by image on the test split
+PAIRED = [("ReLoc{D}", "D|P{D}"), ("ReLoc{D}", "D|P{D} equal-updates")]
+BOOTSTRAP = 10_000
 
 
 # --- bookkeeping -----------------------------------------------------------------------
@@ -240,8 +245,11 @@ def split(work: Path, seed: int) -> dict:
     return split_by_source(load_dataset(work / "data"), seed)
 
 
-def evaluate(situations, refs, distortions: list[str], out: Path, seed: int) -> dict[str, dict]:
-    """``{distortion or "none": {situation: {f1, iou, auc}}}`` and the records on disk."""
+def evaluate(situations, refs, distortions: list[str], out: Path, seed: int, per_image: dict | None = None) -> dict[str, dict]:
+    """``{distortion or "none": {situation: {f1, iou, auc}}}`` and the records on disk.
+
+    ``per_image``, if given, receives ``{situation: {image name: [f1, auc]}}`` (one
+    distortion per situation name is assumed)."""
     import torch
 
     from reloc.engine.evaluate import run_evaluation
@@ -257,7 +265,15 @@ def evaluate(situations, refs, distortions: list[str], out: Path, seed: int) -> 
             **means(record), "images": record["images"], "auc_single_class": record["single_class"],
             "undefined_f1": record["undefined_f1"],
         }
+        if per_image is not None:
+            per_image[record["situation"]] = {
+                r["name"]: [_rounded(r.get(m)) for m in PAIRED_METRICS] for r in record["per_image"]
+            }
     return table
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None or value != value else round(float(value), 5)
 
 
 def restorer_psnr(restorer_file: str, refs, distortion: str, seed: int) -> dict[str, float]:
@@ -352,7 +368,8 @@ def run_part(part: str, seed: int, work: Path, photos: str, results: dict, force
                 Situation("ReLoc{D} last", f"{last['reloc']}/localizer.safetensors", f"{last['reloc']}/restorer.safetensors"),
                 Situation("D|P{D} equal-updates last", f"{last['equal-updates']}/localizer.safetensors"),
             ]
-        table = evaluate(situations, refs, [DISTORTION], work / part, seed)
+        per_image: dict = {}
+        table = evaluate(situations, refs, [DISTORTION], work / part, seed, per_image)
         flat = {**table["none"], **table[DISTORTION]}
         details = {"situations": flat}
         if part == "val-t3":
@@ -363,6 +380,7 @@ def run_part(part: str, seed: int, work: Path, photos: str, results: dict, force
             results["validation"]["restorer_psnr_whole_images"] = details["restorer_psnr_whole_images"]
         else:
             results["table3"] = flat
+            results["per_image_t3"] = {name: per_image[name] for pair in PAIRED for name in pair if name in per_image}
     elif part == "eval-t4":
         refs = split(work, seed)["test"]
         situations = standard_situations(runs["plain"], runs["finetune-mixed"], {"ReLoc": runs["reloc-mixed"]})
@@ -417,6 +435,43 @@ def _table(seeds: list[dict], key: str) -> dict:
     return {name: {m: _stats([r.get(m) for r in found]) for m in METRICS} for name, found in rows.items()}
 
 
+def paired_differences(seeds: list[dict]) -> dict:
+    """Per-image differences of each :data:`PAIRED` comparison on the test split, pooled
+    over seeds: mean, 95% bootstrap interval (images resampled within each seed,
+    :data:`BOOTSTRAP` times, fixed seed), and each seed's own mean."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    out = {}
+    for name, baseline in PAIRED:
+        entry = {}
+        for index, metric in enumerate(PAIRED_METRICS):
+            per_seed = []
+            for result in seeds:
+                rows = result.get("per_image_t3", {})
+                if name not in rows or baseline not in rows:
+                    continue
+                a, b = rows[name], rows[baseline]
+                values = [a[k][index] - b[k][index] for k in sorted(a.keys() & b.keys())
+                          if a[k][index] is not None and b[k][index] is not None]
+                if values:
+                    per_seed.append(np.asarray(values))
+            if not per_seed:
+                continue
+            pooled = np.concatenate(per_seed)
+            draws = np.zeros(BOOTSTRAP)
+            for values in per_seed:  # resample within each seed, keep each seed's weight
+                picks = rng.integers(0, len(values), (BOOTSTRAP, len(values)))
+                draws += values[picks].sum(axis=1)
+            draws /= len(pooled)
+            low, high = np.percentile(draws, [2.5, 97.5])
+            entry[metric] = {"mean": round(float(pooled.mean()), 4), "ci95": [round(float(low), 4), round(float(high), 4)],
+                             "per_seed": [round(float(v.mean()), 4) for v in per_seed], "images": int(len(pooled))}
+        if entry:
+            out[f"{name} - {baseline}"] = entry
+    return out
+
+
 def aggregate() -> dict:
     seeds = [json.loads(p.read_text()) for p in sorted(SEED_RESULTS.glob("seed-*.json"))]
     if not seeds:
@@ -435,8 +490,10 @@ def aggregate() -> dict:
             for test, rows in table4.items()
         },
         "table5": _table(seeds, "table5"),
+        "paired_t3": paired_differences(seeds),
         "validation": _table(seeds, "validation"),
         "seconds": {part: _stats([r.get("seconds", {}).get(part) for r in seeds]) for part in PARTS},
+        "torch_threads": sorted({p["torch_threads"] for r in seeds for p in r.get("parts", {}).values() if "torch_threads" in p}),
         "restorer_psnr_validation": {
             **{k: _stats([r.get("validation", {}).get("restorer_psnr_whole_images", {}).get(k) for r in seeds])
                for k in ("restored", "distorted")},
@@ -473,6 +530,14 @@ def markdown(summary: dict) -> str:
 
     if summary["table3"]:
         block("Table III: JPEG QF 75", summary["table3"])
+    if summary.get("paired_t3"):
+        lines += ["Paired per-image differences on the test split, pooled over seeds (95% bootstrap interval; "
+                  "per-seed means in brackets):", "", "| comparison | F1 | AUC |", "| --- | --- | --- |"]
+        for comparison, entry in summary["paired_t3"].items():
+            cells = [f"{e['mean']:+.3f} ({e['ci95'][0]:+.3f}, {e['ci95'][1]:+.3f}) [{', '.join(f'{v:+.3f}' for v in e['per_seed'])}]"
+                     if (e := entry.get(m)) else "-" for m in PAIRED_METRICS]
+            lines.append(f"| {comparison.replace('|', chr(92) + '|')} | {cells[0]} | {cells[1]} |")
+        lines.append("")
     for test, table in summary["table4"].items():
         if test == "P{P}":
             continue
@@ -483,10 +548,12 @@ def markdown(summary: dict) -> str:
         block("Validation split (the numbers choices were made on)", summary["validation"])
     psnr = summary["restorer_psnr_validation"]
     if psnr["restored"]["n"]:
-        lines += ["Restorer PSNR on whole validation images (the checkpoint evaluated above, best validation F1): "
+        lines += ["Restorer PSNR on whole validation images (the checkpoint evaluated above, best validation loss): "
                   "restored " + _cell(psnr["restored"], 2) + " dB, JPEG input " + _cell(psnr["distorted"], 2) + " dB; "
                   "the last epoch's restorer: " + _cell(psnr["restored_last"], 2) + " dB.", ""]
-    lines += ["## Seconds per part (2-core CPU)", "", "| part | seconds |", "| --- | ---: |"]
+    threads = summary.get("torch_threads") or ["torch's default"]
+    lines += ["## Seconds per part", "", f"Wall seconds on the 2-core CPU, torch threads per part: {', '.join(map(str, threads))} "
+              "(training parts: the sum of their epochs).", "", "| part | seconds |", "| --- | ---: |"]
     lines += [f"| {part} | {_cell(stat, 0)} |" for part, stat in summary["seconds"].items() if stat["n"]]
     lines.append("")
     return "\n".join(lines)

@@ -77,3 +77,19 @@ def test_parts_finished_in_parallel_processes_are_all_kept(replicate):
     assert set(merged["parts"]) == {"data", "finetune", "reloc"}
     assert merged["seconds"] == {"data": 3, "finetune": 10, "reloc": 20}
     assert merged["dataset"] == {"train": 5} and merged["config"] == {"base": ["x"]}
+
+
+def test_paired_differences_pool_seeds_and_bound_the_mean(replicate):
+    seeds = []
+    for seed, gain in ((0, 0.1), (1, 0.3)):
+        names = [f"img{i}" for i in range(20)]
+        base = {n: [0.2 + 0.01 * i, 0.6] for i, n in enumerate(names)}
+        better = {n: [v[0] + gain + (0.05 if i % 2 else -0.05), 0.6 if i else None] for i, (n, v) in enumerate(base.items())}
+        seeds.append({"per_image_t3": {"ReLoc{D}": better, "D|P{D}": base}})
+    paired = replicate.paired_differences(seeds)
+    f1 = paired["ReLoc{D} - D|P{D}"]["f1"]
+    assert f1["mean"] == pytest.approx(0.2) and f1["per_seed"] == [0.1, 0.3] and f1["images"] == 40
+    assert 0.17 < f1["ci95"][0] < 0.2 < f1["ci95"][1] < 0.23  # images resampled within seeds
+    auc = paired["ReLoc{D} - D|P{D}"]["auc"]
+    assert auc["mean"] == 0 and auc["images"] == 38  # the None AUC of img0 is left out, in both seeds
+    assert "ReLoc{D} - D|P{D} equal-updates" not in paired
