@@ -1,8 +1,10 @@
 """Forward time of single networks on one image (median of N runs, ``torch.inference_mode``).
 
-    python benchmarks/forward_time.py [--size 512] [--repeats 5] [--threads 0]
+    python benchmarks/forward_time.py [--size 512] [--repeats 5] [--threads 0] [--default-malloc]
 
-Writes ``benchmarks/results/forward_time.json`` and prints it. Randomly initialised
+Like ``Pipeline.predict``, the process first keeps freed memory in malloc's heap
+(:func:`reloc.engine.inference.retain_freed_memory`; ``--default-malloc`` skips it, and
+large activations are then page-faulted afresh on every call). Writes ``benchmarks/results/forward_time.json`` and prints it. Randomly initialised
 weights (timing does not depend on the values).
 """
 
@@ -18,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from reloc.engine.inference import retain_freed_memory
 from reloc.models import count_parameters, create_network, segmentation_logits
 
 CASES = [
@@ -45,10 +48,12 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--default-malloc", action="store_true", help="do not call retain_freed_memory()")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "forward_time.json")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    retained = False if args.default_malloc else retain_freed_memory()
     torch.manual_seed(0)
     image = torch.rand(1, 3, args.size, args.size)
     results = []
@@ -72,6 +77,7 @@ def main() -> None:
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
         "machine": platform.machine(),
+        "malloc_retains_freed_memory": retained,
         "results": results,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
