@@ -97,7 +97,7 @@ def evaluate_situation(
     device: torch.device,
     window: int = 512,
     stride: int = 512,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     threshold: float = 0.5,
     seed: int = 0,
     pooled_auc: bool = True,
@@ -113,7 +113,8 @@ def evaluate_situation(
         refs: the test images.
         distortion: spec applied to whole images when ``situation.distorted``.
         device: where the networks run.
-        window, stride, batch_size: sliding-window protocol.
+        window, stride, batch_size: sliding-window protocol (``batch_size=None``:
+            :meth:`Pipeline.predict`'s per-device default).
         threshold: for F1 / IoU.
         seed: seed of the per-image distortion (the same for every situation, so all
             situations see the same distorted images).

@@ -107,7 +107,7 @@ def localize_files(
     *,
     window: int = 512,
     stride: int = 512,
-    batch_size: int = 4,
+    batch_size: int | None = None,
     threshold: float = 0.5,
     save_restored: bool = False,
     progress: bool = True,
@@ -119,7 +119,8 @@ def localize_files(
             patterns (``**`` recursive), expanded in order; a file reached twice runs once.
         pipeline: the restorer and localizer, in eval mode (see :func:`pipeline_from_weights`).
         out: output folder, created if needed.
-        window, stride, batch_size: the sliding windows of :meth:`Pipeline.predict`.
+        window, stride, batch_size: the sliding windows of :meth:`Pipeline.predict`
+            (``batch_size=None``: its per-device default).
         threshold: probability above which a pixel counts as tampered (mask, fraction).
         save_restored: also write ``<stem>_restored.png``.
         progress: show a tqdm progress bar.
@@ -205,7 +206,7 @@ def _localize_one(
     out: Path,
     window: int,
     stride: int,
-    batch_size: int,
+    batch_size: int | None,
     threshold: float,
     save_restored: bool,
 ) -> None:
