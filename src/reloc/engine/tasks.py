@@ -30,6 +30,7 @@ from torch import nn
 from torch.optim import Adam
 from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
+from reloc import pretrained
 from reloc.config import Config
 from reloc.engine.distributed import DistContext
 from reloc.losses import LOSS_PRESETS, LossWeights, discriminator_loss, localization_loss, mae_loss, restoration_loss
@@ -58,7 +59,10 @@ def frozen(*modules: nn.Module) -> Iterator[None]:
 
 
 def resolve_weights(path: str, role: str) -> str:
-    """A weights file, or a run folder whose best weights of ``role`` are taken."""
+    """A weights file, a run folder whose best weights of ``role`` are taken, or a
+    packaged model ``pretrained:NAME`` (:mod:`reloc.pretrained`)."""
+    if pretrained.is_pretrained(path):
+        return str(pretrained.weights_file(path, role))
     candidate = Path(path)
     if candidate.is_dir():
         candidate = candidate / "weights" / "best" / f"{role}.safetensors"
