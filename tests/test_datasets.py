@@ -323,3 +323,22 @@ def test_whole_images_wrong_mask_size_names_mask(tmp_path):
 def test_sample_ref_rejects_unknown_split(tmp_path):
     with pytest.raises(DatasetError, match="split"):
         SampleRef(tmp_path / "a.png", split="holdout")
+
+
+def test_train_crops_cache_gives_the_same_items_within_its_budget(tp_gt):
+    refs = validate(load_dataset(tp_gt))
+    fresh = TrainCrops(refs, crop=16, distortion="jpeg:80", seed=3, tamper_bias=0.5)
+    cached = TrainCrops(refs, crop=16, distortion="jpeg:80", seed=3, tamper_bias=0.5, cache_mb=1)
+    for epoch in (0, 1):
+        fresh.set_epoch(epoch)
+        cached.set_epoch(epoch)
+        for index in range(len(refs)):
+            a, b = fresh[index], cached[index]
+            for key in ("plain", "distorted", "mask"):
+                assert torch.equal(a[key], b[key]), (epoch, index, key)
+    assert len(cached._cache) == len(refs) and cached._cached_bytes <= 2**20
+    tiny = TrainCrops(refs, crop=16, cache_mb=0)
+    tiny[0]
+    assert not tiny._cache
+    with pytest.raises(ValueError, match="cache_mb"):
+        TrainCrops(refs, crop=16, cache_mb=-1)

@@ -238,3 +238,37 @@ def test_bad_arguments(tmp_path):
         SynthSettings(area_range=(0.3, 0.1))
     with pytest.raises(ValueError):
         SynthSettings(interpolations=("bicubic",))
+
+
+def test_whole_image_traces_host_jpeg_and_post_sharpening(photos):
+    """The release recipe's traces: a JPEG host before the edit, sharpening after it."""
+    from reloc.data.synth.edits import jpeg_roundtrip, load_host
+
+    settings = SynthSettings(p_host_jpeg=1.0, host_jpeg_quality_range=(80, 80), p_post_sharpen=0.0)
+    sample = render_sample("removal", photos[0], np.random.default_rng(1), SIZE, settings)
+    assert sample.record["host_jpeg_quality"] == 80 and "post_sharpen" not in sample.record
+    y, x = sample.record["crop"]
+    original = load_host(photos[0], SIZE)[y : y + SIZE, x : x + SIZE]
+    expected = np.rint(jpeg_roundtrip(np.ascontiguousarray(original), 80) * 255).astype(np.uint8)
+    np.testing.assert_array_equal(sample.host, expected)  # the host the edit was made on is the JPEG
+    np.testing.assert_array_equal((sample.image != sample.host).any(axis=2), sample.mask)
+
+    sharp = SynthSettings(p_post_sharpen=1.0, post_sharpen_amount_range=(1.0, 1.0), post_sharpen_sigma_range=(1.0, 1.0))
+    sample = render_sample("copymove", photos[0], np.random.default_rng(2), SIZE, sharp)
+    assert sample.record["post_sharpen"] == {"amount": 1.0, "sigma": 1.0}
+    changed = (sample.image != sample.host).any(axis=2)
+    assert changed[sample.mask].mean() > 0.5  # the edit stays visible against the sharpened host
+    far = ~cv2_dilate(sample.mask, 9)
+    assert not changed[far].any()  # away from the edit the sharpened image equals the sharpened host
+
+
+def test_default_settings_draw_no_whole_image_traces(photos):
+    sample = render_sample("splice", photos[0], np.random.default_rng(3), SIZE, SynthSettings(), photos[1])
+    assert "host_jpeg_quality" not in sample.record and "post_sharpen" not in sample.record
+
+
+def cv2_dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    import cv2
+
+    kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
+    return cv2.dilate(mask.astype(np.uint8), kernel) > 0

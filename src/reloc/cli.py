@@ -62,6 +62,40 @@ def models() -> None:
             network = create_network(kind, name, **kwargs)
         label = name + (f"({', '.join(f'{k}={v}' for k, v in kwargs.items())})" if kwargs else "")
         typer.echo(f"{kind:<14} {label:<34} {count_parameters(network):>14,}")
+    typer.echo("")
+    typer.echo(_pretrained_table())
+
+
+def _pretrained_table() -> str:
+    """The pretrained models with their card figures (per-image F1 / AUC on held-out photos)."""
+    from reloc import pretrained
+
+    try:
+        cards = pretrained.cards()
+    except pretrained.PretrainedError as error:
+        return f"pretrained models: unavailable ({error})"
+    columns = ("none", "jpeg:50", "jpeg:75", "jpeg:90")
+    lines = ["pretrained models (use as pretrained:NAME; figures: per-image F1 / AUC on held-out photos, "
+             "benchmarks/pretrained.py)",
+             f"{'name':<20} {'roles':<20} " + " ".join(f"{c:>13}" for c in columns)]
+    for name in pretrained.NAMES:
+        card = cards.get(name)
+        if card is None:
+            continue
+        figures = card.get("figures", {})
+
+        def cell(spec: str) -> str:
+            values = figures.get(spec)
+            if not values or values.get("f1") is None or values.get("auc") is None:
+                return f"{'-':>13}"
+            return f"{values['f1']:.2f} / {values['auc']:.2f}".rjust(13)
+
+        label = pretrained.PREFIX + name
+        lines.append(f"{label:<20} {'+'.join(card.get('roles', [])):<20} " + " ".join(cell(c) for c in columns))
+    lines.append("`reloc localize` with no model option uses --model auto: "
+                 f"no JPEG or quality >= {pretrained.PLAIN_QUALITY} -> plain, "
+                 "else robust or reloc, whichever the card shows better at that quality.")
+    return "\n".join(lines)
 
 
 @app.command()
@@ -69,12 +103,13 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for the synthetic data, runs, evaluation and report.")] = Path(
         "runs/demo"
     ),
+    train: Annotated[bool, typer.Option(help="Train CPU-scale models from scratch instead of using the pretrained ones.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
-    """Synthesise data, train plain / finetune / reloc, evaluate the four situations, write a report."""
+    """Evaluate the paper's four situations with the pretrained models on scikit-image's photos; write a report."""
     from reloc.demo import run_demo
 
-    report = run_demo(out, progress=progress)
+    report = run_demo(out, train=train, progress=progress)
     typer.echo(f"report: {report}")
 
 
@@ -132,10 +167,15 @@ def evaluate(
 @app.command()
 def localize(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
-    run: Annotated[Optional[Path], typer.Option(help="A run folder: its best localizer (and restorer, if any).")] = None,
-    localizer: Annotated[Optional[Path], typer.Option(help="Localizer weights (.safetensors) instead of --run.")] = None,
+    model: Annotated[
+        Optional[str],
+        typer.Option(help="'auto' (default: by each file's JPEG quality, see `reloc models`), pretrained:NAME, "
+                     "a run folder or a localizer weights file."),
+    ] = None,
+    run: Annotated[Optional[Path], typer.Option(help="A run folder (or pretrained:NAME): its best localizer and restorer.")] = None,
+    localizer: Annotated[Optional[Path], typer.Option(help="Localizer weights (.safetensors or pretrained:NAME).")] = None,
     restorer: Annotated[Optional[Path], typer.Option(help="Restorer weights to put in front of the localizer.")] = None,
-    restore: Annotated[bool, typer.Option(help="Use the run's restorer when it has one.")] = True,
+    restore: Annotated[bool, typer.Option(help="Use the model's restorer when it has one.")] = True,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("localized"),
     window: WindowOption = 512,
     stride: StrideOption = 512,
@@ -146,23 +186,25 @@ def localize(
 ) -> None:
     """Localize tampering in images: heat map, mask, overlay and a JSON summary per image.
 
-    Unreadable files are listed with their reason at the end (exit code 1); every good
-    file is still processed.
+    With no model option, `--model auto` picks a pretrained model per file from its JPEG
+    quality. Unreadable files are listed with their reason at the end (exit code 1);
+    every good file is still processed.
     """
     from reloc.devices import pick_device
-    from reloc.engine.localize import localize_files, pipeline_from_weights
-    from reloc.engine.tasks import resolve_weights
+    from reloc.engine.localize import localize_files
+    from reloc.engine.model_choice import ModelChooser
+    from reloc.pretrained import PretrainedError
 
-    if (run is None) == (localizer is None):
-        raise typer.BadParameter("give either --run or --localizer")
-    if run is not None:
-        localizer = Path(resolve_weights(str(run), "localizer"))
-        run_restorer = run / "weights" / "best" / "restorer.safetensors"
-        if restorer is None and restore and run_restorer.is_file():
-            restorer = run_restorer
-    pipeline = pipeline_from_weights(localizer, restorer if restore else None, pick_device(device))
+    given = [value for value in (model, run, localizer) if value is not None]
+    if len(given) > 1:
+        raise typer.BadParameter("give one of --model, --run, --localizer")
+    try:
+        chooser = ModelChooser.from_option(str(given[0]) if given else "auto", pick_device(device), restorer, restore)
+    except (PretrainedError, FileNotFoundError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
     summary = localize_files(
-        inputs, pipeline, out, window=window, stride=stride, batch_size=batch_size, threshold=threshold,
+        inputs, chooser, out, window=window, stride=stride, batch_size=batch_size, threshold=threshold,
         save_restored=save_restored,
     )
     typer.echo(summary.report())
@@ -225,8 +267,11 @@ def convert(
 
 @app.command()
 def export(
-    weights: Annotated[Path, typer.Argument(help="A .safetensors file written by reloc (it rebuilds its network).")],
+    weights: Annotated[
+        Path, typer.Argument(help="A .safetensors file written by reloc (it rebuilds its network), a run folder or pretrained:NAME.")
+    ],
     out: Annotated[Path, typer.Option(help="Destination .onnx file.")],
+    role: Annotated[str, typer.Option(help="Which network of a run folder or pretrained model: localizer or restorer.")] = "localizer",
     height: Annotated[int, typer.Option(help="Height of the traced example input.")] = 512,
     width: Annotated[int, typer.Option(help="Width of the traced example input.")] = 512,
     opset: Annotated[Optional[int], typer.Option(help="ONNX opset version (default: reloc.export.DEFAULT_OPSET).")] = None,
@@ -236,12 +281,14 @@ def export(
     """Export a network to ONNX (needs the 'export' extra: onnx, onnxscript, onnxruntime)."""
     import torch
 
+    from reloc.engine.tasks import resolve_weights
     from reloc.export import DEFAULT_OPSET, check_onnx, export_onnx
     from reloc.models.weights import WeightsError, load_network
+    from reloc.pretrained import PretrainedError
 
     try:
-        network = load_network(weights)
-    except WeightsError as error:
+        network = load_network(resolve_weights(str(weights), role))
+    except (WeightsError, PretrainedError, FileNotFoundError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
     try:

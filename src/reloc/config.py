@@ -36,6 +36,8 @@ class DataConfig:
             records no split of its own).
         steps_per_epoch: cap on steps per epoch (``null``: one pass over the training set).
         workers: DataLoader worker processes.
+        cache_mb: memory budget (MB, per process) for decoded training / validation images
+            (0: read every crop's files afresh).
     """
 
     dataset: str = ""
@@ -47,6 +49,7 @@ class DataConfig:
     val_fraction: float = 0.1
     steps_per_epoch: int | None = None
     workers: int = 0
+    cache_mb: int = 0
 
 
 @dataclass

@@ -19,7 +19,10 @@ from reloc.data.io import to_tensor
 class TrainCrops(Dataset):
     """Random training crops, reproducible per (seed, epoch, index).
 
-    Each item reads its files afresh (nothing is cached). Images smaller than the crop
+    Each item reads its files afresh unless ``cache_mb`` > 0: then decoded pairs are kept
+    in memory up to that many megabytes (first come, first kept; each DataLoader worker
+    has its own cache), which takes decoding off the critical path when crops are much
+    smaller than the images. Images smaller than the crop
     are padded by reflection on the bottom/right (the mask likewise). A crop is centred on
     a random tampered pixel with probability ``tamper_bias`` (when the mask has any),
     otherwise placed uniformly. The distortion is applied to the crop, so a JPEG's 8x8
@@ -34,6 +37,7 @@ class TrainCrops(Dataset):
             ``"distorted"`` entry.
         seed: base seed, >= 0.
         tamper_bias: probability in [0, 1] of centring the crop on a tampered pixel.
+        cache_mb: memory budget of the decoded-image cache in MB (0: no cache).
     """
 
     def __init__(
@@ -43,6 +47,7 @@ class TrainCrops(Dataset):
         distortion: Distortion | str | None = None,
         seed: int = 0,
         tamper_bias: float = 0.0,
+        cache_mb: int = 0,
     ) -> None:
         if crop < 1:
             raise ValueError(f"crop must be positive, got {crop}")
@@ -56,6 +61,11 @@ class TrainCrops(Dataset):
         self.seed = int(seed)
         self.tamper_bias = float(tamper_bias)
         self.epoch = 0
+        if cache_mb < 0:
+            raise ValueError(f"cache_mb must be >= 0, got {cache_mb}")
+        self.cache_bytes = int(cache_mb) * 2**20
+        self._cache: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        self._cached_bytes = 0
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch whose crops and distortions the items will produce.
@@ -75,7 +85,7 @@ class TrainCrops(Dataset):
         index = range(len(self.refs))[index]
         ref = self.refs[index]
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        image, mask = load_pair(ref)
+        image, mask = self._pair(index)
         pad = ((0, max(0, self.crop - mask.shape[0])), (0, max(0, self.crop - mask.shape[1])))
         image = np.pad(image, (*pad, (0, 0)), mode="reflect")
         mask = np.pad(mask, pad, mode="reflect")
@@ -83,6 +93,19 @@ class TrainCrops(Dataset):
         window = np.s_[top : top + self.crop, left : left + self.crop]
         image = np.ascontiguousarray(image[window])
         return _record(ref, image, mask[window], self.distortion, rng)
+
+    def _pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """The decoded ``(image, mask)`` of sample ``index``, from the cache when it holds it."""
+        if index in self._cache:
+            return self._cache[index]
+        pair = load_pair(self.refs[index])
+        size = pair[0].nbytes + pair[1].nbytes
+        if self._cached_bytes + size <= self.cache_bytes:
+            for array in pair:
+                array.setflags(write=False)  # items copy what they change, never the cached arrays
+            self._cache[index] = pair
+            self._cached_bytes += size
+        return pair
 
     def _origin(self, mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
         """Top-left corner of the crop in a mask at least ``crop`` on each side."""

@@ -31,6 +31,7 @@ from tqdm import tqdm
 
 from reloc.data.io import ImageError, read_image, to_numpy, to_tensor, write_png
 from reloc.engine.inference import Pipeline
+from reloc.engine.model_choice import ModelChooser
 from reloc.models.weights import WeightsError, load_network, read_spec
 from reloc.visualize import heatmap, overlay
 
@@ -102,7 +103,7 @@ def _load_role(path: str | os.PathLike, role: str, device: str | torch.device) -
 
 def localize_files(
     inputs: list[str],
-    pipeline: Pipeline,
+    pipeline: Pipeline | ModelChooser,
     out: Path,
     *,
     window: int = 512,
@@ -117,7 +118,9 @@ def localize_files(
     Args:
         inputs: image files, folders (their image files, sorted, not recursive) or glob
             patterns (``**`` recursive), expanded in order; a file reached twice runs once.
-        pipeline: the restorer and localizer, in eval mode (see :func:`pipeline_from_weights`).
+        pipeline: the restorer and localizer, in eval mode (see :func:`pipeline_from_weights`),
+            or a :class:`~reloc.engine.model_choice.ModelChooser` that picks one per file
+            (its ``model``, ``jpeg_quality`` and ``model_reason`` go into the JSON).
         out: output folder, created if needed.
         window, stride, batch_size: the sliding windows of :meth:`Pipeline.predict`
             (``batch_size=None``: its per-device default).
@@ -135,7 +138,8 @@ def localize_files(
     bar = tqdm(list(zip(files, unique_stems(files))), disable=not progress, unit="image", desc="localize")
     for path, stem in bar:
         try:
-            _localize_one(path, stem, pipeline, out, window, stride, batch_size, threshold, save_restored)
+            chosen, facts = pipeline.choose(path) if isinstance(pipeline, ModelChooser) else (pipeline, {})
+            _localize_one(path, stem, chosen, out, window, stride, batch_size, threshold, save_restored, facts)
         except ImageError as error:
             summary.failed.append((str(path), error.reason))
         else:
@@ -209,8 +213,10 @@ def _localize_one(
     batch_size: int | None,
     threshold: float,
     save_restored: bool,
+    facts: dict[str, object],
 ) -> None:
-    """Read, localize and write the outputs of one image (see the module docstring)."""
+    """Read, localize and write the outputs of one image (see the module docstring);
+    ``facts`` (which model ran and why) are added to its JSON."""
     started = time.perf_counter()
     image = read_image(path)
     prediction = pipeline.predict(to_tensor(image), window, stride, batch_size, return_restored=save_restored)
@@ -221,7 +227,8 @@ def _localize_one(
     if save_restored:
         write_png(out / f"{stem}_restored.png", to_numpy(prediction[1]))
     numbers = image_report(probabilities, threshold)
-    numbers.update(file=str(path), window=window, stride=stride, seconds=round(time.perf_counter() - started, 3))
+    numbers.update(file=str(path), **facts, window=window, stride=stride,
+                   seconds=round(time.perf_counter() - started, 3))
     _write_json(out / f"{stem}.json", numbers)
 
 

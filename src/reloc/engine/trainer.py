@@ -107,8 +107,10 @@ def build_datasets(config: Config, needs_distorted: bool, dist: DistContext) -> 
             f"{len(splits['val'])} validation images; both need at least one (see data.val_fraction)"
         )
     distortion = config.data.distortion if needs_distorted else None
-    train = TrainCrops(splits["train"], config.data.crop, distortion, config.train.seed, config.data.tamper_bias)
-    val = TrainCrops(splits["val"], config.data.crop, config.data.distortion, config.train.seed + 1, config.data.tamper_bias)
+    train = TrainCrops(splits["train"], config.data.crop, distortion, config.train.seed, config.data.tamper_bias,
+                       cache_mb=config.data.cache_mb)
+    val = TrainCrops(splits["val"], config.data.crop, config.data.distortion, config.train.seed + 1, config.data.tamper_bias,
+                     cache_mb=config.data.cache_mb)
     return train, val
 
 

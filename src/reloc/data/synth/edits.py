@@ -163,6 +163,21 @@ def _match_colour(
     return np.clip(cv2.cvtColor(lab, cv2.COLOR_Lab2RGB), 0.0, 1.0).astype(np.float32)
 
 
+def jpeg_roundtrip(pixels: np.ndarray, quality: int) -> np.ndarray:
+    """uint8 RGB ``(H, W, 3)`` through JPEG at ``quality`` (OpenCV's libjpeg) and back; float32 in [0, 1]."""
+    ok, data = cv2.imencode(".jpg", cv2.cvtColor(pixels, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise RuntimeError(f"OpenCV could not encode a JPEG at quality {quality}")
+    return cv2.cvtColor(cv2.imdecode(data, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
+
+
+def unsharp(pixels: np.ndarray, amount: float, sigma: float) -> np.ndarray:
+    """Unsharp mask of uint8 RGB ``(H, W, 3)``: ``x + amount * (x - blur(x))``, rounded back to uint8."""
+    image = pixels.astype(np.float32)
+    blurred = cv2.GaussianBlur(image, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)
+    return np.rint(np.clip(image + amount * (image - blurred), 0.0, 255.0)).astype(np.uint8)
+
+
 def _photometric(
     rng: np.random.Generator,
     patch: np.ndarray,
@@ -189,12 +204,8 @@ def _photometric(
     if jpeg and draw_jpeg:
         low, high = settings.region_jpeg_quality_range
         quality = int(rng.integers(low, high + 1))
-        pixels = cv2.cvtColor(np.rint(np.clip(patch, 0.0, 1.0) * 255.0).astype(np.uint8), cv2.COLOR_RGB2BGR)
-        ok, data = cv2.imencode(".jpg", pixels, [cv2.IMWRITE_JPEG_QUALITY, quality])
-        if ok:
-            decoded = cv2.imdecode(data, cv2.IMREAD_COLOR)
-            patch = cv2.cvtColor(decoded, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
-            traces["region_jpeg_quality"] = quality
+        patch = jpeg_roundtrip(np.rint(np.clip(patch, 0.0, 1.0) * 255.0).astype(np.uint8), quality)
+        traces["region_jpeg_quality"] = quality
     if smooth and draw_blur:
         sigma = _uniform(rng, settings.blur_sigma_range)
         patch = cv2.GaussianBlur(patch, (0, 0), sigma, borderType=cv2.BORDER_REFLECT_101)

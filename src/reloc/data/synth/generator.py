@@ -21,7 +21,7 @@ import numpy as np
 
 from reloc.data.io import write_png
 from reloc.data.photos import list_photos, photo_ids
-from reloc.data.synth.edits import _copymove, _r, _removal, _splice, load_host
+from reloc.data.synth.edits import _copymove, _r, _removal, _splice, jpeg_roundtrip, load_host, unsharp
 from reloc.data.synth.settings import SPLITS, TAMPER_TYPES, Sample, SynthSettings, SynthSummary, _Redraw
 from reloc.data.synth.text import _text
 
@@ -58,6 +58,12 @@ def render_sample(
     y = int(rng.integers(0, full.shape[0] - size + 1))
     x = int(rng.integers(0, full.shape[1] - size + 1))
     host = full[y : y + size, x : x + size].copy()
+    whole: dict[str, Any] = {}
+    # Whole-image traces draw from the stream only when enabled, so default settings
+    # give the same samples as before they existed.
+    if settings.p_host_jpeg > 0 and rng.random() < settings.p_host_jpeg:
+        whole["host_jpeg_quality"] = int(rng.integers(*settings.host_jpeg_quality_range, endpoint=True))
+        host = np.rint(jpeg_roundtrip(host, whole["host_jpeg_quality"]) * 255.0).astype(np.uint8)
     donor = load_host(donor_path, size) if (kind == "splice" and donor_path is not None) else None
     if kind == "splice" and donor is None:
         donor = full
@@ -79,8 +85,13 @@ def render_sample(
             continue
         area = float(mask.mean())
         if low <= area <= high:
+            if settings.p_post_sharpen > 0 and rng.random() < settings.p_post_sharpen:
+                amount = float(rng.uniform(*settings.post_sharpen_amount_range))
+                sigma = float(rng.uniform(*settings.post_sharpen_sigma_range))
+                image, host = unsharp(image, amount, sigma), unsharp(host, amount, sigma)
+                whole["post_sharpen"] = {"amount": _r(amount, 3), "sigma": _r(sigma, 3)}
             record = {"crop": [y, x], "resized": [int(full.shape[0]), int(full.shape[1])],
-                      "area": _r(area, 5), "attempts": attempt, **info}
+                      "area": _r(area, 5), "attempts": attempt, **info, **whole}
             return Sample(image=image, mask=mask, host=host, record=record)
         last = f"mask area {area:.4f} outside {settings.area_range}"
     raise RuntimeError(

@@ -96,6 +96,22 @@ class SynthSettings:
     """Probability that Gaussian noise is added to the region (all types)."""
     noise_sigma_range: tuple[float, float] = (4.0, 10.0)
     """Gaussian noise sigma on the 0-255 scale."""
+    # --- whole-image traces (off by default: the defaults keep every pixel outside the
+    # mask equal to the host photo; the release recipe turns them on) --------------------
+    p_host_jpeg: float = 0.0
+    """Probability that the host crop was a JPEG before the edit (a camera or web photo):
+    it is compressed whole, grid aligned with the crop, before the region is edited, so
+    the edited region lacks (or misaligns) the host's compression traces."""
+    host_jpeg_quality_range: tuple[int, int] = (70, 95)
+    """Quality range of that host JPEG."""
+    p_post_sharpen: float = 0.0
+    """Probability that the whole image is sharpened after the edit (unsharp mask), as
+    editors often do before saving. The returned host is sharpened the same way, so
+    pixels further than a few sigma from the edited region still equal it."""
+    post_sharpen_amount_range: tuple[float, float] = (0.3, 1.2)
+    """Unsharp-mask amount range (``out = x + amount * (x - blur(x))``)."""
+    post_sharpen_sigma_range: tuple[float, float] = (0.6, 1.6)
+    """Unsharp-mask Gaussian sigma range (px)."""
     # --- removal --------------------------------------------------------------------------
     inpaint_methods: tuple[str, ...] = ("telea", "ns")
     """``cv2.inpaint`` algorithms a removal picks from (uniformly)."""
@@ -120,7 +136,7 @@ class SynthSettings:
     def __post_init__(self) -> None:
         for name in (
             "p_feather", "p_resample", "p_rotate", "p_flip", "p_color_match", "p_gamma",
-            "p_region_jpeg", "p_blur", "p_denoise", "p_noise", "p_text_replace",
+            "p_region_jpeg", "p_blur", "p_denoise", "p_noise", "p_host_jpeg", "p_post_sharpen", "p_text_replace",
             "p_text_stroke", "test_fraction", "val_fraction",
         ):
             value = getattr(self, name)
@@ -139,6 +155,9 @@ class SynthSettings:
         _check_range("gamma_range", self.gamma_range, 0.05, 20.0)
         _check_range("gain_range", self.gain_range, 0.0, 10.0)
         _check_range("region_jpeg_quality_range", self.region_jpeg_quality_range, 1, 100)
+        _check_range("host_jpeg_quality_range", self.host_jpeg_quality_range, 1, 100)
+        _check_range("post_sharpen_amount_range", self.post_sharpen_amount_range, 0.0, 10.0)
+        _check_range("post_sharpen_sigma_range", self.post_sharpen_sigma_range, 0.1, 20.0)
         _check_range("blur_sigma_range", self.blur_sigma_range, 0.01, 50.0)
         _check_range("denoise_strength_range", self.denoise_strength_range, 0.1, 100.0)
         _check_range("noise_sigma_range", self.noise_sigma_range, 0.0, 255.0)

@@ -1,0 +1,269 @@
+"""The release recipe: make the pretrained models shipped inside the package.
+
+    python benchmarks/pretrain.py                      # every part, in order (resumable)
+    python benchmarks/pretrain.py --part plain         # one part
+    python benchmarks/pretrain.py --preset gpu         # the larger preset (CUDA)
+    python benchmarks/pretrain.py --list-parts
+
+The recipe is ``configs/release/recipe.yaml`` (photos, the held-out test photos, the
+generator's settings, which training config makes which model); the training configs are
+``configs/release/{plain,robust,reloc}.yaml``. Parts:
+
+- ``data``: ``reloc.data.synth.synthesize`` makes the training set from every photo under
+  ``photos`` except the held-out ones (split by photo into train / validation);
+- ``plain`` (M^P), then ``robust`` (M^{D|P}, JPEG 50-100) and ``reloc`` (Algorithm 1,
+  JPEG 50-100), both started from plain's best localizer; the two run side by side, one
+  torch thread each, with ``--jobs 2`` (the default);
+- ``ship``: copies each run's best weights to ``src/reloc/pretrained/<name>/`` and writes
+  the cards (``cards.json``) with the recipe's provenance; the measured figures are added
+  by ``benchmarks/pretrained.py``.
+
+Every training part is a ``reloc train`` process: a killed part resumes from its last
+checkpoint (``reloc train --resume``), a finished one is skipped, so re-running the script
+after a kill continues where it stopped. Provenance (commit, torch version, seeds, data
+summary, wall seconds per part) goes to ``benchmarks/results/pretrain.json`` after every part.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "configs" / "release" / "recipe.yaml"
+RESULTS = ROOT / "benchmarks" / "results" / "pretrain.json"
+PACKAGE = ROOT / "src" / "reloc" / "pretrained"
+PARTS = ("data", "plain", "robust", "reloc", "ship")
+SUMMARIES = {
+    "plain": "DFCN x0.5 with the SRM high-pass front end, trained on uncompressed images (M^P)",
+    "robust": "plain fine-tuned on JPEG crops of quality 50-100 (M^{D|P}, mixed quality)",
+    "reloc": "small SCUNet restorer + DFCN x0.5 trained by ReLoc's Algorithm 1 on JPEG 50-100, localizer from plain",
+}
+
+
+def load_recipe(preset: str) -> dict:
+    """The recipe with ``presets[preset]`` applied (``synth`` merged, ``set`` and ``threads`` kept)."""
+    recipe = yaml.safe_load(RECIPE.read_text())
+    presets = recipe.pop("presets")
+    if preset not in presets:
+        raise SystemExit(f"error: unknown preset {preset!r}; known: {', '.join(presets)}")
+    chosen = presets[preset] or {}
+    recipe["synth"] = {**recipe["synth"], **{k: v for k, v in chosen.get("synth", {}).items()}}
+    recipe["overrides"] = list(chosen.get("set", []))
+    if "threads" in chosen:
+        for model in recipe["models"].values():
+            model["threads"] = chosen["threads"]
+    recipe["preset"] = preset
+    return recipe
+
+
+def photo_split(recipe: dict) -> tuple[Path, list[Path], list[Path]]:
+    """``(photo root, training photos, held-out photos)``; every held-out name must exist."""
+    from reloc.data.photos import list_photos
+
+    root = (ROOT / recipe["photos"]).resolve()
+    held_out = [root / name for name in recipe["held_out"]]
+    missing = [str(p) for p in held_out if not p.is_file()]
+    if missing:
+        raise SystemExit(f"error: held-out photos not found: {', '.join(missing)}")
+    held = {p.resolve() for p in held_out}
+    training = [p for folder in sorted(d for d in root.iterdir() if d.is_dir())
+                for p in list_photos(folder) if p.resolve() not in held]
+    return root, training, held_out
+
+
+# --- bookkeeping -----------------------------------------------------------------------
+def load_results(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.is_file() else {"parts": {}}
+
+
+def save_results(results: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_suffix(f".{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(results, indent=1) + "\n")
+    os.replace(temporary, path)
+
+
+def git_commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def run_progress(run: Path) -> tuple[int, int]:
+    """``(epochs finished, epochs configured)`` of a run folder (0, 0 when it has none)."""
+    config, metrics = run / "config.yaml", run / "metrics.csv"
+    if not config.is_file():
+        return 0, 0
+    total = int(yaml.safe_load(config.read_text())["train"]["epochs"])
+    if not metrics.is_file():
+        return 0, total
+    with metrics.open() as handle:
+        return sum(1 for _ in csv.DictReader(handle)), total
+
+
+# --- parts -------------------------------------------------------------------------------
+def make_data(recipe: dict, work: Path) -> dict:
+    """Synthesise the training set (train / val photos only); returns the data summary."""
+    from reloc.data.synth import synthesize
+    from reloc.data.synth.settings import SynthSettings
+
+    root, training, held_out = photo_split(recipe)
+    synth = recipe["synth"]
+    settings = SynthSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in synth["settings"].items()})
+    summary = synthesize([str(p) for p in training], work / "data", count=int(synth["count"]),
+                         seed=int(synth["seed"]), size=int(synth["size"]), settings=settings, overwrite=True)
+    print(summary)
+    folders: dict[str, int] = {}
+    for path in training:
+        folders[path.parent.name] = folders.get(path.parent.name, 0) + 1
+    return {
+        "photos_root": recipe["photos"], "training_photos": len(training), "training_photos_per_folder": folders,
+        "held_out": list(recipe["held_out"]), **{k: v for k, v in summary.as_dict().items() if k != "out"},
+        "size": int(synth["size"]), "seed": int(synth["seed"]), "settings": settings.to_dict(),
+    }
+
+
+def train_command(recipe: dict, name: str, work: Path) -> list[str]:
+    """The ``reloc train`` command of one part: fresh (config + overrides) or ``--resume``."""
+    run = work / name
+    done, total = run_progress(run)
+    command = [sys.executable, "-m", "reloc", "train", "--out", str(run), "--no-progress"]
+    if total and (run / "checkpoints" / "last.pt").is_file():
+        return [*command, "--resume"]
+    if run.exists():
+        shutil.rmtree(run)  # started, no epoch finished: start over
+    model = recipe["models"][name]
+    command += ["--config", str(ROOT / model["config"]), "--set", f"data.dataset={work / 'data'}"]
+    if model.get("start"):
+        command += ["--set", f"model.localizer_weights={work / model['start']}"]
+    for override in recipe["overrides"]:
+        command += ["--set", override]
+    return command
+
+
+def launch(recipe: dict, name: str, work: Path) -> subprocess.Popen | None:
+    """Start one training part (None when it finished before)."""
+    done, total = run_progress(work / name)
+    if total and done >= total:
+        print(f"{name}: finished before ({done} epochs), skipped")
+        return None
+    threads = str(recipe["models"][name]["threads"])
+    env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"}
+    command = train_command(recipe, name, work)
+    (work / "logs").mkdir(parents=True, exist_ok=True)
+    log = open(work / "logs" / f"{name}.log", "a")  # noqa: SIM115 - closed when the process ends
+    print(f"{name}: {' '.join(command[1:])} ({threads} thread(s); log {log.name})")
+    return subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+def train_summary(run: Path) -> dict:
+    with (run / "metrics.csv").open() as handle:
+        rows = list(csv.DictReader(handle))
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    return {"epochs": len(rows), "train_seconds": round(sum(float(r["seconds"]) for r in rows), 1),
+            "seed": config["train"]["seed"], "config": config, "last_epoch": rows[-1]}
+
+
+def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
+    """Copy the best weights into the package and write the cards (figures reset)."""
+    import torch
+
+    cards = {}
+    for name in recipe["models"]:
+        best = work / name / "weights" / "best"
+        roles = [role for role in ("localizer", "restorer") if (best / f"{role}.safetensors").is_file()]
+        if "localizer" not in roles:
+            raise SystemExit(f"error: {best} has no localizer.safetensors; train {name} first")
+        target = package / name
+        target.mkdir(parents=True, exist_ok=True)
+        for role in ("localizer", "restorer"):
+            (target / f"{role}.safetensors").unlink(missing_ok=True)
+        for role in roles:
+            shutil.copyfile(best / f"{role}.safetensors", target / f"{role}.safetensors")
+        part = results["parts"].get(name, {})
+        cards[name] = {
+            "summary": SUMMARIES[name],
+            "roles": roles,
+            "trained_on": part.get("config", {}).get("data", {}).get("distortion"),
+            "recipe": {"preset": recipe["preset"], "config": recipe["models"][name]["config"],
+                       "epochs": part.get("epochs"), "seed": part.get("seed"),
+                       "train_seconds": part.get("train_seconds")},
+            "figures": {},
+        }
+    document = {
+        "recipe": "python benchmarks/pretrain.py" + ("" if recipe["preset"] == "cpu" else f" --preset {recipe['preset']}"),
+        "preset": recipe["preset"], "commit": results.get("commit"), "torch": torch.__version__,
+        "data": results["parts"].get("data", {}), "models": cards,
+    }
+    (package / "cards.json").write_text(json.dumps(document, indent=1) + "\n")
+    print(f"shipped {', '.join(cards)} -> {package}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "release")
+    parser.add_argument("--part", choices=PARTS, action="append", help="run only these parts (repeatable)")
+    parser.add_argument("--jobs", type=int, default=2, help="training parts run side by side (robust, reloc)")
+    parser.add_argument("--results", type=Path, default=RESULTS, help="provenance JSON")
+    parser.add_argument("--package", type=Path, default=PACKAGE, help="where ship puts weights and cards")
+    parser.add_argument("--list-parts", action="store_true")
+    args = parser.parse_args(argv)
+    if args.list_parts:
+        print("\n".join(PARTS))
+        return 0
+    import torch
+
+    recipe = load_recipe(args.preset)
+    work = args.work.resolve()
+    work.mkdir(parents=True, exist_ok=True)
+    results = load_results(args.results)
+    if results.get("preset") not in (None, args.preset):
+        raise SystemExit(f"error: {args.results} holds preset {results['preset']!r}; move it away to run {args.preset!r}")
+    results.update(preset=args.preset, commit=git_commit(), torch=torch.__version__, python=sys.version.split()[0],
+                   command=" ".join(["python", "benchmarks/pretrain.py", *(argv if argv is not None else sys.argv[1:])]))
+    parts = args.part or list(PARTS)
+    started = time.perf_counter()
+    if "data" in parts and not results["parts"].get("data", {}).get("finished"):
+        tick = time.perf_counter()
+        results["parts"]["data"] = {**make_data(recipe, work), "finished": True,
+                                    "wall_seconds": round(time.perf_counter() - tick, 1)}
+        save_results(results, args.results)
+    stages = [[n] for n in ("plain",) if n in parts] + [[n for n in ("robust", "reloc") if n in parts]]
+    for stage in stages:
+        for group in ([stage] if args.jobs > 1 else [[n] for n in stage]):
+            tick = time.perf_counter()
+            processes = {name: launch(recipe, name, work) for name in group}
+            failed = [name for name, process in processes.items() if process is not None and process.wait() != 0]
+            if failed:
+                save_results(results, args.results)
+                raise SystemExit(f"error: part(s) {', '.join(failed)} failed; see {work / 'logs'}; "
+                                 "run the script again to resume")
+            for name, process in processes.items():
+                previous = results["parts"].get(name, {}).get("wall_seconds", 0.0) if process else 0.0
+                wall = round(previous + (time.perf_counter() - tick if process else 0.0), 1)
+                results["parts"][name] = {**train_summary(work / name), "finished": True,
+                                          "wall_seconds": wall or results["parts"].get(name, {}).get("wall_seconds")}
+            save_results(results, args.results)
+    if "ship" in parts:
+        ship(recipe, work, results, args.package)
+    results["wall_seconds_this_invocation"] = round(time.perf_counter() - started, 1)
+    results["wall_seconds_total"] = round(sum(p.get("wall_seconds") or 0 for p in results["parts"].values()), 1)
+    save_results(results, args.results)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

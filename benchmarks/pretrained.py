@@ -1,0 +1,191 @@
+"""Accuracy of the shipped pretrained models on photos never used in training.
+
+    python benchmarks/pretrained.py                   # every model (resumable), then the JSON and cards
+    python benchmarks/pretrained.py --model reloc     # one model's rows (run two side by side)
+    python benchmarks/pretrained.py --aggregate       # parts -> benchmarks/results/pretrained.json + cards
+
+Test set: ``reloc synth`` with the generator's default settings on the held-out photos of
+``configs/release/recipe.yaml`` plus scikit-image's colour photos (``--photos default``),
+:data:`PER_PHOTO` images per photo, :data:`SIZE` px. Every model (``pretrained:plain``,
+``pretrained:robust``, ``pretrained:reloc``) is evaluated on whole images at every
+distortion of :data:`SPECS` (the same seeded distortion of each image for every model),
+per-image F1 / IoU at threshold 0.5 and AUC (``reloc.engine.evaluate``), with a 95%
+bootstrap interval over test images. There is one training seed of each model, so the
+intervals say how sure the figures are about these test images, not about retraining.
+
+Table III's four situations at QF 75 with these models are P{P} = plain on plain images,
+P{D} = plain at ``jpeg:75``, D|P{D} = robust at ``jpeg:75`` and ReLoc{D} = reloc at
+``jpeg:75``: rows of the same runs, not a second evaluation.
+
+Each (model, distortion) result is kept in ``--work``/parts/ as it finishes, so a killed
+run resumes; the figures also go into the package's ``cards.json`` (``--model auto``
+reads them).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "pretrained.json"
+RECIPE = ROOT / "configs" / "release" / "recipe.yaml"
+MODELS = ("plain", "robust", "reloc")
+SPECS = ("none", "jpeg:50", "jpeg:60", "jpeg:70", "jpeg:75", "jpeg:80", "jpeg:90", "jpeg:95",
+         "resize:0.5", "blur:1.0", "webp:80")
+PER_PHOTO = 4
+SIZE = 384
+SEED = 2026
+BOOTSTRAP = 2000
+METRICS = ("f1", "iou", "auc")
+
+
+def test_photos() -> list[str]:
+    """The test photos: the recipe's held-out list (absolute paths) and scikit-image's photos."""
+    from reloc.data.photos import list_photos
+
+    recipe = yaml.safe_load(RECIPE.read_text())
+    root = (ROOT / recipe["photos"]).resolve()
+    return [str(root / name) for name in recipe["held_out"]] + [str(p) for p in list_photos("default")]
+
+
+def make_test_set(work: Path) -> Path:
+    """Synthesise the test images once (default generator settings), reused afterwards."""
+    from reloc.data.synth import synthesize
+    from reloc.data.synth.settings import SynthSettings
+
+    folder = work / "test-data"
+    if (folder / "manifest.json").is_file():
+        return folder
+    photos = test_photos()
+    # every photo is a test photo: no train / val photos to set aside
+    settings = SynthSettings(test_fraction=0.0, val_fraction=0.0)
+    print(synthesize(photos, folder, count=PER_PHOTO * len(photos), seed=SEED, size=SIZE, settings=settings,
+                     overwrite=True, progress=False))
+    return folder
+
+
+def bootstrap_interval(values: list[float], rng: np.random.Generator) -> list[float] | None:
+    """95% percentile bootstrap interval of the mean over images (None when < 2 values)."""
+    data = np.array([v for v in values if v is not None and not np.isnan(v)], dtype=float)
+    if data.size < 2:
+        return None
+    means = data[rng.integers(0, data.size, (BOOTSTRAP, data.size))].mean(axis=1)
+    return [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)]
+
+
+def evaluate_model(name: str, work: Path) -> None:
+    """Evaluate ``pretrained:name`` at every spec; one part file per spec (skipped when present)."""
+    import torch
+
+    from reloc.data.catalog import load_dataset
+    from reloc.engine.evaluate import Situation, evaluate_situation
+    from reloc.pretrained import roles, weights_file
+
+    refs = load_dataset(make_test_set(work))
+    restorer = str(weights_file(name, "restorer")) if "restorer" in roles(name) else None
+    situation = Situation(name, str(weights_file(name, "localizer")), restorer, distorted=True)
+    parts = work / "parts"
+    parts.mkdir(parents=True, exist_ok=True)
+    for spec in SPECS:
+        path = parts / f"{name}__{spec.replace(':', '-')}.json"
+        if path.is_file():
+            continue
+        tick = time.perf_counter()
+        with torch.inference_mode():
+            record = evaluate_situation(situation, refs, spec, device=torch.device("cpu"), window=SIZE,
+                                        stride=SIZE, seed=SEED, pooled_auc=False, progress=False)
+        rng = np.random.default_rng([SEED, MODELS.index(name), SPECS.index(spec)])
+        values = record["metrics"]["per-image"]
+        row = {m: _round(values.get(m)) for m in METRICS}
+        row["ci95"] = {m: bootstrap_interval([r.get(m) for r in record["per_image"]], rng) for m in METRICS}
+        row.update(images=record["images"], single_class=record["single_class"],
+                   undefined_f1=record["undefined_f1"], seconds=round(time.perf_counter() - tick, 1))
+        temporary = path.with_suffix(f".{os.getpid()}.tmp")
+        temporary.write_text(json.dumps(row, indent=1) + "\n")
+        os.replace(temporary, path)
+        print(f"{name:<7} {spec:<11} F1 {row['f1']:.3f} IoU {row['iou']:.3f} AUC {row['auc']:.3f} "
+              f"({row['images']} images, {row['seconds']:.0f} s)", flush=True)
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None or np.isnan(value) else round(float(value), 4)
+
+
+def aggregate(work: Path, command: str) -> dict:
+    """Merge the part files into ``benchmarks/results/pretrained.json`` and the cards' figures."""
+    import torch
+
+    from reloc import pretrained
+
+    models: dict[str, dict] = {}
+    for name in MODELS:
+        rows = {}
+        for spec in SPECS:
+            path = work / "parts" / f"{name}__{spec.replace(':', '-')}.json"
+            if path.is_file():
+                rows[spec] = json.loads(path.read_text())
+        models[name] = rows
+    table3 = {label: models.get(model, {}).get(spec) for label, model, spec in (
+        ("P{P}", "plain", "none"), ("P{D}", "plain", "jpeg:75"),
+        ("D|P{D}", "robust", "jpeg:75"), ("ReLoc{D}", "reloc", "jpeg:75"))}
+    winner = {}
+    for spec in SPECS:
+        if spec.startswith("jpeg:") and all(spec in models[n] for n in ("robust", "reloc")):
+            winner[spec] = max(("robust", "reloc"), key=lambda n: (models[n][spec]["auc"] or 0, models[n][spec]["f1"] or 0))
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
+                                check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown"
+    result = {
+        "models": models,
+        "table3_qf75": table3,
+        "jpeg_winner": winner,
+        "test_photos": [str(Path(p).relative_to(ROOT.parent)) if Path(p).is_relative_to(ROOT.parent) else Path(p).name
+                        for p in test_photos()],
+        "test_set": {"per_photo": PER_PHOTO, "size": SIZE, "seed": SEED, "generator": "SynthSettings defaults",
+                     "protocol": "whole images (window = image), threshold 0.5, per-image means"},
+        "training_seeds": 1,
+        "intervals": "95% bootstrap over test images; one training seed per model, so no seed-level interval",
+        "shipped_weights": json.loads((Path(str(pretrained._root())) / "cards.json").read_text()).get("commit"),
+        "command": command, "commit": commit, "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+    }
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+    cards_path = Path(str(pretrained._root())) / "cards.json"
+    cards = json.loads(cards_path.read_text())
+    for name, rows in models.items():
+        cards["models"][name]["figures"] = {spec: {m: row[m] for m in METRICS} for spec, row in rows.items()}
+    cards["figures_from"] = "benchmarks/results/pretrained.json"
+    cards_path.write_text(json.dumps(cards, indent=1) + "\n")
+    print(f"wrote {RESULTS} and the figures of {cards_path}")
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", choices=MODELS, action="append", help="evaluate only these (repeatable)")
+    parser.add_argument("--aggregate", action="store_true", help="only merge the parts")
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "pretrained-bench")
+    args = parser.parse_args(argv)
+    command = " ".join(["python", "benchmarks/pretrained.py", *(argv if argv is not None else sys.argv[1:])])
+    if not args.aggregate:
+        for name in args.model or MODELS:
+            evaluate_model(name, args.work)
+    if args.aggregate or not args.model:
+        aggregate(args.work, "python benchmarks/pretrained.py")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
