@@ -219,6 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="training parts run side by side (robust, reloc)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="provenance JSON")
     parser.add_argument("--package", type=Path, default=PACKAGE, help="where ship puts weights and cards")
+    parser.add_argument("--threads", type=int, help="torch threads of every training part (default: the recipe's)")
     parser.add_argument("--list-parts", action="store_true")
     args = parser.parse_args(argv)
     if args.list_parts:
@@ -227,6 +228,9 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     recipe = load_recipe(args.preset)
+    if args.threads:
+        for model in recipe["models"].values():
+            model["threads"] = args.threads
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
     results = load_results(args.results)

@@ -42,6 +42,9 @@ MODELS = ("plain", "robust", "reloc")
 SPECS = ("none", "jpeg:50", "jpeg:60", "jpeg:70", "jpeg:75", "jpeg:80", "jpeg:90", "jpeg:95",
          "resize:0.5", "blur:1.0", "webp:80")
 PER_PHOTO = 4
+#: the in-distribution check: test photos edited with the recipe's settings, at these specs
+RECIPE_PER_PHOTO = 2
+RECIPE_SPECS = ("none", "jpeg:75")
 SIZE = 384
 SEED = 2026
 BOOTSTRAP = 2000
@@ -57,18 +60,23 @@ def test_photos() -> list[str]:
     return [str(root / name) for name in recipe["held_out"]] + [str(p) for p in list_photos("default")]
 
 
-def make_test_set(work: Path) -> Path:
-    """Synthesise the test images once (default generator settings), reused afterwards."""
+def make_test_set(work: Path, recipe_settings: bool = False) -> Path:
+    """Synthesise the test images once, reused afterwards: with the generator's default
+    settings, or (``recipe_settings``, the in-distribution check) with the release
+    recipe's, :data:`RECIPE_PER_PHOTO` per photo."""
     from reloc.data.synth import synthesize
     from reloc.data.synth.settings import SynthSettings
 
-    folder = work / "test-data"
+    folder = work / ("test-data-recipe-settings" if recipe_settings else "test-data")
     if (folder / "manifest.json").is_file():
         return folder
     photos = test_photos()
     # every photo is a test photo: no train / val photos to set aside
-    settings = SynthSettings(test_fraction=0.0, val_fraction=0.0)
-    print(synthesize(photos, folder, count=PER_PHOTO * len(photos), seed=SEED, size=SIZE, settings=settings,
+    options = dict(yaml.safe_load(RECIPE.read_text())["synth"]["settings"]) if recipe_settings else {}
+    options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
+    settings = SynthSettings(**{**options, "test_fraction": 0.0, "val_fraction": 0.0})
+    per_photo = RECIPE_PER_PHOTO if recipe_settings else PER_PHOTO
+    print(synthesize(photos, folder, count=per_photo * len(photos), seed=SEED, size=SIZE, settings=settings,
                      overwrite=True, progress=False))
     return folder
 
@@ -83,19 +91,25 @@ def bootstrap_interval(values: list[float], rng: np.random.Generator) -> list[fl
 
 
 def evaluate_model(name: str, work: Path) -> None:
-    """Evaluate ``pretrained:name`` at every spec; one part file per spec (skipped when present)."""
+    """Evaluate ``pretrained:name`` at every spec on both test sets; one part file per
+    (test set, spec), skipped when present."""
+    for recipe_settings, specs in ((False, SPECS), (True, RECIPE_SPECS)):
+        evaluate_on(name, work, recipe_settings, specs)
+
+
+def evaluate_on(name: str, work: Path, recipe_settings: bool, specs: tuple[str, ...]) -> None:
     import torch
 
     from reloc.data.catalog import load_dataset
     from reloc.engine.evaluate import Situation, evaluate_situation
     from reloc.pretrained import roles, weights_file
 
-    refs = load_dataset(make_test_set(work))
+    refs = load_dataset(make_test_set(work, recipe_settings))
     restorer = str(weights_file(name, "restorer")) if "restorer" in roles(name) else None
     situation = Situation(name, str(weights_file(name, "localizer")), restorer, distorted=True)
-    parts = work / "parts"
+    parts = work / ("parts-recipe-settings" if recipe_settings else "parts")
     parts.mkdir(parents=True, exist_ok=True)
-    for spec in SPECS:
+    for spec in specs:
         path = parts / f"{name}__{spec.replace(':', '-')}.json"
         if path.is_file():
             continue
@@ -107,13 +121,23 @@ def evaluate_model(name: str, work: Path) -> None:
         values = record["metrics"]["per-image"]
         row = {m: _round(values.get(m)) for m in METRICS}
         row["ci95"] = {m: bootstrap_interval([r.get(m) for r in record["per_image"]], rng) for m in METRICS}
+        row["per_type"] = per_type(record["per_image"])
         row.update(images=record["images"], single_class=record["single_class"],
                    undefined_f1=record["undefined_f1"], seconds=round(time.perf_counter() - tick, 1))
         temporary = path.with_suffix(f".{os.getpid()}.tmp")
         temporary.write_text(json.dumps(row, indent=1) + "\n")
         os.replace(temporary, path)
-        print(f"{name:<7} {spec:<11} F1 {row['f1']:.3f} IoU {row['iou']:.3f} AUC {row['auc']:.3f} "
+        print(f"{name:<7} {spec:<11} {'(recipe settings) ' if recipe_settings else ''}F1 {row['f1']:.3f} IoU {row['iou']:.3f} AUC {row['auc']:.3f} "
               f"({row['images']} images, {row['seconds']:.0f} s)", flush=True)
+
+
+def per_type(per_image: list[dict]) -> dict[str, dict[str, float | None]]:
+    """Per-image means by tampering type (the type is the last part of a synth sample's name)."""
+    groups: dict[str, list[dict]] = {}
+    for row in per_image:
+        groups.setdefault(row["name"].rsplit("_", 1)[-1], []).append(row)
+    return {kind: {m: _round(np.nanmean([r[m] if r.get(m) is not None else np.nan for r in rows]))
+                   for m in METRICS} | {"images": len(rows)} for kind, rows in sorted(groups.items())}
 
 
 def _round(value: float | None) -> float | None:
@@ -126,14 +150,15 @@ def aggregate(work: Path, command: str) -> dict:
 
     from reloc import pretrained
 
-    models: dict[str, dict] = {}
-    for name in MODELS:
-        rows = {}
-        for spec in SPECS:
-            path = work / "parts" / f"{name}__{spec.replace(':', '-')}.json"
-            if path.is_file():
-                rows[spec] = json.loads(path.read_text())
-        models[name] = rows
+    def collect(folder: str, specs: tuple[str, ...]) -> dict[str, dict]:
+        found: dict[str, dict] = {}
+        for name in MODELS:
+            paths = {spec: work / folder / f"{name}__{spec.replace(':', '-')}.json" for spec in specs}
+            found[name] = {spec: json.loads(path.read_text()) for spec, path in paths.items() if path.is_file()}
+        return found
+
+    models = collect("parts", SPECS)
+    in_distribution = collect("parts-recipe-settings", RECIPE_SPECS)
     table3 = {label: models.get(model, {}).get(spec) for label, model, spec in (
         ("P{P}", "plain", "none"), ("P{D}", "plain", "jpeg:75"),
         ("D|P{D}", "robust", "jpeg:75"), ("ReLoc{D}", "reloc", "jpeg:75"))}
@@ -149,6 +174,9 @@ def aggregate(work: Path, command: str) -> dict:
     result = {
         "models": models,
         "table3_qf75": table3,
+        "recipe_settings_test": {"models": in_distribution, "per_photo": RECIPE_PER_PHOTO,
+                                 "note": "the same test photos edited with the release recipe's generator settings "
+                                         "(the training distribution), for comparison with the default-settings rows"},
         "jpeg_winner": winner,
         "test_photos": [str(Path(p).relative_to(ROOT.parent)) if Path(p).is_relative_to(ROOT.parent) else Path(p).name
                         for p in test_photos()],
@@ -162,6 +190,7 @@ def aggregate(work: Path, command: str) -> dict:
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(result, indent=1) + "\n")
+    RESULTS.with_suffix(".md").write_text(markdown(result))
     cards_path = Path(str(pretrained._root())) / "cards.json"
     cards = json.loads(cards_path.read_text())
     for name, rows in models.items():
@@ -170,6 +199,34 @@ def aggregate(work: Path, command: str) -> dict:
     cards_path.write_text(json.dumps(cards, indent=1) + "\n")
     print(f"wrote {RESULTS} and the figures of {cards_path}")
     return result
+
+
+def markdown(result: dict) -> str:
+    """The README / model-card tables: per model and distortion, F1 / IoU / AUC (per-image means)."""
+
+    def cell(row: dict | None) -> str:
+        if not row:
+            return "–"
+        return " / ".join("–" if row.get(m) is None else f"{row[m]:.3f}" for m in METRICS)
+
+    lines = ["| distortion | " + " | ".join(f"`{n}` F1 / IoU / AUC" for n in MODELS) + " |",
+             "| --- |" + " ---: |" * len(MODELS)]
+    for spec in SPECS:
+        lines.append(f"| {spec} | " + " | ".join(cell(result["models"].get(n, {}).get(spec)) for n in MODELS) + " |")
+    lines += ["", "| situation (QF 75) | F1 | IoU | AUC | 95% interval of F1 (images) |", "| --- | ---: | ---: | ---: | --- |"]
+    for label, row in result["table3_qf75"].items():
+        if row:
+            low_high = row["ci95"]["f1"]
+            interval = f"{low_high[0]:.3f} - {low_high[1]:.3f}" if low_high else "–"
+            lines.append(f"| {label.replace('|', chr(92) + '|')} | {row['f1']:.3f} | {row['iou']:.3f} | {row['auc']:.3f} "
+                         f"| {interval} |")
+    lines += ["", "Same test photos edited with the recipe's generator settings (the training distribution):", "",
+              "| distortion | " + " | ".join(f"`{n}` F1 / IoU / AUC" for n in MODELS) + " |",
+              "| --- |" + " ---: |" * len(MODELS)]
+    for spec in RECIPE_SPECS:
+        rows = result["recipe_settings_test"]["models"]
+        lines.append(f"| {spec} | " + " | ".join(cell(rows.get(n, {}).get(spec)) for n in MODELS) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> int:

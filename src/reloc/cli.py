@@ -94,7 +94,7 @@ def _pretrained_table() -> str:
         lines.append(f"{label:<20} {'+'.join(card.get('roles', [])):<20} " + " ".join(cell(c) for c in columns))
     lines.append("`reloc localize` with no model option uses --model auto: "
                  f"no JPEG or quality >= {pretrained.PLAIN_QUALITY} -> plain, "
-                 "else robust or reloc, whichever the card shows better at that quality.")
+                 "else the model whose card is best at that quality.")
     return "\n".join(lines)
 
 

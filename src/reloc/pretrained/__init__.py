@@ -120,8 +120,11 @@ def choose(jpeg_quality: int | None) -> Choice:
     """The ``--model auto`` rule for a file whose estimated JPEG quality is ``jpeg_quality``.
 
     Uncompressed files (``None``) and JPEGs of quality >= :data:`PLAIN_QUALITY` go to
-    ``plain``; other JPEGs to ``robust`` or ``reloc``, whichever the cards show better
-    (higher per-image AUC, then F1) at the nearest measured JPEG quality.
+    ``plain``; other JPEGs to the model whose card shows the best figures (higher
+    per-image AUC, then F1) at the nearest measured JPEG quality. The JPEG models
+    ``robust`` and ``reloc`` are the intended candidates, but ``plain`` competes too: a
+    JPEG-trained model is not always better on JPEGs (see the card), and the rule should
+    send each file to the model measured best for it.
     """
     if jpeg_quality is None:
         return Choice("plain", None, "not a JPEG (no quantisation tables): the plain-image model")
@@ -131,13 +134,13 @@ def choose(jpeg_quality: int | None) -> Choice:
     if measured is None:
         return Choice(best, jpeg_quality, f"JPEG quality {jpeg_quality}: the JPEG model (no card figures to compare)")
     return Choice(
-        best, jpeg_quality, f"JPEG quality {jpeg_quality}: {best} has the better card figures at QF {measured}"
+        best, jpeg_quality, f"JPEG quality {jpeg_quality}: {best} has the best card figures at QF {measured}"
     )
 
 
 def _best_jpeg_model(quality: int) -> tuple[str, int | None]:
-    """``(name, measured QF)`` of the JPEG model with the better card figures nearest ``quality``."""
-    figures = {name: card(name).get("figures", {}) for name in ("robust", "reloc") if name in cards()}
+    """``(name, measured QF)`` of the model with the best card figures nearest ``quality``."""
+    figures = {name: card(name).get("figures", {}) for name in ("robust", "reloc", "plain") if name in cards()}
     measured = sorted(
         {int(key.split(":")[1]) for values in figures.values() for key in values if key.startswith("jpeg:")}
     )
@@ -150,4 +153,4 @@ def _best_jpeg_model(quality: int) -> tuple[str, int | None]:
         values = figures[name].get(key) or {}
         return (values.get("auc") or 0.0, values.get("f1") or 0.0)
 
-    return max(figures, key=merit), nearest
+    return max((name for name in figures if key in figures[name]), key=merit), nearest
