@@ -23,20 +23,18 @@ import contextlib
 import math
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
-
 import torch
 from torch import nn
 from torch.optim import Adam
 from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
-from reloc import pretrained
-from reloc.config import Config
+from reloc.config import Config, ConfigError
 from reloc.engine.distributed import DistContext
 from reloc.losses import LOSS_PRESETS, LossWeights, discriminator_loss, localization_loss, mae_loss, restoration_loss
 from reloc.metrics import LocalizationMetrics
 from reloc.models import create_discriminator, create_localizer, create_restorer, segmentation_logits
 from reloc.models.weights import load_foreign_weights
+from reloc.runs import resolve_weights
 
 
 class NonFiniteLossError(RuntimeError):
@@ -44,31 +42,21 @@ class NonFiniteLossError(RuntimeError):
 
 
 @contextlib.contextmanager
-def frozen(*modules: nn.Module) -> Iterator[None]:
-    """Evaluation mode and no parameter gradients inside; previous state restored after."""
+def frozen(*modules: nn.Module, eval_mode: bool = True) -> Iterator[None]:
+    """No parameter gradients inside (and evaluation mode unless ``eval_mode=False``);
+    the previous state is restored after."""
     saved = [(m, m.training, [p.requires_grad for p in m.parameters()]) for m in modules]
     for module in modules:
-        module.eval().requires_grad_(False)
+        module.requires_grad_(False)
+        if eval_mode:
+            module.eval()
     try:
         yield
     finally:
         for module, training, flags in saved:
             module.train(training)
-            for param, flag in zip(module.parameters(), flags):
+            for param, flag in zip(module.parameters(), flags, strict=True):
                 param.requires_grad_(flag)
-
-
-def resolve_weights(path: str, role: str) -> str:
-    """A weights file, a run folder whose best weights of ``role`` are taken, or a
-    packaged model ``pretrained:NAME`` (:mod:`reloc.pretrained`)."""
-    if pretrained.is_pretrained(path):
-        return str(pretrained.weights_file(path, role))
-    candidate = Path(path)
-    if candidate.is_dir():
-        candidate = candidate / "weights" / "best" / f"{role}.safetensors"
-    if not candidate.is_file():
-        raise FileNotFoundError(f"no {role} weights at {candidate} (from {path!r})")
-    return str(candidate)
 
 
 class CosineFactor:
@@ -123,7 +111,10 @@ class Task:
             "discriminator": lambda: create_discriminator(model.discriminator, **model.discriminator_args),
         }
         for role in self.roles:
-            network = builders[role]().to(self.device)
+            try:
+                network = builders[role]().to(self.device)
+            except TypeError as error:  # an unknown or mistyped builder argument
+                raise ConfigError(f"model.{role}_args: cannot build the {role}: {error}") from None
             start = {"localizer": model.localizer_weights, "restorer": model.restorer_weights}.get(role)
             if start:
                 load_foreign_weights(network, resolve_weights(start, role), strict=True)
@@ -320,7 +311,9 @@ class ReLocTask(Task):
             d_loss = discriminator_loss(real, fake)
             self._update("discriminator", d_loss, "discriminator")
             losses["discriminator"] = d_loss.item()
-        with frozen(discriminator, localizer), self._autocast():
+        # As the release: only the localizer is put in eval mode; the discriminator stays in
+        # train mode (its BatchNorm uses the batch's statistics), parameters frozen.
+        with frozen(localizer), frozen(discriminator, eval_mode=False), self._autocast():
             fake_logits = discriminator(shown).float() if self.use_gan else None
             loc_logits = segmentation_logits(localizer(shown)).float() if self.use_localization else None
         terms = restoration_loss(restored, batch["plain"], fake_logits, loc_logits, batch["mask"], self.weights)
