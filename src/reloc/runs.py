@@ -12,7 +12,8 @@ Layout of a run folder ``RUN`` written by ``reloc train``::
 
 Checkpoints hold only tensors and plain containers (dicts, lists, tuples, numbers,
 strings, ``None``) and are read with ``torch.load(weights_only=True)``, so a checkpoint
-from someone else cannot run code. The trainer, ``reloc eval``, ``reloc localize``, the
+from someone else cannot run code; NumPy arrays (which checkpoints of earlier versions
+hold for NumPy's RNG state) are the one allow-listed type. The trainer, ``reloc eval``, ``reloc localize``, the
 CLI and the benchmarks find files through the functions here.
 """
 
@@ -121,7 +122,8 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: empty file (the write was cut off)")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with torch.serialization.safe_globals(_numpy_arrays()):
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(
             f"{path}: refused: it holds objects other than tensors and plain containers, which could run code "
@@ -262,6 +264,14 @@ def read_split(run: str | os.PathLike) -> RunSplit | None:
                         {name: [str(i) for i in ids] for name, ids in data["samples"].items()})
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise SplitError(f"{path}: not a readable split file ({error})") from None
+
+
+def _numpy_arrays() -> list:
+    """What unpickling a plain NumPy array needs (uint32 / float64 arrays of older checkpoints)."""
+    import numpy as np
+
+    core = getattr(np, "_core", None) or np.core
+    return [core.multiarray._reconstruct, np.ndarray, np.dtype, np.dtypes.UInt32DType, np.dtypes.Float64DType]
 
 
 def _first_line(error: BaseException) -> str:

@@ -81,18 +81,15 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
-    """Restore what :func:`rng_state` returned."""
-    python = state["python"]
-    random.setstate((python["version"], tuple(int(v) for v in python["state"].tolist()), python["gauss"]))
-    numpy = state["numpy"]
-    np.random.set_state(
-        {
-            "bit_generator": "MT19937",
-            "state": {"key": numpy["key"].numpy().astype(np.uint32), "pos": numpy["pos"]},
-            "has_gauss": numpy["has_gauss"],
-            "gauss": numpy["gauss"],
-        }
-    )
+    """Restore what :func:`rng_state` returned (or the tuples that checkpoints of earlier
+    versions hold)."""
+    python, numpy = state["python"], state["numpy"]
+    if isinstance(python, dict):
+        python = (python["version"], tuple(int(v) for v in python["state"].tolist()), python["gauss"])
+    random.setstate(python)
+    if isinstance(numpy, dict):
+        numpy = ("MT19937", numpy["key"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"], numpy["gauss"])
+    np.random.set_state(numpy)
     torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
