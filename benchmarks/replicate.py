@@ -182,12 +182,15 @@ def run_state(run: Path) -> tuple[int, int, dict]:
 def metrics_rows(run: Path) -> list[dict]:
     import csv
 
-    with (run / "metrics.csv").open() as handle:
+    from reloc.runs import METRICS
+
+    with (run / METRICS).open() as handle:
         return list(csv.DictReader(handle))
 
 
 def train_part(run: Path, overrides: list[str]) -> dict:
     """Train (or resume, or skip when finished) one run; returns its summary."""
+    from reloc import runs
     from reloc.config import load_config
     from reloc.engine.trainer import selection_score, train
 
@@ -204,7 +207,7 @@ def train_part(run: Path, overrides: list[str]) -> dict:
         train(config, run, progress=False)
     done, total, updates = run_state(run)
     rows = metrics_rows(run)
-    select_by = load_config(run / "config.yaml").train.select_by
+    select_by = load_config(run / runs.CONFIG).train.select_by
     best = max(rows, key=lambda r: selection_score({k: _float(v) for k, v in r.items()}, select_by))
     keep = ("epoch", "phase", "val_localization", "val_f1", "val_iou", "val_auc", "val_psnr_restored", "val_psnr_distorted")
     summary = {

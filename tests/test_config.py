@@ -116,3 +116,26 @@ def test_defaults():
     config = load_config(None, [])
     assert config == Config()
     assert (config.optim.schedule, config.train.restorer_warmup_epochs, config.data.split_seed) == ("plateau", 0, 0)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (["--set", "data.crop=abc"], "error: --set data.crop=abc: data.crop: Input should be a valid integer"),
+        (["--set", "train.epochs=abc"], "error: --set train.epochs=abc: train.epochs: Input should be a valid integer"),
+        (["--set", "optim.lr=fast"], "error: --set optim.lr=fast: optim.lr: Input should be a valid number"),
+        (["--config", "BROKEN"], "broken.yaml: YAML syntax error"),
+    ],
+)
+def test_cli_train_reports_bad_configuration_in_one_line(tmp_path, options, message):
+    from typer.testing import CliRunner
+
+    from reloc.cli import app
+
+    (tmp_path / "broken.yaml").write_text("train: {epochs: 3\n")
+    options = [str(tmp_path / "broken.yaml") if item == "BROKEN" else item for item in options]
+    result = CliRunner().invoke(app, ["train", "--out", str(tmp_path / "run"), *options])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
+    assert not (tmp_path / "run").exists()

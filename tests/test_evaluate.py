@@ -124,9 +124,9 @@ def test_eval_refuses_a_changed_dataset_in_one_line(odd_split_run, tmp_path):
 
     dataset, run = odd_split_run
     changed = _tp_gt_copy(dataset, tmp_path / "changed")
-    victim = sorted((changed / "Tp").iterdir())[0]
+    victim = min((changed / "Tp").iterdir())
     victim.unlink()
-    shutil.copy(sorted((changed / "Tp").iterdir())[0], changed / "Tp" / "added.png")  # no mask: authentic
+    shutil.copy(min((changed / "Tp").iterdir()), changed / "Tp" / "added.png")  # no mask: authentic
     result = CliRunner().invoke(app, ["eval", "--dataset", str(changed), "--out", str(tmp_path / "ev"), "--plain", str(run)])
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()

@@ -274,8 +274,8 @@ def test_split_is_recorded_with_its_own_seed(dataset, plain_run, tmp_path):
     for ref in listing:
         (folder / "Tp" / ref.image.name).write_bytes(ref.image.read_bytes())
         (folder / "Gt" / ref.mask.name).write_bytes(ref.mask.read_bytes())
-    from reloc.engine.trainer import build_datasets
     from reloc.engine.distributed import DistContext
+    from reloc.engine.trainer import build_datasets
 
     def split_of(*extra):
         return build_datasets(tiny_config(folder, *extra), False, DistContext())[2].samples
@@ -354,3 +354,26 @@ def test_resume_refuses_a_different_configuration(dataset, plain_run, tmp_path):
 def test_lowered_batch_size_is_reported(dataset, tmp_path, capsys):
     train(tiny_config(dataset, "train.task=plain", "train.epochs=1", "data.batch_size=500"), tmp_path, progress=False)
     assert "data.batch_size 500 lowered to" in capsys.readouterr().err
+
+
+def test_checkpoints_of_earlier_versions_still_load(tmp_path):
+    """Earlier checkpoints hold NumPy's and Python's RNG states as tuples (with a NumPy
+    array): the allow-listed array type loads them with weights_only=True, and resume
+    restores them."""
+    import random
+
+    import numpy as np
+
+    from reloc.engine.trainer import set_rng_state
+
+    random.seed(3)
+    np.random.seed(3)
+    legacy = {"task": {"epoch": 2}, "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                                            "torch": torch.get_rng_state()}, "best_score": 0.5}
+    expected = (random.random(), np.random.rand())
+    torch.save(legacy, tmp_path / "old.pt")
+    state = runs.load_checkpoint(tmp_path / "old.pt")
+    random.seed(0)
+    np.random.seed(0)
+    set_rng_state(state["rng"])
+    assert (random.random(), np.random.rand()) == expected

@@ -180,7 +180,9 @@ def evaluate(
 
 def _metric(value: float | None) -> str:
     """A metric with 3 decimals; ``nan`` only for an undefined one (``None`` or NaN), never for 0."""
-    return "nan" if value is None or value != value else f"{value:.3f}"
+    import math
+
+    return "nan" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
 @app.command()

@@ -129,7 +129,7 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
             f"{path}: refused: it holds objects other than tensors and plain containers, which could run code "
             f"when loaded ({_first_line(error)})"
         ) from None
-    except Exception as error:  # torch raises RuntimeError, EOFError, OSError, ... for damaged files
+    except (RuntimeError, EOFError, OSError, ValueError, KeyError, IndexError, TypeError) as error:  # damaged file
         raise CheckpointError(f"{path}: truncated or corrupt checkpoint ({_first_line(error)})") from None
     if not isinstance(state, dict) or not isinstance(state.get("task"), dict) or "epoch" not in state["task"]:
         raise CheckpointError(f"{path}: not a reloc training checkpoint (no task state)")

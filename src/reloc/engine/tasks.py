@@ -23,6 +23,7 @@ import contextlib
 import math
 import warnings
 from collections.abc import Iterator
+
 import torch
 from torch import nn
 from torch.optim import Adam
