@@ -223,21 +223,22 @@ def test_restorer_warmup_trains_only_the_restorer_with_mae(dataset, plain_run, t
 @pytest.mark.parametrize("select_by", ["loss", "auc"])
 def test_best_weights_follow_select_by(dataset, tmp_path, monkeypatch, select_by):
     """weights/best holds the epoch chosen by train.select_by (scripted validation scores)."""
+    from reloc.engine import trainer
     from reloc.engine.trainer import SELECTION
     from reloc.models.weights import load_network
 
     column = SELECTION[select_by][0]
     scripted = iter([0.5, 0.2, 0.9] if select_by == "loss" else [0.6, 0.9, 0.7])  # best: epoch 2 either way
     snapshots = []
-    real_validate = tasks.Task.validate
+    real_validate = trainer.run_validation
 
-    def validate(self, loader):
-        result = real_validate(self, loader)
+    def validate(task, *args):
+        result = real_validate(task, *args)
         result[column] = next(scripted)
-        snapshots.append({k: v.clone() for k, v in self.networks["localizer"].state_dict().items()})
+        snapshots.append({k: v.clone() for k, v in task.networks["localizer"].state_dict().items()})
         return result
 
-    monkeypatch.setattr(tasks.Task, "validate", validate)
+    monkeypatch.setattr(trainer, "run_validation", validate)
     config = tiny_config(dataset, "train.task=plain", "train.epochs=3", f"train.select_by={select_by}")
     train(config, tmp_path, progress=False)
     best = load_network(tmp_path / "weights" / "best" / "localizer.safetensors").state_dict()

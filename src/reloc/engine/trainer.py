@@ -29,6 +29,7 @@ from reloc.data.datasets import TrainCrops
 from reloc.devices import pick_device
 from reloc.engine.distributed import DistContext
 from reloc.engine.tasks import NonFiniteLossError, Task, create_task
+from reloc.metrics import LocalizationMetrics
 from reloc.models.weights import save_network
 
 #: ``train.select_by`` -> (validation column, +1 if higher is better else -1)
@@ -123,6 +124,40 @@ def build_datasets(
                      cache_mb=config.data.cache_mb)
     split = recorded or runs.RunSplit.of(config.data.dataset, listing, splits, config.data.split_seed)
     return train, val, split
+
+
+@torch.no_grad()
+def run_validation(task: Task, loader: DataLoader, dist: DistContext, threshold: float) -> dict[str, float]:
+    """Validation losses (``val_<loss>``, averaged per crop) and per-image F1 / IoU / AUC
+    (``val_f1`` ...) of ``task`` over ``loader``, merged over processes; the networks are
+    in eval mode during it and back in train mode after."""
+    for network in task.networks.values():
+        network.eval()
+    metrics = LocalizationMetrics(threshold=threshold, pooled_auc=False)
+    sums: dict[str, float] = {}
+    count = 0
+    try:
+        for raw in loader:
+            batch = task.to_device(raw)
+            losses, probabilities = task.validation_batch(batch)
+            size = batch["mask"].shape[0]
+            count += size
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + value * size
+            for prob, mask in zip(probabilities.cpu().numpy(), batch["mask"].cpu().numpy(), strict=True):
+                metrics.update(prob[0], mask[0])
+    finally:
+        for network in task.networks.values():
+            network.train()
+    parts = dist.gather((sums, count, metrics.per_image))
+    total = sum(part[1] for part in parts)
+    merged = LocalizationMetrics(pooled_auc=False)
+    for _, _, records in parts:
+        merged.per_image.extend(records)
+    summary = merged.summary()["per-image"]
+    result = {f"val_{key}": sum(part[0].get(key, 0.0) for part in parts) / max(total, 1) for key in parts[0][0]}
+    result.update({f"val_{key}": value for key, value in summary.items()})
+    return result
 
 
 class MetricsLog:
@@ -302,7 +337,7 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, prog
                 bar.set_postfix({"phase": phase[:4], **{k: f"{v:.4f}" for k, v in losses.items() if "_" not in k}, "img/s": f"{rate:.1f}"})
                 bar.update(1)
             bar.close()
-            validation = task.validate(val_loader)
+            validation = run_validation(task, val_loader, dist, config.train.threshold)
             task.end_epoch(validation, phases)
             task.epoch = epoch + 1
             row: dict[str, float | int | str] = {"epoch": epoch + 1, "phase": "+".join(sorted(phases))}
