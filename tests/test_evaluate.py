@@ -126,7 +126,8 @@ def test_eval_refuses_a_changed_dataset_in_one_line(odd_split_run, tmp_path):
     changed = _tp_gt_copy(dataset, tmp_path / "changed")
     victim = min((changed / "Tp").iterdir())
     victim.unlink()
-    shutil.copy(min((changed / "Tp").iterdir()), changed / "Tp" / "added.png")  # no mask: authentic
+    (changed / "Au").mkdir()
+    shutil.copy(min((changed / "Tp").iterdir()), changed / "Au" / "added.png")  # an authentic image
     result = CliRunner().invoke(app, ["eval", "--dataset", str(changed), "--out", str(tmp_path / "ev"), "--plain", str(run)])
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
