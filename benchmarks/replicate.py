@@ -13,7 +13,7 @@ On a shared machine run one part per lock, so heavy jobs never overlap::
 What one seed does (work files under ``--work``, default ``runs/replicate/seed-N/``):
 
 - ``data``: ``reloc.data.synth.synthesize`` makes ``COUNT`` tampered 256-px images of all
-  four types from ``--photos`` (default /work/shared/photos), split by photo 75% train /
+  four types from ``--photos`` (default ``../shared/photos`` beside the checkout), split by photo 75% train /
   25% test, validation taken out of train. The generator's traces are set stronger than
   its defaults (:data:`SYNTH_OVERRIDES`): every spliced / copy-moved region resampled
   x0.5-2 with mixed interpolation, Gaussian noise (sigma 4-10) in half the samples, blur
@@ -55,6 +55,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SEED_RESULTS = RESULTS / "replicate"
+#: the real photos, relative to the checkout: ``../shared/photos``
+PHOTOS = ROOT.parent / "shared" / "photos"
 
 COUNT = 800
 SIZE = 256
@@ -168,26 +170,27 @@ def means(record: dict) -> dict[str, float | None]:
 # --- training --------------------------------------------------------------------------
 def run_state(run: Path) -> tuple[int, int, dict]:
     """(epochs done, epochs configured, update counts) of a run folder; (0, 0, {}) if none."""
-    import torch
-
+    from reloc import runs
     from reloc.config import load_config
-    from reloc.engine.trainer import CHECKPOINT
 
-    if not (run / CHECKPOINT).is_file():
+    done = runs.epochs_done(run)  # checkpoints load with weights_only=True (reloc.runs)
+    if not done:
         return 0, 0, {}
-    state = torch.load(run / CHECKPOINT, map_location="cpu", weights_only=False)["task"]
-    return state["epoch"], load_config(run / "config.yaml").train.epochs, state.get("updates", {})
+    return done, load_config(run / runs.CONFIG).train.epochs, runs.update_counts(run)
 
 
 def metrics_rows(run: Path) -> list[dict]:
     import csv
 
-    with (run / "metrics.csv").open() as handle:
+    from reloc.runs import METRICS
+
+    with (run / METRICS).open() as handle:
         return list(csv.DictReader(handle))
 
 
 def train_part(run: Path, overrides: list[str]) -> dict:
     """Train (or resume, or skip when finished) one run; returns its summary."""
+    from reloc import runs
     from reloc.config import load_config
     from reloc.engine.trainer import selection_score, train
 
@@ -196,7 +199,7 @@ def train_part(run: Path, overrides: list[str]) -> dict:
         print(f"{run.name}: finished before ({done} epochs), skipped")
     elif total:
         print(f"{run.name}: resuming at epoch {done + 1}/{total}")
-        train(load_config(run / "config.yaml"), run, resume=True, progress=False)
+        train(None, run, resume=True, progress=False)
     else:
         if run.exists():
             shutil.rmtree(run)  # started but no epoch finished: start over
@@ -204,7 +207,7 @@ def train_part(run: Path, overrides: list[str]) -> dict:
         train(config, run, progress=False)
     done, total, updates = run_state(run)
     rows = metrics_rows(run)
-    select_by = load_config(run / "config.yaml").train.select_by
+    select_by = load_config(run / runs.CONFIG).train.select_by
     best = max(rows, key=lambda r: selection_score({k: _float(v) for k, v in r.items()}, select_by))
     keep = ("epoch", "phase", "val_localization", "val_f1", "val_iou", "val_auc", "val_psnr_restored", "val_psnr_distorted")
     summary = {
@@ -240,8 +243,14 @@ def _number(value: str) -> float | int | str:
 
 # --- evaluation ------------------------------------------------------------------------
 def split(work: Path, seed: int) -> dict:
-    from reloc.data.catalog import load_dataset, split_by_source
+    """The split the seed's runs were trained with (the plain run's ``split.json``); before
+    that run exists, the same split derived with ``data.split_seed=seed``."""
+    from reloc import runs
+    from reloc.data.catalog import SPLITS, load_dataset, split_by_source
+    from reloc.engine.evaluate import evaluation_samples
 
+    if runs.read_split(work / "plain") is not None:
+        return {name: evaluation_samples(work / "data", name, [work / "plain"]) for name in SPLITS}
     return split_by_source(load_dataset(work / "data"), seed)
 
 
@@ -300,10 +309,10 @@ def restorer_psnr(restorer_file: str, refs, distortion: str, seed: int) -> dict[
 # --- the parts -------------------------------------------------------------------------
 def run_part(part: str, seed: int, work: Path, photos: str, results: dict, force: bool) -> None:
     from reloc.engine.evaluate import Situation, standard_situations
-    from reloc.engine.tasks import resolve_weights
+    from reloc.runs import resolve_weights, weights_path
 
     data = work / "data"
-    base = [*BASE, f"data.dataset={data}", f"train.seed={seed}"]
+    base = [*BASE, f"data.dataset={data}", f"train.seed={seed}", f"data.split_seed={seed}"]
     runs = {name: work / name for name in ("plain", "finetune", "reloc", "equal-updates", "finetune-mixed", "reloc-mixed", "plain-b")}
     start_plain = f"model.localizer_weights={runs['plain']}"
     training = {
@@ -362,11 +371,13 @@ def run_part(part: str, seed: int, work: Path, photos: str, results: dict, force
         situations = standard_situations(runs["plain"], runs["finetune"], {"ReLoc": runs["reloc"]})
         situations.append(Situation("D|P{D} equal-updates", resolve_weights(runs["equal-updates"], "localizer")))
         if part == "val-t3":  # checkpoint choice: the last epoch's weights next to the best-F1 ones
-            last = {name: str(runs[name] / "weights" / "last") for name in ("finetune", "reloc", "equal-updates")}
+            def last(name: str, role: str = "localizer") -> str:
+                return str(weights_path(runs[name], role, "last"))
+
             situations += [
-                Situation("D|P{D} last", f"{last['finetune']}/localizer.safetensors"),
-                Situation("ReLoc{D} last", f"{last['reloc']}/localizer.safetensors", f"{last['reloc']}/restorer.safetensors"),
-                Situation("D|P{D} equal-updates last", f"{last['equal-updates']}/localizer.safetensors"),
+                Situation("D|P{D} last", last("finetune")),
+                Situation("ReLoc{D} last", last("reloc"), last("reloc", "restorer")),
+                Situation("D|P{D} equal-updates last", last("equal-updates")),
             ]
         per_image: dict = {}
         table = evaluate(situations, refs, [DISTORTION], work / part, seed, per_image)
@@ -374,8 +385,7 @@ def run_part(part: str, seed: int, work: Path, photos: str, results: dict, force
         details = {"situations": flat}
         if part == "val-t3":
             details["restorer_psnr_whole_images"] = restorer_psnr(resolve_weights(runs["reloc"], "restorer"), refs, DISTORTION, seed)
-            details["restorer_psnr_whole_images_last"] = restorer_psnr(
-                f"{last['reloc']}/restorer.safetensors", refs, DISTORTION, seed)
+            details["restorer_psnr_whole_images_last"] = restorer_psnr(last("reloc", "restorer"), refs, DISTORTION, seed)
             results.setdefault("validation", {}).update(flat)
             results["validation"]["restorer_psnr_whole_images"] = details["restorer_psnr_whole_images"]
         else:
@@ -566,7 +576,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--aggregate", action="store_true", help="combine seed results into replicate.json/.md")
     parser.add_argument("--list-parts", action="store_true", help="print the parts in run order and exit")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default runs/replicate/seed-N)")
-    parser.add_argument("--photos", default="/work/shared/photos")
+    parser.add_argument("--photos", default=str(PHOTOS), help="folder of real photos (default: ../shared/photos beside the checkout)")
     parser.add_argument("--force", action="store_true", help="redo the given parts")
     args = parser.parse_args(argv)
     if args.list_parts:

@@ -78,3 +78,73 @@ def test_table_orders_rows_like_the_paper_and_marks_undefined():
     assert [row.split(" | ")[0].strip("| ") for row in rows] == ["P{P}", "D\\|P{D}", "ReLoc{D}"]
     assert all(row.replace("\\|", "").count("|") == 6 for row in rows)  # situation, 3 metrics, images
     assert "0.900" in rows[0] and "–" in rows[0]  # an undefined AUC is shown as a dash
+
+
+def _tp_gt_copy(synth: Path, target: Path) -> Path:
+    """The synth set as a plain Tp/Gt folder: no recorded split, so the split seed and fractions decide."""
+    import shutil
+
+    for sub in ("Tp", "Gt"):
+        shutil.copytree(synth / sub, target / sub)
+    return target
+
+
+@pytest.fixture(scope="module")
+def odd_split_run(runs, tmp_path_factory) -> tuple[Path, Path]:
+    """A plain run trained with non-default split fractions and seed on a Tp/Gt dataset."""
+    root = tmp_path_factory.mktemp("odd")
+    dataset = _tp_gt_copy(runs["dataset"], root / "tpgt")
+    overrides = [f"data.dataset={dataset}", *TINY, "train.epochs=1", "data.test_fraction=0.5", "data.split_seed=7"]
+    train(load_config(None, overrides), root / "run", progress=False)
+    return dataset, root / "run"
+
+
+def test_eval_uses_the_split_the_run_was_trained_with(odd_split_run, tmp_path):
+    from reloc import runs as run_files
+    from reloc.data.catalog import load_dataset, split_by_source
+    from reloc.engine.evaluate import evaluation_samples
+
+    dataset, run = odd_split_run
+    recorded = run_files.read_split(run)
+    test = evaluation_samples(dataset, "test", [run])
+    assert [ref.image.name for ref in test] == [Path(i).name for i in recorded.samples["test"]]
+    trained_on = {Path(i).name for i in recorded.samples["train"]}
+    default = {ref.image.name for ref in split_by_source(load_dataset(dataset), 0)["test"]}
+    assert default & trained_on  # what re-splitting with the defaults would have tested on
+    assert not {ref.image.name for ref in test} & trained_on
+    result = CliRunner().invoke(app, ["eval", "--dataset", str(dataset), "--out", str(tmp_path), "--plain", str(run),
+                                      "--window", "96", "--stride", "96"])
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "eval" / record_filename("P{D}", "jpeg:75")).read_text())
+    assert sorted(r["name"] for r in record["per_image"]) == sorted(Path(i).stem for i in recorded.samples["test"])
+
+
+def test_eval_refuses_a_changed_dataset_in_one_line(odd_split_run, tmp_path):
+    import shutil
+
+    dataset, run = odd_split_run
+    changed = _tp_gt_copy(dataset, tmp_path / "changed")
+    victim = min((changed / "Tp").iterdir())
+    victim.unlink()
+    (changed / "Au").mkdir()
+    shutil.copy(min((changed / "Tp").iterdir()), changed / "Au" / "added.png")  # an authentic image
+    result = CliRunner().invoke(app, ["eval", "--dataset", str(changed), "--out", str(tmp_path / "ev"), "--plain", str(run)])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "not the dataset" in lines[0] and "--split all" in lines[0]
+    # the whole of another dataset can still be evaluated
+    result = CliRunner().invoke(app, ["eval", "--dataset", str(changed), "--out", str(tmp_path / "all"), "--plain",
+                                      str(run), "--split", "all", "--window", "96", "--stride", "96"])
+    assert result.exit_code == 0, result.output
+
+
+def test_two_unlabelled_reloc_runs_are_refused(tmp_path):
+    result = CliRunner().invoke(app, ["eval", "--dataset", str(tmp_path), "--out", str(tmp_path / "ev"),
+                                      "--reloc", "runs/a", "--reloc", "runs/b"])
+    assert result.exit_code == 2 and "two --reloc runs labelled 'ReLoc'" in result.output
+
+
+def test_printed_metrics_show_zero_as_zero():
+    from reloc.cli import _metric
+
+    assert (_metric(0.0), _metric(None), _metric(float("nan")), _metric(0.4567)) == ("0.000", "nan", "nan", "0.457")

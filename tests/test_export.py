@@ -42,3 +42,16 @@ def test_fixed_size_export_rejects_other_sizes(tmp_path):
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     with pytest.raises(Exception, match="(?i)dimension|shape"):
         session.run(None, {"image": torch.rand(1, 3, 64, 64).numpy()})
+
+
+def test_check_fails_when_onnx_returns_fewer_outputs(tmp_path):
+    localizer = build_cached("localizer", "dfcn", width=0.25, faithful=False).eval()
+    path = export_onnx(localizer, tmp_path / "dfcn.onnx", height=32, width=32)
+
+    class TwoOutputs(torch.nn.Module):  # what PyTorch returns for MVSS-Net: (edge, segmentation)
+        def forward(self, image):
+            logits = localizer(image)
+            return logits, logits
+
+    with pytest.raises(ValueError, match=r"dfcn.onnx: onnxruntime returned 1 output\(s\), PyTorch 2"):
+        check_onnx(TwoOutputs(), path, torch.rand(1, 3, 32, 32))

@@ -207,3 +207,24 @@ def test_encoder_weights_errors_list_keys(tmp_path: Path) -> None:
     assert "shape mismatch: layer0.conv1.weight" in message
     with pytest.raises(WeightsError, match="absent.pth"):
         load_encoder_weights(TinyEncoder(), tmp_path / "absent.pth")
+
+
+def test_encoder_weights_path_stays_out_of_the_spec(tmp_path: Path) -> None:
+    """A network built from a local encoder file rebuilds from its weights file alone,
+    after the encoder file is gone (the path is construction-only, not in the spec)."""
+    from safetensors.torch import save_file
+
+    from reloc.models import create_localizer
+    from reloc.models.weights import load_network, save_network
+
+    torch.manual_seed(1)
+    donor = create_localizer("scse_unet", encoder="resnet18")
+    encoder_file = tmp_path / "encoder.safetensors"
+    save_file({k: v.contiguous() for k, v in donor.encoder.state_dict().items()}, str(encoder_file))
+    built = create_localizer("scse_unet", encoder="resnet18", encoder_weights=str(encoder_file))
+    assert "encoder_weights" not in built.spec.kwargs and built.spec.kwargs == {"encoder": "resnet18"}
+    saved = save_network(built, tmp_path / "localizer.safetensors")
+    encoder_file.unlink()
+    rebuilt = load_network(saved)
+    expected = built.state_dict()
+    assert all(torch.equal(expected[key], value) for key, value in rebuilt.state_dict().items())

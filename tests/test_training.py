@@ -1,4 +1,6 @@
-"""Training: every task runs, resume is exact after a kill, NaN stops cleanly, 2-process DDP agrees."""
+"""Training: every task runs, resume is exact after a kill (and falls back past a damaged
+checkpoint), checkpoints cannot run code, the split is recorded, NaN stops cleanly,
+2-process DDP agrees."""
 
 from __future__ import annotations
 
@@ -13,10 +15,12 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from reloc.config import load_config
+from reloc import runs
+from reloc.config import ConfigError, load_config
 from reloc.engine import tasks
 from reloc.engine.tasks import NonFiniteLossError
-from reloc.engine.trainer import CHECKPOINT, train
+from reloc.engine.trainer import train
+from reloc.runs import CHECKPOINT, PREVIOUS_CHECKPOINT, CheckpointError
 
 TINY = [
     "data.crop=64",
@@ -58,8 +62,10 @@ def test_plain_run_writes_config_metrics_checkpoint_and_weights(plain_run):
     assert (plain_run / CHECKPOINT).is_file()
     assert (plain_run / "weights" / "best" / "localizer.safetensors").is_file()
     assert list(plain_run.glob("events.out.tfevents.*"))
+    assert (plain_run / PREVIOUS_CHECKPOINT).is_file()  # epoch 1's, kept when epoch 2's was written
+    assert runs.load_checkpoint(plain_run / PREVIOUS_CHECKPOINT)["task"]["epoch"] == 1
     replayed = load_config(plain_run / "config.yaml")
-    assert replayed.to_dict() == load_config(plain_run / "config.yaml").to_dict()
+    assert replayed == tiny_config(replayed.data.dataset, "train.task=plain")  # the file is the run's config
     assert replayed.model.localizer_args == {"width": 0.25, "faithful": False}
 
 
@@ -84,9 +90,11 @@ def test_reloc_alternates_every_k_steps(dataset, plain_run, tmp_path):
     assert (tmp_path / "metrics.csv").read_text().splitlines()[1].split(",")[1] == "localization+restoration"
 
 
-def test_finetune_without_starting_weights_is_refused(dataset):
-    with pytest.raises(ValueError, match="localizer_weights"):
-        tiny_config(dataset, "train.task=finetune").validate()
+@pytest.mark.parametrize("task", ["finetune", "reloc"])
+def test_starting_weights_are_required(task, dataset, tmp_path):
+    with pytest.raises(ConfigError, match="localizer_weights"):
+        train(tiny_config(dataset, f"train.task={task}"), tmp_path, progress=False)
+    assert not (tmp_path / "config.yaml").exists()
 
 
 def test_non_finite_loss_stops_and_keeps_last_checkpoint(dataset, tmp_path, monkeypatch):
@@ -104,13 +112,13 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(dataset, tmp_path, monk
     config = tiny_config(dataset, "train.task=plain", "train.epochs=3")
     with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 3.*last good checkpoint"):
         train(config, tmp_path, progress=False)
-    state = torch.load(tmp_path / CHECKPOINT, weights_only=False)
+    state = runs.load_checkpoint(tmp_path / CHECKPOINT)
     assert state["task"]["epoch"] == 1
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
 
 
 def _final_weights(run: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run / CHECKPOINT, weights_only=False)["task"]["networks"]["localizer"]
+    return runs.load_checkpoint(run / CHECKPOINT)["task"]["networks"]["localizer"]
 
 
 def test_resume_after_kill_reaches_the_same_weights(dataset, tmp_path):
@@ -129,7 +137,7 @@ def test_resume_after_kill_reaches_the_same_weights(dataset, tmp_path):
     process.send_signal(signal.SIGKILL)
     process.wait()
     assert process.returncode == -signal.SIGKILL, "the run finished before it could be killed"
-    epochs_done = torch.load(killed / CHECKPOINT, weights_only=False)["task"]["epoch"]
+    epochs_done = runs.epochs_done(killed)
     assert 1 <= epochs_done < 4
 
     train(load_config(killed / "config.yaml"), killed, resume=True, progress=False)
@@ -140,22 +148,24 @@ def test_resume_after_kill_reaches_the_same_weights(dataset, tmp_path):
     assert epochs == ["1", "2", "3", "4"]
 
 
-def _ddp_worker(rank: int, world: int, port: int, dataset: str, out: str) -> None:
+def _ddp_worker(rank: int, world: int, port: int, dataset: str, out: str, start: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
-    config = load_config(None, [f"data.dataset={dataset}", *TINY, "train.task=reloc", "train.alternate_every=1"])
+    config = load_config(
+        None, [f"data.dataset={dataset}", *TINY, "train.task=reloc", "train.alternate_every=1", f"model.localizer_weights={start}"]
+    )
     result = train(config, out, progress=False)
     torch.save({role: net.state_dict() for role, net in result.networks.items()}, Path(out) / f"rank{rank}.pt")
     torch.distributed.destroy_process_group()
 
 
-def test_two_process_ddp_ends_with_identical_weights(dataset, tmp_path):
+def test_two_process_ddp_ends_with_identical_weights(dataset, plain_run, tmp_path):
     import socket
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    mp.start_processes(_ddp_worker, args=(2, port, str(dataset), str(tmp_path)), nprocs=2, start_method="spawn")
+    mp.start_processes(_ddp_worker, args=(2, port, str(dataset), str(tmp_path), str(plain_run)), nprocs=2, start_method="spawn")
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     for role in rank0:
         for key in rank0[role]:
@@ -195,8 +205,7 @@ def test_restorer_warmup_trains_only_the_restorer_with_mae(dataset, plain_run, t
     header = rows[0].split(",")
     assert [row.split(",")[1] for row in rows[1:]] == ["warmup", "restoration"]
     assert calls["discriminator"] == 2  # 2 restoration steps after the warm-up, none in it
-    state = torch.load(tmp_path / CHECKPOINT, weights_only=False)["task"]
-    assert state["updates"] == {"localizer": 0, "restorer": 4, "discriminator": 2, "warmup": 2}
+    assert runs.update_counts(tmp_path) == {"localizer": 0, "restorer": 4, "discriminator": 2, "warmup": 2}
     warm = dict(zip(header, rows[1].split(",")))
     assert float(warm["train_restoration"]) == pytest.approx(100 * float(warm["train_restoration_mae"]), rel=1e-3)
     assert warm["train_restoration_gan"] == "" and warm["train_restoration_localization"] == ""
@@ -214,31 +223,27 @@ def test_restorer_warmup_trains_only_the_restorer_with_mae(dataset, plain_run, t
 @pytest.mark.parametrize("select_by", ["loss", "auc"])
 def test_best_weights_follow_select_by(dataset, tmp_path, monkeypatch, select_by):
     """weights/best holds the epoch chosen by train.select_by (scripted validation scores)."""
+    from reloc.engine import trainer
     from reloc.engine.trainer import SELECTION
     from reloc.models.weights import load_network
 
     column = SELECTION[select_by][0]
     scripted = iter([0.5, 0.2, 0.9] if select_by == "loss" else [0.6, 0.9, 0.7])  # best: epoch 2 either way
     snapshots = []
-    real_validate = tasks.Task.validate
+    real_validate = trainer.run_validation
 
-    def validate(self, loader):
-        result = real_validate(self, loader)
+    def validate(task, *args):
+        result = real_validate(task, *args)
         result[column] = next(scripted)
-        snapshots.append({k: v.clone() for k, v in self.networks["localizer"].state_dict().items()})
+        snapshots.append({k: v.clone() for k, v in task.networks["localizer"].state_dict().items()})
         return result
 
-    monkeypatch.setattr(tasks.Task, "validate", validate)
+    monkeypatch.setattr(trainer, "run_validation", validate)
     config = tiny_config(dataset, "train.task=plain", "train.epochs=3", f"train.select_by={select_by}")
     train(config, tmp_path, progress=False)
     best = load_network(tmp_path / "weights" / "best" / "localizer.safetensors").state_dict()
     assert all(torch.equal(best[k], v) for k, v in snapshots[1].items())
     assert not all(torch.equal(best[k], v) for k, v in snapshots[2].items())
-
-
-def test_unknown_select_by_is_refused(dataset):
-    with pytest.raises(ValueError, match="select_by"):
-        tiny_config(dataset, "train.select_by=iou").validate()
 
 
 def test_restorer_learning_rate_is_separate(dataset, plain_run, tmp_path):
@@ -251,3 +256,125 @@ def test_restorer_learning_rate_is_separate(dataset, plain_run, tmp_path):
     header, values = rows[0].split(","), rows[1].split(",")
     assert float(values[header.index("lr_restorer")]) == pytest.approx(2e-4)
     assert float(values[header.index("lr_localizer")]) == pytest.approx(1e-3)
+
+
+def test_split_is_recorded_with_its_own_seed(dataset, plain_run, tmp_path):
+    from reloc.data.catalog import dataset_fingerprint, load_dataset
+
+    recorded = runs.read_split(plain_run)
+    listing = load_dataset(dataset)
+    assert recorded.fingerprint == dataset_fingerprint(listing, dataset) and recorded.seed == 0
+    ids = {name: set(values) for name, values in recorded.samples.items()}
+    assert ids["train"] and ids["val"] and not ids["train"] & ids["val"] and not ids["train"] & ids["test"]
+    assert sum(map(len, ids.values())) == len(listing)
+    # the split follows data.split_seed, not train.seed (the synth set records train/test itself,
+    # so a plain Tp/Gt copy without provenance is what the seed splits)
+    folder = tmp_path / "tpgt"
+    for sub in ("Tp", "Gt"):
+        (folder / sub).mkdir(parents=True)
+    for ref in listing:
+        (folder / "Tp" / ref.image.name).write_bytes(ref.image.read_bytes())
+        (folder / "Gt" / ref.mask.name).write_bytes(ref.mask.read_bytes())
+    from reloc.engine.distributed import DistContext
+    from reloc.engine.trainer import build_datasets
+
+    def split_of(*extra):
+        return build_datasets(tiny_config(folder, *extra), False, DistContext())[2].samples
+
+    assert split_of("train.seed=5") == split_of("train.seed=0")
+    assert split_of("data.split_seed=3") != split_of("data.split_seed=0")
+
+
+def test_checkpoints_load_weights_only_and_a_malicious_one_does_not_run(plain_run, tmp_path):
+    state = runs.load_checkpoint(plain_run / CHECKPOINT)  # a real checkpoint loads with weights_only=True
+    assert isinstance(state["rng"]["numpy"]["key"], torch.Tensor)
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"task": {"epoch": 1}, "x": Payload()}, evil)  # a checkpoint whose pickle calls os.system
+    with pytest.raises(CheckpointError, match=r"evil.pt: refused: .*could run code") as error:
+        runs.load_checkpoint(evil)
+    assert "\n" not in str(error.value)
+    assert not marker.exists()
+    torch.load(evil, weights_only=False)  # the payload is real: an unsafe load runs it
+    assert marker.exists()
+
+
+def _copy_run(source: Path, target: Path) -> Path:
+    import shutil
+
+    shutil.copytree(source, target)
+    return target
+
+
+@pytest.mark.parametrize("damage", ["truncated", "empty"])
+def test_resume_falls_back_to_the_previous_checkpoint(damage, dataset, plain_run, tmp_path):
+    run = _copy_run(plain_run, tmp_path / "run")
+    last = run / CHECKPOINT
+    last.write_bytes(last.read_bytes()[: last.stat().st_size // 2] if damage == "truncated" else b"")
+    with pytest.raises(CheckpointError, match=f"{last}: (truncated or corrupt|empty)"):
+        runs.load_checkpoint(last)
+    with pytest.warns(UserWarning, match=r"last.pt: .*; resuming from .*previous.pt \(after epoch 1\)"):
+        result = train(None, run, resume=True, progress=False)
+    assert result.epochs == 2
+    assert [line.split(",")[0] for line in (run / "metrics.csv").read_text().splitlines()[1:]] == ["1", "2"]
+    # epoch 2 redone from epoch 1's state gives the uninterrupted run's weights
+    expected, actual = _final_weights(plain_run), _final_weights(run)
+    assert all(torch.equal(expected[key], actual[key]) for key in expected)
+
+
+def test_resume_with_no_usable_checkpoint_is_one_line_from_the_cli(plain_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from reloc.cli import app
+
+    run = _copy_run(plain_run, tmp_path / "run")
+    (run / CHECKPOINT).write_bytes(b"")
+    (run / PREVIOUS_CHECKPOINT).write_bytes(b"PK\x03\x04 not a zip")
+    result = CliRunner().invoke(app, ["train", "--out", str(run), "--resume", "--no-progress"])
+    assert result.exit_code == 2, result.output
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in result.output
+    assert "last.pt: empty file" in lines[0] and "previous.pt: truncated or corrupt" in lines[0]
+    assert "start the run again" in lines[0]
+
+
+def test_resume_refuses_a_different_configuration(dataset, plain_run, tmp_path):
+    run = _copy_run(plain_run, tmp_path / "run")
+    stored = load_config(run / "config.yaml")
+    changed = load_config(run / "config.yaml", ["optim.lr=0.5", "train.epochs=3"])
+    with pytest.raises(ConfigError, match=r"differs in optim.lr, train.epochs"):
+        train(changed, run, resume=True, progress=False)
+    assert train(stored, run, resume=True, progress=False).epochs == 2  # the same one is fine (nothing left)
+
+
+def test_lowered_batch_size_is_reported(dataset, tmp_path, capsys):
+    train(tiny_config(dataset, "train.task=plain", "train.epochs=1", "data.batch_size=500"), tmp_path, progress=False)
+    assert "data.batch_size 500 lowered to" in capsys.readouterr().err
+
+
+def test_checkpoints_of_earlier_versions_still_load(tmp_path):
+    """Earlier checkpoints hold NumPy's and Python's RNG states as tuples (with a NumPy
+    array): the allow-listed array type loads them with weights_only=True, and resume
+    restores them."""
+    import random
+
+    import numpy as np
+
+    from reloc.engine.trainer import set_rng_state
+
+    random.seed(3)
+    np.random.seed(3)
+    legacy = {"task": {"epoch": 2}, "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
+                                            "torch": torch.get_rng_state()}, "best_score": 0.5}
+    expected = (random.random(), np.random.rand())
+    torch.save(legacy, tmp_path / "old.pt")
+    state = runs.load_checkpoint(tmp_path / "old.pt")
+    random.seed(0)
+    np.random.seed(0)
+    set_rng_state(state["rng"])
+    assert (random.random(), np.random.rand()) == expected

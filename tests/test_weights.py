@@ -16,8 +16,10 @@ def test_spec_in_metadata_rebuilds_network(tmp_path):
     assert (spec.kind, spec.name, spec.kwargs) == ("localizer", "dfcn", {"width": 0.5, "faithful": False})
     assert not list(path.parent.glob("*.tmp"))  # the atomic write left no temporary file
     rebuilt = load_network(path)
-    for (key, a), (_, b) in zip(network.state_dict().items(), rebuilt.state_dict().items()):
-        assert torch.equal(a, b), key
+    expected, actual = network.state_dict(), rebuilt.state_dict()
+    assert list(actual) == list(expected)
+    for key in expected:
+        assert torch.equal(expected[key], actual[key]), key
 
 
 def test_foreign_checkpoint_loads_by_name_not_order(tmp_path):
@@ -68,6 +70,7 @@ def test_top_level_load_network_rebuilds_from_the_file_alone(tmp_path):
     path = reloc.save_network(network, tmp_path / "restorer.safetensors")
     rebuilt = reloc.load_network(path)
     assert type(rebuilt) is type(network)
-    assert all(torch.equal(a, b) for a, b in zip(network.state_dict().values(), rebuilt.state_dict().values()))
+    expected, actual = network.state_dict(), rebuilt.state_dict()
+    assert list(actual) == list(expected) and all(torch.equal(expected[key], actual[key]) for key in expected)
     with pytest.raises(AttributeError, match="no attribute 'nope'"):
         reloc.nope  # noqa: B018

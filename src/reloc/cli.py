@@ -128,8 +128,12 @@ def evaluate(
     distortions: Annotated[list[str], typer.Option("--distortion", help="Distortion spec (repeatable).")] = [  # noqa: B006
         "jpeg:75"
     ],
-    split: Annotated[str, typer.Option(help="train, val, test or all.")] = "test",
-    seed: Annotated[int, typer.Option(help="Split seed (as in training) and distortion seed.")] = 0,
+    split: Annotated[
+        str, typer.Option(help="train, val, test or all; the split recorded in the runs' split.json.")
+    ] = "test",
+    seed: Annotated[
+        int, typer.Option(help="Distortion seed (and split seed for runs that record no split).")
+    ] = 0,
     window: WindowOption = 512,
     stride: StrideOption = 512,
     batch_size: BatchOption = None,
@@ -138,16 +142,26 @@ def evaluate(
     device: DeviceOption = "auto",
 ) -> None:
     """Evaluate the paper's situations (Tables I-V); one JSON record per situation and distortion."""
-    from reloc.data.catalog import load_dataset, split_by_source
+    from reloc.data.catalog import DatasetError
     from reloc.devices import pick_device
-    from reloc.engine.evaluate import run_evaluation, standard_situations
+    from reloc.engine.evaluate import evaluation_samples, run_evaluation, standard_situations
+    from reloc.runs import SplitError
 
-    relocs = dict(item.split("=", 1) if "=" in item else ("ReLoc", item) for item in reloc or [])
+    relocs: dict[str, str] = {}
+    for item in reloc or []:
+        label, run_folder = item.split("=", 1) if "=" in item else ("ReLoc", item)
+        if label in relocs:
+            raise typer.BadParameter(f"two --reloc runs labelled {label!r}; name them LABEL=RUN", param_hint="--reloc")
+        relocs[label] = run_folder
     pairs = [tuple(item.split(":", 1)) for item in transfer or []]
     if any(len(pair) != 2 for pair in pairs):
         raise typer.BadParameter("--transfer takes RELOC_RUN:PLAIN_RUN")
-    refs = load_dataset(dataset)
-    refs = refs if split == "all" else split_by_source(refs, seed=seed)[split]
+    folders = [str(run) for run in (plain, finetune) if run] + list(relocs.values()) + [r for pair in pairs for r in pair]
+    try:
+        refs = evaluation_samples(dataset, split, folders, seed)
+    except (SplitError, DatasetError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
     situations = standard_situations(plain and str(plain), finetune and str(finetune), relocs, pairs)
     if not situations:
         raise typer.BadParameter("give at least one of --plain, --finetune, --reloc, --transfer")
@@ -158,10 +172,17 @@ def evaluate(
     for record in records:
         values = record["metrics"]["per-image"]
         typer.echo(
-            f"{record['situation']:<24} {record['distortion']:<12} F1 {values['f1'] or float('nan'):.3f} "
-            f"IoU {values['iou'] or float('nan'):.3f} AUC {values['auc'] or float('nan'):.3f} ({record['images']} images)"
+            f"{record['situation']:<24} {record['distortion']:<12} F1 {_metric(values['f1'])} "
+            f"IoU {_metric(values['iou'])} AUC {_metric(values['auc'])} ({record['images']} images)"
         )
     typer.echo(f"records in {out / 'eval'}")
+
+
+def _metric(value: float | None) -> str:
+    """A metric with 3 decimals; ``nan`` only for an undefined one (``None`` or NaN), never for 0."""
+    import math
+
+    return "nan" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
 @app.command()
@@ -281,10 +302,10 @@ def export(
     """Export a network to ONNX (needs the 'export' extra: onnx, onnxscript, onnxruntime)."""
     import torch
 
-    from reloc.engine.tasks import resolve_weights
     from reloc.export import DEFAULT_OPSET, check_onnx, export_onnx
     from reloc.models.weights import WeightsError, load_network
     from reloc.pretrained import PretrainedError
+    from reloc.runs import resolve_weights
 
     try:
         network = load_network(resolve_weights(str(weights), role))
@@ -317,6 +338,7 @@ def train(
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Train one situation (plain, finetune, reloc, joint); works under torchrun for several GPUs."""
+    from reloc import runs
     from reloc.config import load_config
     from reloc.data.catalog import DatasetError
     from reloc.data.io import ImageError
@@ -326,16 +348,19 @@ def train(
     try:
         if resume and (config or option):
             raise ValueError("--resume continues OUT/config.yaml as it is; do not pass --config or --set with it")
-        if not resume and (out / "checkpoints").exists():
+        if not resume and (out / runs.CHECKPOINTS).exists():
             raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        result = run_training(load_config(config, option or []), out, resume=resume, progress=progress)
+        result = run_training(None if resume else load_config(config, option or []), out, resume=resume, progress=progress)
     except NonFiniteLossError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(3) from error
     except (ValueError, FileNotFoundError, DatasetError, ImageError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
-    typer.echo(f"finished {result.epochs} epochs in {result.run_dir}; best by validation {result.select_by} kept in {result.run_dir / 'weights' / 'best'}")
+    typer.echo(
+        f"finished {result.epochs} epochs in {result.run_dir}; best by validation {result.select_by} kept in "
+        f"{runs.weights_path(result.run_dir, 'localizer').parent}"
+    )
 
 
 @app.command()

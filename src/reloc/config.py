@@ -1,29 +1,43 @@
-"""Experiment configuration: typed dataclasses, YAML in and out, command-line overrides.
+"""Experiment configuration: typed pydantic models, YAML in and out, command-line overrides.
 
-Precedence: dataclass defaults < YAML file < ``--set section.key=value`` overrides. The
+Precedence: model defaults < YAML file < ``--set section.key=value`` overrides, merged
+**deeply**: ``--set model.localizer_args={highpass: true}`` on top of a YAML holding
+``localizer_args: {width: 0.5}`` gives ``{width: 0.5, highpass: true}``, and
+``--set model.localizer_args.width=0.25`` changes one builder argument. Every value is
+type-checked when it is read (an error names the key and where it came from: the YAML
+file or the ``--set`` item); an unknown key is refused with the closest known one. The
 resolved configuration is written to ``RUN_DIR/config.yaml``; running that file again
 reproduces the run.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass, field
+import difflib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 TASKS = ("plain", "finetune", "reloc", "joint")
 SCHEDULES = ("plateau", "cosine")
 #: what ``weights/best`` is chosen by (see ``reloc.engine.trainer.SELECTION``)
 SELECT_BY = ("f1", "auc", "loss")
 LOSS_TERMS = ("mae", "gan", "localization")
+#: tasks that must start from a trained localizer (Algorithm 1 initialises L from M^P)
+NEEDS_LOCALIZER_WEIGHTS = ("finetune", "reloc")
 
 
-@dataclass
-class DataConfig:
-    """Where the images come from and how training crops are made.
+class ConfigError(ValueError):
+    """A configuration that cannot be used; the message names the key and its origin."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Section):
+    """Where the images come from, how they are split and how training crops are made.
 
     Attributes:
         dataset: a Tp/Gt folder, an IMDL-BenCo JSON list, or a ``reloc synth`` folder.
@@ -34,6 +48,9 @@ class DataConfig:
         tamper_bias: probability that a crop is centred on a tampered pixel.
         test_fraction, val_fraction: shares of source photos held out (when the dataset
             records no split of its own).
+        split_seed: seed of the source-disjoint split (independent of ``train.seed``, so
+            runs with different training seeds can share one split). The split is written
+            to ``RUN/split.json`` and ``reloc eval`` uses that file.
         steps_per_epoch: cap on steps per epoch (``null``: one pass over the training set).
         workers: DataLoader worker processes.
         cache_mb: memory budget (MB, per process) for decoded training / validation images
@@ -41,41 +58,61 @@ class DataConfig:
     """
 
     dataset: str = ""
-    crop: int = 128
-    batch_size: int = 56
+    crop: int = Field(128, gt=0)
+    batch_size: int = Field(56, gt=0)
     distortion: str = "jpeg:75"
-    tamper_bias: float = 0.0
-    test_fraction: float = 0.25
-    val_fraction: float = 0.1
-    steps_per_epoch: int | None = None
-    workers: int = 0
-    cache_mb: int = 0
+    tamper_bias: float = Field(0.0, ge=0.0, le=1.0)
+    test_fraction: float = Field(0.25, ge=0.0, lt=1.0)
+    val_fraction: float = Field(0.1, ge=0.0, lt=1.0)
+    split_seed: int = Field(0, ge=0)
+    steps_per_epoch: int | None = Field(None, gt=0)
+    workers: int = Field(0, ge=0)
+    cache_mb: int = Field(0, ge=0)
+
+    @field_validator("distortion")
+    @classmethod
+    def _known_distortion(cls, value: str) -> str:
+        from reloc.data.distortions import parse_distortion
+
+        parse_distortion(value)  # raises ValueError naming the bad token
+        return value
 
 
-@dataclass
-class ModelConfig:
+class ModelConfig(_Section):
     """Which networks, with which builder arguments and starting weights.
 
     Attributes:
         localizer, restorer, discriminator: registry names.
         localizer_args, restorer_args, discriminator_args: builder keyword arguments.
-        localizer_weights: starting localizer: a weights file, or a run folder whose best
-            localizer is taken (``finetune`` and ``reloc`` start from a ``plain`` run).
-        restorer_weights: starting restorer (a file or run folder); ``null`` = random init.
+        localizer_weights: starting localizer: a weights file, a run folder whose best
+            localizer is taken, or ``pretrained:NAME``. Required by ``finetune`` and
+            ``reloc`` (both start from a ``plain`` run, M^P); optional for ``joint``
+            (Table II's joint training; random when unset).
+        restorer_weights: starting restorer (a file, run folder or ``pretrained:NAME``);
+            ``null`` = random init.
     """
 
     localizer: str = "dfcn"
-    localizer_args: dict[str, Any] = field(default_factory=dict)
+    localizer_args: dict[str, Any] = Field(default_factory=dict)
     restorer: str = "scunet"
-    restorer_args: dict[str, Any] = field(default_factory=lambda: {"preset": "paper"})
+    restorer_args: dict[str, Any] = Field(default_factory=lambda: {"preset": "paper"})
     discriminator: str = "dcgan"
-    discriminator_args: dict[str, Any] = field(default_factory=dict)
+    discriminator_args: dict[str, Any] = Field(default_factory=dict)
     localizer_weights: str | None = None
     restorer_weights: str | None = None
 
+    @field_validator("localizer", "restorer", "discriminator")
+    @classmethod
+    def _registered(cls, value: str, info) -> str:
+        from reloc.models import REGISTRIES
 
-@dataclass
-class OptimConfig:
+        known = sorted(REGISTRIES[info.field_name])
+        if value not in known:
+            raise ValueError(f"unknown {info.field_name} {value!r}{_suggestion(value, known)}; known: {known}")
+        return value
+
+
+class OptimConfig(_Section):
     """Adam and ReduceLROnPlateau as published (minus the restorer's never-decaying rate).
 
     Attributes:
@@ -93,26 +130,26 @@ class OptimConfig:
         cosine_min_factor: ``m``, the final rate of ``cosine`` as a fraction of ``lr``.
     """
 
-    lr: float = 1e-4
-    restorer_lr: float | None = None
-    discriminator_lr: float = 1e-4
+    lr: float = Field(1e-4, gt=0.0)
+    restorer_lr: float | None = Field(None, gt=0.0)
+    discriminator_lr: float = Field(1e-4, gt=0.0)
     discriminator_betas: tuple[float, float] = (0.5, 0.999)
-    schedule: str = "plateau"
-    plateau_factor: float = 0.8
-    plateau_patience: int = 2
-    cosine_min_factor: float = 0.0
+    schedule: Literal["plateau", "cosine"] = "plateau"
+    plateau_factor: float = Field(0.8, gt=0.0, lt=1.0)
+    plateau_patience: int = Field(2, ge=0)
+    cosine_min_factor: float = Field(0.0, ge=0.0, le=1.0)
 
 
-@dataclass
-class TrainConfig:
+class TrainConfig(_Section):
     """The training situation and loop.
 
     Attributes:
         task: ``plain`` (M^P), ``finetune`` (M^{D|P}), ``reloc`` (Algorithm 1) or ``joint``.
         epochs: number of epochs.
-        seed: seed of initialisation, crops, distortions and shuffling.
+        seed: seed of initialisation, crops, distortions and shuffling (the split has
+            its own, ``data.split_seed``).
         loss: loss-weight preset (``paper``, ``paper-document``, ``official``).
-        loss_terms: restoration-loss terms switched on (Table I ablations).
+        loss_terms: restoration-loss terms switched on (Table I ablations); must hold ``mae``.
         alternate_every: 0 alternates restorer/localizer epochs (Algorithm 1); K > 0
             alternates every K steps instead.
         restorer_warmup_epochs: ``reloc``/``joint`` only, not the paper's: the first N
@@ -127,118 +164,185 @@ class TrainConfig:
         log_every: TensorBoard scalar interval in steps.
     """
 
-    task: str = "plain"
-    epochs: int = 60
-    seed: int = 0
+    task: Literal["plain", "finetune", "reloc", "joint"] = "plain"
+    epochs: int = Field(60, gt=0)
+    seed: int = Field(0, ge=0)
     loss: str = "paper"
-    loss_terms: list[str] = field(default_factory=lambda: list(LOSS_TERMS))
-    alternate_every: int = 0
-    restorer_warmup_epochs: int = 0
+    loss_terms: list[Literal["mae", "gan", "localization"]] = Field(default_factory=lambda: list(LOSS_TERMS))
+    alternate_every: int = Field(0, ge=0)
+    restorer_warmup_epochs: int = Field(0, ge=0)
     device: str = "auto"
     amp: bool = True
-    threshold: float = 0.5
-    select_by: str = "f1"
-    log_every: int = 10
+    threshold: float = Field(0.5, gt=0.0, lt=1.0)
+    select_by: Literal["f1", "auc", "loss"] = "f1"
+    log_every: int = Field(10, gt=0)
 
-
-@dataclass
-class Config:
-    """One experiment."""
-
-    data: DataConfig = field(default_factory=DataConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    train: TrainConfig = field(default_factory=TrainConfig)
-
-    def validate(self) -> Config:
-        """Check values that would otherwise fail deep inside the run; returns ``self``."""
+    @field_validator("loss")
+    @classmethod
+    def _known_preset(cls, value: str) -> str:
         from reloc.losses import LOSS_PRESETS
 
+        if value not in LOSS_PRESETS:
+            raise ValueError(f"unknown preset {value!r}{_suggestion(value, LOSS_PRESETS)}; known: {sorted(LOSS_PRESETS)}")
+        return value
+
+    @field_validator("loss_terms")
+    @classmethod
+    def _mae_always(cls, value: list[str]) -> list[str]:
+        if "mae" not in value:
+            raise ValueError("must include 'mae' (Table I's ablations drop gan and/or localization only)")
+        return value
+
+
+class Config(_Section):
+    """One experiment."""
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+
+    def check(self) -> Config:
+        """Check what a run needs beyond each value's type (cross-key rules, a dataset,
+        starting weights); returns ``self``.
+
+        Raises:
+            ConfigError: listing every problem, each naming its keys.
+        """
         problems = []
-        if self.train.task not in TASKS:
-            problems.append(f"train.task must be one of {TASKS}, got {self.train.task!r}")
-        if self.train.loss not in LOSS_PRESETS:
-            problems.append(f"train.loss must be one of {sorted(LOSS_PRESETS)}, got {self.train.loss!r}")
-        unknown_terms = set(self.train.loss_terms) - set(LOSS_TERMS)
-        if unknown_terms or "mae" not in self.train.loss_terms:
-            problems.append(f"train.loss_terms must include 'mae' and be within {LOSS_TERMS}")
-        if self.optim.schedule not in SCHEDULES:
-            problems.append(f"optim.schedule must be one of {SCHEDULES}, got {self.optim.schedule!r}")
-        if self.optim.lr <= 0 or (self.optim.restorer_lr is not None and self.optim.restorer_lr <= 0):
-            problems.append("optim.lr and optim.restorer_lr must be positive")
-        if self.train.select_by not in SELECT_BY:
-            problems.append(f"train.select_by must be one of {SELECT_BY}, got {self.train.select_by!r}")
-        if not 0.0 <= self.optim.cosine_min_factor <= 1.0:
-            problems.append("optim.cosine_min_factor must be within [0, 1]")
-        if self.train.restorer_warmup_epochs < 0:
-            problems.append("train.restorer_warmup_epochs must be >= 0")
-        elif self.train.restorer_warmup_epochs and self.train.task not in ("reloc", "joint"):
+        warmup = self.train.restorer_warmup_epochs
+        if warmup and self.train.task not in ("reloc", "joint"):
             problems.append("train.restorer_warmup_epochs applies to train.task=reloc or joint only")
-        elif self.train.restorer_warmup_epochs >= self.train.epochs:
+        elif warmup >= self.train.epochs:
             problems.append("train.restorer_warmup_epochs must be smaller than train.epochs")
-        if self.train.epochs < 1 or self.data.batch_size < 1 or self.data.crop < 1:
-            problems.append("train.epochs, data.batch_size and data.crop must be positive")
-        if self.train.task in ("finetune",) and not self.model.localizer_weights:
-            problems.append("train.task=finetune needs model.localizer_weights (a plain run or weights file)")
+        if self.data.test_fraction + self.data.val_fraction >= 1:
+            problems.append("data.test_fraction + data.val_fraction must be below 1")
+        if self.train.task in NEEDS_LOCALIZER_WEIGHTS and not self.model.localizer_weights:
+            problems.append(
+                f"train.task={self.train.task} needs model.localizer_weights (a plain run, a weights file "
+                "or pretrained:NAME): it starts from M^P"
+            )
         if not self.data.dataset:
             problems.append("data.dataset is empty")
         if problems:
-            raise ValueError("invalid configuration:\n  " + "\n  ".join(problems))
+            raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
         return self
 
     def to_dict(self) -> dict[str, Any]:
-        data = dataclasses.asdict(self)
-        data["optim"]["discriminator_betas"] = list(self.optim.discriminator_betas)
-        return data
+        """Plain YAML/JSON-ready values (tuples as lists)."""
+        return self.model_dump(mode="json")
 
     def to_yaml(self, path: str | Path) -> None:
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
 
-def _merge(instance: Any, values: dict[str, Any], where: str) -> Any:
-    """A copy of dataclass ``instance`` with ``values`` applied (nested dataclasses recursively)."""
-    known = {f.name: f for f in dataclasses.fields(instance)}
-    changes = {}
-    for key, value in values.items():
-        if key not in known:
-            raise ValueError(f"unknown setting {where}{key!r}; known: {sorted(known)}")
-        current = getattr(instance, key)
-        if dataclasses.is_dataclass(current):
-            if not isinstance(value, dict):
-                raise ValueError(f"setting {where}{key} must be a mapping")
-            changes[key] = _merge(current, value, f"{where}{key}.")
-        elif isinstance(current, tuple) and isinstance(value, list):
-            changes[key] = tuple(value)
-        else:
-            changes[key] = value
-    return dataclasses.replace(instance, **changes)
-
-
 def parse_override(item: str) -> dict[str, Any]:
-    """``"train.epochs=3"`` -> ``{"train": {"epochs": 3}}`` (the value parsed as YAML)."""
+    """``"train.epochs=3"`` -> ``{"train": {"epochs": 3}}`` (the value parsed as YAML).
+
+    Raises:
+        ConfigError: not ``key=value``, or a value that is not YAML.
+    """
     key, sep, value = item.partition("=")
-    if not sep or not key.strip():
-        raise ValueError(f"expected section.key=value, got {item!r}")
+    parts = key.strip().split(".")
+    if not sep or not all(part.strip() for part in parts):
+        raise ConfigError(f"--set {item!r}: expected section.key=value")
+    try:
+        parsed = yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"--set {item!r}: the value is not valid YAML ({_yaml_problem(error)})") from None
     nested: dict[str, Any] = {}
     cursor = nested
-    parts = key.strip().split(".")
     for part in parts[:-1]:
-        cursor = cursor.setdefault(part, {})
-    cursor[parts[-1]] = yaml.safe_load(value)
+        cursor = cursor.setdefault(part.strip(), {})
+    cursor[parts[-1].strip()] = parsed
     return nested
 
 
+def deep_merge(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with ``changes`` applied; mappings present in both are merged
+    key by key (recursively), anything else in ``changes`` replaces the value."""
+    merged = dict(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> Config:
-    """Defaults, then the YAML file at ``path``, then each ``section.key=value`` override."""
-    config = Config()
+    """Defaults, then the YAML file at ``path``, then each ``section.key=value`` override.
+
+    Raises:
+        ConfigError: a missing file, a YAML syntax error (file, line and column), a value
+            of the wrong type or range, or an unknown key (with the closest known one);
+            each message says which file or ``--set`` item caused it.
+    """
+    values = Config().to_dict()
     if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise ValueError(f"{path}: configuration file not found")
-        values = yaml.safe_load(path.read_text()) or {}
-        if not isinstance(values, dict):
-            raise ValueError(f"{path}: expected a mapping of sections, got {type(values).__name__}")
-        config = _merge(config, values, "")
+        values = deep_merge(values, _read_yaml(Path(path)))
+        _validate(values, str(path))
     for item in overrides or []:
-        config = _merge(config, parse_override(item), "")
-    return config
+        values = deep_merge(values, parse_override(item))
+        _validate(values, f"--set {item}")
+    return _validate(values, "configuration")
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: configuration file not found")
+    try:
+        values = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: YAML syntax error: {_yaml_problem(error)}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{path}: cannot be read ({error})") from None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of sections (data, model, optim, train), got {type(values).__name__}")
+    return values
+
+
+def _validate(values: dict[str, Any], origin: str) -> Config:
+    try:
+        return Config.model_validate(values)
+    except ValidationError as error:
+        lines = [_describe(problem) for problem in error.errors()]
+        raise ConfigError(f"{origin}: " + "; ".join(lines)) from None
+
+
+def _describe(problem: dict[str, Any]) -> str:
+    """One pydantic error as ``section.key: what is wrong (got VALUE)``."""
+    location = [str(part) for part in problem["loc"]]
+    key = ".".join(location)
+    if problem["type"] == "extra_forbidden":
+        known = _known_keys(location[:-1])
+        return f"unknown setting {key}{_suggestion(location[-1], known, '.'.join(location[:-1]))}; known: {known}"
+    message = problem["msg"].removeprefix("Value error, ")
+    return f"{key}: {message} (got {problem.get('input')!r})"
+
+
+def _known_keys(section: list[str]) -> list[str]:
+    model: type[BaseModel] = Config
+    for part in section:
+        annotation = model.model_fields[part].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)
+
+
+def _suggestion(word: str, known, prefix: str = "") -> str:
+    close = difflib.get_close_matches(word, list(known), n=1)
+    if not close:
+        return ""
+    return f"; did you mean {prefix + '.' if prefix else ''}{close[0]}?"
+
+
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    if mark is None:
+        return problem
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}"

@@ -153,4 +153,6 @@ def check_onnx(network: nn.Module, path: str | Path, image: torch.Tensor) -> flo
         expected = network(image)
     network.train(was_training)
     expected = expected if isinstance(expected, tuple) else (expected,)
-    return max(float((torch.from_numpy(o) - e.cpu()).abs().max()) for o, e in zip(outputs, expected))
+    if len(outputs) != len(expected):
+        raise ValueError(f"{path}: onnxruntime returned {len(outputs)} output(s), PyTorch {len(expected)}")
+    return max(float((torch.from_numpy(o) - e.cpu()).abs().max()) for o, e in zip(outputs, expected, strict=True))

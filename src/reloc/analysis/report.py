@@ -66,9 +66,11 @@ def counts_note(records: list[dict]) -> str:
 
 
 def read_metrics_csv(run: Path) -> list[dict[str, str]]:
-    path = Path(run) / "metrics.csv"
+    from reloc.runs import METRICS
+
+    path = Path(run) / METRICS
     if not path.is_file():
-        raise FileNotFoundError(f"{run}: no metrics.csv")
+        raise FileNotFoundError(f"{run}: no {METRICS}")
     with path.open() as handle:
         return list(csv.DictReader(handle))
 

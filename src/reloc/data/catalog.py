@@ -359,6 +359,40 @@ def load_pair(ref: SampleRef) -> tuple[np.ndarray, np.ndarray]:
     return image, read_mask(ref.mask, size=image.shape[:2])
 
 
+def dataset_root(path: str | os.PathLike) -> Path:
+    """The folder sample ids are relative to: the dataset folder, or a JSON list's folder."""
+    path = Path(path)
+    return path.parent if path.is_file() else path
+
+
+def sample_id(ref: SampleRef, root: str | os.PathLike) -> str:
+    """A sample's id within its dataset: its image path relative to ``root`` (POSIX form)."""
+    return _relative(Path(os.path.abspath(ref.image)), Path(os.path.abspath(root)))
+
+
+def dataset_fingerprint(refs: list[SampleRef], root: str | os.PathLike) -> str:
+    """SHA-256 over every sample's id, mask id and the two files' sizes, in id order.
+
+    It changes when a sample is added, removed, renamed, re-paired or rewritten with a
+    different size, so a split recorded at training can be checked against the dataset
+    it is applied to; files are not read, only listed (``stat``).
+    """
+    import hashlib
+
+    def size(path: Path | None) -> int:
+        try:
+            return -1 if path is None else path.stat().st_size
+        except OSError:
+            return -1
+
+    lines = sorted(
+        f"{sample_id(ref, root)}\t{'' if ref.mask is None else _relative(Path(os.path.abspath(ref.mask)), Path(os.path.abspath(root)))}"
+        f"\t{size(ref.image)}\t{size(ref.mask)}"
+        for ref in refs
+    )
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()
+
+
 def _assign_groups(
     refs: list[SampleRef], seed: int, test_fraction: float, val_fraction: float
 ) -> list[str]:

@@ -11,7 +11,8 @@ Situations (the paper's notation, ``M{I}``: model M tested on images I):
   (Table V, transferability).
 
 Each image is distorted whole (seeded per image), then cut into sliding windows (the
-paper: 512 x 512, stride 512, last row/column flush with the border).
+paper: 512 x 512, stride 512, last row/column flush with the border). The images are the
+split the runs were trained with (``RUN/split.json``, see :func:`evaluation_samples`).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,13 +28,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from reloc.data.catalog import SampleRef
+from reloc import runs
+from reloc.data.catalog import SPLITS, SampleRef, load_dataset, split_by_source
 from reloc.data.datasets import WholeImages
 from reloc.data.io import write_png
 from reloc.engine.inference import Pipeline
-from reloc.engine.tasks import resolve_weights
 from reloc.metrics import LocalizationMetrics
 from reloc.models.weights import load_network
+from reloc.runs import resolve_weights
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,69 @@ def standard_situations(
         situations.append(Situation(f"P({b}){{D}}", localizer))
         situations.append(Situation(f"R({a})+L({b}){{D}}", localizer, resolve_weights(reloc_run, "restorer")))
     return situations
+
+
+def evaluation_samples(dataset: str | Path, split: str, run_folders: list[str | Path], seed: int = 0) -> list[SampleRef]:
+    """The samples of ``split`` (``train``, ``val``, ``test`` or ``all``) of ``dataset``, as
+    the given runs were trained with.
+
+    The split comes from the runs' ``split.json`` files (written at training); every run
+    that has one must record the same samples for ``split``, and the dataset must be the
+    one they were trained on (its fingerprint is checked). A run from before split files
+    existed gets its split re-derived from its ``config.yaml`` (with a warning); with no run
+    folder at all (weights files, ``pretrained:NAME``) the split is derived with ``seed``
+    and the default fractions (with a warning).
+
+    Raises:
+        SplitError: the dataset changed since training, or the runs were trained on
+            different splits.
+        ValueError: ``split`` is not a split name.
+    """
+    if split != "all" and split not in SPLITS:
+        raise ValueError(f"--split must be one of {(*SPLITS, 'all')}, got {split!r}")
+    listing = load_dataset(dataset)
+    if split == "all":
+        return listing
+    folders = list(dict.fromkeys(Path(run) for run in run_folders if Path(run).is_dir()))
+    chosen: tuple[Path, list[SampleRef]] | None = None
+    for folder in folders:
+        recorded = runs.read_split(folder)
+        if recorded is None:
+            continue
+        samples = recorded.select(dataset, listing, split, origin=str(folder))
+        if chosen is None:
+            chosen = (folder, samples)
+        elif [ref.image for ref in samples] != [ref.image for ref in chosen[1]]:
+            raise runs.SplitError(
+                f"{chosen[0]} and {folder} were trained on different {split} splits of {dataset}; "
+                "evaluate them separately"
+            )
+    if chosen is not None:
+        return chosen[1]
+    configured = next((folder for folder in folders if (folder / runs.CONFIG).is_file()), None)
+    if configured is not None:
+        return _legacy_split(configured, listing, split)
+    warnings.warn(
+        f"no run folder records its split: the {split} split of {dataset} is derived with seed {seed} and the "
+        "default fractions", stacklevel=2,
+    )
+    return split_by_source(listing, seed)[split]
+
+
+def _legacy_split(run: Path, listing: list[SampleRef], split: str) -> list[SampleRef]:
+    """The split of a run trained before ``split.json`` existed, from its ``config.yaml``
+    (then the split seed was ``train.seed``)."""
+    import yaml
+
+    from reloc.config import load_config
+
+    config = load_config(run / runs.CONFIG)
+    raw = yaml.safe_load((run / runs.CONFIG).read_text()) or {}
+    seed = config.data.split_seed if "split_seed" in (raw.get("data") or {}) else config.train.seed
+    warnings.warn(
+        f"{run} has no {runs.SPLIT}: its {split} split is re-derived from {runs.CONFIG} (seed {seed})", stacklevel=3
+    )
+    return split_by_source(listing, seed, config.data.test_fraction, config.data.val_fraction)[split]
 
 
 def evaluate_situation(

@@ -24,7 +24,7 @@ from reloc import pretrained
 from reloc.data.distortions import jpeg_quality_from_file
 from reloc.data.io import ImageError
 from reloc.engine.inference import Pipeline
-from reloc.engine.tasks import resolve_weights
+from reloc.runs import optional_weights, resolve_weights
 
 AUTO = "auto"
 
@@ -59,13 +59,7 @@ def model_source(spec: str | os.PathLike, restorer: str | os.PathLike | None = N
     if text in pretrained.NAMES:
         text = pretrained.PREFIX + text
     localizer = resolve_weights(text, "localizer")
-    own_restorer = None
-    if pretrained.is_pretrained(text):
-        if "restorer" in pretrained.roles(text):
-            own_restorer = resolve_weights(text, "restorer")
-    elif Path(text).is_dir():
-        candidate = Path(text) / "weights" / "best" / "restorer.safetensors"
-        own_restorer = str(candidate) if candidate.is_file() else None
+    own_restorer = optional_weights(text, "restorer") if pretrained.is_pretrained(text) or Path(text).is_dir() else None
     chosen = resolve_weights(str(restorer), "restorer") if restorer is not None else own_restorer
     return ModelSource(text, localizer, chosen if restore else None)
 

@@ -23,20 +23,18 @@ import contextlib
 import math
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 
 import torch
 from torch import nn
 from torch.optim import Adam
 from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
-from reloc import pretrained
-from reloc.config import Config
+from reloc.config import Config, ConfigError
 from reloc.engine.distributed import DistContext
 from reloc.losses import LOSS_PRESETS, LossWeights, discriminator_loss, localization_loss, mae_loss, restoration_loss
-from reloc.metrics import LocalizationMetrics
 from reloc.models import create_discriminator, create_localizer, create_restorer, segmentation_logits
 from reloc.models.weights import load_foreign_weights
+from reloc.runs import resolve_weights
 
 
 class NonFiniteLossError(RuntimeError):
@@ -44,31 +42,21 @@ class NonFiniteLossError(RuntimeError):
 
 
 @contextlib.contextmanager
-def frozen(*modules: nn.Module) -> Iterator[None]:
-    """Evaluation mode and no parameter gradients inside; previous state restored after."""
+def frozen(*modules: nn.Module, eval_mode: bool = True) -> Iterator[None]:
+    """No parameter gradients inside (and evaluation mode unless ``eval_mode=False``);
+    the previous state is restored after."""
     saved = [(m, m.training, [p.requires_grad for p in m.parameters()]) for m in modules]
     for module in modules:
-        module.eval().requires_grad_(False)
+        module.requires_grad_(False)
+        if eval_mode:
+            module.eval()
     try:
         yield
     finally:
         for module, training, flags in saved:
             module.train(training)
-            for param, flag in zip(module.parameters(), flags):
+            for param, flag in zip(module.parameters(), flags, strict=True):
                 param.requires_grad_(flag)
-
-
-def resolve_weights(path: str, role: str) -> str:
-    """A weights file, a run folder whose best weights of ``role`` are taken, or a
-    packaged model ``pretrained:NAME`` (:mod:`reloc.pretrained`)."""
-    if pretrained.is_pretrained(path):
-        return str(pretrained.weights_file(path, role))
-    candidate = Path(path)
-    if candidate.is_dir():
-        candidate = candidate / "weights" / "best" / f"{role}.safetensors"
-    if not candidate.is_file():
-        raise FileNotFoundError(f"no {role} weights at {candidate} (from {path!r})")
-    return str(candidate)
 
 
 class CosineFactor:
@@ -92,7 +80,8 @@ class Task:
     """Owns the networks, optimizers, schedulers and losses of one training situation.
 
     Subclasses define which networks train (``roles``), ``phase`` and the steps; the
-    trainer calls :meth:`train_step`, :meth:`validate` and :meth:`end_epoch`.
+    trainer owns the loops (training, validation) and the epoch / step / phase
+    bookkeeping, and calls :meth:`train_step`, :meth:`validation_batch` and :meth:`end_epoch`.
     """
 
     roles: tuple[str, ...] = ("localizer",)
@@ -123,7 +112,10 @@ class Task:
             "discriminator": lambda: create_discriminator(model.discriminator, **model.discriminator_args),
         }
         for role in self.roles:
-            network = builders[role]().to(self.device)
+            try:
+                network = builders[role]().to(self.device)
+            except TypeError as error:  # an unknown or mistyped builder argument
+                raise ConfigError(f"model.{role}_args: cannot build the {role}: {error}") from None
             start = {"localizer": model.localizer_weights, "restorer": model.restorer_weights}.get(role)
             if start:
                 load_foreign_weights(network, resolve_weights(start, role), strict=True)
@@ -162,7 +154,8 @@ class Task:
         self.dist.broadcast_buffers(network)
         self.updates[role] = self.updates.get(role, 0) + 1
 
-    def _batch(self, batch: dict) -> dict[str, torch.Tensor]:
+    def to_device(self, batch: dict) -> dict[str, torch.Tensor]:
+        """The batch's tensors on the task's device (names and other entries dropped)."""
         return {k: v.to(self.device, non_blocking=True) for k, v in batch.items() if isinstance(v, torch.Tensor)}
 
     # --- interface used by the trainer --------------------------------------------
@@ -176,45 +169,16 @@ class Task:
 
     def train_step(self, batch: dict) -> dict[str, float]:
         """One optimisation step; returns the losses as floats."""
-        batch = self._batch(batch)
+        batch = self.to_device(batch)
         with self._autocast():
             logits = segmentation_logits(self.networks["localizer"](self.localizer_input(batch)))
         loss = localization_loss(logits.float(), batch["mask"], self.weights)
         self._update("localizer", loss, "localization")
         return {"localization": loss.item()}
 
-    @torch.no_grad()
-    def validate(self, loader) -> dict[str, float]:
-        """Validation losses and per-image F1 / IoU / AUC of the localizer, merged over processes."""
-        for network in self.networks.values():
-            network.eval()
-        metrics = LocalizationMetrics(threshold=self.config.train.threshold, pooled_auc=False)
-        sums: dict[str, float] = {}
-        count = 0
-        try:
-            for raw in loader:
-                batch = self._batch(raw)
-                losses, probabilities = self._validation_batch(batch)
-                size = batch["mask"].shape[0]
-                count += size
-                for key, value in losses.items():
-                    sums[key] = sums.get(key, 0.0) + value * size
-                for prob, mask in zip(probabilities.cpu().numpy(), batch["mask"].cpu().numpy()):
-                    metrics.update(prob[0], mask[0])
-        finally:
-            for network in self.networks.values():
-                network.train()
-        parts = self.dist.gather((sums, count, metrics.per_image))
-        total = sum(part[1] for part in parts)
-        merged = LocalizationMetrics(pooled_auc=False)
-        for _, _, records in parts:
-            merged.per_image.extend(records)
-        summary = merged.summary()["per-image"]
-        result = {f"val_{key}": sum(part[0].get(key, 0.0) for part in parts) / max(total, 1) for key in parts[0][0]}
-        result.update({f"val_{key}": value for key, value in summary.items()})
-        return result
-
-    def _validation_batch(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], torch.Tensor]:
+    def validation_batch(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], torch.Tensor]:
+        """Validation losses of one batch (already on the device, networks in eval mode) and
+        the localizer's probabilities ``(B, 1, c, c)``; the trainer runs the loop."""
         with self._autocast():
             logits = segmentation_logits(self.networks["localizer"](self.localizer_input(batch))).float()
         loss = localization_loss(logits, batch["mask"], self.weights)
@@ -320,7 +284,9 @@ class ReLocTask(Task):
             d_loss = discriminator_loss(real, fake)
             self._update("discriminator", d_loss, "discriminator")
             losses["discriminator"] = d_loss.item()
-        with frozen(discriminator, localizer), self._autocast():
+        # As the release: only the localizer is put in eval mode; the discriminator stays in
+        # train mode (its BatchNorm uses the batch's statistics), parameters frozen.
+        with frozen(localizer), frozen(discriminator, eval_mode=False), self._autocast():
             fake_logits = discriminator(shown).float() if self.use_gan else None
             loc_logits = segmentation_logits(localizer(shown)).float() if self.use_localization else None
         terms = restoration_loss(restored, batch["plain"], fake_logits, loc_logits, batch["mask"], self.weights)
@@ -346,7 +312,7 @@ class ReLocTask(Task):
         return {"localization": loss.item()}
 
     def train_step(self, batch: dict) -> dict[str, float]:
-        batch = self._batch(batch)
+        batch = self.to_device(batch)
         phase = self.phase()
         if phase == "warmup":
             return self.warmup_step(batch)
@@ -354,7 +320,7 @@ class ReLocTask(Task):
             return self.restoration_step(batch)
         return self.localization_step(batch)
 
-    def _validation_batch(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], torch.Tensor]:
+    def validation_batch(self, batch: dict[str, torch.Tensor]) -> tuple[dict[str, float], torch.Tensor]:
         restored = self.restore(batch["distorted"])
         shown = restored.clamp(0, 1)
         with self._autocast():
@@ -379,7 +345,7 @@ class JointTask(ReLocTask):
         return "warmup" if self.in_warmup() else "joint"
 
     def train_step(self, batch: dict) -> dict[str, float]:
-        batch = self._batch(batch)
+        batch = self.to_device(batch)
         if self.phase() == "warmup":
             return self.warmup_step(batch)
         losses = self.restoration_step(batch)

@@ -1,24 +1,18 @@
 """The generic training loop: data, epochs, validation, logs, checkpoints and resume.
 
-Run folder::
-
-    RUN/config.yaml                      the resolved configuration (re-run it to reproduce)
-    RUN/metrics.csv                      one row per epoch: losses, validation metrics, rates, seconds
-    RUN/events.out.tfevents.*            TensorBoard scalars
-    RUN/checkpoints/last.pt              everything needed to resume, written atomically
-    RUN/weights/{last,best}/<role>.safetensors   self-describing weights (best by ``train.select_by``)
-
-A killed run continues with ``resume=True`` from the last completed epoch and reaches the
-same weights as an uninterrupted run: crops, distortions and shuffling are functions of
-(seed, epoch, index), and the checkpoint holds every RNG, optimizer and scheduler state.
+The run folder's layout (config, split, metrics, checkpoints, weights) is
+:mod:`reloc.runs`. A killed run continues with ``resume=True`` from the last completed
+epoch and reaches the same weights as an uninterrupted run: crops, distortions and
+shuffling are functions of (seed, epoch, index), and the checkpoint holds every RNG,
+optimizer and scheduler state (as tensors and plain containers only, see
+:func:`reloc.runs.load_checkpoint`). A damaged ``last.pt`` falls back to ``previous.pt``.
 """
 
 from __future__ import annotations
 
 import csv
-import os
 import random
-import tempfile
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,15 +22,16 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm.auto import tqdm
 
-from reloc.config import Config, load_config
+from reloc import runs
+from reloc.config import Config, ConfigError, load_config
 from reloc.data.catalog import DatasetError, load_dataset, split_by_source, validate
 from reloc.data.datasets import TrainCrops
 from reloc.devices import pick_device
 from reloc.engine.distributed import DistContext
 from reloc.engine.tasks import NonFiniteLossError, Task, create_task
+from reloc.metrics import LocalizationMetrics
 from reloc.models.weights import save_network
 
-CHECKPOINT = Path("checkpoints") / "last.pt"
 #: ``train.select_by`` -> (validation column, +1 if higher is better else -1)
 SELECTION = {"f1": ("val_f1", 1.0), "auc": ("val_auc", 1.0), "loss": ("val_localization", -1.0)}
 
@@ -67,40 +62,56 @@ def seed_everything(seed: int) -> None:
 
 
 def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
+    """Python's, NumPy's, torch's (and CUDA's) global RNG states as tensors and numbers,
+    so a checkpoint loads with ``weights_only=True``."""
+    version, internal, gauss = random.getstate()
+    numpy_state = np.random.get_state(legacy=False)
+    state = {
+        "python": {"version": version, "state": torch.tensor(internal, dtype=torch.int64), "gauss": gauss},
+        "numpy": {
+            "key": torch.from_numpy(numpy_state["state"]["key"].astype(np.int64)),
+            "pos": int(numpy_state["state"]["pos"]),
+            "has_gauss": int(numpy_state["has_gauss"]),
+            "gauss": float(numpy_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+    }
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
 
 
 def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
+    """Restore what :func:`rng_state` returned (or the tuples that checkpoints of earlier
+    versions hold)."""
+    python, numpy = state["python"], state["numpy"]
+    if isinstance(python, dict):
+        python = (python["version"], tuple(int(v) for v in python["state"].tolist()), python["gauss"])
+    random.setstate(python)
+    if isinstance(numpy, dict):
+        numpy = ("MT19937", numpy["key"].numpy().astype(np.uint32), numpy["pos"], numpy["has_gauss"], numpy["gauss"])
+    np.random.set_state(numpy)
+    torch.set_rng_state(state["torch"].cpu())
     if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
 
 
-def atomic_torch_save(obj: object, path: Path) -> None:
-    """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(obj, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+def build_datasets(
+    config: Config, needs_distorted: bool, dist: DistContext, recorded: runs.RunSplit | None = None
+) -> tuple[TrainCrops, TrainCrops, runs.RunSplit]:
+    """Training crops (new each epoch) and fixed validation crops from a source-disjoint
+    split (``data.split_seed``), and that split as a :class:`~reloc.runs.RunSplit`.
 
-
-def build_datasets(config: Config, needs_distorted: bool, dist: DistContext) -> tuple[TrainCrops, TrainCrops]:
-    """Training crops (new each epoch) and fixed validation crops from a source-disjoint split."""
-    refs = load_dataset(config.data.dataset)
-    if dist.is_main:
-        refs = validate(refs)
-    refs = dist.gather(refs)[0] if dist.enabled else refs
-    splits = split_by_source(refs, config.train.seed, config.data.test_fraction, config.data.val_fraction)
+    ``recorded``: the split of the run being resumed; it is used as written (after
+    checking that the dataset is unchanged) instead of being derived again.
+    """
+    listing = load_dataset(config.data.dataset)
+    if recorded is not None:
+        splits = {name: recorded.select(config.data.dataset, listing, name) for name in recorded.samples}
+    else:
+        refs = validate(listing) if dist.is_main else listing
+        refs = dist.gather(refs)[0] if dist.enabled else refs
+        splits = split_by_source(refs, config.data.split_seed, config.data.test_fraction, config.data.val_fraction)
     if not splits["train"] or not splits["val"]:
         raise DatasetError(
             f"{config.data.dataset}: the split left {len(splits['train'])} training and "
@@ -111,7 +122,42 @@ def build_datasets(config: Config, needs_distorted: bool, dist: DistContext) -> 
                        cache_mb=config.data.cache_mb)
     val = TrainCrops(splits["val"], config.data.crop, config.data.distortion, config.train.seed + 1, config.data.tamper_bias,
                      cache_mb=config.data.cache_mb)
-    return train, val
+    split = recorded or runs.RunSplit.of(config.data.dataset, listing, splits, config.data.split_seed)
+    return train, val, split
+
+
+@torch.no_grad()
+def run_validation(task: Task, loader: DataLoader, dist: DistContext, threshold: float) -> dict[str, float]:
+    """Validation losses (``val_<loss>``, averaged per crop) and per-image F1 / IoU / AUC
+    (``val_f1`` ...) of ``task`` over ``loader``, merged over processes; the networks are
+    in eval mode during it and back in train mode after."""
+    for network in task.networks.values():
+        network.eval()
+    metrics = LocalizationMetrics(threshold=threshold, pooled_auc=False)
+    sums: dict[str, float] = {}
+    count = 0
+    try:
+        for raw in loader:
+            batch = task.to_device(raw)
+            losses, probabilities = task.validation_batch(batch)
+            size = batch["mask"].shape[0]
+            count += size
+            for key, value in losses.items():
+                sums[key] = sums.get(key, 0.0) + value * size
+            for prob, mask in zip(probabilities.cpu().numpy(), batch["mask"].cpu().numpy(), strict=True):
+                metrics.update(prob[0], mask[0])
+    finally:
+        for network in task.networks.values():
+            network.train()
+    parts = dist.gather((sums, count, metrics.per_image))
+    total = sum(part[1] for part in parts)
+    merged = LocalizationMetrics(pooled_auc=False)
+    for _, _, records in parts:
+        merged.per_image.extend(records)
+    summary = merged.summary()["per-image"]
+    result = {f"val_{key}": sum(part[0].get(key, 0.0) for part in parts) / max(total, 1) for key in parts[0][0]}
+    result.update({f"val_{key}": value for key, value in summary.items()})
+    return result
 
 
 class MetricsLog:
@@ -119,7 +165,7 @@ class MetricsLog:
 
     def __init__(self, run_dir: Path, enabled: bool, first_epoch: int) -> None:
         """``first_epoch``: epochs already done (rows of later epochs are dropped)."""
-        self.path = run_dir / "metrics.csv"
+        self.path = run_dir / runs.METRICS
         self.enabled = enabled
         self.writer = None
         if not enabled:
@@ -169,37 +215,79 @@ class MetricsLog:
             self.writer.close()
 
 
-def export_weights(task: Task, folder: Path) -> None:
+def export_weights(task: Task, run_dir: Path, which: str) -> None:
+    """Write each network of ``task`` to ``RUN/weights/<which>/<role>.safetensors``."""
     for role, network in task.networks.items():
-        save_network(network, folder / f"{role}.safetensors")
+        save_network(network, runs.weights_path(run_dir, role, which))
 
 
-def train(config: Config, run_dir: str | Path, resume: bool = False, progress: bool = True) -> TrainResult:
+def _differences(before: dict, after: dict, prefix: str = "") -> list[str]:
+    """Dotted keys whose values differ between two nested dicts."""
+    keys = []
+    for key in dict.fromkeys([*before, *after]):
+        a, b = before.get(key), after.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            keys += _differences(a, b, f"{prefix}{key}.")
+        elif a != b:
+            keys.append(f"{prefix}{key}")
+    return keys
+
+
+def train(config: Config | None, run_dir: str | Path, resume: bool = False, progress: bool = True) -> TrainResult:
     """Train ``config`` into ``run_dir``; with ``resume``, continue from its last checkpoint.
+
+    Args:
+        config: the experiment; with ``resume`` it may be ``None`` (the run's
+            ``config.yaml`` is used) and otherwise must equal that file.
+        run_dir: the run folder (layout: :mod:`reloc.runs`).
+        resume: continue from ``last.pt`` (or ``previous.pt`` if ``last.pt`` is damaged).
+        progress: tqdm bars.
 
     Raises:
         NonFiniteLossError: a loss became NaN/inf; the last good checkpoint is kept.
         DatasetError: the dataset is empty, unreadable or too small to split.
+        ConfigError: an incomplete configuration, or with ``resume`` one that differs
+            from the run's.
+        CheckpointError: no usable checkpoint to resume from.
     """
     run_dir = Path(run_dir)
-    checkpoint_path = run_dir / CHECKPOINT
     if resume:
-        if not checkpoint_path.is_file():
-            raise FileNotFoundError(f"{run_dir}: nothing to resume ({CHECKPOINT} is missing)")
-        config = load_config(run_dir / "config.yaml")
-    config.validate()
+        if not (run_dir / runs.CHECKPOINT).exists() and not (run_dir / runs.PREVIOUS_CHECKPOINT).exists():
+            raise FileNotFoundError(f"{run_dir}: nothing to resume ({runs.CHECKPOINT} is missing)")
+        stored = load_config(run_dir / runs.CONFIG)
+        if config is not None and config != stored:
+            changed = _differences(stored.to_dict(), config.to_dict())
+            raise ConfigError(
+                f"{run_dir}: resume continues {run_dir / runs.CONFIG} as it is; the given configuration differs in "
+                f"{', '.join(changed)} (edit that file to change a resumed run)"
+            )
+        config = stored
+    elif config is None:
+        raise ConfigError("train() needs a configuration unless it resumes a run")
+    config.check()
     dist = DistContext.from_environment("cuda" if torch.cuda.is_available() and config.train.device != "cpu" else "cpu")
     device = pick_device(config.train.device)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
     seed_everything(config.train.seed)
+    state = None
+    if resume:
+        state, _ = runs.load_resume_checkpoint(run_dir, map_location=device)
     task = create_task(config, device, dist)
-    train_set, val_set = build_datasets(config, task.needs_distorted, dist)
+    train_set, val_set, split = build_datasets(
+        config, task.needs_distorted, dist, runs.read_split(run_dir) if resume else None
+    )
     sampler = DistributedSampler(
         train_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=True, seed=config.train.seed, drop_last=True
     )
     batch_size = min(config.data.batch_size, max(1, len(train_set) // dist.world_size))
+    if batch_size < config.data.batch_size and dist.is_main:
+        print(
+            f"note: data.batch_size {config.data.batch_size} lowered to {batch_size}: the training split holds "
+            f"{len(train_set)} images ({dist.world_size} process(es))",
+            file=sys.stderr,
+        )
     loader = DataLoader(
         train_set, batch_size=batch_size, sampler=sampler, num_workers=config.data.workers, drop_last=True,
         pin_memory=device.type == "cuda",
@@ -209,14 +297,15 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
 
     best_score = float("-inf")
     first_epoch = 0
-    if resume:
-        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+    if state is not None:
         task.load_state_dict(state["task"])
         set_rng_state(state["rng"])
-        best_score, first_epoch = state.get("best_score", state.get("best_f1")), state["task"]["epoch"]
+        best_score, first_epoch = float(state["best_score"]), int(state["task"]["epoch"])
     elif dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        config.to_yaml(run_dir / "config.yaml")
+        config.to_yaml(run_dir / runs.CONFIG)
+    if dist.is_main:
+        runs.write_split(run_dir, split)
     dist.barrier()
 
     log = MetricsLog(run_dir, dist.is_main, first_epoch)
@@ -248,7 +337,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
                 bar.set_postfix({"phase": phase[:4], **{k: f"{v:.4f}" for k, v in losses.items() if "_" not in k}, "img/s": f"{rate:.1f}"})
                 bar.update(1)
             bar.close()
-            validation = task.validate(val_loader)
+            validation = run_validation(task, val_loader, dist, config.train.threshold)
             task.end_epoch(validation, phases)
             task.epoch = epoch + 1
             row: dict[str, float | int | str] = {"epoch": epoch + 1, "phase": "+".join(sorted(phases))}
@@ -262,14 +351,14 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
                 best_score = score
             if dist.is_main:
                 log.epoch(row)
-                export_weights(task, run_dir / "weights" / "last")
+                export_weights(task, run_dir, "last")
                 if improved:
-                    export_weights(task, run_dir / "weights" / "best")
-                atomic_torch_save({"task": task.state_dict(), "rng": rng_state(), "best_score": best_score}, checkpoint_path)
+                    export_weights(task, run_dir, "best")
+                runs.save_checkpoint(run_dir, {"task": task.state_dict(), "rng": rng_state(), "best_score": best_score})
             dist.barrier()
     except NonFiniteLossError as error:
         raise NonFiniteLossError(
-            f"{error}; stopped. The last good checkpoint ({checkpoint_path}) is kept; "
+            f"{error}; stopped. The last good checkpoint ({run_dir / runs.CHECKPOINT}) is kept; "
             "lower the learning rate or check the data, then resume"
         ) from None
     finally:

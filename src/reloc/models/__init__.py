@@ -37,6 +37,11 @@ REGISTRIES: dict[str, dict[str, Callable[..., nn.Module]]] = {
     "discriminator": DISCRIMINATORS,
 }
 
+#: Builder arguments that matter only while building (a file to initialise from): kept
+#: out of ``network.spec``, because the weights saved with the spec already hold their
+#: effect and the file may not exist where the weights are loaded again.
+CONSTRUCTION_ONLY: dict[str, tuple[str, ...]] = {"scse_unet": ("encoder_weights",)}
+
 #: Maps from the reference implementations' state-dict keys to ours, where they differ.
 #: A map returns ``None`` for a reference key with no counterpart (e.g. unused fc layers).
 FOREIGN_KEY_MAPS: dict[str, Callable[[str], str | None]] = {
@@ -78,7 +83,8 @@ def create_network(kind: str, name: str, **kwargs: Any) -> nn.Module:
     if name not in registry:
         raise ValueError(f"unknown {kind} {name!r}; choose from {sorted(registry)}")
     network = registry[name](**kwargs)
-    network.spec = NetworkSpec(kind, name, dict(kwargs))
+    dropped = CONSTRUCTION_ONLY.get(name, ())
+    network.spec = NetworkSpec(kind, name, {key: value for key, value in kwargs.items() if key not in dropped})
     return network
 
 
