@@ -34,7 +34,7 @@ from reloc import pretrained
 from reloc.config import Config
 from reloc.engine.distributed import DistContext
 from reloc.losses import LOSS_PRESETS, LossWeights, discriminator_loss, localization_loss, mae_loss, restoration_loss
-from reloc.metrics import LocalizationMetrics
+from reloc.metrics import LocalizationMetrics, psnr
 from reloc.models import create_discriminator, create_localizer, create_restorer, segmentation_logits
 from reloc.models.weights import load_foreign_weights
 
@@ -80,12 +80,6 @@ class CosineFactor:
     def __call__(self, epoch: int) -> float:
         progress = min(epoch, self.epochs) / self.epochs
         return self.minimum + (1.0 - self.minimum) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def psnr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Peak signal-to-noise ratio in dB of each image in a batch, peak 1. ``(B,)``."""
-    mse = (estimate.clamp(0, 1) - reference).square().flatten(1).mean(1)
-    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
 
 
 class Task:
@@ -304,9 +298,6 @@ class ReLocTask(Task):
     def restore(self, distorted: torch.Tensor) -> torch.Tensor:
         with self._autocast():
             return self.networks["restorer"](distorted).float()
-
-    def localizer_input(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.restore(batch["distorted"]).clamp(0, 1)
 
     def restoration_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """Update D on (plain, restored), then R with L_R; L frozen but differentiable."""

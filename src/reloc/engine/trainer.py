@@ -16,9 +16,7 @@ same weights as an uninterrupted run: crops, distortions and shuffling are funct
 from __future__ import annotations
 
 import csv
-import os
 import random
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,6 +32,7 @@ from reloc.data.datasets import TrainCrops
 from reloc.devices import pick_device
 from reloc.engine.distributed import DistContext
 from reloc.engine.tasks import NonFiniteLossError, Task, create_task
+from reloc.io_utils import atomic_path
 from reloc.models.weights import save_network
 
 CHECKPOINT = Path("checkpoints") / "last.pt"
@@ -54,9 +53,7 @@ class TrainResult:
 
     run_dir: Path
     epochs: int
-    best_score: float
     select_by: str
-    last_metrics: dict[str, float]
     networks: dict[str, torch.nn.Module]
 
 
@@ -83,15 +80,8 @@ def set_rng_state(state: dict) -> None:
 
 def atomic_torch_save(obj: object, path: Path) -> None:
     """``torch.save`` to a temporary file in the same folder, then rename over ``path``."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_path(path) as temporary:
         torch.save(obj, temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def build_datasets(config: Config, needs_distorted: bool, dist: DistContext) -> tuple[TrainCrops, TrainCrops]:
@@ -213,7 +203,7 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
         task.load_state_dict(state["task"])
         set_rng_state(state["rng"])
-        best_score, first_epoch = state.get("best_score", state.get("best_f1")), state["task"]["epoch"]
+        best_score, first_epoch = state["best_score"], state["task"]["epoch"]
     elif dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
         config.to_yaml(run_dir / "config.yaml")
@@ -221,7 +211,6 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
 
     log = MetricsLog(run_dir, dist.is_main, first_epoch)
     steps = len(loader) if config.data.steps_per_epoch is None else min(len(loader), config.data.steps_per_epoch)
-    validation: dict[str, float] = {}
     try:
         for epoch in range(first_epoch, config.train.epochs):
             task.epoch = epoch
@@ -274,4 +263,4 @@ def train(config: Config, run_dir: str | Path, resume: bool = False, progress: b
         ) from None
     finally:
         log.close()
-    return TrainResult(run_dir, config.train.epochs, best_score, config.train.select_by, validation, task.networks)
+    return TrainResult(run_dir, config.train.epochs, config.train.select_by, task.networks)
