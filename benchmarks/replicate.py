@@ -606,6 +606,8 @@ def paired_differences(seeds: list[dict]) -> dict:
 
 
 def aggregate() -> dict:
+    from reloc.data.catalog import SPLITS
+
     seeds = [json.loads(p.read_text()) for p in sorted(SEED_RESULTS.glob("seed-*.json"))]
     if not seeds:
         raise SystemExit(f"no seed results in {SEED_RESULTS}")
@@ -625,7 +627,7 @@ def aggregate() -> dict:
         "table5": _table(seeds, "table5"),
         "paired_t3": paired_differences(seeds),
         "validation": _table(seeds, "validation"),
-        "dataset": {k: _stats([r.get("dataset", {}).get(k) for r in seeds]) for k in ("train", "val", "test")},
+        "dataset": {k: _stats([r.get("dataset", {}).get(k) for r in seeds]) for k in SPLITS},
         "seconds": {part: _stats([r.get("seconds", {}).get(part) for r in seeds]) for part in PARTS},
         "torch_threads": sorted({p["torch_threads"] for r in seeds for p in r.get("parts", {}).values() if "torch_threads" in p}),
         "torch_versions": sorted({p["torch_version"] for r in seeds for p in r.get("parts", {}).values() if "torch_version" in p}),
@@ -654,6 +656,8 @@ def _interval(bounds: list[float] | None) -> str:
 
 
 def markdown(summary: dict) -> str:
+    from reloc.data.catalog import SPLITS
+
     lines = [
         "# ReLoc at CPU scale: replication of Tables III-V",
         "",
@@ -705,7 +709,7 @@ def markdown(summary: dict) -> str:
                   "the last epoch's restorer: " + _cell(psnr["restored_last"], 2) + " dB.", ""]
     sizes = summary.get("dataset", {})
     if sizes.get("test", {}).get("n"):
-        lines += ["Split sizes (images per seed): " + ", ".join(f"{k} {_cell(sizes[k], 0)}" for k in ("train", "val", "test"))
+        lines += ["Split sizes (images per seed): " + ", ".join(f"{k} {_cell(sizes[k], 0)}" for k in SPLITS)
                   + ".", ""]
     threads = summary.get("torch_threads") or ["torch's default"]
     lines += ["## Seconds per part", "", f"Wall seconds on the 2-core CPU, torch threads per part: {', '.join(map(str, threads))} "

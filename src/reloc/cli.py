@@ -120,7 +120,7 @@ def _pretrained_table() -> str:
             continue
         figures = card.get("figures", {})
 
-        def cell(spec: str) -> str:
+        def cell(spec: str, figures: dict = figures) -> str:
             values = figures.get(spec)
             if not values or values.get("f1") is None or values.get("auc") is None:
                 return f"{'-':>13}"
