@@ -10,7 +10,10 @@ On a shared machine run one part per lock, so heavy jobs never overlap::
         flock /tmp/reloc-cpu.lock .venv/bin/python benchmarks/replicate.py --seed 0 --part $part || break
     done
 
-What one seed does (work files under ``--work``, default ``runs/replicate/seed-N/``):
+The experiment is defined once: every training run's settings are in
+``configs/replicate/`` (``base.yaml`` shared, one file per training part merged over it),
+and :data:`PARTS` is the registry of parts, in run order. What one seed does (work files
+under ``--work``, default ``runs/replicate/seed-N/``):
 
 - ``data``: ``reloc.data.synth.synthesize`` makes ``COUNT`` tampered 256-px images of all
   four types from ``--photos`` (default ``../shared/photos`` beside the checkout), split by photo 75% train /
@@ -23,95 +26,60 @@ What one seed does (work files under ``--work``, default ``runs/replicate/seed-N
   after an MAE-only restorer warm-up), ``equal-updates`` (M^{D|P} given exactly as many
   localizer updates as ReLoc's localizer got in its run), ``finetune-mixed`` and
   ``reloc-mixed`` (QF drawn from 70-100, Table IV), ``plain-b`` (a quarter-width DFCN,
-  the second localizer of Table V): training runs from :data:`BASE` (half-width DFCN with
-  the fixed SRM front end, small SCUNet started at the identity, 64-px crops centred on
-  tampered pixels 70% of the time, batch 8, Adam 1e-3 with cosine decay). Every run keeps
-  its best weights by validation localization loss (checkpoint choice on validation data,
-  never test; validation F1 on the tamper-biased crops rewarded flagging everything).
-  ReLoc's restorer uses the published code's loss weights and rate (:data:`RELOC_RESTORER`).
+  the second localizer of Table V): training runs from ``configs/replicate/`` (half-width
+  DFCN with the fixed SRM front end, small SCUNet started at the identity, 64-px crops
+  centred on tampered pixels 70% of the time, batch 8, Adam 1e-3 with cosine decay).
+  Every run keeps its best weights by validation localization loss (checkpoint choice on
+  validation data, never test; validation F1 on the tamper-biased crops rewarded flagging
+  everything). ReLoc's restorer uses the published code's loss weights and rate
+  (``reloc.yaml``).
 - ``val-gap``: the learnability check, on the **validation** split: P{P} against P{D}.
 - ``val-t3``: Table III's situations on the validation split (and the restorer's PSNR
   on whole validation images next to the JPEG input's).
 - ``eval-t3``, ``eval-t4``, ``eval-t5``: the tables on the **test** split (whole
   256-px images, per-image means; ``reloc.engine.evaluate``).
 
-Results go to ``benchmarks/results/replicate/seed-N.json`` after every part. A training
-part whose run folder holds a finished checkpoint is skipped, an unfinished one resumes;
-an evaluation part whose result is in the JSON is skipped (``--force`` redoes a part).
-Nothing here is tuned on the test split.
+Results go to ``benchmarks/results/replicate/seed-N.json`` after every part, each part's
+record with the git commit, torch version and (training parts) the configuration it ran.
+A training part whose run folder holds a finished checkpoint is skipped, an unfinished
+one resumes; an evaluation part whose result is in the JSON is skipped (``--force``
+redoes a part). Nothing here is tuned on the test split.
+
+``--aggregate`` combines the seeds: mean and standard deviation over seeds per table cell,
+and for the paired ReLoc comparisons two 95% intervals, one over test images (bootstrap,
+the trained models fixed) and one over training seeds (Student t on the per-seed mean
+differences), since the second is the variance a new training run would meet.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
+import platform
 import shutil
 import statistics
+import subprocess
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SEED_RESULTS = RESULTS / "replicate"
-#: the real photos, relative to the checkout: ``../shared/photos``
-PHOTOS = ROOT.parent / "shared" / "photos"
+CONFIGS = ROOT / "configs" / "replicate"
 
 COUNT = 800
 SIZE = 256
 DISTORTION = "jpeg:75"
-MIXED = "jpeg:70-100"
 TABLE4_TESTS = ["jpeg:60", "jpeg:70", "jpeg:80"]
 #: SynthSettings changed from the generator's defaults (see module doc).
 SYNTH_OVERRIDES = {"p_resample": 1.0, "p_noise": 0.5, "p_blur": 0.25}
-#: Overrides shared by every training run (seed and dataset added per seed).
-BASE = [
-    "data.crop=64",
-    "data.batch_size=8",
-    "data.tamper_bias=0.7",
-    "data.steps_per_epoch=null",  # one pass: 528 training images / batch 8 = 66 steps (seed 0)
-    f"data.distortion={DISTORTION}",
-    "model.localizer=dfcn",
-    "model.localizer_args={width: 0.5, faithful: false, highpass: true}",
-    "model.restorer=scunet",
-    "model.restorer_args={preset: small, residual: true}",
-    "optim.lr=0.001",
-    "optim.schedule=cosine",
-    "optim.cosine_min_factor=0.02",
-    "train.loss=paper",
-    "train.select_by=loss",  # best epoch by validation localization loss (see module doc)
-    "train.device=cpu",
-]
-#: ReLoc's restorer settings. Loss weights: the published code's (MAE 100, GAN 0.1,
-#: localization 1); under the paper's (GAN 1, localization 0.1) the localization term was
-#: ~1% of the restoration loss. Restorer rate: the published 1e-4. At the localizer's
-#: 1e-3 the first restoration epoch wrecked the restorer on validation (22 dB with the
-#: paper's weights, 6 dB with the code's, against 31 dB for the JPEG input).
-RELOC_RESTORER = ["train.loss=official", "optim.restorer_lr=0.0001"]
-PLAIN_EPOCHS = 45  # ~3000 steps: the second pilot's budget, at which plain F1 reached ~0.78
-FINETUNE_EPOCHS = 30
-RELOC_WARMUP = 6
-RELOC_EPOCHS = RELOC_WARMUP + 30  # 6 MAE-only epochs, then 15 restoration + 15 localization
-SECOND_LOCALIZER = "model.localizer_args={width: 0.25, faithful: false, highpass: true}"
 SECOND_LABEL = "DFCN x0.25"
 
-#: part -> (kind, description); run order.
-PARTS = {
-    "data": "synthesise the benchmark",
-    "plain": "train M^P",
-    "val-gap": "P{P} vs P{D} on validation (learnability check)",
-    "finetune": "train M^{D|P} at QF 75",
-    "reloc": "train ReLoc at QF 75",
-    "equal-updates": "train M^{D|P} with ReLoc's localizer update count",
-    "val-t3": "Table III situations on validation",
-    "eval-t3": "Table III on test",
-    "finetune-mixed": "train M^{D|P} at QF 70-100",
-    "reloc-mixed": "train ReLoc at QF 70-100",
-    "eval-t4": "Table IV on test",
-    "plain-b": "train the second localizer (M^P)",
-    "eval-t5": "Table V on test",
-}
 METRICS = ("f1", "iou", "auc")
 #: per-image values kept for Table III, for the paired comparisons of the aggregate
 PAIRED_METRICS = ("f1", "auc")
@@ -133,11 +101,9 @@ def load_results(seed: int) -> dict:
 
 
 def save_results(seed: int, results: dict) -> None:
-    path = result_path(seed)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".json.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(results, indent=1) + "\n")
-    os.replace(temporary, path)
+    from reloc.io_utils import write_json_atomic
+
+    write_json_atomic(result_path(seed), results)
 
 
 def merge_results(seed: int, before: dict, after: dict) -> dict:
@@ -161,10 +127,73 @@ def merge_results(seed: int, before: dict, after: dict) -> dict:
     return current
 
 
+def provenance() -> dict:
+    """What produced a part's numbers: git commit (and whether the code differed from it),
+    torch, reloc and Python versions, torch threads."""
+    import torch
+
+    import reloc
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, timeout=30)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    commit = git("rev-parse", "HEAD")
+    changed = git("status", "--porcelain", "--untracked-files=no", "--", "src", "configs", "benchmarks/replicate.py")
+    return {
+        "git_commit": commit,
+        "git_dirty": None if commit is None or changed is None else bool(changed),
+        "torch_version": torch.__version__,
+        "reloc_version": reloc.__version__,
+        "python": platform.python_version(),
+        "torch_threads": torch.get_num_threads(),
+    }
+
+
 def means(record: dict) -> dict[str, float | None]:
     """Per-image means of an evaluation record, rounded."""
     per_image = record["metrics"]["per-image"]
-    return {m: (None if per_image.get(m) is None or per_image[m] != per_image[m] else round(float(per_image[m]), 4)) for m in METRICS}
+    return {m: (None if per_image.get(m) is None or per_image[m] != per_image[m] else round(float(per_image[m]), 4))
+            for m in METRICS}
+
+
+# --- configurations --------------------------------------------------------------------
+def deep_merge(below: dict, above: dict) -> dict:
+    """``above`` over ``below``; mappings present in both are merged key by key."""
+    merged = dict(below)
+    for key, value in above.items():
+        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+    return merged
+
+
+def part_settings(name: str) -> dict:
+    """``configs/replicate/base.yaml`` with the chain of ``extends:`` files down to ``NAME.yaml``
+    merged over it (``extends`` removed; ``start_from`` kept, see :func:`run_config`)."""
+    path = CONFIGS / f"{name}.yaml"
+    if not path.is_file():
+        raise SystemExit(f"{path}: no such replication config")
+    values = yaml.safe_load(path.read_text()) or {}
+    parent = values.pop("extends", None)
+    below = part_settings(parent) if parent else (yaml.safe_load((CONFIGS / "base.yaml").read_text()) or {})
+    return deep_merge(below, values)
+
+
+def run_config(name: str, seed: int, work: Path, **train: object) -> Path:
+    """Write the resolved settings of training part ``name`` for one seed to
+    ``WORK/configs/NAME.yaml`` (dataset, seed and starting weights filled in, ``train``
+    overriding ``train.*``) and return the file."""
+    settings = part_settings(name)
+    start_from = settings.pop("start_from", None)
+    per_seed = {"data": {"dataset": str(work / "data"), "split_seed": seed}, "train": {"seed": seed, **train}}
+    if start_from:
+        per_seed["model"] = {"localizer_weights": str(work / start_from)}
+    path = work / "configs" / f"{name}.yaml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(deep_merge(settings, per_seed), sort_keys=False))
+    return path
 
 
 # --- training --------------------------------------------------------------------------
@@ -188,9 +217,9 @@ def metrics_rows(run: Path) -> list[dict]:
         return list(csv.DictReader(handle))
 
 
-def train_part(run: Path, overrides: list[str]) -> dict:
-    """Train (or resume, or skip when finished) one run; returns its summary."""
-    from reloc import runs
+def train_run(run: Path, config_file: Path) -> dict:
+    """Train (or resume, or skip when finished) one run; returns its summary, with the
+    configuration the run holds (``RUN/config.yaml``, what was actually trained)."""
     from reloc.config import load_config
     from reloc.engine.trainer import selection_score, train
 
@@ -203,14 +232,14 @@ def train_part(run: Path, overrides: list[str]) -> dict:
     else:
         if run.exists():
             shutil.rmtree(run)  # started but no epoch finished: start over
-        config = load_config(None, overrides)
-        train(config, run, progress=False)
+        train(load_config(config_file), run, progress=False)
     done, total, updates = run_state(run)
     rows = metrics_rows(run)
-    select_by = load_config(run / runs.CONFIG).train.select_by
+    select_by = load_config(run / "config.yaml").train.select_by
     best = max(rows, key=lambda r: selection_score({k: _float(v) for k, v in r.items()}, select_by))
     keep = ("epoch", "phase", "val_localization", "val_f1", "val_iou", "val_auc", "val_psnr_restored", "val_psnr_distorted")
     summary = {
+        "config": yaml.safe_load((run / "config.yaml").read_text()),
         "epochs": total,
         "updates": updates,
         "select_by": select_by,
@@ -290,7 +319,7 @@ def restorer_psnr(restorer_file: str, refs, distortion: str, seed: int) -> dict[
     import torch
 
     from reloc.data.datasets import WholeImages
-    from reloc.engine.tasks import psnr
+    from reloc.metrics import psnr
     from reloc.models.weights import load_network
 
     restorer = load_network(restorer_file, torch.device("cpu")).eval()
@@ -307,124 +336,207 @@ def restorer_psnr(restorer_file: str, refs, distortion: str, seed: int) -> dict[
 
 
 # --- the parts -------------------------------------------------------------------------
-def run_part(part: str, seed: int, work: Path, photos: str, results: dict, force: bool) -> None:
-    from reloc.engine.evaluate import Situation, standard_situations
-    from reloc.runs import resolve_weights, weights_path
+@dataclass
+class SeedWork:
+    """What a part works on: one seed's work folder and result file."""
 
-    data = work / "data"
-    base = [*BASE, f"data.dataset={data}", f"train.seed={seed}", f"data.split_seed={seed}"]
-    runs = {name: work / name for name in ("plain", "finetune", "reloc", "equal-updates", "finetune-mixed", "reloc-mixed", "plain-b")}
-    start_plain = f"model.localizer_weights={runs['plain']}"
-    training = {
-        "plain": [*base, "train.task=plain", f"train.epochs={PLAIN_EPOCHS}"],
-        "finetune": [*base, "train.task=finetune", start_plain, f"train.epochs={FINETUNE_EPOCHS}"],
-        "reloc": [*base, "train.task=reloc", start_plain, f"train.epochs={RELOC_EPOCHS}",
-                  f"train.restorer_warmup_epochs={RELOC_WARMUP}", *RELOC_RESTORER],
-        "finetune-mixed": [*base, "train.task=finetune", start_plain, f"train.epochs={FINETUNE_EPOCHS}",
-                           f"data.distortion={MIXED}"],
-        "reloc-mixed": [*base, "train.task=reloc", start_plain, f"train.epochs={RELOC_EPOCHS}",
-                        f"train.restorer_warmup_epochs={RELOC_WARMUP}", f"data.distortion={MIXED}", *RELOC_RESTORER],
-        "plain-b": [*base, "train.task=plain", f"train.epochs={PLAIN_EPOCHS}", SECOND_LOCALIZER],
+    seed: int
+    work: Path
+    photos: str
+    results: dict
+    force: bool
+
+    def run(self, name: str) -> Path:
+        """The run folder of training part ``name``."""
+        return self.work / name
+
+    def weights(self, name: str, role: str) -> str:
+        """The best ``role`` weights of training part ``name``."""
+        from reloc.runs import resolve_weights
+
+        return resolve_weights(self.run(name), role)
+
+    def refs(self, which: str) -> list:
+        return split(self.work, self.seed)[which]
+
+
+@dataclass(frozen=True)
+class Part:
+    """One step of a seed: ``run`` does it and returns the details kept in the seed's file.
+
+    Attributes:
+        description: one line, for ``--list-parts`` readers and the results.
+        run: the step; it may also write tables into ``SeedWork.results``.
+        trains: a training part, re-entered even when finished (its run folder tells
+            whether to resume or skip, and its summary is refreshed).
+    """
+
+    description: str
+    run: Callable[[SeedWork], dict]
+    trains: bool = False
+
+
+def make_data(ctx: SeedWork) -> dict:
+    from reloc.data.synth import SynthSettings, synthesize
+
+    data, details = ctx.work / "data", {}
+    if (data / "manifest.json").is_file() and not ctx.force:
+        print("data: present, skipped")
+    else:
+        summary = synthesize(ctx.photos, data, count=COUNT, seed=ctx.seed, size=SIZE,
+                             settings=SynthSettings(**SYNTH_OVERRIDES), progress=False, overwrite=True)
+        details = {"per_split": summary.per_split, "per_type": summary.per_type,
+                   "photos_per_split": summary.photos_per_split}
+    ctx.results["dataset"] = {"photos": ctx.photos, "count": COUNT, "size": SIZE, "synth_overrides": SYNTH_OVERRIDES,
+                              **{k: len(v) for k, v in split(ctx.work, ctx.seed).items()}}
+    return details
+
+
+def training(name: str) -> Callable[[SeedWork], dict]:
+    """The part that trains ``configs/replicate/NAME.yaml`` into ``WORK/NAME``."""
+
+    def run(ctx: SeedWork) -> dict:
+        if ctx.force and ctx.run(name).exists():
+            shutil.rmtree(ctx.run(name))
+        return train_run(ctx.run(name), run_config(name, ctx.seed, ctx.work))
+
+    return run
+
+
+def equal_updates(ctx: SeedWork) -> dict:
+    """M^{D|P} for exactly as many localizer updates as the finished ReLoc run's localizer got."""
+    done, total, updates = run_state(ctx.run("reloc"))
+    if not total or done < total:
+        raise SystemExit("equal-updates needs the finished reloc part first")
+    warmup_epochs = part_settings("reloc")["train"]["restorer_warmup_epochs"]
+    steps = updates["warmup"] // warmup_epochs  # steps per epoch, the same for every task of a seed
+    target = updates["localizer"]
+    if target % steps:
+        raise SystemExit(f"ReLoc's {target} localizer updates are not a whole number of {steps}-step epochs")
+    if ctx.force and ctx.run("equal-updates").exists():
+        shutil.rmtree(ctx.run("equal-updates"))
+    config = run_config("equal-updates", ctx.seed, ctx.work, epochs=target // steps)
+    return {**train_run(ctx.run("equal-updates"), config), "reloc_localizer_updates": target}
+
+
+def val_gap(ctx: SeedWork) -> dict:
+    from reloc.engine.evaluate import standard_situations
+
+    table = evaluate(standard_situations(ctx.run("plain")), ctx.refs("val"), [DISTORTION], ctx.work / "eval-val-gap", ctx.seed)
+    details = {"P{P}": table["none"]["P{P}"], "P{D}": table[DISTORTION]["P{D}"]}
+    ctx.results.setdefault("validation", {}).update(details)
+    return details
+
+
+def table3_situations(ctx: SeedWork) -> list:
+    from reloc.engine.evaluate import Situation, standard_situations
+
+    situations = standard_situations(ctx.run("plain"), ctx.run("finetune"), {"ReLoc": ctx.run("reloc")})
+    situations.append(Situation("D|P{D} equal-updates", ctx.weights("equal-updates", "localizer")))
+    return situations
+
+
+def val_t3(ctx: SeedWork) -> dict:
+    """Table III's situations on validation, plus each run's last epoch next to its best
+    (the checkpoint choice) and the restorer's PSNR on whole validation images."""
+    from reloc.engine.evaluate import Situation
+
+    refs = ctx.refs("val")
+    from reloc.runs import weights_path
+
+    def last(name: str, role: str = "localizer") -> str:
+        return str(weights_path(ctx.run(name), role, "last"))
+
+    situations = table3_situations(ctx) + [
+        Situation("D|P{D} last", last("finetune")),
+        Situation("ReLoc{D} last", last("reloc"), last("reloc", "restorer")),
+        Situation("D|P{D} equal-updates last", last("equal-updates")),
+    ]
+    table = evaluate(situations, refs, [DISTORTION], ctx.work / "val-t3", ctx.seed)
+    flat = {**table["none"], **table[DISTORTION]}
+    details = {
+        "situations": flat,
+        "restorer_psnr_whole_images": restorer_psnr(ctx.weights("reloc", "restorer"), refs, DISTORTION, ctx.seed),
+        "restorer_psnr_whole_images_last": restorer_psnr(last("reloc", "restorer"), refs, DISTORTION, ctx.seed),
     }
+    ctx.results.setdefault("validation", {}).update(flat)
+    ctx.results["validation"]["restorer_psnr_whole_images"] = details["restorer_psnr_whole_images"]
+    return details
+
+
+def eval_t3(ctx: SeedWork) -> dict:
+    per_image: dict = {}
+    table = evaluate(table3_situations(ctx), ctx.refs("test"), [DISTORTION], ctx.work / "eval-t3", ctx.seed, per_image)
+    flat = {**table["none"], **table[DISTORTION]}
+    ctx.results["table3"] = flat
+    ctx.results["per_image_t3"] = {name: per_image[name] for pair in PAIRED for name in pair if name in per_image}
+    return {"situations": flat}
+
+
+def eval_t4(ctx: SeedWork) -> dict:
+    from reloc.engine.evaluate import standard_situations
+
+    situations = standard_situations(ctx.run("plain"), ctx.run("finetune-mixed"), {"ReLoc": ctx.run("reloc-mixed")})
+    table = evaluate(situations, ctx.refs("test"), TABLE4_TESTS, ctx.work / "eval-t4", ctx.seed)
+    ctx.results["table4"] = {d: table[d] for d in TABLE4_TESTS}
+    ctx.results["table4"]["P{P}"] = table["none"]["P{P}"]
+    return {"tests": TABLE4_TESTS}
+
+
+def eval_t5(ctx: SeedWork) -> dict:
+    from reloc.engine.evaluate import Situation
+
+    localizer = ctx.weights("plain-b", "localizer")
+    situations = [
+        Situation(f"{SECOND_LABEL} P{{P}}", localizer, distorted=False),
+        Situation(f"{SECOND_LABEL} P{{D}}", localizer),
+        Situation(f"R(ReLoc DFCN x0.5)+{SECOND_LABEL} P{{D}}", localizer, ctx.weights("reloc", "restorer")),
+    ]
+    table = evaluate(situations, ctx.refs("test"), [DISTORTION], ctx.work / "eval-t5", ctx.seed)
+    ctx.results["table5"] = {**table["none"], **table[DISTORTION]}
+    return {}
+
+
+#: The registry of parts, in run order.
+PARTS: dict[str, Part] = {
+    "data": Part("synthesise the benchmark", make_data),
+    "plain": Part("train M^P", training("plain"), trains=True),
+    "val-gap": Part("P{P} vs P{D} on validation (learnability check)", val_gap),
+    "finetune": Part("train M^{D|P} at QF 75", training("finetune"), trains=True),
+    "reloc": Part("train ReLoc at QF 75", training("reloc"), trains=True),
+    "equal-updates": Part("train M^{D|P} with ReLoc's localizer update count", equal_updates, trains=True),
+    "val-t3": Part("Table III situations on validation", val_t3),
+    "eval-t3": Part("Table III on test", eval_t3),
+    "finetune-mixed": Part("train M^{D|P} at QF 70-100", training("finetune-mixed"), trains=True),
+    "reloc-mixed": Part("train ReLoc at QF 70-100", training("reloc-mixed"), trains=True),
+    "eval-t4": Part("Table IV on test", eval_t4),
+    "plain-b": Part("train the second localizer (M^P)", training("plain-b"), trains=True),
+    "eval-t5": Part("Table V on test", eval_t5),
+}
+
+
+def run_part(name: str, seed: int, work: Path, photos: str, results: dict, force: bool) -> None:
+    """Run part ``name`` of ``seed`` and merge what it changed into the seed's result file."""
+    if name not in PARTS:
+        raise SystemExit(f"unknown part {name!r}; parts: {', '.join(PARTS)}")
+    part = PARTS[name]
     before = json.loads(json.dumps(results))
-    done = results["parts"].get(part, {}).get("finished") and not force
-    if done and part not in training and part != "equal-updates":
-        print(f"{part}: in {result_path(seed)} already, skipped")
+    if results["parts"].get(name, {}).get("finished") and not force and not part.trains:
+        print(f"{name}: in {result_path(seed)} already, skipped")
         return
     started, cpu_started = time.perf_counter(), time.process_time()
-    details: dict = {}
-    if part == "data":
-        from reloc.data.synth import SynthSettings, synthesize
-
-        if (data / "manifest.json").is_file() and not force:
-            print("data: present, skipped")
-        else:
-            summary = synthesize(photos, data, count=COUNT, seed=seed, size=SIZE,
-                                 settings=SynthSettings(**SYNTH_OVERRIDES), progress=False, overwrite=True)
-            details = {"per_split": summary.per_split, "per_type": summary.per_type,
-                       "photos_per_split": summary.photos_per_split}
-        results["dataset"] = {"photos": photos, "count": COUNT, "size": SIZE, "synth_overrides": SYNTH_OVERRIDES,
-                              **{k: len(v) for k, v in split(work, seed).items()}}
-    elif part in training:
-        if force and runs[part].exists():
-            shutil.rmtree(runs[part])
-        details = train_part(runs[part], training[part])
-    elif part == "equal-updates":
-        done_reloc, reloc_total, updates = run_state(runs["reloc"])
-        if not reloc_total or done_reloc < reloc_total:
-            raise SystemExit("equal-updates needs the finished reloc part first")
-        steps = updates["warmup"] // RELOC_WARMUP  # steps per epoch, the same for every task of a seed
-        target = updates["localizer"]
-        if target % steps:
-            raise SystemExit(f"ReLoc's {target} localizer updates are not a whole number of {steps}-step epochs")
-        if force and runs[part].exists():
-            shutil.rmtree(runs[part])
-        details = train_part(runs[part], [*training["finetune"], f"train.epochs={target // steps}"])
-        details["reloc_localizer_updates"] = target
-    elif part == "val-gap":
-        refs = split(work, seed)["val"]
-        table = evaluate(standard_situations(runs["plain"]), refs, [DISTORTION], work / "eval-val-gap", seed)
-        details = {"P{P}": table["none"]["P{P}"], "P{D}": table[DISTORTION]["P{D}"]}
-        results.setdefault("validation", {}).update(details)
-    elif part in ("val-t3", "eval-t3"):
-        refs = split(work, seed)["val" if part == "val-t3" else "test"]
-        situations = standard_situations(runs["plain"], runs["finetune"], {"ReLoc": runs["reloc"]})
-        situations.append(Situation("D|P{D} equal-updates", resolve_weights(runs["equal-updates"], "localizer")))
-        if part == "val-t3":  # checkpoint choice: the last epoch's weights next to the best-F1 ones
-            def last(name: str, role: str = "localizer") -> str:
-                return str(weights_path(runs[name], role, "last"))
-
-            situations += [
-                Situation("D|P{D} last", last("finetune")),
-                Situation("ReLoc{D} last", last("reloc"), last("reloc", "restorer")),
-                Situation("D|P{D} equal-updates last", last("equal-updates")),
-            ]
-        per_image: dict = {}
-        table = evaluate(situations, refs, [DISTORTION], work / part, seed, per_image)
-        flat = {**table["none"], **table[DISTORTION]}
-        details = {"situations": flat}
-        if part == "val-t3":
-            details["restorer_psnr_whole_images"] = restorer_psnr(resolve_weights(runs["reloc"], "restorer"), refs, DISTORTION, seed)
-            details["restorer_psnr_whole_images_last"] = restorer_psnr(last("reloc", "restorer"), refs, DISTORTION, seed)
-            results.setdefault("validation", {}).update(flat)
-            results["validation"]["restorer_psnr_whole_images"] = details["restorer_psnr_whole_images"]
-        else:
-            results["table3"] = flat
-            results["per_image_t3"] = {name: per_image[name] for pair in PAIRED for name in pair if name in per_image}
-    elif part == "eval-t4":
-        refs = split(work, seed)["test"]
-        situations = standard_situations(runs["plain"], runs["finetune-mixed"], {"ReLoc": runs["reloc-mixed"]})
-        table = evaluate(situations, refs, TABLE4_TESTS, work / part, seed)
-        results["table4"] = {d: table[d] for d in TABLE4_TESTS}
-        results["table4"]["P{P}"] = table["none"]["P{P}"]
-        details = {"tests": TABLE4_TESTS}
-    elif part == "eval-t5":
-        refs = split(work, seed)["test"]
-        localizer = resolve_weights(runs["plain-b"], "localizer")
-        situations = [
-            Situation(f"{SECOND_LABEL} P{{P}}", localizer, distorted=False),
-            Situation(f"{SECOND_LABEL} P{{D}}", localizer),
-            Situation(f"R(ReLoc DFCN x0.5)+{SECOND_LABEL} P{{D}}", localizer, resolve_weights(runs["reloc"], "restorer")),
-        ]
-        table = evaluate(situations, refs, [DISTORTION], work / part, seed)
-        results["table5"] = {**table["none"], **table[DISTORTION]}
-    else:
-        raise SystemExit(f"unknown part {part!r}; parts: {', '.join(PARTS)}")
+    details = part.run(SeedWork(seed, work, photos, results, force))
     seconds = details.get("train_seconds", round(time.perf_counter() - started, 1))
-    if part == "data" and not details and "data" in results["seconds"]:
+    if name == "data" and not details and "data" in results["seconds"]:
         seconds = results["seconds"]["data"]
     # wall seconds are what the tables report (sum of epoch rows for training parts, so a
     # resumed run counts each epoch once); CPU seconds of this invocation show contention
     details["cpu_seconds_this_invocation"] = round(time.process_time() - cpu_started, 1)
     details["wall_seconds_this_invocation"] = round(time.perf_counter() - started, 1)
-    details["torch_threads"] = __import__("torch").get_num_threads()
-    results["parts"][part] = {"finished": True, **details}
-    results["seconds"][part] = seconds
-    results["config"] = {"base": BASE, "reloc_restorer": RELOC_RESTORER, "plain_epochs": PLAIN_EPOCHS, "finetune_epochs": FINETUNE_EPOCHS,
-                         "reloc_epochs": RELOC_EPOCHS, "reloc_warmup_epochs": RELOC_WARMUP,
-                         "second_localizer": SECOND_LOCALIZER, "distortion": DISTORTION, "mixed": MIXED}
+    results["parts"][name] = {"finished": True, **details, **provenance()}
+    results["seconds"][name] = seconds
     merge_results(seed, before, results)
-    print(f"{part}: done in {seconds:.0f} s -> {result_path(seed)}")
+    print(f"{name}: done in {seconds:.0f} s -> {result_path(seed)}")
 
 
 # --- aggregation -----------------------------------------------------------------------
@@ -445,10 +557,25 @@ def _table(seeds: list[dict], key: str) -> dict:
     return {name: {m: _stats([r.get(m) for r in found]) for m in METRICS} for name, found in rows.items()}
 
 
+def seed_interval(per_seed: list[float], level: float = 0.95) -> list[float] | None:
+    """Student-t interval of the mean of per-seed values (``None`` with fewer than 2 seeds).
+
+    Each seed is one training run of every network, so this interval carries the variance
+    between training runs, which resampling test images with the models fixed does not."""
+    from scipy import stats
+
+    if len(per_seed) < 2:
+        return None
+    mean, sem = statistics.mean(per_seed), statistics.stdev(per_seed) / len(per_seed) ** 0.5
+    half = float(stats.t.ppf(0.5 + level / 2, len(per_seed) - 1)) * sem
+    return [round(mean - half, 4), round(mean + half, 4)]
+
+
 def paired_differences(seeds: list[dict]) -> dict:
     """Per-image differences of each :data:`PAIRED` comparison on the test split, pooled
-    over seeds: mean, 95% bootstrap interval (images resampled within each seed,
-    :data:`BOOTSTRAP` times, fixed seed), and each seed's own mean."""
+    over seeds: mean, 95% bootstrap interval over images (resampled within each seed,
+    :data:`BOOTSTRAP` times, fixed seed; the trained models fixed), each seed's own mean,
+    and the 95% Student-t interval over those seed means (:func:`seed_interval`)."""
     import numpy as np
 
     rng = np.random.default_rng(0)
@@ -475,14 +602,22 @@ def paired_differences(seeds: list[dict]) -> dict:
                 draws += values[picks].sum(axis=1)
             draws /= len(pooled)
             low, high = np.percentile(draws, [2.5, 97.5])
-            entry[metric] = {"mean": round(float(pooled.mean()), 4), "ci95": [round(float(low), 4), round(float(high), 4)],
-                             "per_seed": [round(float(v.mean()), 4) for v in per_seed], "images": int(len(pooled))}
+            seed_means = [round(float(v.mean()), 4) for v in per_seed]
+            entry[metric] = {
+                "mean": round(float(pooled.mean()), 4),
+                "ci95_images": [round(float(low), 4), round(float(high), 4)],
+                "per_seed": seed_means,
+                "ci95_seeds": seed_interval([float(v.mean()) for v in per_seed]),
+                "images": int(len(pooled)),
+            }
         if entry:
             out[f"{name} - {baseline}"] = entry
     return out
 
 
 def aggregate() -> dict:
+    from reloc.data.catalog import SPLITS
+
     seeds = [json.loads(p.read_text()) for p in sorted(SEED_RESULTS.glob("seed-*.json"))]
     if not seeds:
         raise SystemExit(f"no seed results in {SEED_RESULTS}")
@@ -502,8 +637,10 @@ def aggregate() -> dict:
         "table5": _table(seeds, "table5"),
         "paired_t3": paired_differences(seeds),
         "validation": _table(seeds, "validation"),
+        "dataset": {k: _stats([r.get("dataset", {}).get(k) for r in seeds]) for k in SPLITS},
         "seconds": {part: _stats([r.get("seconds", {}).get(part) for r in seeds]) for part in PARTS},
         "torch_threads": sorted({p["torch_threads"] for r in seeds for p in r.get("parts", {}).values() if "torch_threads" in p}),
+        "torch_versions": sorted({p["torch_version"] for r in seeds for p in r.get("parts", {}).values() if "torch_version" in p}),
         "restorer_psnr_validation": {
             **{k: _stats([r.get("validation", {}).get("restorer_psnr_whole_images", {}).get(k) for r in seeds])
                for k in ("restored", "distorted")},
@@ -524,7 +661,13 @@ def _cell(stat: dict, digits: int = 3) -> str:
     return f"{mean} ± {std}" if stat["n"] > 1 else mean
 
 
+def _interval(bounds: list[float] | None) -> str:
+    return "-" if bounds is None else f"({bounds[0]:+.3f}, {bounds[1]:+.3f})"
+
+
 def markdown(summary: dict) -> str:
+    from reloc.data.catalog import SPLITS
+
     lines = [
         "# ReLoc at CPU scale: replication of Tables III-V",
         "",
@@ -535,18 +678,31 @@ def markdown(summary: dict) -> str:
 
     def block(title: str, table: dict) -> None:
         lines.extend([f"## {title}", "", "| situation | F1 | IoU | AUC |", "| --- | ---: | ---: | ---: |"])
-        lines.extend(f"| {name.replace('|', chr(92) + '|')} | {_cell(row['f1'])} | {_cell(row['iou'])} | {_cell(row['auc'])} |" for name, row in table.items())
+        lines.extend(f"| {name.replace('|', chr(92) + '|')} | {_cell(row['f1'])} | {_cell(row['iou'])} | {_cell(row['auc'])} |"
+                     for name, row in table.items())
         lines.append("")
 
     if summary["table3"]:
         block("Table III: JPEG QF 75", summary["table3"])
     if summary.get("paired_t3"):
-        lines += ["Paired per-image differences on the test split, pooled over seeds (95% bootstrap interval; "
-                  "per-seed means in brackets):", "", "| comparison | F1 | AUC |", "| --- | --- | --- |"]
+        lines += [
+            "Paired per-image differences on the test split, pooled over seeds, with two 95% intervals: over "
+            "test images (bootstrap, images resampled within each seed, the trained models fixed) and over "
+            "training seeds (Student t on the per-seed means, which carries the variance between training "
+            "runs).",
+            "",
+            "| comparison | metric | mean | 95% interval, images | per-seed means | 95% interval, seeds |",
+            "| --- | --- | ---: | --- | --- | --- |",
+        ]
         for comparison, entry in summary["paired_t3"].items():
-            cells = [f"{e['mean']:+.3f} ({e['ci95'][0]:+.3f}, {e['ci95'][1]:+.3f}) [{', '.join(f'{v:+.3f}' for v in e['per_seed'])}]"
-                     if (e := entry.get(m)) else "-" for m in PAIRED_METRICS]
-            lines.append(f"| {comparison.replace('|', chr(92) + '|')} | {cells[0]} | {cells[1]} |")
+            for metric in PAIRED_METRICS:
+                if (e := entry.get(metric)) is None:
+                    continue
+                lines.append(
+                    f"| {comparison.replace('|', chr(92) + '|')} | {metric.upper()} | {e['mean']:+.3f} | "
+                    f"{_interval(e['ci95_images'])} | {', '.join(f'{v:+.3f}' for v in e['per_seed'])} | "
+                    f"{_interval(e['ci95_seeds'])} |"
+                )
         lines.append("")
     for test, table in summary["table4"].items():
         if test == "P{P}":
@@ -561,6 +717,10 @@ def markdown(summary: dict) -> str:
         lines += ["Restorer PSNR on whole validation images (the checkpoint evaluated above, best validation loss): "
                   "restored " + _cell(psnr["restored"], 2) + " dB, JPEG input " + _cell(psnr["distorted"], 2) + " dB; "
                   "the last epoch's restorer: " + _cell(psnr["restored_last"], 2) + " dB.", ""]
+    sizes = summary.get("dataset", {})
+    if sizes.get("test", {}).get("n"):
+        lines += ["Split sizes (images per seed): " + ", ".join(f"{k} {_cell(sizes[k], 0)}" for k in SPLITS)
+                  + ".", ""]
     threads = summary.get("torch_threads") or ["torch's default"]
     lines += ["## Seconds per part", "", f"Wall seconds on the 2-core CPU, torch threads per part: {', '.join(map(str, threads))} "
               "(training parts: the sum of their epochs).", "", "| part | seconds |", "| --- | ---: |"]
@@ -576,7 +736,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--aggregate", action="store_true", help="combine seed results into replicate.json/.md")
     parser.add_argument("--list-parts", action="store_true", help="print the parts in run order and exit")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default runs/replicate/seed-N)")
-    parser.add_argument("--photos", default=str(PHOTOS), help="folder of real photos (default: ../shared/photos beside the checkout)")
+    parser.add_argument("--photos", default=str(ROOT.parent / "shared" / "photos"),
+                        help="folder of real photos (default: ../shared/photos beside the checkout)")
     parser.add_argument("--force", action="store_true", help="redo the given parts")
     args = parser.parse_args(argv)
     if args.list_parts:
@@ -584,7 +745,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     if args.aggregate:
         summary = aggregate()
-        print(json.dumps({k: summary[k] for k in ("seeds", "table3")}, indent=1))
+        print(json.dumps({k: summary[k] for k in ("seeds", "table3", "paired_t3")}, indent=1))
         return
     work = args.work or ROOT / "runs" / "replicate" / f"seed-{args.seed}"
     results = load_results(args.seed)

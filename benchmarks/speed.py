@@ -54,10 +54,10 @@ import torch
 import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-import reloc.models.scunet as scunet_module
+import reloc.engine.inference as inference_module
 from reloc.engine.inference import Pipeline, window_origins
 from reloc.models import create_localizer, create_restorer, segmentation_logits
-from reloc.models.scunet import use_reference_path
+from reloc.models.scunet import use_fused_linear, use_reference_path
 
 RESULTS = Path(__file__).resolve().parent / "results" / "speed.json"
 FLOP_NOTE = (
@@ -141,13 +141,12 @@ def child_main(args) -> None:
     """Run one measurement in this (child) process and print it as the last JSON line.
 
     Kinds: ``predict`` (Pipeline.predict on a random image), ``baseline`` (the plain loop;
-    ``--map-out`` saves its map), ``train`` (the two ReLoc steps). ``--no-retain`` leaves
-    glibc's malloc as it is; ``--retain`` tunes it before a ``train`` child.
+    ``--map-out`` saves its map), ``train`` (the two ReLoc steps). A ``predict`` child tunes
+    glibc's malloc (:func:`~reloc.engine.inference.retain_freed_memory`, as ``reloc
+    localize`` and ``reloc eval`` do) unless ``--no-retain``; ``--retain`` tunes it before
+    a ``train`` child.
     """
-    import reloc.engine.inference as inference_module
-
-    inference_module.RETAIN_FREED_MEMORY = not args.no_retain
-    if args.retain:
+    if (args.child == "predict" and not args.no_retain) or args.retain:
         inference_module.retain_freed_memory()
     result: dict = {}
     if args.child in ("predict", "baseline"):
@@ -380,17 +379,17 @@ def levers(args, peak: Peak) -> dict:
     def timed(function, repeats=reps) -> float:
         return round(statistics.median(seconds(function, repeats)), 3)
 
-    with torch.inference_mode():  # in this process malloc is already tuned by predict
+    with torch.inference_mode():  # malloc was tuned in main() before the inference measurements
         out["scunet_fast"] = timed(lambda: restorer(window))
         restorer.channels_last = False
         out["scunet_without_channels_last"] = timed(lambda: restorer(window))
         restorer.channels_last = True
-        scunet_module.FUSED_CPU_LINEAR = False
+        use_fused_linear(restorer, False)
         out["scunet_without_fused_linear"] = timed(lambda: restorer(window))
         restorer.channels_last = False
         out["scunet_without_channels_last_and_fused_linear"] = timed(lambda: restorer(window))
         restorer.channels_last = True
-        scunet_module.FUSED_CPU_LINEAR = True
+        use_fused_linear(restorer, True)
         reference = use_reference_path(copy.deepcopy(restorer))
         out["scunet_reference_path"] = timed(lambda: reference(window))
         out["dfcn_nchw"] = timed(lambda: localizer(window))
@@ -479,6 +478,7 @@ def main() -> None:
     flops = window_flops(restorer, localizer, args.window)
     del restorer, localizer
     record["window_flops"] = flops
+    inference_module.retain_freed_memory()  # the shipped setting, as `reloc localize` / `reloc eval` make it
     record["inference"] = inference(args, peak, flops["total"])
     record["training"] = training(args, peak)
     if args.levers:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import build_cached
 from typer.testing import CliRunner
 
+from conftest import build_cached
 from reloc.cli import app
 from reloc.export import check_onnx, export_onnx
 from reloc.models.weights import save_network

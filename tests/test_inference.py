@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import build_cached
 from hypothesis import given
 from hypothesis import strategies as st
 
+from conftest import build_cached
 from reloc.engine.inference import Pipeline, window_origins
 
 

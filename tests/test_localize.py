@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import build_cached
 from PIL import Image
 
+from conftest import build_cached
 from reloc.engine.inference import Pipeline
 from reloc.engine.localize import (
     LocalizeSummary,

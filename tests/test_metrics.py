@@ -8,9 +8,10 @@ import time
 
 import numpy as np
 import pytest
+import torch
 from sklearn.metrics import f1_score, jaccard_score, roc_auc_score
 
-from reloc.metrics import LocalizationMetrics, binary_auc, confusion, f1_iou
+from reloc.metrics import LocalizationMetrics, binary_auc, confusion, f1_iou, psnr
 
 
 def _random_case(rng: np.random.Generator, size: int, quantise: int | None, dtype=np.float32):
@@ -139,3 +140,16 @@ def test_single_class_images_are_counted_and_left_out_of_the_auc_mean():
 def test_shape_mismatch_raises():
     with pytest.raises(ValueError, match="shape"):
         LocalizationMetrics().update(np.zeros((2, 3)), np.zeros((3, 2)))
+
+
+def test_psnr_matches_scikit_image_per_image():
+    from skimage.metrics import peak_signal_noise_ratio
+
+    generator = torch.Generator().manual_seed(0)
+    reference = torch.rand(3, 3, 16, 20, generator=generator)
+    estimate = reference + 0.05 * torch.randn(3, 3, 16, 20, generator=generator)
+    values = psnr(estimate, reference)
+    assert values.shape == (3,)
+    for value, e, r in zip(values, estimate.clamp(0, 1), reference, strict=True):
+        assert value.item() == pytest.approx(peak_signal_noise_ratio(r.numpy(), e.numpy(), data_range=1.0), rel=1e-5)
+    assert psnr(reference, reference).tolist() == pytest.approx([120.0] * 3)

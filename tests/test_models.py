@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import sys
 
 import pytest
 import torch
@@ -70,6 +71,28 @@ def test_output_shape_on_odd_size(kind, name, kwargs):
             assert all(part.shape == (2, 1, height, width) for part in output)
     else:
         assert output.shape == (2,)
+
+
+@pytest.mark.parametrize(("kind", "name", "kwargs"), ALL_NETWORKS, ids=_ids(ALL_NETWORKS))
+def test_pad_multiple_attribute_is_what_forward_pads_to(kind, name, kwargs, monkeypatch):
+    """``network.pad_multiple`` (read by the ONNX export) is the multiple ``forward`` pads to."""
+    network = build_cached(kind, name, **kwargs).eval()
+    assert isinstance(network.pad_multiple, int) and network.pad_multiple >= 1
+    module = sys.modules[type(network).__module__]
+    if network.pad_multiple == 1:
+        assert not hasattr(module, "pad_to_multiple")  # takes any side as it is
+        return
+    seen = []
+    real = module.pad_to_multiple
+
+    def spy(x, multiple, *args):
+        seen.append(multiple)
+        return real(x, multiple, *args)
+
+    monkeypatch.setattr(module, "pad_to_multiple", spy)
+    with torch.inference_mode():
+        network(torch.rand(1, 3, 37, 45))
+    assert seen == [network.pad_multiple]
 
 
 @pytest.mark.parametrize(("kind", "name", "kwargs"), ALL_NETWORKS, ids=_ids(ALL_NETWORKS))

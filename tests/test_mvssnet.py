@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from conftest import reference_shapes
-from reloc.models.state_dicts import match_state_dict
 from reloc.models.mvssnet import (
     BayarConv2d,
     MVSSNet,
@@ -16,6 +15,7 @@ from reloc.models.mvssnet import (
     mvssnet_key_map,
     rgb_to_gray,
 )
+from reloc.models.state_dicts import match_state_dict
 
 #: 146,880,335 in the released definition minus the two ResNet-50 fc layers (4,098,000).
 EXPECTED_PARAMETERS = 142_782_335

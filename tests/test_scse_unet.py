@@ -11,7 +11,6 @@ from torch import nn
 
 from conftest import reference_shapes
 from reloc.models.layers import pad_to_multiple
-from reloc.models.state_dicts import WeightsError, match_state_dict
 from reloc.models.scse_unet import (
     MaxoutSCSE,
     SCSEUnet,
@@ -19,6 +18,7 @@ from reloc.models.scse_unet import (
     load_encoder_weights,
     scse_unet_key_map,
 )
+from reloc.models.state_dicts import WeightsError, match_state_dict
 
 REFERENCE_PARAMETERS = 128_815_441
 SENET154_PARAMETERS = 113_039_984

@@ -6,12 +6,12 @@ import copy
 
 import pytest
 import torch
-from conftest import build_cached
 from einops import rearrange
 
 import reloc.models.scunet as scunet_module
+from conftest import build_cached
 from reloc.engine.inference import Pipeline
-from reloc.models.scunet import WindowAttention, build_scunet, use_reference_path, window_layout
+from reloc.models.scunet import WindowAttention, build_scunet, use_fused_linear, use_reference_path, window_layout
 
 TOLERANCE = {"rtol": 0, "atol": 1e-4}
 
@@ -73,11 +73,9 @@ def test_each_lever_alone_keeps_outputs():
         fast.channels_last = False
         torch.testing.assert_close(fast(image), expected, **TOLERANCE)
         fast.channels_last = True
-        scunet_module.FUSED_CPU_LINEAR = False
-        try:
-            torch.testing.assert_close(fast(image), expected, **TOLERANCE)
-        finally:
-            scunet_module.FUSED_CPU_LINEAR = True
+        use_fused_linear(fast, False)
+        torch.testing.assert_close(fast(image), expected, **TOLERANCE)
+        use_fused_linear(fast, True)
         torch.testing.assert_close(fast(image), expected, **TOLERANCE)
 
 
@@ -147,3 +145,61 @@ def test_default_batch_size_and_malloc_setting():
     on_glibc = platform.system() == "Linux" and platform.libc_ver()[0] == "glibc"
     assert inference.retain_freed_memory() is on_glibc  # set on glibc, nothing elsewhere
     assert inference.retain_freed_memory() is on_glibc  # idempotent
+
+
+def test_fused_linear_kernel_exists_in_this_torch():
+    """SCUNet's fast CPU path relies on the private oneDNN op ``torch.ops.mkldnn._linear_pointwise``:
+    fail loudly (instead of silently falling back to the slower path) if a torch upgrade removes it."""
+    assert torch.backends.mkldnn.is_available(), "oneDNN (mkldnn) is not available in this torch build"
+    assert hasattr(torch.ops.mkldnn, "_linear_pointwise"), (
+        f"torch {torch.__version__} no longer has torch.ops.mkldnn._linear_pointwise; "
+        "update reloc.models.scunet._linear (the fused CPU path)"
+    )
+    assert scunet_module.HAS_FUSED_LINEAR
+    layer = torch.nn.Linear(8, 16)
+    x, residual = torch.randn(2, 5, 8), torch.randn(2, 5, 16)
+    with torch.inference_mode():
+        gelu = torch.ops.mkldnn._linear_pointwise(x, layer.weight, layer.bias, "gelu", [], "none")
+        added = torch.ops.mkldnn._linear_pointwise.binary(x, residual, layer.weight, layer.bias, "add")
+        torch.testing.assert_close(gelu, torch.nn.functional.gelu(layer(x)), **TOLERANCE)
+        torch.testing.assert_close(added, layer(x) + residual, **TOLERANCE)
+
+
+def test_fused_linear_is_a_per_network_switch(monkeypatch):
+    fast, reference = _pair("tiny")
+    other = copy.deepcopy(fast)
+    fast.eval(), reference.eval(), other.eval()
+    use_fused_linear(fast, False)
+    fused_flags = []
+    real = scunet_module._linear
+
+    def spy(*args, fused=False, **kwargs):
+        fused_flags.append(fused)
+        return real(*args, fused=fused, **kwargs)
+
+    monkeypatch.setattr(scunet_module, "_linear", spy)
+    image = torch.rand(1, 3, 64, 64)
+    with torch.inference_mode():
+        expected = reference(image)
+        torch.testing.assert_close(fast(image), expected, **TOLERANCE)
+        assert fused_flags and not any(fused_flags)  # switched off: nn.Linear everywhere
+        fused_flags.clear()
+        torch.testing.assert_close(other(image), expected, **TOLERANCE)
+        assert fused_flags and all(fused_flags)  # another network keeps its own (default) setting
+
+
+def test_predict_leaves_the_process_malloc_alone():
+    """``Pipeline.predict`` changes nothing process-wide; ``retain_freed_memory`` is the caller's choice."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch\n"
+        "from reloc.engine import inference\n"
+        "from reloc.models import create_localizer\n"
+        "net = create_localizer('dfcn', width=0.25, faithful=False).eval()\n"
+        "inference.Pipeline(None, net).predict(torch.rand(3, 40, 40), window=32, stride=32)\n"
+        "print(inference._MALLOC_TUNED)\n"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert output.split()[-1] == "None"

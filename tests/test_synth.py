@@ -10,10 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from PIL import Image
 
-from reloc.data.synth import text as synth_text
 from reloc.data.photos import list_photos, photo_ids
 from reloc.data.synth import (
     SPLITS,
@@ -25,6 +26,7 @@ from reloc.data.synth import (
     render_sample,
     synthesize,
 )
+from reloc.data.synth import text as synth_text
 
 SIZE = 128
 COUNT = 8

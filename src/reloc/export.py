@@ -9,8 +9,8 @@ which needs the ``onnxscript`` package) on a ``(1, 3, height, width)`` example. 
 default batch, height and width are **dynamic**: one ``.onnx`` file takes any size, as
 the PyTorch network does. Two adjustments make that traceable; neither changes values:
 
-- networks that pad their input to a multiple of ``k`` (SCUNet 64, SCSE-Unet 32,
-  MVSS-Net 16) are wrapped so the padding (replication, bottom/right) is computed from
+- networks that pad their input to a multiple of ``k`` (their ``pad_multiple``: SCUNet
+  64, SCSE-Unet 32, MVSS-Net 16) are wrapped so the padding (replication, bottom/right) is computed from
   symbolic sizes outside the network, and the output cropped back; inside, the network's
   own padding is then a no-op;
 - SCUNet is exported in the release's formulation (:func:`reloc.models.scunet.use_reference_path`):
@@ -29,14 +29,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reloc.models.mvssnet import MVSSNET_MULTIPLE, MVSSNet
-from reloc.models.scse_unet import SCSE_UNET_MULTIPLE, SCSEUnet
-from reloc.models.scunet import SCUNET_MULTIPLE, SCUNet, use_reference_path
+from reloc.models.mvssnet import MVSSNet
+from reloc.models.scunet import use_reference_path
 
 #: Default ONNX opset (the exporter's own default may be newer; 18 runs on onnxruntime >= 1.14).
 DEFAULT_OPSET = 18
-
-_PAD_MULTIPLES: dict[type, int] = {SCUNet: SCUNET_MULTIPLE, SCSEUnet: SCSE_UNET_MULTIPLE, MVSSNet: MVSSNET_MULTIPLE}
 
 
 class _PaddedForExport(nn.Module):
@@ -59,8 +56,10 @@ class _PaddedForExport(nn.Module):
 
 
 def pad_multiple(network: nn.Module) -> int | None:
-    """The side multiple ``network`` pads its input to, or ``None``."""
-    return next((m for cls, m in _PAD_MULTIPLES.items() if isinstance(network, cls)), None)
+    """The side multiple ``network`` pads its input to (its ``pad_multiple`` attribute), or
+    ``None`` for a network that takes any side as it is."""
+    multiple = getattr(network, "pad_multiple", 1)
+    return multiple if multiple > 1 else None
 
 
 def exportable(network: nn.Module) -> nn.Module:

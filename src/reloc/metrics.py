@@ -1,4 +1,4 @@
-"""Pixel-level localization metrics: F1 and IoU at a threshold, and AUC.
+"""Pixel-level localization metrics (F1 and IoU at a threshold, AUC) and the restorer's PSNR.
 
 Two averagings, always named, because they are different numbers:
 
@@ -17,8 +17,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 
 DEFAULT_THRESHOLD = 0.5
+
+
+def psnr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """Peak signal-to-noise ratio in dB of each image of a batch, peak 1.
+
+    Args:
+        estimate: ``(B, C, H, W)``, clamped to [0, 1] here. reference: ``(B, C, H, W)`` in [0, 1].
+
+    Returns:
+        ``(B,)`` dB (an exact match counts as an MSE of 1e-12, 120 dB).
+    """
+    mse = (estimate.clamp(0, 1) - reference).square().flatten(1).mean(1)
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
 
 
 def binary_auc(scores: np.ndarray, labels: np.ndarray) -> float:

@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from pathlib import Path
 import torch
 
 from reloc import pretrained
+from reloc.io_utils import atomic_path, write_json_atomic
 
 CONFIG = Path("config.yaml")
 SPLIT = Path("split.json")
@@ -94,17 +94,10 @@ def save_checkpoint(run: str | os.PathLike, state: dict) -> Path:
     ``weights_only=True``).
     """
     last, previous = Path(run) / CHECKPOINT, Path(run) / PREVIOUS_CHECKPOINT
-    last.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=last.parent, prefix=f".{last.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
+    with atomic_path(last) as temporary:
         torch.save(state, temporary)
         if last.exists():
             os.replace(last, previous)
-        os.replace(temporary, last)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
     return last
 
 
@@ -242,10 +235,7 @@ class RunSplit:
 def write_split(run: str | os.PathLike, split: RunSplit) -> Path:
     """Write ``RUN/split.json`` atomically; returns its path."""
     path = Path(run) / SPLIT
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(split.to_dict(), indent=1) + "\n")
-    os.replace(temporary, path)
+    write_json_atomic(path, split.to_dict())
     return path
 
 

@@ -28,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from reloc.data.io import DEFAULT_MAX_PIXELS, ImageError, read_image, read_mask
+from reloc.data.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageError, read_image, read_mask
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".tif", ".tiff", ".bmp", ".webp")
 MASK_SUFFIXES = ("_gt", "-gt", "_mask", "-mask", "_edgemask", "_groundtruth")
 """Mask stem endings recognised in ``Gt/`` folders, compared case-insensitively."""
 NEGATIVE = "Negative"
 SOURCE_SEPARATOR = "+"
 SPLITS = ("train", "val", "test")
+"""Split names, as :func:`split_by_source` returns them and ``reloc synth`` records them."""
 
 _MANIFEST = "manifest.json"
 _PROVENANCE = "provenance.jsonl"

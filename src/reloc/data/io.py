@@ -21,7 +21,6 @@ who raises the cap means it), and Pillow's hard ``DecompressionBombError`` (imag
 from __future__ import annotations
 
 import os
-import uuid
 import warnings
 from pathlib import Path
 
@@ -30,10 +29,18 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from reloc.io_utils import atomic_path
+
 DEFAULT_MAX_PIXELS = 150_000_000
 """Default pixel cap of the readers (150 megapixels, below Pillow's own hard limit)."""
 
 ALPHA_MODES = ("composite-white", "drop")
+
+IMAGE_SUFFIXES: frozenset[str] = frozenset(
+    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".pnm"}
+)
+"""File extensions (lower case) taken as images wherever a folder is scanned (datasets,
+photo sources, ``reloc localize`` inputs); a file named directly is read whatever its name."""
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOUR_TYPES_WITH_CHANNELS = (2, 4, 6)  # RGB, gray+alpha, RGBA
@@ -168,14 +175,8 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
         pixels = float_to_uint8(array)
     else:
         raise ValueError(f"expected a float, uint8 or bool array, got {array.dtype}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temporary, "xb") as handle:
-            Image.fromarray(np.ascontiguousarray(pixels)).save(handle, format="PNG")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    with atomic_path(path) as temporary:
+        Image.fromarray(np.ascontiguousarray(pixels)).save(temporary, format="PNG")
 
 
 def float_to_uint8(image: np.ndarray) -> np.ndarray:

@@ -19,18 +19,15 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from reloc.data.io import IMAGE_SUFFIXES
+
 __all__ = [
     "DEFAULT_PHOTO_NAMES",
-    "IMAGE_EXTENSIONS",
     "default_photo_dir",
     "list_photos",
     "photo_ids",
 ]
 
-#: File extensions (lower case) treated as images when scanning a folder.
-IMAGE_EXTENSIONS: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".pnm"}
-)
 
 #: The lossless (PNG) colour photographs of natural scenes in ``skimage/data``.
 #: Left out on purpose: grey-level images (camera, moon, ...), JPEGs (rocket, retina,
@@ -69,7 +66,7 @@ def _default_photos() -> list[Path]:
 
 
 def _is_image(path: Path) -> bool:
-    return path.suffix.lower() in IMAGE_EXTENSIONS and not path.name.startswith(".")
+    return path.suffix.lower() in IMAGE_SUFFIXES and not path.name.startswith(".")
 
 
 def list_photos(source: str | os.PathLike[str]) -> list[Path]:
@@ -87,7 +84,7 @@ def list_photos(source: str | os.PathLike[str]) -> list[Path]:
         if not _is_image(path):
             raise ValueError(
                 f"photo source {str(path)!r} is not an image file "
-                f"(expected one of {', '.join(sorted(IMAGE_EXTENSIONS))})"
+                f"(expected one of {', '.join(sorted(IMAGE_SUFFIXES))})"
             )
         return [path]
     if not path.is_dir():
@@ -102,7 +99,7 @@ def list_photos(source: str | os.PathLike[str]) -> list[Path]:
     if not found:
         raise ValueError(
             f"photo source {str(path)!r} holds no image files "
-            f"(looked recursively for {', '.join(sorted(IMAGE_EXTENSIONS))})"
+            f"(looked recursively for {', '.join(sorted(IMAGE_SUFFIXES))})"
         )
     found.sort(key=lambda item: item[0])
     return [file for _, file in found]

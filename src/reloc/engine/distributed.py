@@ -89,7 +89,3 @@ class DistContext:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
-
-    def close(self) -> None:
-        if self.enabled and dist.is_initialized():
-            dist.destroy_process_group()

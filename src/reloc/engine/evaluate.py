@@ -33,6 +33,7 @@ from reloc.data.catalog import SPLITS, SampleRef, load_dataset, split_by_source
 from reloc.data.datasets import WholeImages
 from reloc.data.io import write_png
 from reloc.engine.inference import Pipeline
+from reloc.io_utils import write_json_atomic
 from reloc.metrics import LocalizationMetrics
 from reloc.models.weights import load_network
 from reloc.runs import resolve_weights
@@ -244,9 +245,7 @@ def run_evaluation(
             shown = distortion if situation.distorted else "none"
             name = record_filename(situation.name, shown)
             record = evaluate_situation(situation, refs, distortion, maps_dir=out / "maps" / name[:-5], **options)
-            path = out / "eval" / name
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(_nan_to_none(record), indent=1) + "\n")
+            write_json_atomic(out / "eval" / name, _nan_to_none(record))
             records.append(record)
     return records
 

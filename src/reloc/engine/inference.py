@@ -15,9 +15,11 @@ float rounding):
 - ``predict`` runs one window per forward pass by default (``batch_size=None``):
   batching 512-px windows was 1.3x slower on the CPU (the working set leaves the
   cache) and multiplied the peak memory by 2.5;
-- ``predict`` asks glibc's malloc (once per process, :func:`retain_freed_memory`) to keep
-  freed memory for reuse: every large activation would otherwise be a fresh ``mmap``
-  whose pages the kernel zero-fills again, which cost about a third of the time.
+- :func:`retain_freed_memory` asks glibc's malloc to keep freed memory for reuse: every
+  large activation would otherwise be a fresh ``mmap`` whose pages the kernel zero-fills
+  again, which cost about a third of the time. It changes the whole process, so nothing
+  in the library calls it: the application decides (``reloc localize`` and ``reloc eval``
+  call it unless ``--no-keep-freed-memory``).
 
 ``torch.compile`` of :meth:`Pipeline.run` was measured too and is not used: with the
 above it was no faster than eager (2% slower), after seconds of compilation.
@@ -33,8 +35,6 @@ from torch import nn
 
 from reloc.models import segmentation_logits
 
-#: Let :meth:`Pipeline.predict` call :func:`retain_freed_memory` (CPU inference only).
-RETAIN_FREED_MEMORY = True
 _MALLOC_TUNED: bool | None = None
 #: Pixels per forward pass on the CPU when ``predict(batch_size=None)``: windows of 128 px
 #: and more run one at a time (batching them was slower: the working set leaves the cache).
@@ -52,6 +52,7 @@ def retain_freed_memory(threshold: int = 1 << 30) -> bool:
     to hundreds of MB, so that page faulting cost about a third of the inference time.
     With ``M_MMAP_THRESHOLD`` and ``M_TRIM_THRESHOLD`` at ``threshold`` the memory is
     reused instead; the price is that the process keeps its peak heap after inference.
+    Process-wide: call it once at the start of an inference application, not in a library.
 
     Returns:
         ``True`` if set (now or before), ``False`` where not glibc (nothing changed).
@@ -185,8 +186,6 @@ class Pipeline(nn.Module):
         device = next(self.parameters()).device
         if batch_size is None:
             batch_size = default_batch_size(device, size[0] * size[1])
-        if device.type == "cpu" and RETAIN_FREED_MEMORY:
-            retain_freed_memory()
         sums = torch.zeros(4 if return_restored else 1, height, width)
         counts = torch.zeros(height, width)
         with torch.inference_mode():

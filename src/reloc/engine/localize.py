@@ -17,11 +17,9 @@ as a failure with its reason and the others go on.
 from __future__ import annotations
 
 import glob
-import json
 import math
 import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,13 +27,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from reloc.data.io import ImageError, read_image, to_numpy, to_tensor, write_png
+from reloc.data.io import IMAGE_SUFFIXES, ImageError, read_image, to_numpy, to_tensor, write_png
 from reloc.engine.inference import Pipeline
 from reloc.engine.model_choice import ModelChooser
+from reloc.io_utils import write_json_atomic
 from reloc.models.weights import WeightsError, load_network, read_spec
 from reloc.visualize import heatmap, overlay
 
-IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp"})
 """Suffixes (lower case) of the files taken from a folder; files named directly are always tried."""
 
 TOP_FRACTION = 0.01
@@ -229,7 +227,7 @@ def _localize_one(
     numbers = image_report(probabilities, threshold)
     numbers.update(file=str(path), **facts, window=window, stride=stride,
                    seconds=round(time.perf_counter() - started, 3))
-    _write_json(out / f"{stem}.json", numbers)
+    write_json_atomic(out / f"{stem}.json", numbers, indent=2)
 
 
 def image_report(probabilities: np.ndarray, threshold: float) -> dict[str, object]:
@@ -253,11 +251,3 @@ def image_report(probabilities: np.ndarray, threshold: float) -> dict[str, objec
     }
 
 
-def _write_json(path: Path, data: dict[str, object]) -> None:
-    """Write ``data`` as indented JSON, atomically (a temporary file renamed over ``path``)."""
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        temporary.write_text(json.dumps(data, indent=2) + "\n")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)

@@ -32,6 +32,7 @@ from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 from reloc.config import Config, ConfigError
 from reloc.engine.distributed import DistContext
 from reloc.losses import LOSS_PRESETS, LossWeights, discriminator_loss, localization_loss, mae_loss, restoration_loss
+from reloc.metrics import psnr
 from reloc.models import create_discriminator, create_localizer, create_restorer, segmentation_logits
 from reloc.models.weights import load_foreign_weights
 from reloc.runs import resolve_weights
@@ -68,12 +69,6 @@ class CosineFactor:
     def __call__(self, epoch: int) -> float:
         progress = min(epoch, self.epochs) / self.epochs
         return self.minimum + (1.0 - self.minimum) * 0.5 * (1.0 + math.cos(math.pi * progress))
-
-
-def psnr(estimate: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """Peak signal-to-noise ratio in dB of each image in a batch, peak 1. ``(B,)``."""
-    mse = (estimate.clamp(0, 1) - reference).square().flatten(1).mean(1)
-    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
 
 
 class Task:
@@ -269,9 +264,6 @@ class ReLocTask(Task):
         with self._autocast():
             return self.networks["restorer"](distorted).float()
 
-    def localizer_input(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.restore(batch["distorted"]).clamp(0, 1)
-
     def restoration_step(self, batch: dict[str, torch.Tensor]) -> dict[str, float]:
         """Update D on (plain, restored), then R with L_R; L frozen but differentiable."""
         restorer, discriminator, localizer = (self.networks[k] for k in ("restorer", "discriminator", "localizer"))
@@ -291,6 +283,8 @@ class ReLocTask(Task):
             loc_logits = segmentation_logits(localizer(shown)).float() if self.use_localization else None
         terms = restoration_loss(restored, batch["plain"], fake_logits, loc_logits, batch["mask"], self.weights)
         self._update("restorer", terms["total"], "restoration")
+        if self.use_gan:  # its running statistics moved in train mode: keep the processes equal
+            self.dist.broadcast_buffers(discriminator)
         losses.update({("restoration" if k == "total" else f"restoration_{k}"): v.item() for k, v in terms.items()})
         return losses
 

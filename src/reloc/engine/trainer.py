@@ -49,9 +49,7 @@ class TrainResult:
 
     run_dir: Path
     epochs: int
-    best_score: float
     select_by: str
-    last_metrics: dict[str, float]
     networks: dict[str, torch.nn.Module]
 
 
@@ -310,7 +308,6 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, prog
 
     log = MetricsLog(run_dir, dist.is_main, first_epoch)
     steps = len(loader) if config.data.steps_per_epoch is None else min(len(loader), config.data.steps_per_epoch)
-    validation: dict[str, float] = {}
     try:
         for epoch in range(first_epoch, config.train.epochs):
             task.epoch = epoch
@@ -363,4 +360,4 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, prog
         ) from None
     finally:
         log.close()
-    return TrainResult(run_dir, config.train.epochs, best_score, config.train.select_by, validation, task.networks)
+    return TrainResult(run_dir, config.train.epochs, config.train.select_by, task.networks)

@@ -151,6 +151,9 @@ class DFCN(nn.Module):
         highpass: prepend the fixed SRM front end (see module doc; not the paper's network).
     """
 
+    #: the network takes any side as it is (no padding; see :mod:`reloc.export`)
+    pad_multiple: int = 1
+
     def __init__(self, width: float = 1.0, faithful: bool = True, highpass: bool = False) -> None:
         super().__init__()
         if width <= 0:

@@ -35,6 +35,9 @@ class DCGANDiscriminator(nn.Module):
         in_channels: image channels.
     """
 
+    #: the network takes any side as it is (no padding; see :mod:`reloc.export`)
+    pad_multiple: int = 1
+
     def __init__(self, width: int = 64, in_channels: int = 3) -> None:
         super().__init__()
 

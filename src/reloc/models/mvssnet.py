@@ -79,9 +79,6 @@ from torch import nn
 
 from reloc.models.layers import pad_to_multiple
 
-#: Sides of the input must divide by this inside the network (output stride 16).
-MVSSNET_MULTIPLE = 16
-
 #: Dilations of the three bottlenecks of ``layer4`` (DeepLab-v3 multi-grid, stride 1).
 LAYER4_DILATIONS = (1, 2, 4)
 
@@ -396,6 +393,10 @@ class MVSSNet(nn.Module):
     ``(edge_logits, seg_logits)``, both ``(B, 1, H, W)`` (apply a sigmoid for probabilities).
     """
 
+    #: sides of the input are padded (replication, bottom/right) to a multiple of this
+    #: inside :meth:`forward` (output stride 16); :mod:`reloc.export` reads it
+    pad_multiple: int = 16
+
     def __init__(
         self, bgr_gray_bug: bool = False, input_normalization: Literal["none", "imagenet"] = "none"
     ) -> None:
@@ -449,7 +450,7 @@ class MVSSNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         height, width = x.shape[-2:]
-        x = pad_to_multiple(x, MVSSNET_MULTIPLE)  # (B, 3, H', W'), H', W' divisible by 16
+        x = pad_to_multiple(x, self.pad_multiple)  # (B, 3, H', W'), H', W' divisible by 16
         if self.input_normalization == "imagenet":
             x = (x - self.mean) / self.std
         padded_size = x.shape[-2:]

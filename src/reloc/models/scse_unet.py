@@ -50,12 +50,6 @@ from torch import nn
 from reloc.models.layers import pad_to_multiple
 from reloc.models.state_dicts import WeightsError, match_state_dict, read_state_dict
 
-#: Sides of the input must divide by this inside the network (five 2x downsamplings).
-SCSE_UNET_MULTIPLE = 32
-
-#: Channels of the five encoder feature maps the decoder expects, at strides 2..32.
-SENET154_CHANNELS = (128, 256, 512, 1024, 2048)
-
 #: Encoder feature strides the decoder is built for.
 ENCODER_REDUCTIONS = (2, 4, 8, 16, 32)
 
@@ -186,6 +180,10 @@ class SCSEUnet(nn.Module):
         final: ``Sequential(Conv2d(last_width, 1, 1))``.
     """
 
+    #: sides of the input are padded (replication, bottom/right) to a multiple of this
+    #: inside :meth:`forward` (five 2x downsamplings); :mod:`reloc.export` reads it
+    pad_multiple: int = 32
+
     def __init__(
         self,
         encoder: str = "legacy_senet154",
@@ -253,7 +251,7 @@ class SCSEUnet(nn.Module):
         height, width = x.shape[-2:]
         if self.input_normalization == "symmetric":
             x = x * 2.0 - 1.0
-        x = pad_to_multiple(x, SCSE_UNET_MULTIPLE)  # (B, 3, H', W'), H', W' divide by 32
+        x = pad_to_multiple(x, self.pad_multiple)  # (B, 3, H', W'), H', W' divide by 32
         features = self.encoder(x)  # 5 maps: (B, 128, H'/2, W'/2) ... (B, 2048, H'/32, W'/32)
         y = features[4]  # (B, 2048, H'/32, W'/32)
         for j, fuse in enumerate(self.bottlenecks):

@@ -25,7 +25,7 @@ release's einsum formula in the tests):
   faster (1.8x for the 3x3 ones at 512 px) and which makes the NCHW <-> NHWC permutes
   around the transformer halves free;
 - in CPU inference the transformer's linear layers run fused with their bias, GELU and
-  residual addition (:data:`FUSED_CPU_LINEAR`).
+  residual addition (per network, on by default: :func:`use_fused_linear`).
 
 :func:`use_reference_path` switches a network back to the release's formulation (the
 baseline of ``benchmarks/speed.py``, and what ONNX export traces).
@@ -43,23 +43,21 @@ from torch import nn
 
 from reloc.models.layers import pad_to_multiple
 
-#: Sides of the input must divide by this (three 2x downsamplings, then 8x8 windows).
-SCUNET_MULTIPLE = 64
-
-#: Inference on CPU (no autograd, float32) runs the transformer's linear layers through
-#: oneDNN with the bias, the MLP's exact (erf) GELU and the residual additions fused
-#: (``torch.ops.mkldnn._linear_pointwise``, the kernel ``torch.compile`` itself uses);
-#: ``False`` uses ``nn.Linear`` everywhere. Outputs agree within float rounding.
-FUSED_CPU_LINEAR = True
-_HAS_FUSED_LINEAR = hasattr(torch.ops.mkldnn, "_linear_pointwise") and torch.backends.mkldnn.is_available()
+#: Whether this torch has the fused oneDNN linear kernel (``torch.ops.mkldnn._linear_pointwise``,
+#: a private op, the one ``torch.compile`` itself uses): CPU inference (no autograd, float32)
+#: then runs the transformer's linear layers with the bias, the MLP's exact (erf) GELU and
+#: the residual additions fused into one kernel (see :func:`use_fused_linear`). Without it
+#: ``nn.Linear`` is used (same values, slower); ``tests/test_speed_paths.py`` fails loudly
+#: if a torch upgrade removes the op.
+HAS_FUSED_LINEAR = hasattr(torch.ops.mkldnn, "_linear_pointwise") and torch.backends.mkldnn.is_available()
 _is_compiling = getattr(torch.compiler, "is_compiling", lambda: False)
 
 
-def _fusable(x: torch.Tensor) -> bool:
+def _fusable(x: torch.Tensor, enabled: bool) -> bool:
     """Whether :func:`_linear` may use the fused oneDNN kernel for ``x`` (no autograd)."""
     return (
-        FUSED_CPU_LINEAR
-        and _HAS_FUSED_LINEAR
+        enabled
+        and HAS_FUSED_LINEAR
         and x.device.type == "cpu"
         and x.dtype == torch.float32
         and not torch.is_grad_enabled()
@@ -206,6 +204,8 @@ class WindowAttention(nn.Module):
         self._layout_cache: dict[tuple[int, int, torch.device], WindowLayout] = {}
         #: use the release's formulation (see :func:`use_reference_path`)
         self.reference = False
+        #: fuse the linear layers in CPU inference (see :func:`use_fused_linear`)
+        self.fused_linear = True
 
     def relative_bias(self) -> torch.Tensor:
         """Relative-position bias, ``(heads, p*p, p*p)``."""
@@ -246,7 +246,7 @@ class WindowAttention(nn.Module):
         batch, length, dim = tokens.shape
         n = self.window_size**2
         windows = length // n
-        fused = _fusable(tokens)
+        fused = _fusable(tokens, self.fused_linear)
         qkv = _linear(self.embedding_layer, tokens, fused=fused)
         qkv = qkv.view(batch, windows, n, 3, self.n_heads, self.head_dim)
         bias = self.relative_bias()[None].to(qkv.dtype)  # (1, h, n, n)
@@ -323,6 +323,8 @@ class SwinBlock(nn.Module):
         self.mlp = nn.Sequential(nn.Linear(dim, 4 * dim), nn.GELU(), nn.Linear(4 * dim, dim))
         #: use the release's formulation (see :func:`use_reference_path`)
         self.reference = False
+        #: fuse the linear layers, GELU and residuals in CPU inference (see :func:`use_fused_linear`)
+        self.fused_linear = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, H, W, C) -> (B, H, W, C)
         if self.reference:
@@ -332,7 +334,7 @@ class SwinBlock(nn.Module):
         layout = self.msa.layout(height, width, x.device)
         x = x.reshape(batch, height * width, dim).index_select(1, layout.index)  # window order
         fc1, act, fc2 = self.mlp
-        if _fusable(x) and isinstance(act, nn.GELU) and act.approximate == "none" and (
+        if _fusable(x, self.fused_linear) and isinstance(act, nn.GELU) and act.approximate == "none" and (
             isinstance(self.drop_path, nn.Identity) or not self.training
         ):  # inference: residual additions and GELU inside the linear kernels
             x = self.msa.attend(self.ln1(x), layout, residual=x)
@@ -386,6 +388,10 @@ class SCUNet(nn.Module):
             from scratch at small scale; the release has no global residual, ``False``).
     """
 
+    #: sides of the input are padded (replication, bottom/right) to a multiple of this
+    #: inside :meth:`forward` (three 2x downsamplings, then 8x8 windows); :mod:`reloc.export` reads it
+    pad_multiple: int = 64
+
     def __init__(
         self,
         config: tuple[int, ...] = (2, 2, 2, 2, 2, 2, 2),
@@ -430,7 +436,7 @@ class SCUNet(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Args: image ``(B, 3, H, W)``, any H and W. Returns ``(B, 3, H, W)``."""
         height, width = image.shape[-2:]
-        x0 = pad_to_multiple(image, SCUNET_MULTIPLE, "replicate")  # (B, 3, H64, W64)
+        x0 = pad_to_multiple(image, self.pad_multiple, "replicate")  # (B, 3, H64, W64)
         if self.channels_last:
             x0 = x0.contiguous(memory_format=torch.channels_last)  # every conv then keeps it
         x1 = self.m_head(x0)  # (B, dim, H64, W64)
@@ -461,6 +467,20 @@ def use_reference_path(network: nn.Module, enabled: bool = True) -> nn.Module:
             module.reference = enabled
         elif isinstance(module, SCUNet):
             module.channels_last = not enabled
+    return network
+
+
+def use_fused_linear(network: nn.Module, enabled: bool = True) -> nn.Module:
+    """Switch the fused oneDNN linear kernels of every SCUNet part inside ``network`` on or off.
+
+    On (the default of a new network), CPU inference in float32 without autograd runs each
+    transformer linear layer with its bias, GELU and residual addition as one oneDNN call
+    (:data:`HAS_FUSED_LINEAR`); off, ``nn.Linear`` and separate additions. Values agree
+    within float rounding; only this network is affected. Returns ``network``.
+    """
+    for module in network.modules():
+        if isinstance(module, (WindowAttention, SwinBlock)):
+            module.fused_linear = enabled
     return network
 
 

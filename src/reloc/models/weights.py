@@ -14,8 +14,6 @@ missing, unexpected and mis-shaped key.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import torch
@@ -24,6 +22,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from reloc import __version__
+from reloc.io_utils import atomic_path
 from reloc.models import FOREIGN_KEY_MAPS, NetworkSpec
 from reloc.models.state_dicts import LoadReport, WeightsError, match_state_dict, read_state_dict
 
@@ -39,15 +38,8 @@ __all__ = [
 SPEC_KEY = "reloc.network"
 VERSION_KEY = "reloc.version"
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(handle)
-    try:
-        save_file(tensors, temporary, metadata=metadata)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as temporary:
+        save_file(tensors, str(temporary), metadata=metadata)
 
 
 def save_network(network: nn.Module, path: str | Path, spec: NetworkSpec | None = None) -> Path:

@@ -8,7 +8,6 @@ import multiprocessing
 import os
 import re
 import time
-import uuid
 from collections import Counter
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -19,11 +18,13 @@ from typing import Any
 import cv2
 import numpy as np
 
+from reloc.data.catalog import SPLITS
 from reloc.data.io import write_png
 from reloc.data.photos import list_photos, photo_ids
 from reloc.data.synth.edits import _copymove, _r, _removal, _splice, jpeg_roundtrip, load_host, unsharp
-from reloc.data.synth.settings import SPLITS, TAMPER_TYPES, Sample, SynthSettings, SynthSummary, _Redraw
+from reloc.data.synth.settings import TAMPER_TYPES, Sample, SynthSettings, SynthSummary, _Redraw
 from reloc.data.synth.text import _text
+from reloc.io_utils import write_json_atomic, write_text_atomic
 
 _NAME_RE = re.compile(r"^\d{6,}_(?:" + "|".join(TAMPER_TYPES) + r")\.png$")
 
@@ -225,16 +226,6 @@ def _worker_init() -> None:
     cv2.setNumThreads(1)
 
 
-def _write_text(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(temporary, "x", encoding="utf-8", newline="\n") as handle:
-            handle.write(text)
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
-
-
 def _prepare_out(out: Path, overwrite: bool) -> None:
     previous = [p for p in (out / "manifest.json", out / "provenance.jsonl", out / "synth_config.json") if p.exists()]
     for sub in ("Tp", "Gt"):
@@ -326,9 +317,9 @@ def synthesize(
     for record in records:
         pairs[record["split"]].append([f"Tp/{record['name']}.png", f"Gt/{record['name']}.png"])
     everything = [[f"Tp/{r['name']}.png", f"Gt/{r['name']}.png"] for r in records]
-    _write_text(out / "manifest.json", json.dumps(everything, indent=1) + "\n")
+    write_json_atomic(out / "manifest.json", everything)
     for split in SPLITS:
-        _write_text(out / f"manifest_{split}.json", json.dumps(pairs[split], indent=1) + "\n")
+        write_json_atomic(out / f"manifest_{split}.json", pairs[split])
     config = {
         "photos": [str(p) for p in photos] if not isinstance(photos, (str, os.PathLike)) else str(photos),
         "donors": None if donors is None else (
@@ -336,8 +327,8 @@ def synthesize(
         "count": count, "seed": int(seed), "types": list(types), "size": int(size),
         "photos_per_split": photos_per_split, "settings": settings.to_dict(),
     }
-    _write_text(out / "synth_config.json", json.dumps(config, indent=1) + "\n")
-    _write_text(out / "provenance.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    write_json_atomic(out / "synth_config.json", config)
+    write_text_atomic(out / "provenance.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     per_type = Counter(r["type"] for r in records)
     per_split = Counter(r["split"] for r in records)
     return SynthSummary(

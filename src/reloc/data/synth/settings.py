@@ -11,10 +11,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from reloc.data.catalog import SPLITS
+
 #: The kinds of tampering, in the order they cycle through the samples.
 TAMPER_TYPES: tuple[str, ...] = ("splice", "copymove", "removal", "text")
-#: Split names, as recorded in the provenance.
-SPLITS: tuple[str, ...] = ("train", "val", "test")
 #: Interpolation names usable in ``SynthSettings.interpolations`` -> OpenCV flags.
 INTERPOLATIONS: dict[str, int] = {
     "nearest": cv2.INTER_NEAREST,
