@@ -256,10 +256,17 @@ def main(argv: list[str] | None = None) -> int:
                 raise SystemExit(f"error: part(s) {', '.join(failed)} failed; see {work / 'logs'}; "
                                  "run the script again to resume")
             for name, process in processes.items():
-                previous = results["parts"].get(name, {}).get("wall_seconds", 0.0) if process else 0.0
-                wall = round(previous + (time.perf_counter() - tick if process else 0.0), 1)
-                results["parts"][name] = {**train_summary(work / name), "finished": True,
-                                          "wall_seconds": wall or results["parts"].get(name, {}).get("wall_seconds")}
+                before = results["parts"].get(name, {})
+                if process is None and before.get("finished"):
+                    continue  # finished and recorded by an earlier invocation
+                entry = {**train_summary(work / name), "finished": True}
+                if process is None:  # finished before, never recorded (that invocation was killed)
+                    entry.update(wall_seconds=None, commit=None,
+                                 note="trained by an earlier invocation that was stopped before recording it")
+                else:
+                    wall = before.get("wall_seconds", 0.0) + time.perf_counter() - tick
+                    entry.update(wall_seconds=round(wall, 1), commit=results["commit"])
+                results["parts"][name] = entry
             save_results(results, args.results)
     if "ship" in parts:
         ship(recipe, work, results, args.package)
