@@ -38,6 +38,8 @@ from pathlib import Path
 
 import yaml
 
+from reloc.io_utils import write_json_atomic
+
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "release" / "recipe.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "pretrain.json"
@@ -87,10 +89,7 @@ def load_results(path: Path) -> dict:
 
 
 def save_results(results: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(results, indent=1) + "\n")
-    os.replace(temporary, path)
+    write_json_atomic(path, results)
 
 
 def git_commit() -> str:
@@ -207,7 +206,7 @@ def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
         "preset": recipe["preset"], "commit": results.get("commit"), "torch": torch.__version__,
         "data": results["parts"].get("data", {}), "models": cards,
     }
-    (package / "cards.json").write_text(json.dumps(document, indent=1) + "\n")
+    write_json_atomic(package / "cards.json", document)
     print(f"shipped {', '.join(cards)} -> {package}")
 
 

@@ -26,14 +26,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import yaml
+
+from reloc.io_utils import write_json_atomic, write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "pretrained.json"
@@ -124,9 +124,7 @@ def evaluate_on(name: str, work: Path, recipe_settings: bool, specs: tuple[str, 
         row["per_type"] = per_type(record["per_image"])
         row.update(images=record["images"], single_class=record["single_class"],
                    undefined_f1=record["undefined_f1"], seconds=round(time.perf_counter() - tick, 1))
-        temporary = path.with_suffix(f".{os.getpid()}.tmp")
-        temporary.write_text(json.dumps(row, indent=1) + "\n")
-        os.replace(temporary, path)
+        write_json_atomic(path, row)
         print(f"{name:<7} {spec:<11} {'(recipe settings) ' if recipe_settings else ''}F1 {row['f1']:.3f} IoU {row['iou']:.3f} AUC {row['auc']:.3f} "
               f"({row['images']} images, {row['seconds']:.0f} s)", flush=True)
 
@@ -188,15 +186,14 @@ def aggregate(work: Path, command: str) -> dict:
         "command": command, "commit": commit, "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(result, indent=1) + "\n")
-    RESULTS.with_suffix(".md").write_text(markdown(result))
+    write_json_atomic(RESULTS, result)
+    write_text_atomic(RESULTS.with_suffix(".md"), markdown(result))
     cards_path = Path(str(pretrained._root())) / "cards.json"
     cards = json.loads(cards_path.read_text())
     for name, rows in models.items():
         cards["models"][name]["figures"] = {spec: {m: row[m] for m in METRICS} for spec, row in rows.items()}
     cards["figures_from"] = "benchmarks/results/pretrained.json"
-    cards_path.write_text(json.dumps(cards, indent=1) + "\n")
+    write_json_atomic(cards_path, cards)
     print(f"wrote {RESULTS} and the figures of {cards_path}")
     return result
 
@@ -235,7 +232,6 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aggregate", action="store_true", help="only merge the parts")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "pretrained-bench")
     args = parser.parse_args(argv)
-    command = " ".join(["python", "benchmarks/pretrained.py", *(argv if argv is not None else sys.argv[1:])])
     if not args.aggregate:
         for name in args.model or MODELS:
             evaluate_model(name, args.work)

@@ -40,6 +40,9 @@ def run_demo(out: Path, train: bool = False, progress: bool = True) -> Path:
     from reloc.data.synth.settings import SynthSettings
     from reloc.devices import pick_device
     from reloc.engine.evaluate import run_evaluation, standard_situations
+    from reloc.engine.inference import retain_freed_memory
+
+    retain_freed_memory()  # as reloc eval does: glibc keeps freed blocks for the next window
 
     timings: dict[str, float] = {}
     started = time.perf_counter()

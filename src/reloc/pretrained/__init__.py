@@ -90,7 +90,9 @@ def card(name: str) -> dict[str, Any]:
     try:
         return cards()[name]
     except KeyError:
-        raise PretrainedError(f"pretrained model {name!r} has no card in the installed package; reinstall reloc")
+        raise PretrainedError(
+            f"pretrained model {name!r} has no card in the installed package; reinstall reloc"
+        ) from None
 
 
 def roles(name: str) -> list[str]:
