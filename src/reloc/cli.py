@@ -226,6 +226,33 @@ def _metric(value: float | None) -> str:
     return "nan" if value is None or math.isnan(value) else f"{value:.3f}"
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Look at datasets as reloc reads them.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command(name="inspect")
+def data_inspect(
+    path: Annotated[Path, typer.Argument(help="A dataset: a public benchmark's folder, Tp/Gt, JSON list or synth folder.")],
+    write_json: Annotated[
+        Optional[Path], typer.Option(help="Write the usable samples as an IMDL-BenCo JSON list to this file.")
+    ] = None,
+    progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+) -> None:
+    """Detected layout, counts, mask polarity and values, mis-sized and unreadable files."""
+    from reloc.data.catalog import DatasetError, write_benco_json
+    from reloc.data.inspection import inspect_dataset
+    from reloc.data.io import ImageError
+
+    try:
+        found = inspect_dataset(path, progress=progress)
+        typer.echo(found.report())
+        if write_json is not None:
+            typer.echo(f"wrote {write_benco_json(found.usable, write_json)} ({len(found.usable)} samples)")
+    except (DatasetError, ImageError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+
+
 @app.command()
 def localize(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],

@@ -1,6 +1,7 @@
 """What a dataset holds: on-disk formats, validation and source-disjoint splits.
 
-Three on-disk formats are read by :func:`load_dataset`:
+Three on-disk formats are read by :func:`load_dataset`, and the public benchmarks as
+they are distributed (CASIA, Columbia, COVERAGE, NIST16, ...; :mod:`reloc.data.layouts`):
 
 * a folder with ``Tp/`` (tampered images) and ``Gt/`` (masks) paired by file stem, the
   mask stem optionally ending in one of :data:`MASK_SUFFIXES` (``Tp/x.jpg`` with
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from reloc.data.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageError, read_image, read_mask
+from reloc.data.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageError, MaskRule, read_image, read_mask
 
 MASK_SUFFIXES = ("_gt", "-gt", "_mask", "-mask", "_edgemask", "_groundtruth")
 """Mask stem endings recognised in ``Gt/`` folders, compared case-insensitively."""
@@ -58,12 +59,15 @@ class SampleRef:
             :data:`SOURCE_SEPARATOR` (``"a+b"``), and :func:`split_by_source` keeps
             every photo named together in one split.
         split: a recorded split (``"train"``, ``"val"``, ``"test"``) or ``None``.
+        mask_rule: how the mask's pixels mark tampering (channel, threshold, polarity);
+            the default is white (luminance >= 128) = tampered.
     """
 
     image: Path
     mask: Path | None = None
     source: str = ""
     split: str | None = None
+    mask_rule: MaskRule = MaskRule()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image", Path(self.image))
@@ -90,10 +94,12 @@ def load_dataset(path: str | os.PathLike) -> list[SampleRef]:
 
     Args:
         path: a folder with ``manifest.json`` (plus optional ``provenance.jsonl``), a
-            folder with ``Tp/`` and ``Gt/``, or an IMDL-BenCo ``.json`` file.
+            folder with ``Tp/`` and ``Gt/``, an IMDL-BenCo ``.json`` file, or the folder of
+            a public benchmark as unpacked (:data:`reloc.data.layouts.LAYOUTS`).
 
     Returns:
-        the samples, in file order. Files are not opened (see :func:`validate`).
+        the samples, in file order. Files are not opened (see :func:`validate`). In a
+        public layout, tampered images without a mask are left out with one warning.
 
     Raises:
         DatasetError: the path is missing, of no known layout, malformed or empty.
@@ -105,10 +111,20 @@ def load_dataset(path: str | os.PathLike) -> list[SampleRef]:
         refs = read_benco_json(path / _MANIFEST)
     elif path.is_dir() and {"tp", "gt"} <= set(_subfolders(path)):
         refs = read_tp_gt(path)
+    elif path.is_dir() and (layout := _public_layout(path)) is not None:
+        listing = layout.read(path)
+        if listing.missing:
+            warnings.warn(
+                f"{path} ({layout.name}): leaving out {len(listing.missing)} tampered image(s) "
+                "without a mask: " + _listing(listing.missing),
+                stacklevel=2,
+            )
+        refs = listing.refs
     elif path.exists():
         raise DatasetError(
             f"{path}: not a dataset (expected a .json list, a folder with {_MANIFEST}, "
-            "or a folder with Tp/ and Gt/)"
+            "a folder with Tp/ and Gt/, or one of the public layouts: "
+            f"{', '.join(_layout_names())})"
         )
     else:
         raise DatasetError(f"{path}: no such file or folder")
@@ -198,6 +214,43 @@ def read_benco_json(path: str | os.PathLike) -> list[SampleRef]:
     return refs
 
 
+def write_benco_json(refs: list[SampleRef], path: str | os.PathLike) -> Path:
+    """Write samples as an IMDL-BenCo JSON list ``[[image, mask or "Negative"], ...]``.
+
+    Paths are relative to the JSON file's folder (as :func:`read_benco_json` reads them).
+    IMDL-BenCo reads masks as white = tampered; a mask whose :class:`MaskRule` differs
+    (a colour channel, another threshold, black = tampered) is written converted, as a
+    {0, 255} PNG in ``<json stem>_masks/`` beside the file, and the list points there.
+
+    Args:
+        refs: the samples (usable ones: see :func:`validate`).
+        path: the JSON file to write.
+
+    Returns:
+        the JSON file's path.
+
+    Raises:
+        ImageError: a mask that needs converting cannot be read.
+    """
+    from reloc.data.io import write_png
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    converted = path.parent / f"{path.stem}_masks"
+    entries = []
+    for ref in refs:
+        mask = NEGATIVE
+        if ref.mask is not None:
+            target = ref.mask
+            if ref.mask_rule != MaskRule():
+                target = converted / f"{_relative(ref.image, path.parent).replace('/', '__')}.png"
+                write_png(target, read_mask(ref.mask, rule=ref.mask_rule).astype(bool))
+            mask = os.path.relpath(target, path.parent)
+        entries.append([os.path.relpath(ref.image, path.parent), mask])
+    path.write_text(json.dumps(entries, indent=1) + "\n", encoding="utf-8")
+    return path
+
+
 def apply_provenance(refs: list[SampleRef], path: str | os.PathLike) -> list[SampleRef]:
     """Attach ``source`` and ``split`` from a ``provenance.jsonl`` file.
 
@@ -250,7 +303,10 @@ def apply_provenance(refs: list[SampleRef], path: str | os.PathLike) -> list[Sam
 
 
 def validate(
-    refs: list[SampleRef], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
+    refs: list[SampleRef],
+    *,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    mask_resize: str | None = None,
 ) -> list[SampleRef]:
     """Decode every image and mask and drop the unusable samples.
 
@@ -261,6 +317,8 @@ def validate(
     Args:
         refs: the samples.
         max_pixels: pixel cap passed to the readers.
+        mask_resize: ``None``: a mask of another size than its image is unusable;
+            ``"nearest"``: it will be resized (see :func:`reloc.data.io.read_mask`).
 
     Returns:
         the readable samples, in order.
@@ -275,7 +333,10 @@ def validate(
         try:
             image = read_image(ref.image, max_pixels=max_pixels)
             if ref.mask is not None:
-                read_mask(ref.mask, size=image.shape[:2], max_pixels=max_pixels)
+                read_mask(
+                    ref.mask, size=image.shape[:2], max_pixels=max_pixels, rule=ref.mask_rule,
+                    resize=mask_resize,
+                )
         except ImageError as exc:
             problems.append(str(exc))
         else:
@@ -340,11 +401,12 @@ def split_by_source(
     return splits
 
 
-def load_pair(ref: SampleRef) -> tuple[np.ndarray, np.ndarray]:
+def load_pair(ref: SampleRef, mask_resize: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Read a sample's image and mask.
 
     Args:
         ref: the sample.
+        mask_resize: ``None`` or ``"nearest"`` (see :func:`reloc.data.io.read_mask`).
 
     Returns:
         image float32 ``(H, W, 3)`` in [0, 1] and mask float32 ``(H, W)`` in {0, 1}
@@ -356,7 +418,7 @@ def load_pair(ref: SampleRef) -> tuple[np.ndarray, np.ndarray]:
     image = read_image(ref.image)
     if ref.mask is None:
         return image, np.zeros(image.shape[:2], dtype=np.float32)
-    return image, read_mask(ref.mask, size=image.shape[:2])
+    return image, read_mask(ref.mask, size=image.shape[:2], rule=ref.mask_rule, resize=mask_resize)
 
 
 def dataset_root(path: str | os.PathLike) -> Path:
@@ -439,6 +501,19 @@ def _check_recorded_splits(refs: list[SampleRef]) -> None:
         raise DatasetError(
             f"recorded splits share {len(shared)} source photo(s): " + _listing(shared)
         )
+
+
+def _public_layout(folder: Path):
+    """The public layout whose naming signature ``folder`` shows, or ``None``."""
+    from reloc.data.layouts import detect_layout
+
+    return detect_layout(folder)
+
+
+def _layout_names() -> list[str]:
+    from reloc.data.layouts import LAYOUTS
+
+    return [layout.name for layout in LAYOUTS]
 
 
 def _subfolders(folder: Path) -> dict[str, Path]:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -103,46 +104,124 @@ def read_image(
     return np.ascontiguousarray(pixels, dtype=np.float32)
 
 
+MASK_RESIZE = ("nearest",)
+"""How :func:`read_mask` may resize a mask whose size differs from its image's (off by default)."""
+
+
+@dataclass(frozen=True)
+class MaskRule:
+    """How a mask file's pixels become tampered (1) or authentic (0).
+
+    The mask is reduced to one 8-bit value per pixel (the BT.601 luminance, or one
+    colour channel), then compared with ``threshold``; ``invert`` swaps the classes for
+    datasets where black marks the tampering.
+
+    Attributes:
+        channel: ``None`` for the luminance, else 0 (red), 1 (green) or 2 (blue).
+        threshold: a value >= ``threshold`` (0-255) is "white".
+        invert: ``False``: white is tampered (the common convention); ``True``: black is.
+    """
+
+    channel: int | None = None
+    threshold: int = 128
+    invert: bool = False
+
+    def __post_init__(self) -> None:
+        if self.channel not in (None, 0, 1, 2):
+            raise ValueError(f"mask channel must be None, 0, 1 or 2, got {self.channel!r}")
+        if not 1 <= self.threshold <= 255:
+            raise ValueError(f"mask threshold must be within 1..255, got {self.threshold}")
+
+    def describe(self) -> str:
+        """E.g. ``"luminance >= 128 is tampered"`` or ``"green < 128 is tampered"``."""
+        source = "luminance" if self.channel is None else ("red", "green", "blue")[self.channel]
+        return f"{source} {'<' if self.invert else '>='} {self.threshold} is tampered"
+
+    def binarise(self, values: np.ndarray) -> np.ndarray:
+        """uint8 values ``(H, W)`` -> float32 ``(H, W)`` in {0, 1} (1 = tampered)."""
+        white = values >= self.threshold
+        return (~white if self.invert else white).astype(np.float32)
+
+
+def read_mask_values(
+    path: str | os.PathLike,
+    *,
+    channel: int | None = None,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
+) -> np.ndarray:
+    """Read a mask as one 8-bit value per pixel, before binarisation.
+
+    Any mode is reduced to 8 bits (16-bit masks are scaled by rounding). Masks with an
+    alpha channel are composited over black first, so fully transparent pixels read 0.
+
+    Args:
+        path: the mask file.
+        channel: ``None`` for the ITU-R BT.601 luminance (as Pillow's ``"L"``), else the
+            colour channel 0, 1 or 2 (a gray mask gives its gray value for every channel).
+        max_pixels: pixel cap as in :func:`read_image`.
+
+    Returns:
+        uint8 array ``(H, W)``.
+
+    Raises:
+        ImageError: the file cannot be read (as :func:`read_image`).
+    """
+    pixels = _decode(path, max_pixels)
+    if pixels.shape[2] in (2, 4):
+        pixels = pixels[..., :-1] * pixels[..., -1:]
+    if pixels.shape[2] == 1:
+        values = pixels[..., 0]
+    elif channel is None:
+        values = pixels @ _LUMA_WEIGHTS
+    else:
+        values = pixels[..., channel]
+    return np.rint(values * 255.0).astype(np.uint8)
+
+
 def read_mask(
     path: str | os.PathLike,
     *,
     size: tuple[int, int] | None = None,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    rule: MaskRule = MaskRule(),
+    resize: str | None = None,
 ) -> np.ndarray:
     """Read a tamper mask and binarise it.
 
-    Any mode is reduced to 8-bit luminance (ITU-R BT.601 weights, as Pillow's ``"L"``;
-    16-bit masks are scaled to 8 bits by rounding) and pixels with a value above 127.5,
-    i.e. 128..255, are tampered (1). Masks with an alpha channel are composited over
-    black first, so fully transparent pixels count as authentic whatever colour they
-    store.
+    By default (``MaskRule()``) any mode is reduced to 8-bit luminance (ITU-R BT.601
+    weights, as Pillow's ``"L"``; 16-bit masks are scaled to 8 bits by rounding) and
+    pixels with a value above 127.5, i.e. 128..255, are tampered (1). Masks with an alpha
+    channel are composited over black first, so fully transparent pixels count as
+    authentic whatever colour they store (see :func:`read_mask_values`).
 
     Args:
         path: the mask file.
         size: the expected ``(height, width)``, normally that of the image it labels.
         max_pixels: pixel cap as in :func:`read_image`.
+        rule: which value, channel and polarity mark tampering (a dataset's convention).
+        resize: ``None`` (default): a mask of another ``size`` is an error;
+            ``"nearest"``: it is resized to ``size`` by nearest-neighbour interpolation.
 
     Returns:
         float32 array ``(H, W)`` with values in {0, 1}.
 
     Raises:
         ImageError: the file cannot be read (as :func:`read_image`) or its size differs
-            from ``size``.
+            from ``size`` (without ``resize``).
+        ValueError: an unknown ``resize``.
     """
-    pixels = _decode(path, max_pixels)
-    if pixels.shape[2] in (2, 4):
-        pixels = pixels[..., :-1] * pixels[..., -1:]
-    if pixels.shape[2] == 3:
-        luminance = pixels @ _LUMA_WEIGHTS
-    else:
-        luminance = pixels[..., 0]
-    if size is not None and luminance.shape != tuple(size):
-        raise ImageError(
-            path,
-            f"mask is {luminance.shape[0]}x{luminance.shape[1]} (HxW) but its image is "
-            f"{size[0]}x{size[1]}",
-        )
-    return (np.rint(luminance * 255.0) >= 128).astype(np.float32)
+    if resize is not None and resize not in MASK_RESIZE:
+        raise ValueError(f"mask resize must be one of {MASK_RESIZE} or None, got {resize!r}")
+    values = read_mask_values(path, channel=rule.channel, max_pixels=max_pixels)
+    if size is not None and values.shape != tuple(size):
+        if resize is None:
+            raise ImageError(
+                path,
+                f"mask is {values.shape[0]}x{values.shape[1]} (HxW) but its image is "
+                f"{size[0]}x{size[1]}",
+            )
+        values = cv2.resize(values, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
+    return rule.binarise(values)
 
 
 def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
