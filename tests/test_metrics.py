@@ -153,3 +153,110 @@ def test_psnr_matches_scikit_image_per_image():
     for value, e, r in zip(values, estimate.clamp(0, 1), reference, strict=True):
         assert value.item() == pytest.approx(peak_signal_noise_ratio(r.numpy(), e.numpy(), data_range=1.0), rel=1e-5)
     assert psnr(reference, reference).tolist() == pytest.approx([120.0] * 3)
+
+
+# --- metric protocols -------------------------------------------------------------------
+
+from reloc.metrics import best_threshold, border_band  # noqa: E402
+
+
+def _sklearn_best_f1(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Oracle F1 by brute force with scikit-learn: every distinct score as the cut."""
+    return max(f1_score(labels, scores >= cut, zero_division=0) for cut in np.unique(scores))
+
+
+def test_best_threshold_by_hand():
+    scores = np.array([0.9, 0.6, 0.6, 0.3, 0.1, 0.1])
+    labels = np.array([1, 1, 0, 0, 1, 0])
+    cut, tp, fp, fn = best_threshold(scores, labels)
+    # >= 0.6 keeps the tie group (0.6 pos, 0.6 neg): tp 2 fp 1 fn 1 -> F1 4/6; >= 0.9: tp 1 fp 0 fn 2 -> 2/5;
+    # >= 0.3: tp 2 fp 2 -> 4/7; >= 0.1: tp 3 fp 3 -> 6/9
+    assert (cut, tp, fp, fn) == (0.6, 2, 1, 1)
+    assert f1_iou(tp, fp, fn)[0] == pytest.approx(4 / 6)
+    assert best_threshold(np.array([0.2, 0.7]), np.array([0, 0]))[1:] == (0, 0, 0)
+
+
+@pytest.mark.parametrize("quantise", [None, 4, 256])
+def test_best_threshold_equals_sklearn_brute_force(quantise):
+    rng = np.random.default_rng(quantise or 1)
+    for _ in range(15):
+        scores, labels = _random_case(rng, 300, quantise)
+        cut, tp, fp, fn = best_threshold(scores, labels)
+        assert f1_iou(tp, fp, fn)[0] == pytest.approx(_sklearn_best_f1(scores, labels), abs=1e-12)
+        assert f1_score(labels, scores >= cut) == pytest.approx(f1_iou(tp, fp, fn)[0], abs=1e-12)
+
+
+def test_border_band_by_hand():
+    mask = np.zeros((6, 6), dtype=bool)
+    mask[2:4, 2:4] = True
+    band = border_band(mask, 1)
+    # every tampered pixel touches an authentic one, and the authentic ring around them is in the band
+    expected = np.zeros((6, 6), dtype=bool)
+    expected[1:5, 1:5] = True
+    assert np.array_equal(band, expected)
+    assert not border_band(mask, 0).any() and not border_band(np.ones((4, 4)), 2).any()
+    wide = np.zeros((10, 10), dtype=bool)
+    wide[:, 5:] = True  # a vertical boundary between columns 4 and 5
+    assert np.array_equal(np.flatnonzero(border_band(wide, 2)[0]), [3, 4, 5, 6])  # two pixels each side
+
+
+def test_protocols_on_a_hand_computed_image():
+    mask = np.zeros((4, 4))
+    mask[:, :2] = 1  # left half tampered
+    inverse_map = np.where(mask == 1, 0.2, 0.8)  # a map with the polarity the wrong way round
+    paper = LocalizationMetrics(protocol="paper")
+    paper.update(inverse_map, mask)
+    assert paper.per_image[0]["f1"] == 0.0 and paper.per_image[0]["auc"] == 0.0
+    inverted = LocalizationMetrics(protocol="inverted")
+    record = inverted.update(inverse_map, mask)
+    assert record["f1"] == 1.0 and record["iou"] == 1.0 and record["auc"] == 1.0 and record["inverted"]
+    best = LocalizationMetrics(protocol="best-threshold")
+    record = best.update(inverse_map, mask)
+    # the best cut of an anti-correlated map is to flag everything: tp 8, fp 8 -> F1 16 / 24
+    assert record["f1"] == pytest.approx(2 / 3) and record["threshold"] == 0.2
+    # a weak but right map: paper at 0.5 finds nothing, the oracle threshold finds it all
+    weak = np.where(mask == 1, 0.3, 0.1)
+    assert LocalizationMetrics().update(weak, mask)["f1"] == 0.0
+    assert LocalizationMetrics(protocol="best-threshold").update(weak, mask)["f1"] == 1.0
+
+
+def test_exclude_border_ignores_the_boundary_pixels():
+    mask = np.zeros((4, 8))
+    mask[:, :4] = 1
+    guess = np.zeros((4, 8))
+    guess[:, :5] = 1  # one column too far: 4 false positives, all next to the boundary
+    assert LocalizationMetrics().update(guess, mask)["f1"] == pytest.approx(32 / 36)
+    assert LocalizationMetrics(exclude_border=1).update(guess, mask)["f1"] == 1.0
+
+
+def test_protocol_pooled_values_against_sklearn():
+    rng = np.random.default_rng(5)
+    maps = [rng.random((12, 10)) for _ in range(3)]
+    masks = [rng.random((12, 10)) < 0.4 for _ in range(3)]
+    for protocol in ("paper", "best-threshold", "inverted"):
+        metrics = LocalizationMetrics(protocol=protocol)
+        for probability, mask in zip(maps, masks):
+            metrics.update(1 - probability if protocol == "inverted" else probability, mask)
+        summary = metrics.summary()
+        scores, labels = np.concatenate([m.ravel() for m in maps]), np.concatenate([m.ravel() for m in masks])
+        pooled = {
+            "paper": f1_score(labels, scores > 0.5),
+            "best-threshold": _sklearn_best_f1(scores, labels),
+            "inverted": max(f1_score(labels, scores > 0.5), f1_score(labels, scores < 0.5)),
+        }[protocol]
+        assert summary["pooled"]["f1"] == pytest.approx(pooled, abs=1e-12)
+        per_image = {
+            "paper": [f1_score(m.ravel(), p.ravel() > 0.5) for p, m in zip(maps, masks)],
+            "best-threshold": [_sklearn_best_f1(p.ravel(), m.ravel()) for p, m in zip(maps, masks)],
+            "inverted": [max(f1_score(m.ravel(), p.ravel() > 0.5), f1_score(m.ravel(), p.ravel() < 0.5)) for p, m in zip(maps, masks)],
+        }[protocol]
+        assert summary["per-image"]["f1"] == pytest.approx(np.mean(per_image), abs=1e-12)
+        aucs = [roc_auc_score(m.ravel(), p.ravel()) for p, m in zip(maps, masks)]
+        if protocol == "inverted":
+            aucs = [max(a, 1 - a) for a in aucs]
+        assert summary["per-image"]["auc"] == pytest.approx(np.mean(aucs), abs=1e-12)
+
+
+def test_unknown_protocol_is_refused():
+    with pytest.raises(ValueError, match="best-threshold"):
+        LocalizationMetrics(protocol="oracle")

@@ -1,4 +1,5 @@
-"""Pixel-level localization metrics (F1 and IoU at a threshold, AUC) and the restorer's PSNR.
+"""Pixel-level localization metrics (F1 and IoU at a threshold, AUC) under the literature's
+protocols, and the restorer's PSNR.
 
 Two averagings, always named, because they are different numbers:
 
@@ -9,6 +10,19 @@ Two averagings, always named, because they are different numbers:
   and likewise left out, counted in ``undefined_f1``.
 - ``pooled``: every pixel of every image in one confusion matrix / one ranking.
 
+Metric protocols (:data:`PROTOCOLS`), stamped on every record:
+
+- ``paper``: F1 / IoU of ``probability > threshold`` (0.5), AUC of the map (the default);
+- ``best-threshold``: F1 / IoU at the oracle threshold, chosen per image for per-image
+  means (as many papers report) and once for all pixels when pooled;
+- ``inverted``: the larger of the F1 of the map and of its inverse ``1 - map`` (IoU of the
+  same orientation, AUC ``max(AUC, 1 - AUC)``), as IMDL-BenCo's ``mode="double"`` and
+  TruFor's evaluation; per image for per-image means, one orientation for all pixels
+  when pooled.
+
+Any protocol can ignore a band around the mask boundary (``exclude_border=N``: the
+pixels within N pixels, Chebyshev distance, of a pixel of the other class).
+
 AUC is exact (ties get their average rank, as ``sklearn.metrics.roc_auc_score``).
 """
 
@@ -16,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 import torch
 
@@ -99,50 +114,154 @@ def f1_iou(tp: int, fp: int, fn: int) -> tuple[float, float]:
     return 2 * tp / (2 * tp + fp + fn), tp / (tp + fp + fn)
 
 
+PROTOCOLS = ("paper", "best-threshold", "inverted")
+
+
+def border_band(mask: np.ndarray, width: int) -> np.ndarray:
+    """Pixels within ``width`` pixels (Chebyshev) of a pixel of the other class.
+
+    Args:
+        mask: ``(H, W)`` bool or {0, 1}.
+        width: band half-width N >= 0; N pixels on each side of the boundary.
+
+    Returns:
+        bool ``(H, W)``; all ``False`` for ``width == 0`` or a one-class mask. The image's
+        own frame is no boundary.
+    """
+    truth = np.asarray(mask).astype(bool)
+    if width <= 0 or truth.all() or not truth.any():
+        return np.zeros(truth.shape, dtype=bool)
+    kernel = np.ones((2 * width + 1, 2 * width + 1), dtype=np.uint8)
+    near_tampered = cv2.dilate(truth.astype(np.uint8), kernel) > 0
+    near_authentic = cv2.dilate((~truth).astype(np.uint8), kernel) > 0
+    return near_tampered & near_authentic
+
+
+def best_threshold(scores: np.ndarray, labels: np.ndarray) -> tuple[float, int, int, int]:
+    """The cut ``scores >= t`` with the largest F1, over every distinct score (exact).
+
+    Args:
+        scores: any shape, real numbers. labels: same shape, bool or {0, 1}.
+
+    Returns:
+        ``(t, tp, fp, fn)``; predicting nothing (``t = inf``) is one of the candidates,
+        so an all-authentic input gives ``(inf, 0, 0, 0)`` (F1 0/0, undefined).
+    """
+    scores = np.asarray(scores).ravel()
+    labels = np.asarray(labels).ravel().astype(bool)
+    positives = int(labels.sum())
+    order = np.argsort(scores, kind="stable")[::-1]  # descending (also for unsigned dtypes)
+    ranked, hits = scores[order], labels[order]
+    tp = np.cumsum(hits, dtype=np.int64)
+    fp = np.arange(1, ranked.size + 1, dtype=np.int64) - tp
+    last_of_value = np.flatnonzero(np.r_[ranked[1:] != ranked[:-1], True])  # cut after each tie group
+    if positives == 0 or last_of_value.size == 0:
+        return float("inf"), 0, 0, positives
+    tp, fp = tp[last_of_value], fp[last_of_value]
+    f1 = 2 * tp / (tp + fp + positives)
+    best = int(np.argmax(f1))
+    return float(ranked[last_of_value[best]]), int(tp[best]), int(fp[best]), positives - int(tp[best])
+
+
+def _better(first: tuple[float, float], second: tuple[float, float]) -> tuple[tuple[float, float], bool]:
+    """The (F1, IoU) pair with the larger F1 (undefined loses), and whether it is ``second``."""
+    if np.isnan(first[0]) or (not np.isnan(second[0]) and second[0] > first[0]):
+        return second, True
+    return first, False
+
+
+def _oriented_auc(auc: float, inverted: bool) -> float:
+    return max(auc, 1.0 - auc) if inverted and not np.isnan(auc) else auc
+
+
 @dataclass
 class LocalizationMetrics:
     """Accumulates images, then reports per-image means and pooled values.
 
     Args:
-        threshold: probability above which a pixel counts as tampered.
-        pooled_auc: also keep every pixel for a pooled AUC, scores in their own dtype
-            (memory: 5 bytes per pixel for float32 maps, 9 for float64).
+        threshold: probability above which a pixel counts as tampered (``paper`` and
+            ``inverted``).
+        pooled_auc: also keep every pixel for the pooled AUC (and the pooled
+            ``best-threshold`` F1), scores in their own dtype (memory: 5 bytes per pixel
+            for float32 maps, 9 for float64); without it those pooled values are ``nan``.
+        protocol: one of :data:`PROTOCOLS`.
+        exclude_border: ignore the pixels within this many pixels of the mask boundary.
     """
 
     threshold: float = DEFAULT_THRESHOLD
     pooled_auc: bool = True
+    protocol: str = "paper"
+    exclude_border: int = 0
     per_image: list[dict[str, float]] = field(default_factory=list)
     _totals: np.ndarray = field(default_factory=lambda: np.zeros(4, dtype=np.int64))
+    _inverse_totals: np.ndarray = field(default_factory=lambda: np.zeros(4, dtype=np.int64))
     _scores: list[np.ndarray] = field(default_factory=list)
     _labels: list[np.ndarray] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        if self.protocol not in PROTOCOLS:
+            raise ValueError(f"metric protocol must be one of {PROTOCOLS}, got {self.protocol!r}")
+        if self.exclude_border < 0:
+            raise ValueError(f"exclude_border must be >= 0, got {self.exclude_border}")
+
+    def describe(self) -> dict[str, object]:
+        """The protocol as stamped on records: name, threshold, excluded border."""
+        return {"metric": self.protocol, "threshold": self.threshold, "exclude_border": self.exclude_border}
+
     def update(self, probabilities: np.ndarray, mask: np.ndarray, name: str = "") -> dict[str, float]:
-        """Add one image: ``probabilities`` and ``mask`` of the same ``(H, W)`` shape."""
+        """Add one image: ``probabilities`` and ``mask`` of the same ``(H, W)`` shape.
+
+        Returns:
+            the image's record ``{name, f1, iou, auc}`` (plus ``threshold`` under
+            ``best-threshold``, ``inverted`` under ``inverted``).
+        """
         if np.shape(probabilities) != np.shape(mask):
             raise ValueError(f"{name or 'image'}: map shape {np.shape(probabilities)} != mask shape {np.shape(mask)}")
-        tp, fp, fn, tn = confusion(probabilities, mask, self.threshold)
-        self._totals += (tp, fp, fn, tn)
-        f1, iou = f1_iou(tp, fp, fn)
-        record = {"name": name, "f1": f1, "iou": iou, "auc": binary_auc(probabilities, mask)}
+        scores, truth = np.asarray(probabilities), np.asarray(mask).astype(bool)
+        if self.exclude_border:
+            kept = ~border_band(truth, self.exclude_border)
+            scores, truth = scores[kept], truth[kept]
+        counts = np.array(confusion(scores, truth, self.threshold), dtype=np.int64)
+        self._totals += counts
+        record: dict[str, float] = {"name": name}
+        auc = binary_auc(scores, truth)
+        if self.protocol == "paper":
+            record["f1"], record["iou"] = f1_iou(*counts[:3])
+        elif self.protocol == "best-threshold":
+            cut, tp, fp, fn = best_threshold(scores, truth)
+            record["f1"], record["iou"] = f1_iou(tp, fp, fn)
+            record["threshold"] = cut if np.isfinite(cut) else None  # None: nothing predicted
+        else:
+            inverse = np.array(confusion(1.0 - scores.astype(np.float64), truth, self.threshold), dtype=np.int64)
+            self._inverse_totals += inverse
+            (record["f1"], record["iou"]), flipped = _better(f1_iou(*counts[:3]), f1_iou(*inverse[:3]))
+            record["inverted"] = flipped
+            auc = _oriented_auc(auc, True)
+        record["auc"] = auc
         self.per_image.append(record)
         if self.pooled_auc:
-            self._scores.append(np.array(probabilities).ravel())
-            self._labels.append(np.asarray(mask).astype(bool).ravel())
+            self._scores.append(np.array(scores).ravel())
+            self._labels.append(truth.ravel())
         return record
 
     def summary(self) -> dict[str, dict[str, float] | int]:
         """``{"per-image": {f1, iou, auc}, "pooled": {f1, iou, auc}, "images", "single_class", "undefined_f1"}``."""
+
         def mean(key: str) -> float:
             values = [r[key] for r in self.per_image if not np.isnan(r[key])]
             return float(np.mean(values)) if values else float("nan")
 
+        kept = self.pooled_auc and bool(self._scores)
+        scores = np.concatenate(self._scores) if kept else None
+        labels = np.concatenate(self._labels) if kept else None
+        pooled_auc = binary_auc(scores, labels) if kept else float("nan")
         tp, fp, fn, _ = (int(v) for v in self._totals)
         pooled_f1, pooled_iou = f1_iou(tp, fp, fn)
-        pooled_auc = (
-            binary_auc(np.concatenate(self._scores), np.concatenate(self._labels))
-            if self.pooled_auc and self._scores
-            else float("nan")
-        )
+        if self.protocol == "best-threshold":
+            pooled_f1, pooled_iou = f1_iou(*best_threshold(scores, labels)[1:]) if kept else (float("nan"),) * 2
+        elif self.protocol == "inverted":
+            (pooled_f1, pooled_iou), _ = _better((pooled_f1, pooled_iou), f1_iou(*self._inverse_totals[:3]))
+            pooled_auc = _oriented_auc(pooled_auc, True)
         return {
             "per-image": {"f1": mean("f1"), "iou": mean("iou"), "auc": mean("auc")},
             "pooled": {"f1": pooled_f1, "iou": pooled_iou, "auc": pooled_auc},
