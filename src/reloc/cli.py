@@ -151,7 +151,9 @@ def demo(
 
 @app.command(name="eval")
 def evaluate(
-    dataset: Annotated[Path, typer.Option(help="Test dataset (Tp/Gt folder, IMDL-BenCo JSON or synth folder).")],
+    dataset: Annotated[
+        Path, typer.Option(help="Test dataset (a public benchmark's folder, Tp/Gt folder, IMDL-BenCo JSON or synth folder).")
+    ],
     out: Annotated[Path, typer.Option(help="Folder for eval/*.json records and maps/.")],
     plain: Annotated[Optional[Path], typer.Option(help="plain run (M^P): P{P} and P{D}.")] = None,
     finetune: Annotated[Optional[Path], typer.Option(help="finetune run (M^{D|P}): D|P{D}.")] = None,
@@ -164,6 +166,14 @@ def evaluate(
     distortions: Annotated[list[str], typer.Option("--distortion", help="Distortion spec (repeatable).")] = [  # noqa: B006
         "jpeg:75"
     ],
+    grid: Annotated[
+        Optional[str], typer.Option(help="Robustness grid (jpeg, benco, resize, webp, double-jpeg, social); replaces --distortion.")
+    ] = None,
+    metric_protocol: Annotated[str, typer.Option(help="paper, best-threshold or inverted (see README).")] = "paper",
+    exclude_border: Annotated[int, typer.Option(help="Ignore this many pixels each side of the mask boundary.")] = 0,
+    mask_resize: Annotated[
+        Optional[str], typer.Option(help="'nearest': resize masks of another size than their image instead of skipping them.")
+    ] = None,
     split: Annotated[
         str, typer.Option(help="train, val, test or all; the split recorded in the runs' split.json.")
     ] = "test",
@@ -184,6 +194,19 @@ def evaluate(
     from reloc.engine.evaluate import evaluation_samples, run_evaluation, standard_situations
     from reloc.engine.inference import retain_freed_memory
     from reloc.runs import SplitError
+    from reloc.engine.grids import get_grid
+    from reloc.metrics import PROTOCOLS
+
+    if metric_protocol not in PROTOCOLS:
+        raise typer.BadParameter(f"--metric-protocol must be one of {', '.join(PROTOCOLS)}, got {metric_protocol!r}")
+    if mask_resize not in (None, "nearest"):
+        raise typer.BadParameter(f"--mask-resize takes 'nearest', got {mask_resize!r}")
+    if exclude_border < 0:
+        raise typer.BadParameter("--exclude-border must be >= 0")
+    try:
+        chosen_grid = get_grid(grid) if grid else None
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from error
 
     if keep_freed_memory:
         retain_freed_memory()
@@ -207,14 +230,16 @@ def evaluate(
     if not situations:
         raise typer.BadParameter("give at least one of --plain, --finetune, --reloc, --transfer")
     records = run_evaluation(
-        situations, refs, list(distortions), out, device=pick_device(device), window=window, stride=stride,
-        batch_size=batch_size, seed=seed, pooled_auc=pooled_auc, keep_maps=save_maps, dataset=str(dataset),
+        situations, refs, list(distortions), out, grid=chosen_grid, device=pick_device(device), window=window,
+        stride=stride, batch_size=batch_size, seed=seed, pooled_auc=pooled_auc, keep_maps=save_maps, dataset=str(dataset),
+        metric_protocol=metric_protocol, exclude_border=exclude_border, mask_resize=mask_resize,
     )
     for record in records:
-        values = record["metrics"]["per-image"]
+        shown = {key: "nan" if value is None else f"{value:.3f}" for key, value in record["metrics"]["per-image"].items()}
         typer.echo(
             f"{record['situation']:<24} {record['distortion']:<12} F1 {_metric(values['f1'])} "
-            f"IoU {_metric(values['iou'])} AUC {_metric(values['auc'])} ({record['images']} images)"
+            f"IoU {_metric(values['iou'])} AUC {_metric(values['auc'])} ({record['images']} images"
+            + (f", {record['skipped']} skipped" if record.get("skipped") else "") + ")"
         )
     typer.echo(f"records in {out / 'eval'}")
 

@@ -55,6 +55,8 @@ class DataConfig(_Section):
         workers: DataLoader worker processes.
         cache_mb: memory budget (MB, per process) for decoded training / validation images
             (0: read every crop's files afresh).
+        mask_resize: ``null`` (default): samples whose mask size differs from the image's
+            are skipped with a warning; ``nearest``: such masks are resized instead.
     """
 
     dataset: str = ""
@@ -68,6 +70,7 @@ class DataConfig(_Section):
     steps_per_epoch: int | None = Field(None, gt=0)
     workers: int = Field(0, ge=0)
     cache_mb: int = Field(0, ge=0)
+    mask_resize: Literal["nearest"] | None = None
 
     @field_validator("distortion")
     @classmethod

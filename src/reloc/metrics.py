@@ -174,6 +174,18 @@ def _oriented_auc(auc: float, inverted: bool) -> float:
     return max(auc, 1.0 - auc) if inverted and not np.isnan(auc) else auc
 
 
+def describe_protocol(metric: str = "paper", threshold: float = DEFAULT_THRESHOLD, exclude_border: int = 0) -> str:
+    """One sentence naming a metric protocol, for reports."""
+    text = {
+        "paper": f"`paper`: F1 and IoU of probability > {threshold}, AUC of the map",
+        "best-threshold": "`best-threshold`: F1 and IoU at the oracle threshold (per image for per-image means, "
+        "one for all pixels when pooled), AUC of the map",
+        "inverted": f"`inverted`: the larger F1 of the map and of its inverse at {threshold} (IoU of the same "
+        "orientation), AUC max(AUC, 1 - AUC)",
+    }[metric]
+    return text + (f"; {exclude_border} px each side of the mask boundary ignored" if exclude_border else "")
+
+
 @dataclass
 class LocalizationMetrics:
     """Accumulates images, then reports per-image means and pooled values.

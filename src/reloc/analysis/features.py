@@ -19,6 +19,7 @@ import torch.nn.functional as F
 
 from reloc.data.catalog import SampleRef
 from reloc.data.datasets import WholeImages
+from reloc.data.io import ImageError
 from reloc.engine.evaluate import Situation
 
 #: The module whose output is "the encoder's features", per localizer (its last map if a list).
@@ -90,7 +91,10 @@ def sample_pixel_features(
     for index in range(len(images)):
         if len(tampered) == MAX_IMAGES:
             break
-        item = images[index]
+        try:
+            item = images[index]
+        except ImageError:  # skipped (with a warning) by the evaluation too
+            continue
         source = _centre_crop(item["distorted"] if situation.distorted else item["plain"])[None].to(device)
         mask = _centre_crop(item["mask"])[0].bool().flatten()
         if mask.all() or not mask.any():

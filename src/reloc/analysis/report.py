@@ -1,5 +1,7 @@
 """Evaluation records and run logs -> ``report.md`` with tables laid out like the paper's,
-plus figures: loss curves (Fig. 4) and a qualitative grid (Fig. 5).
+plus figures: loss curves (Fig. 4), a qualitative grid (Fig. 5) and, for records of a
+robustness grid (``reloc eval --grid``), severity curves ``figures/robustness-<grid>.png``
+with their table. Every table names its metric protocol (:mod:`reloc.metrics`).
 """
 
 from __future__ import annotations
@@ -103,9 +105,9 @@ def loss_curves_figure(runs: list[Path], out: Path) -> Path:
 
 
 def _maps_folder(record: dict, eval_dirs: list[Path]) -> Path | None:
-    from reloc.engine.evaluate import record_filename
+    from reloc.engine.evaluate import protocol_label, record_filename
 
-    stem = record_filename(record["situation"], record["distortion"])[: -len(".json")]
+    stem = record_filename(record["situation"], record["distortion"], protocol_label(record.get("protocol", {})))[: -len(".json")]
     return next((d / "maps" / stem for d in eval_dirs if (d / "maps" / stem).is_dir()), None)
 
 
@@ -119,7 +121,6 @@ def qualitative_figure(records: list[dict], eval_dirs: list[Path], out: Path, ro
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from reloc.data.catalog import load_dataset
     from reloc.data.datasets import WholeImages
 
     distortion = (distortions_of(records) or ["none"])[0]
@@ -132,9 +133,11 @@ def qualitative_figure(records: list[dict], eval_dirs: list[Path], out: Path, ro
     if not columns or not records[0].get("dataset"):
         return None
     names = sorted(p.stem for p in columns[0][1].glob("*.png"))[:rows]
-    refs = {ref.name: ref for ref in load_dataset(records[0]["dataset"])}
-    evaluated = [refs[r["name"]] for r in records[0]["per_image"]]  # the distortion of image i depends on i
-    images = WholeImages(evaluated, None if distortion == "none" else distortion, seed=records[0]["protocol"]["seed"])
+    evaluated = evaluated_refs(records[0])
+    protocol = records[0]["protocol"]
+    images = WholeImages(
+        evaluated, None if distortion == "none" else distortion, seed=protocol["seed"], mask_resize=protocol.get("mask_resize")
+    )
     position = {ref.name: i for i, ref in enumerate(evaluated)}
     width = 2 + len(columns)
     figure, axes = plt.subplots(len(names), width, figsize=(2.2 * width, 2.2 * len(names)), squeeze=False)
@@ -164,6 +167,15 @@ def read_map(path: Path) -> np.ndarray:
         return np.asarray(image.convert("L"), dtype=np.float32) / 255.0
 
 
+def evaluated_refs(record: dict):
+    """The samples a record was computed over, skipped ones included, in evaluation order
+    (the distortion of image i is seeded by i, so the order matters)."""
+    from reloc.data.catalog import load_dataset
+
+    names = {r["name"] for r in record["per_image"]} | {r["name"] for r in record.get("skipped_samples", [])}
+    return [ref for ref in load_dataset(record["dataset"]) if ref.name in names]
+
+
 def situations_of(records: list[dict]):
     """The evaluated situations at the first distortion (plain-image ones included)."""
     from reloc.engine.evaluate import Situation
@@ -180,12 +192,10 @@ def situations_of(records: list[dict]):
 def feature_section(records: list[dict], out: Path, pixels: int) -> list[str]:
     """Fig. 2 (t-SNE of encoder features of tampered vs original pixels, with EMD) as report lines."""
     from reloc.analysis.features import feature_figure
-    from reloc.data.catalog import load_dataset
     from reloc.devices import pick_device
 
     situations, distortion = situations_of(records)
-    refs = {ref.name: ref for ref in load_dataset(records[0]["dataset"])}
-    evaluated = [refs[r["name"]] for r in records[0]["per_image"]]
+    evaluated = evaluated_refs(records[0])
     path = out / "figures" / "features.png"
     distances = feature_figure(situations, evaluated, distortion, path, pick_device("auto"), pixels, records[0]["protocol"]["seed"])
     rows = [f"| {_cell(name)} | {value:.2f} |" for name, value in distances.items()]
@@ -204,6 +214,108 @@ def feature_section(records: list[dict], out: Path, pixels: int) -> list[str]:
     ]
 
 
+def protocol_of(record: dict) -> tuple[str, float, int]:
+    """``(metric, threshold, exclude_border)`` of a record (older records: the paper's)."""
+    protocol = record.get("protocol", {})
+    return protocol.get("metric", "paper"), protocol.get("threshold", 0.5), protocol.get("exclude_border", 0)
+
+
+def grid_names(records: list[dict]) -> list[str]:
+    return list(dict.fromkeys(r["grid"]["name"] for r in records if r.get("grid")))
+
+
+def _grid_columns(chosen: list[dict], grid: str) -> list[tuple[str, float]]:
+    """The (family, strength) points of a grid's records, in the grid's order."""
+    from reloc.engine.grids import GRIDS
+
+    points = list(dict.fromkeys((r["grid"]["family"], r["grid"]["strength"]) for r in chosen))
+    families = GRIDS[grid].families() if grid in GRIDS else []
+    families += [family for family, _ in points if family not in families]
+    return sorted(points, key=lambda point: (families.index(point[0]), point[1]))
+
+
+def robustness_table(records: list[dict], grid: str, averaging: str = "per-image") -> str:
+    """Markdown table: a row per grid point (family, strength, spec), F1 and AUC per situation."""
+    chosen = [r for r in records if r.get("grid", {}).get("name") == grid]
+    by_key = {(r["situation"], r["grid"]["family"], r["grid"]["strength"]): r for r in chosen}
+    names = ordered_situations(chosen)
+    header = "| family | strength | distortion | " + " | ".join(f"{_cell(n)} F1 | {_cell(n)} AUC" for n in names) + " |"
+    lines = [header, "|" + " --- |" * (3 + 2 * len(names))]
+    for family, strength in _grid_columns(chosen, grid):
+        cells, spec = [], ""
+        for name in names:
+            record = by_key.get((name, family, strength))
+            values = record["metrics"][averaging] if record else {}
+            spec = record["distortion"] if record else spec
+            cells += [_fmt(values.get("f1")), _fmt(values.get("auc"))]
+        lines.append(f"| {family} | {strength:g} | `{spec}` | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def robustness_figure(records: list[dict], grid: str, out: Path, averaging: str = "per-image") -> Path:
+    """Severity curves of one grid: F1 (top) and AUC (bottom) against strength, a column per
+    family, a line per situation; plain-image situations (``P{P}``) as dashed levels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from reloc.engine.grids import GRIDS
+
+    chosen = [r for r in records if r.get("grid", {}).get("name") == grid]
+    families = list(dict.fromkeys(r["grid"]["family"] for r in chosen))
+    axis_names = GRIDS[grid].axis if grid in GRIDS else {}
+    plain = [r for r in records if r["distortion"] == "none" and not r.get("grid")]
+    figure, axes = plt.subplots(2, len(families), figsize=(3.6 * len(families), 5.6), squeeze=False)
+    for column, family in enumerate(families):
+        for row, metric in enumerate(("f1", "auc")):
+            axis = axes[row][column]
+            for name in ordered_situations(chosen):
+                points = sorted(
+                    (r["grid"]["strength"], r["metrics"][averaging][metric])
+                    for r in chosen
+                    if r["situation"] == name and r["grid"]["family"] == family and r["metrics"][averaging][metric] is not None
+                )
+                if points:
+                    axis.plot(*zip(*points), marker="o", label=name)
+            for record in plain:
+                value = record["metrics"][averaging][metric]
+                if value is not None:
+                    axis.axhline(value, linestyle="--", color="gray", linewidth=1, label=f"{record['situation']} (plain)")
+            axis.set_xlabel(axis_names.get(family, family))
+            axis.set_ylabel(METRIC_NAMES[metric])
+            axis.set_title(f"{family}: {METRIC_NAMES[metric]}", fontsize=9)
+            axis.grid(alpha=0.3)
+    axes[0][0].legend(fontsize=7)
+    figure.suptitle(f"robustness grid '{grid}' ({averaging} means)", fontsize=10)
+    figure.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(out, dpi=110)
+    plt.close(figure)
+    return out
+
+
+def robustness_section(records: list[dict], out: Path) -> list[str]:
+    """Report lines: for each grid, its severity curves and table."""
+    from reloc.engine.grids import GRIDS
+
+    lines = []
+    for grid in grid_names(records):
+        figure = robustness_figure(records, grid, out / "figures" / f"robustness-{grid}.png")
+        description = GRIDS[grid].description if grid in GRIDS else ""
+        lines += [
+            f"### Robustness grid `{grid}`",
+            "",
+            description + (". " if description else "") + "Per-image means.",
+            "",
+            f"![severity curves of {grid}]({figure.relative_to(out)})",
+            "",
+            robustness_table(records, grid),
+            "",
+        ]
+    return lines
+
+
 def write_report(
     records: list[dict],
     out: Path,
@@ -216,29 +328,45 @@ def write_report(
 
     ``feature_pixels`` > 0 adds the feature analysis (Fig. 2) with that many pixels per class.
     """
+    from reloc.metrics import describe_protocol
+
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# {title}", ""]
     if records:
         protocol = records[0]["protocol"]
+        skipped = max(r.get("skipped", 0) for r in records)
         lines += [
-            f"Test images: {records[0]['images']} from `{records[0].get('dataset', '?')}`; sliding windows "
-            f"{protocol['window']} px, stride {protocol['stride']}; F1 and IoU at threshold {protocol['threshold']}.",
-            "",
-            "## Per-image means (the paper's protocol)",
-            "",
-            metrics_table(records, "per-image"),
-            "",
-            "## Pooled over all pixels",
-            "",
-            metrics_table(records, "pooled"),
-            "",
-            counts_note(records),
+            f"Test images: {records[0]['images']} from `{records[0].get('dataset', '?')}`"
+            + (f" ({skipped} unreadable or mis-sized samples skipped)" if skipped else "")
+            + f"; sliding windows {protocol['window']} px, stride {protocol['stride']}.",
             "",
         ]
+    protocols = list(dict.fromkeys(protocol_of(r) for r in records))
+    for metric, threshold, border in protocols:
+        group = [r for r in records if protocol_of(r) == (metric, threshold, border)]
+        tables = [r for r in group if not r.get("grid")]
+        heading = f" ({metric}{f', border {border}' if border else ''})" if len(protocols) > 1 else ""
+        lines += [f"Metric protocol {describe_protocol(metric, threshold, border)}.", ""]
+        if tables:
+            lines += [
+                f"## Per-image means{heading}" + (" (the paper's protocol)" if metric == "paper" and not border else ""),
+                "",
+                metrics_table(tables, "per-image"),
+                "",
+                f"## Pooled over all pixels{heading}",
+                "",
+                metrics_table(tables, "pooled"),
+                "",
+                counts_note(tables),
+                "",
+            ]
+        if grid_names(group):
+            lines += [f"## Robustness (severity curves){heading}", ""] + robustness_section(group, out)
     if runs:
         figure = loss_curves_figure(runs, out / "figures" / "loss-curves.png")
         lines += ["## Training losses (Fig. 4)", "", f"![loss curves]({figure.relative_to(out)})", ""]
-    grid = qualitative_figure(records, eval_dirs, out / "figures" / "qualitative.png") if records else None
+    plain_records = [r for r in records if not r.get("grid") and protocol_of(r) == protocols[0]] if records else []
+    grid = qualitative_figure(plain_records or records, eval_dirs, out / "figures" / "qualitative.png") if records else None
     if grid is not None:
         lines += ["## Qualitative results (Fig. 5)", "", f"![qualitative results]({grid.relative_to(out)})", ""]
     if records and feature_pixels > 0:

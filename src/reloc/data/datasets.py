@@ -38,6 +38,8 @@ class TrainCrops(Dataset):
         seed: base seed, >= 0.
         tamper_bias: probability in [0, 1] of centring the crop on a tampered pixel.
         cache_mb: memory budget of the decoded-image cache in MB (0: no cache).
+        mask_resize: ``None`` or ``"nearest"``: what to do with a mask of another size
+            than its image (see :func:`reloc.data.io.read_mask`).
     """
 
     def __init__(
@@ -48,6 +50,7 @@ class TrainCrops(Dataset):
         seed: int = 0,
         tamper_bias: float = 0.0,
         cache_mb: int = 0,
+        mask_resize: str | None = None,
     ) -> None:
         if crop < 1:
             raise ValueError(f"crop must be positive, got {crop}")
@@ -60,6 +63,7 @@ class TrainCrops(Dataset):
         self.distortion = _as_distortion(distortion)
         self.seed = int(seed)
         self.tamper_bias = float(tamper_bias)
+        self.mask_resize = mask_resize
         self.epoch = 0
         if cache_mb < 0:
             raise ValueError(f"cache_mb must be >= 0, got {cache_mb}")
@@ -98,7 +102,7 @@ class TrainCrops(Dataset):
         """The decoded ``(image, mask)`` of sample ``index``, from the cache when it holds it."""
         if index in self._cache:
             return self._cache[index]
-        pair = load_pair(self.refs[index])
+        pair = load_pair(self.refs[index], self.mask_resize)
         size = pair[0].nbytes + pair[1].nbytes
         if self._cached_bytes + size <= self.cache_bytes:
             for array in pair:
@@ -130,6 +134,7 @@ class WholeImages(Dataset):
         distortion: a :class:`Distortion`, a spec string, or ``None`` for no
             ``"distorted"`` entry.
         seed: base seed, >= 0.
+        mask_resize: ``None`` or ``"nearest"`` (see :class:`TrainCrops`).
     """
 
     def __init__(
@@ -137,12 +142,14 @@ class WholeImages(Dataset):
         refs: list[SampleRef],
         distortion: Distortion | str | None = None,
         seed: int = 0,
+        mask_resize: str | None = None,
     ) -> None:
         if seed < 0:
             raise ValueError(f"seed must be >= 0, got {seed}")
         self.refs = list(refs)
         self.distortion = _as_distortion(distortion)
         self.seed = int(seed)
+        self.mask_resize = mask_resize
 
     def __len__(self) -> int:
         return len(self.refs)
@@ -151,7 +158,7 @@ class WholeImages(Dataset):
         """Return ``{"plain": (3, H, W), ["distorted": (3, H, W)], "mask": (1, H, W), "name"}``."""
         index = range(len(self.refs))[index]
         ref = self.refs[index]
-        image, mask = load_pair(ref)
+        image, mask = load_pair(ref, self.mask_resize)
         rng = np.random.default_rng([self.seed, index])
         return _record(ref, image, mask, self.distortion, rng)
 

@@ -19,6 +19,22 @@ floats otherwise). Kinds:
     Gaussian blur with sigma ``S`` pixels (``cv2.GaussianBlur``, reflected borders).
 ``noise:S``
     additive Gaussian noise with sigma ``S`` on the 0-255 scale, then clipped to [0, 1].
+``gaussblur:K``
+    Gaussian blur with a ``K x K`` kernel (odd ``K``; 0 is the identity) and OpenCV's
+    sigma for that size, ``0.3 ((K - 1) / 2 - 1) + 0.8``: albumentations'
+    ``GaussianBlur(blur_limit=(K, K))``, IMDL-BenCo's robustness blur.
+``gaussnoise:V``
+    additive Gaussian noise of variance ``V`` on the 0-255 scale (sigma ``sqrt(V)``), then
+    clipped: albumentations' ``GaussNoise(var_limit=(V, V))``, IMDL-BenCo's robustness noise.
+``jpegshift:Q``
+    JPEG at quality ``Q`` on a grid shifted by ``(dy, dx)``, each drawn from 1..7 per call:
+    the image is padded by replication on the top/left, compressed and cropped back, so
+    after an earlier ``jpeg:Q1`` it is a non-aligned double JPEG.
+``social:L``
+    an approximation of a social-network upload: the long side is reduced to ``L`` pixels
+    when longer (``cv2.INTER_AREA``; smaller images keep their size), JPEG at a quality
+    drawn from :data:`SOCIAL_QUALITY` (70..85), then back to the original size
+    (``cv2.INTER_LINEAR``) so it stays aligned with the mask.
 
 Images are float32 ``(H, W, 3)`` in [0, 1]; codecs get 8-bit pixels made by rounding,
 ``rint(x * 255)``, not truncation.
@@ -69,12 +85,21 @@ class _Kind(NamedTuple):
     usage: str
 
 
+SOCIAL_QUALITY = (70, 85)
+"""Inclusive range of the JPEG quality of ``social:L``."""
+JPEG_SHIFT = (1, 7)
+"""Inclusive range of each grid offset of ``jpegshift:Q``."""
+
 _KINDS = {
     "jpeg": _Kind(True, 1, 100, "jpeg:Q or jpeg:Q1-Q2 (JPEG quality 1-100)"),
     "webp": _Kind(True, 0, 100, "webp:Q or webp:Q1-Q2 (WebP quality 0-100)"),
     "resize": _Kind(False, 0, 4, "resize:F (rescale factor, 0 < F <= 4, then back)"),
     "blur": _Kind(False, 0, math.inf, "blur:S (Gaussian sigma in pixels, >= 0)"),
     "noise": _Kind(False, 0, 255, "noise:S (noise sigma on the 0-255 scale, 0-255)"),
+    "gaussblur": _Kind(True, 0, 255, "gaussblur:K (Gaussian blur kernel size, 0 or odd, up to 255)"),
+    "gaussnoise": _Kind(False, 0, 65025, "gaussnoise:V (noise variance on the 0-255 scale)"),
+    "jpegshift": _Kind(True, 1, 100, "jpegshift:Q (JPEG quality 1-100 on a grid shifted by 1-7 px)"),
+    "social": _Kind(True, 16, 100_000, "social:L (long side capped at L px, JPEG 70-85, back)"),
 }
 
 _USAGE = (
@@ -89,7 +114,7 @@ class Step:
     """One distortion with a fixed value or an inclusive range of values.
 
     Attributes:
-        kind: one of ``jpeg``, ``webp``, ``resize``, ``blur``, ``noise``.
+        kind: one of the kinds of the module docstring (``jpeg``, ``webp``, ``resize``, ...).
         low: the value, or the lower end of the range.
         high: equal to ``low``, or the upper end of the range.
     """
@@ -312,6 +337,8 @@ def _parse_step(token: str, spec: str) -> Step:
     for value in values:
         if value < kind.low or value > kind.high or (kind_name == "resize" and value == 0):
             raise fail(f"{kind_name} value {value} is out of range")
+        if kind_name == "gaussblur" and value != 0 and value % 2 == 0:
+            raise fail(f"gaussblur kernel {value} is even (OpenCV kernels are odd)")
     return Step(kind_name, low, high)
 
 
@@ -360,10 +387,44 @@ def _noise(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndar
     return np.clip(image + noise, 0.0, 1.0)
 
 
+def _gaussblur(image: np.ndarray, kernel: int, rng: np.random.Generator) -> np.ndarray:
+    if kernel <= 1:
+        return image
+    blurred = cv2.GaussianBlur(image, (kernel, kernel), sigmaX=0, borderType=cv2.BORDER_REFLECT_101)
+    return blurred.reshape(image.shape)
+
+
+def _gaussnoise(image: np.ndarray, variance: float, rng: np.random.Generator) -> np.ndarray:
+    return _noise(image, math.sqrt(variance), rng)
+
+
+def _jpegshift(image: np.ndarray, quality: int, rng: np.random.Generator) -> np.ndarray:
+    dy, dx = (int(rng.integers(JPEG_SHIFT[0], JPEG_SHIFT[1], endpoint=True)) for _ in range(2))
+    padded = np.pad(float_to_uint8(image), ((dy, 0), (dx, 0), (0, 0)), mode="edge")
+    return np.ascontiguousarray(_decode_rgb(encode_jpeg(padded, quality))[dy:, dx:])
+
+
+def _social(image: np.ndarray, long_side: int, rng: np.random.Generator) -> np.ndarray:
+    height, width = image.shape[:2]
+    quality = int(rng.integers(SOCIAL_QUALITY[0], SOCIAL_QUALITY[1], endpoint=True))
+    scale = long_side / max(height, width)
+    if scale >= 1:
+        return _jpeg(image, quality, rng)
+    small = (max(1, round(width * scale)), max(1, round(height * scale)))
+    reduced = cv2.resize(image, small, interpolation=cv2.INTER_AREA).reshape(small[1], small[0], 3)
+    compressed = _jpeg(np.ascontiguousarray(reduced), quality, rng)
+    restored = cv2.resize(compressed, (width, height), interpolation=cv2.INTER_LINEAR)
+    return np.clip(restored.reshape(image.shape), 0.0, 1.0)
+
+
 _APPLY: dict[str, Callable[[np.ndarray, float, np.random.Generator], np.ndarray]] = {
     "jpeg": _jpeg,
     "webp": _webp,
     "resize": _resize,
     "blur": _blur,
     "noise": _noise,
+    "gaussblur": _gaussblur,
+    "gaussnoise": _gaussnoise,
+    "jpegshift": _jpegshift,
+    "social": _social,
 }

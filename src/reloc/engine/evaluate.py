@@ -13,6 +13,12 @@ Situations (the paper's notation, ``M{I}``: model M tested on images I):
 Each image is distorted whole (seeded per image), then cut into sliding windows (the
 paper: 512 x 512, stride 512, last row/column flush with the border). The images are the
 split the runs were trained with (``RUN/split.json``, see :func:`evaluation_samples`).
+A sample whose image or mask cannot be read, or whose mask has another size than its
+image, is skipped with a warning naming the file and the reason and counted in the
+record (``skipped``);
+the evaluation goes on. Metrics follow a protocol of :data:`reloc.metrics.PROTOCOLS`,
+stamped on the record; a robustness grid (:mod:`reloc.engine.grids`) stamps its family
+and strength on each record.
 """
 
 from __future__ import annotations
@@ -31,7 +37,8 @@ from tqdm.auto import tqdm
 from reloc import runs
 from reloc.data.catalog import SPLITS, SampleRef, load_dataset, split_by_source
 from reloc.data.datasets import WholeImages
-from reloc.data.io import write_png
+from reloc.data.io import ImageError, write_png
+from reloc.engine.grids import Grid
 from reloc.engine.inference import Pipeline
 from reloc.io_utils import write_json_atomic
 from reloc.metrics import LocalizationMetrics
@@ -166,12 +173,16 @@ def evaluate_situation(
     stride: int = 512,
     batch_size: int | None = None,
     threshold: float = 0.5,
+    metric_protocol: str = "paper",
+    exclude_border: int = 0,
+    mask_resize: str | None = None,
     seed: int = 0,
     pooled_auc: bool = True,
     maps_dir: Path | None = None,
     keep_maps: int = 0,
     progress: bool = True,
     dataset: str = "",
+    warn_skipped: bool = True,
 ) -> dict:
     """Run one situation over ``refs`` and summarise its metrics.
 
@@ -183,6 +194,10 @@ def evaluate_situation(
         window, stride, batch_size: sliding-window protocol (``batch_size=None``:
             :meth:`Pipeline.predict`'s per-device default).
         threshold: for F1 / IoU.
+        metric_protocol: ``paper``, ``best-threshold`` or ``inverted`` (:mod:`reloc.metrics`).
+        exclude_border: pixels each side of the mask boundary left out of the metrics.
+        mask_resize: ``None``: a mask of another size than its image skips the sample;
+            ``"nearest"``: the mask is resized.
         seed: seed of the per-image distortion (the same for every situation, so all
             situations see the same distorted images).
         pooled_auc: also compute the AUC over all pixels pooled (memory: 9 B per pixel).
@@ -190,18 +205,30 @@ def evaluate_situation(
         keep_maps: how many maps to write.
         progress: tqdm bar.
         dataset: the dataset's path, stored in the record (for reports).
+        warn_skipped: warn about each skipped sample (:func:`run_evaluation` warns once
+            per run, not once per situation and distortion).
 
     Returns:
-        A JSON-ready record: situation, distortion, per-image and pooled metrics, counts,
-        protocol and the weights used.
+        A JSON-ready record: situation, distortion, per-image and pooled metrics, counts
+        (``skipped`` samples listed in ``skipped_samples`` with their reason), protocol
+        and the weights used.
     """
     pipeline = situation.pipeline(device)
-    images = WholeImages(refs, distortion if situation.distorted else None, seed=seed)
-    metrics = LocalizationMetrics(threshold=threshold, pooled_auc=pooled_auc)
+    images = WholeImages(refs, distortion if situation.distorted else None, seed=seed, mask_resize=mask_resize)
+    metrics = LocalizationMetrics(
+        threshold=threshold, pooled_auc=pooled_auc, protocol=metric_protocol, exclude_border=exclude_border
+    )
+    skipped = []
     started = time.perf_counter()
     label = f"{situation.name} @ {distortion if situation.distorted else 'plain'}"
     for index in tqdm(range(len(images)), desc=label, disable=not progress, leave=False):
-        item = images[index]
+        try:
+            item = images[index]
+        except ImageError as error:
+            if warn_skipped:
+                warnings.warn(f"skipping sample {refs[index].name}: {error}", stacklevel=2)
+            skipped.append({"name": refs[index].name, "file": error.path, "reason": error.reason})
+            continue
         source = item["distorted"] if situation.distorted else item["plain"]
         probabilities = pipeline.predict(source, window=window, stride=stride, batch_size=batch_size).numpy()
         metrics.update(probabilities, item["mask"][0].numpy(), name=item["name"])
@@ -216,7 +243,9 @@ def evaluate_situation(
         "images": summary["images"],
         "single_class": summary["single_class"],
         "undefined_f1": summary["undefined_f1"],
-        "protocol": {"window": window, "stride": stride, "threshold": threshold, "seed": seed},
+        "skipped": len(skipped),
+        "skipped_samples": skipped,
+        "protocol": {"window": window, "stride": stride, "seed": seed, "mask_resize": mask_resize, **metrics.describe()},
         "localizer": situation.localizer,
         "restorer": situation.restorer,
         "seconds": round(time.perf_counter() - started, 2),
@@ -224,9 +253,20 @@ def evaluate_situation(
     }
 
 
-def record_filename(situation: str, distortion: str) -> str:
-    """A file name for a record: ``ReLoc{D}`` at ``jpeg:75`` -> ``ReLoc_D__jpeg-75.json``."""
-    return re.sub(r"[^A-Za-z0-9.+-]+", "_", situation) + "__" + re.sub(r"[^A-Za-z0-9.+-]+", "-", distortion) + ".json"
+def record_filename(situation: str, distortion: str, protocol: str = "") -> str:
+    """A file name for a record: ``ReLoc{D}`` at ``jpeg:75`` -> ``ReLoc_D__jpeg-75.json``
+    (a non-default metric protocol is appended: ``ReLoc_D__jpeg-75__inverted.json``)."""
+    suffix = "__" + re.sub(r"[^A-Za-z0-9.+-]+", "-", protocol) if protocol else ""
+    return (
+        re.sub(r"[^A-Za-z0-9.+-]+", "_", situation) + "__" + re.sub(r"[^A-Za-z0-9.+-]+", "-", distortion) + suffix + ".json"
+    )
+
+
+def protocol_label(protocol: dict) -> str:
+    """``""`` for the paper's protocol, else e.g. ``"inverted"`` or ``"paper-border4"`` (file names, tables)."""
+    metric, border = protocol.get("metric", "paper"), protocol.get("exclude_border", 0)
+    label = "" if metric == "paper" else metric
+    return (label or "paper") + f"-border{border}" if border else label
 
 
 def run_evaluation(
@@ -234,17 +274,30 @@ def run_evaluation(
     refs: list[SampleRef],
     distortions: list[str],
     out: Path,
+    grid: Grid | None = None,
     **options,
 ) -> list[dict]:
     """Evaluate every situation at every distortion (plain-image situations once) and
     write ``out/eval/<situation>__<distortion>.json``; maps of the first images go to
-    ``out/maps/<record name>/``."""
+    ``out/maps/<record name>/``.
+
+    With a ``grid``, its points replace ``distortions`` and each record carries
+    ``"grid": {"name", "family", "strength"}``.
+    """
+    points = list(grid.points) if grid else [None] * len(distortions)
+    specs = [point.spec for point in grid.points] if grid else list(distortions)
+    label = protocol_label({"metric": options.get("metric_protocol", "paper"), "exclude_border": options.get("exclude_border", 0)})
     records = []
     for situation in situations:
-        for distortion in distortions if situation.distorted else distortions[:1]:
+        chosen = list(zip(specs, points)) if situation.distorted else [(specs[0], None)]
+        for distortion, point in chosen:
             shown = distortion if situation.distorted else "none"
-            name = record_filename(situation.name, shown)
-            record = evaluate_situation(situation, refs, distortion, maps_dir=out / "maps" / name[:-5], **options)
+            name = record_filename(situation.name, shown, label)
+            record = evaluate_situation(
+                situation, refs, distortion, maps_dir=out / "maps" / name[:-5], warn_skipped=not records, **options
+            )
+            if point is not None:
+                record["grid"] = {"name": grid.name, "family": point.family, "strength": point.strength}
             write_json_atomic(out / "eval" / name, _nan_to_none(record))
             records.append(record)
     return records

@@ -107,7 +107,7 @@ def build_datasets(
     if recorded is not None:
         splits = {name: recorded.select(config.data.dataset, listing, name) for name in recorded.samples}
     else:
-        refs = validate(listing) if dist.is_main else listing
+        refs = validate(listing, mask_resize=config.data.mask_resize) if dist.is_main else listing
         refs = dist.gather(refs)[0] if dist.enabled else refs
         splits = split_by_source(refs, config.data.split_seed, config.data.test_fraction, config.data.val_fraction)
     if not splits["train"] or not splits["val"]:
@@ -116,10 +116,9 @@ def build_datasets(
             f"{len(splits['val'])} validation images; both need at least one (see data.val_fraction)"
         )
     distortion = config.data.distortion if needs_distorted else None
-    train = TrainCrops(splits["train"], config.data.crop, distortion, config.train.seed, config.data.tamper_bias,
-                       cache_mb=config.data.cache_mb)
-    val = TrainCrops(splits["val"], config.data.crop, config.data.distortion, config.train.seed + 1, config.data.tamper_bias,
-                     cache_mb=config.data.cache_mb)
+    crops = {"tamper_bias": config.data.tamper_bias, "cache_mb": config.data.cache_mb, "mask_resize": config.data.mask_resize}
+    train = TrainCrops(splits["train"], config.data.crop, distortion, config.train.seed, **crops)
+    val = TrainCrops(splits["val"], config.data.crop, config.data.distortion, config.train.seed + 1, **crops)
     split = recorded or runs.RunSplit.of(config.data.dataset, listing, splits, config.data.split_seed)
     return train, val, split
 
