@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import io
 
+import cv2
+
 import numpy as np
 import pytest
 import torch
@@ -229,3 +231,45 @@ def test_step_is_public_and_formats():
 def test_step_rejects_unknown_kind():
     with pytest.raises(ValueError, match="unknown distortion kind"):
         Step("sharpen", 1, 1)
+
+
+# --- kinds of the robustness grids -------------------------------------------------------
+
+
+def test_gaussblur_uses_opencv_kernel_sigma_as_albumentations():
+    image = _image()
+    expected = cv2.GaussianBlur(image, (7, 7), 0, borderType=cv2.BORDER_REFLECT_101)
+    np.testing.assert_array_equal(parse_distortion("gaussblur:7")(image, np.random.default_rng(0)), expected)
+    np.testing.assert_array_equal(parse_distortion("gaussblur:0")(image, np.random.default_rng(0)), image)
+    with pytest.raises(ValueError, match="even"):
+        parse_distortion("gaussblur:4")
+
+
+def test_gaussnoise_has_the_variance_asked_for():
+    flat = np.full((200, 200, 3), 0.5, dtype=np.float32)
+    noisy = parse_distortion("gaussnoise:23")(flat, np.random.default_rng(0))
+    assert ((noisy - flat) * 255).var() == pytest.approx(23, rel=0.05)
+
+
+def test_jpegshift_is_a_jpeg_on_a_shifted_grid():
+    image = _image(64, 64)
+    for seed in range(3):
+        rng = np.random.default_rng(seed)
+        dy, dx = (int(rng.integers(1, 7, endpoint=True)) for _ in range(2))  # the draws jpegshift makes
+        padded = np.pad(float_to_uint8(image), ((dy, 0), (dx, 0), (0, 0)), mode="edge")
+        decoded = np.asarray(Image.open(io.BytesIO(encode_jpeg(padded, 70))).convert("RGB"), dtype=np.float32) / 255
+        shifted = parse_distortion("jpegshift:70")(image, np.random.default_rng(seed))
+        np.testing.assert_array_equal(shifted, decoded[dy:, dx:])
+        aligned = parse_distortion("jpeg:70")(image, np.random.default_rng(seed))
+        assert not np.array_equal(shifted, aligned)
+
+
+def test_social_caps_the_long_side_then_compresses_and_keeps_the_size():
+    image = _image(60, 100)
+    capped = parse_distortion("social:50")(image, np.random.default_rng(0))
+    assert capped.shape == image.shape and capped.dtype == np.float32
+    quality = int(np.random.default_rng(0).integers(70, 85, endpoint=True))
+    # an image already within the cap is only compressed, at a quality drawn from 70..85
+    uncapped = parse_distortion("social:2048")(image, np.random.default_rng(0))
+    np.testing.assert_array_equal(uncapped, parse_distortion(f"jpeg:{quality}")(image, np.random.default_rng(0)))
+    assert np.abs(capped - image).mean() > np.abs(uncapped - image).mean()  # the downscale loses detail
