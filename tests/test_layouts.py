@@ -115,3 +115,21 @@ def test_unknown_folder_names_the_layouts(tmp_path):
     (tmp_path / "photos").mkdir()
     with pytest.raises(DatasetError, match="casia2, columbia, coverage"):
         load_dataset(tmp_path)
+
+
+def test_training_skips_mis_sized_masks_unless_resized(tmp_path):
+    from reloc.config import load_config
+    from reloc.engine.distributed import DistContext
+    from reloc.engine.trainer import build_datasets
+
+    tree = build_fake_tree("casia2", tmp_path / "CASIA2", tampered=8, authentic=4, missized=2)
+    options = [f"data.dataset={tree.root}", "data.crop=16", "data.val_fraction=0.2", "data.test_fraction=0.2"]
+    with pytest.warns(UserWarning, match="skipping 2 of 12 samples"):
+        train, val = build_datasets(load_config(None, options), False, DistContext())
+    assert len(train) + len(val) < 12
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train, val = build_datasets(load_config(None, [*options, "data.mask_resize=nearest"]), False, DistContext())
+    assert all(train[i]["mask"].shape == (1, 16, 16) for i in range(len(train)))
+    with pytest.raises(ValueError, match="data.mask_resize"):
+        load_config(None, [*options, "data.mask_resize=bilinear"]).validate()

@@ -11,7 +11,7 @@ import pytest
 import torch
 from sklearn.metrics import f1_score, jaccard_score, roc_auc_score
 
-from reloc.metrics import LocalizationMetrics, binary_auc, confusion, f1_iou, psnr
+from reloc.metrics import LocalizationMetrics, best_threshold, binary_auc, border_band, confusion, f1_iou, psnr
 
 
 def _random_case(rng: np.random.Generator, size: int, quantise: int | None, dtype=np.float32):
@@ -156,8 +156,6 @@ def test_psnr_matches_scikit_image_per_image():
 
 
 # --- metric protocols -------------------------------------------------------------------
-
-from reloc.metrics import best_threshold, border_band  # noqa: E402
 
 
 def _sklearn_best_f1(scores: np.ndarray, labels: np.ndarray) -> float:

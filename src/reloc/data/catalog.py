@@ -67,7 +67,7 @@ class SampleRef:
     mask: Path | None = None
     source: str = ""
     split: str | None = None
-    mask_rule: MaskRule = MaskRule()
+    mask_rule: MaskRule = MaskRule()  # noqa: RUF009 (frozen, immutable)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "image", Path(self.image))

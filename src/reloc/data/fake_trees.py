@@ -9,9 +9,9 @@ a mask, a mask of another size than its image, a truncated mask file. No real da
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from PIL import Image
