@@ -84,7 +84,7 @@ def server(tmp_path):
     finally:
         process.send_signal(signal.SIGINT)
         try:
-            output = process.communicate(timeout=60)[0]
+            output = process.communicate(timeout=300)[0]
         except subprocess.TimeoutExpired:
             process.kill()
             output = process.communicate()[0]

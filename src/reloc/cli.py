@@ -475,6 +475,11 @@ def serve(
     from reloc.serve.models import ModelError, load_models
 
     try:
+        import fastapi, uvicorn  # noqa: E401, F401
+    except ImportError as error:
+        typer.echo(f"error: {error}; install the serve extra: pip install 'reloc[serve]'", err=True)
+        raise typer.Exit(2) from error
+    try:
         models = load_models(model or [], run or [], localizer, restorer, pick_device(device))
     except ModelError as error:
         typer.echo(f"error: {error}", err=True)

@@ -56,6 +56,7 @@ def file_facts(data: bytes) -> dict[str, Any]:
 
     Raises:
         UnreadableFile: the bytes are empty or not an image Pillow can identify.
+        PIL.Image.DecompressionBombError: the header claims more pixels than Pillow's hard limit.
     """
     facts: dict[str, Any] = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}
     if not data:
