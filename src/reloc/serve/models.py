@@ -21,7 +21,7 @@ import torch
 from reloc import pretrained
 from reloc.engine.inference import Pipeline
 from reloc.engine.localize import pipeline_from_weights
-from reloc.engine.tasks import resolve_weights
+from reloc.engine.model_choice import model_source
 from reloc.models.weights import WeightsError, read_spec
 
 AUTO = "auto"
@@ -108,6 +108,9 @@ def load_models(
 ) -> ModelSet:
     """Load the models of ``reloc serve``'s options; none at all means ``--model auto``.
 
+    Names, run folders and files are resolved by :func:`reloc.engine.model_choice.model_source`
+    (as ``reloc localize`` does); every pipeline is built now, so a bad file fails at start-up.
+
     Args:
         models: ``auto`` or pretrained names (``reloc`` or ``pretrained:reloc``).
         runs: run folders (their best localizer, and restorer when they have one).
@@ -122,81 +125,54 @@ def load_models(
         raise ModelError("--restorer needs --localizer")
     if not (models or runs or localizer):
         models = [AUTO]
-    served: dict[str, ServedModel] = {}
-
-    def add(model: ServedModel) -> None:
-        if model.name in served:
-            raise ModelError(f"two served models would be called {model.name!r}; serve it once")
-        served[model.name] = model
-
     auto = AUTO in models
-    names = [pretrained.parse(n) if n != AUTO else n for n in _checked_names(models)]
-    wanted = list(dict.fromkeys([n for n in names if n != AUTO] + (list(pretrained.NAMES) if auto else [])))
-    for name in wanted:
-        add(_pretrained_model(name, device))
-    for run in runs:
-        add(_run_model(run, device))
-    if localizer is not None:
-        add(_files_model(localizer, restorer, device))
-    return ModelSet(served, auto)
-
-
-def _checked_names(models: list[str]) -> list[str]:
+    wanted: list[tuple[str, str, str | None]] = []  # (option, spec, restorer)
     for name in models:
         if name != AUTO:
             try:
-                pretrained.parse(name)
+                wanted.append(("--model", pretrained.PREFIX + pretrained.parse(name), None))
             except pretrained.PretrainedError as exc:
                 raise ModelError(f"--model {name}: {exc} (or 'auto')") from exc
-    return models
+    if auto:
+        wanted += [("--model", pretrained.PREFIX + name, None) for name in pretrained.NAMES]
+    wanted += [("--run", run, None) for run in runs]
+    if localizer is not None:
+        wanted.append(("--localizer", localizer, restorer))
+    served: dict[str, ServedModel] = {}
+    for option, spec, extra in dict.fromkeys(wanted):
+        model = _build(option, spec, extra, device)
+        if model.name in served:
+            raise ModelError(f"two served models would be called {model.name!r}; serve it once")
+        served[model.name] = model
+    return ModelSet(served, auto)
 
 
-def _pretrained_model(name: str, device: str | torch.device) -> ServedModel:
-    spec = pretrained.PREFIX + name
+def _build(option: str, spec: str, restorer: str | None, device: str | torch.device) -> ServedModel:
+    """Resolve and load one model given by ``option`` (for the error message)."""
     try:
-        roles = pretrained.roles(name)
-        files = {role: str(pretrained.weights_file(name, role)) for role in roles}
-        card = pretrained.card(name)
-    except pretrained.PretrainedError as exc:
-        raise ModelError(
-            f"--model {spec}: {exc}. The packaged weights are not there: serve your own with --run RUN "
-            "or --localizer W [--restorer W]"
-        ) from exc
-    return _build(spec, files.get("localizer"), files.get("restorer"), f"packaged {spec}", device, card)
-
-
-def _run_model(run: str, device: str | torch.device) -> ServedModel:
+        source = model_source(spec, restorer)
+        card = pretrained.card(spec) if pretrained.is_pretrained(spec) else None
+    except (pretrained.PretrainedError, FileNotFoundError) as exc:
+        hint = ""
+        if pretrained.is_pretrained(spec):
+            hint = ". The packaged weights are not there: serve your own with --run RUN or --localizer W [--restorer W]"
+        raise ModelError(f"{option} {spec}: {exc}{hint}") from exc
     try:
-        localizer = resolve_weights(run, "localizer")
-    except (FileNotFoundError, pretrained.PretrainedError) as exc:
-        raise ModelError(f"--run {run}: {exc}") from exc
-    restorer = Path(run) / "weights" / "best" / "restorer.safetensors"
-    return _build(Path(run).name, localizer, str(restorer) if restorer.is_file() else None, run, device)
-
-
-def _files_model(localizer: str, restorer: str | None, device: str | torch.device) -> ServedModel:
-    name = Path(localizer).stem + (f"+{Path(restorer).stem}" if restorer else "")
-    source = localizer + (f" + {restorer}" if restorer else "")
-    return _build(name, localizer, restorer, source, device)
-
-
-def _build(
-    name: str,
-    localizer: str | None,
-    restorer: str | None,
-    source: str,
-    device: str | torch.device,
-    card: dict[str, Any] | None = None,
-) -> ServedModel:
-    if localizer is None:
-        raise ModelError(f"{source}: has no localizer weights")
-    try:
-        pipeline = pipeline_from_weights(localizer, restorer, device)
-        specs = {"localizer": read_spec(localizer)} | ({"restorer": read_spec(restorer)} if restorer else {})
+        pipeline = pipeline_from_weights(source.localizer, source.restorer, device)
+        specs = {"localizer": read_spec(source.localizer)}
+        if source.restorer:
+            specs["restorer"] = read_spec(source.restorer)
     except (WeightsError, OSError) as exc:
-        raise ModelError(f"{source}: {exc}") from exc
-    networks = {role: _label(spec) for role, spec in specs.items()}
-    return ServedModel(name, pipeline, source, networks, card)
+        raise ModelError(f"{option} {spec}: {exc}") from exc
+    if pretrained.is_pretrained(spec):
+        name, where = spec, f"packaged {spec}"
+    elif option == "--run":
+        name, where = Path(spec).name, spec
+    else:
+        name = Path(spec).stem + (f"+{Path(restorer).stem}" if restorer else "")
+        where = spec + (f" + {restorer}" if restorer else "")
+    networks = {role: _label(network) for role, network in specs.items()}
+    return ServedModel(name, pipeline, where, networks, card)
 
 
 def _label(spec: Any) -> str:
