@@ -23,16 +23,16 @@ from PIL import Image
 from typer.testing import CliRunner
 
 pytest.importorskip("fastapi", reason="the serve extra (fastapi, uvicorn, python-multipart) is not installed")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from reloc import __version__, pretrained  # noqa: E402
-from reloc.cli import app as cli  # noqa: E402
-from reloc.models.weights import save_network  # noqa: E402
-from reloc.serve import bind_warning  # noqa: E402
-from reloc.serve import jobs as jobs_module  # noqa: E402
-from reloc.serve.app import ServeSettings, create_app  # noqa: E402
-from reloc.serve.facts import UnreadableFile, file_facts  # noqa: E402
-from reloc.serve.models import ModelError, load_models  # noqa: E402
+from reloc import __version__, pretrained
+from reloc.cli import app as cli
+from reloc.models.weights import save_network
+from reloc.serve import bind_warning
+from reloc.serve import jobs as jobs_module
+from reloc.serve.app import ServeSettings, create_app
+from reloc.serve.facts import UnreadableFile, file_facts
+from reloc.serve.models import ModelError, load_models
 
 RESULT_KEYS = {"sha256", "model", "jpeg_quality", "tampered_fraction", "score", "width", "height", "urls", "facts"}
 
@@ -122,7 +122,7 @@ def test_report_is_self_contained_and_names_sha256_model_version_threshold(clien
     response = client.get(result["urls"]["report"], params={"threshold": 0.25})
     assert response.status_code == 200 and "attachment" in response.headers["content-disposition"]
     page = response.text
-    embedded = re.search(r'<script type="application/json" id="localize-json">(.*?)</script>', page, re.S)
+    embedded = re.search(r'<script type="application/json" id="localize-json">(.*?)</script>', page, re.DOTALL)
     html_part = page.replace(embedded.group(0), "")  # JSON in a script element is not parsed as HTML
     assert hashlib.sha256(data).hexdigest() in page
     assert "dfcn+scunet" in page and f"reloc {__version__}" in page and "Threshold</th><td>0.25" in page
@@ -226,9 +226,7 @@ def test_token_guards_every_api_request(models, tmp_path):
                 response = getattr(guarded, method)(path, headers=headers)
                 assert response.status_code == 401 and "token" in response.json()["error"], (path, headers)
         good = {"Authorization": "Bearer s3cret"}
-        result = guarded.post(
-            "/api/localize", files={"file": ("a.png", image_bytes())}, headers=good
-        ).json()
+        result = guarded.post("/api/localize", files={"file": ("a.png", image_bytes())}, headers=good).json()
         assert guarded.get(result["urls"]["report"]).status_code == 401
         assert guarded.get(result["urls"]["report"], headers=good).status_code == 200
         assert guarded.get("/").status_code == 200  # the page holds no data; it asks for the token

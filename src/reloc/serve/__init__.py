@@ -59,7 +59,10 @@ def serve(
     previous, tempfile.tempdir = tempfile.tempdir, str(spool)  # large uploads spool here, not in /tmp
     try:
         app = create_app(models, ServeSettings(work=work, token=token, **settings))
-        print(f"reloc serve: http://{'[' + host + ']' if ':' in host else host}:{port}/ (work folder {work})", file=sys.stderr)
+        print(
+            f"reloc serve: http://{'[' + host + ']' if ':' in host else host}:{port}/ (work folder {work})",
+            file=sys.stderr,
+        )
         uvicorn.run(app, host=host, port=port, log_level=log_level)
     finally:
         tempfile.tempdir = previous

@@ -111,7 +111,9 @@ def create_app(models: ModelSet, settings: ServeSettings) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or e['loc'][0]}: {e['msg']}" for e in exc.errors()
+        )
         return JSONResponse({"error": f"bad request: {problems}"}, 422)
 
     @app.get("/", include_in_schema=False)
@@ -271,7 +273,9 @@ def _add_guards(app: FastAPI, settings: ServeSettings) -> None:
             if expected is not None:
                 given = request.headers.get("authorization", "").encode()
                 if not hmac.compare_digest(given, expected):
-                    return _error(401, "a valid token is needed: send 'Authorization: Bearer TOKEN' (reloc serve --token)")
+                    return _error(
+                        401, "a valid token is needed: send 'Authorization: Bearer TOKEN' (reloc serve --token)"
+                    )
             if request.method == "POST":
                 length = request.headers.get("content-length")
                 if length is None or not length.isdigit():
@@ -287,4 +291,3 @@ def _add_guards(app: FastAPI, settings: ServeSettings) -> None:
 
 def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status, headers=_SECURITY_HEADERS)
-

@@ -93,7 +93,7 @@ def _exif_summary(image: Image.Image) -> dict[str, str]:
         exif = image.getexif()
         values = dict(exif)
         values.update(exif.get_ifd(ExifTags.IFD.Exif))
-    except Exception:  # a corrupt EXIF block is a fact too, but not one worth failing over
+    except Exception:  # noqa: BLE001 - a corrupt EXIF block is no reason to refuse the file
         return {}
     summary = {}
     for tag in EXIF_TAGS:

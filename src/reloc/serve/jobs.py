@@ -260,7 +260,7 @@ class JobQueue:
             started = time.perf_counter()
             try:
                 job.run()
-            except Exception as exc:  # one bad image must not stop the worker
+            except Exception as exc:  # noqa: BLE001 - one bad image must not stop the worker
                 self._fail(job, f"inference failed: {type(exc).__name__}: {exc}")
             else:
                 job.state = "done"

@@ -52,7 +52,9 @@ def render_report(job: Job, threshold: float) -> str:
     ]
     exif = facts.get("exif") or {}
     software = exif.get("Software")
-    rows.append(("EXIF Software", f'<span class="warn">{html.escape(software)}</span>' if software else "none recorded"))
+    rows.append(
+        ("EXIF Software", f'<span class="warn">{html.escape(software)}</span>' if software else "none recorded")
+    )
     rows += [(f"EXIF {tag}", html.escape(value)) for tag, value in exif.items() if tag != "Software"]
     model = job.model
     model_rows = [
@@ -65,11 +67,16 @@ def render_report(job: Job, threshold: float) -> str:
         model_rows.append(("Card", html.escape(str(model.card.get("summary", "")))))
         figures = model.card.get("figures") or {}
         for condition, values in figures.items():
-            text = ", ".join(f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}" for key, value in values.items())
+            text = ", ".join(
+                f"{key} {value:.3f}" if isinstance(value, float) else f"{key} {value}" for key, value in values.items()
+            )
             model_rows.append((f"Card figures, {html.escape(condition)}", html.escape(text)))
     result_rows = [
         ("Threshold", f"{threshold:g}"),
-        ("Tampered fraction", f'<span class="big">{record["tampered_fraction"]:.2%}</span> of the pixels above the threshold'),
+        (
+            "Tampered fraction",
+            f'<span class="big">{record["tampered_fraction"]:.2%}</span> of the pixels above the threshold',
+        ),
         ("Image score", f"{record['image_score']:.3f} (mean probability of the top 1% of pixels)"),
         ("Max / mean probability", f"{record['max_probability']:.3f} / {record['mean_probability']:.3f}"),
         ("Sliding windows", f"{job.total} windows of {job.window} px, stride {job.stride}; {job.seconds} s"),
@@ -110,7 +117,11 @@ def _jpeg_text(facts: dict[str, Any]) -> str:
     if facts.get("jpeg_quality") is None:
         return "not a JPEG (no quantisation tables)" if facts.get("format") != "JPEG" else "JPEG, quality not estimated"
     standard = facts.get("jpeg_standard_tables")
-    tables = "standard libjpeg tables" if standard else '<span class="warn">non-standard tables</span> (not libjpeg at that quality: another encoder or an edited file)'
+    tables = (
+        "standard libjpeg tables"
+        if standard
+        else '<span class="warn">non-standard tables</span> (not libjpeg at that quality: another encoder or an edited file)'
+    )
     return f"about {facts['jpeg_quality']} (from the quantisation tables; {tables})"
 
 
