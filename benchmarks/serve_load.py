@@ -2,8 +2,8 @@
 
 Starts ``reloc serve`` (its default settings: 512-px windows, a queue of 16) as its own
 process on 127.0.0.1 with a **tiny random-weight model** (``dfcn(width=0.25,
-faithful=False)`` behind ``scunet(preset=tiny)``: the figures are the server's overhead
-and queueing with a light network, not a trained model's speed), sends ``--count``
+faithful=False)``, no restorer: the figures are the server's overhead and queueing with a
+light network, not a trained model's speed), sends ``--count``
 (default 20, at most 50) different 2 MP JPEGs at once, one thread each, and checks that
 every upload is answered with its own result (SHA-256, name, size). A 503 (full queue) is
 retried after its ``Retry-After``, as the page does; the latency counts from the first try.
@@ -20,6 +20,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import signal
 import socket
 import subprocess
@@ -34,7 +35,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from reloc.models import create_localizer, create_restorer
+from reloc.models import create_localizer
 from reloc.models.weights import save_network
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,14 +81,13 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="serve-load-"))
     torch.manual_seed(0)
     save_network(create_localizer("dfcn", width=0.25, faithful=False), work / "dfcn.safetensors")
-    save_network(create_restorer("scunet", preset="tiny"), work / "scunet.safetensors")
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     url = f"http://127.0.0.1:{port}"
     command = [
         sys.executable, "-m", "reloc", "serve", "--localizer", str(work / "dfcn.safetensors"),
-        "--restorer", str(work / "scunet.safetensors"), "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
+        "--host", "127.0.0.1", "--port", str(port), "--device", "cpu",
     ]  # fmt: skip
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -132,7 +132,8 @@ def main() -> None:
         peak = peak_rss_mb(server.pid)
     finally:
         server.send_signal(signal.SIGINT)
-        server.wait(60)
+        server.wait(300)
+        shutil.rmtree(work, ignore_errors=True)
     mixed = [
         index
         for index, answer in enumerate(answers)
@@ -146,7 +147,7 @@ def main() -> None:
     latencies = np.array([answer["latency"] for answer in answers])
     results = {
         "what": "concurrent uploads of 2 MP JPEGs to reloc serve on 127.0.0.1 (benchmarks/serve_load.py)",
-        "model": "tiny random-weight networks: dfcn(width=0.25, faithful=False) behind scunet(preset=tiny)",
+        "model": "a tiny random-weight localizer, dfcn(width=0.25, faithful=False), no restorer",
         "image": f"{SIZE[1]}x{SIZE[0]} JPEG quality 90 ({SIZE[0] * SIZE[1] / 1e6:.1f} MP), "
         f"{np.mean([len(i) for i in images]) / 2**20:.2f} MiB on average",
         "server": "default settings: window 512, stride 512, one inference worker, queue of 16, device cpu",

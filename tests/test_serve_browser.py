@@ -67,7 +67,7 @@ def server(tmp_path):
     """``reloc serve`` on a free port; yields (url, its TMPDIR); stopped with SIGINT after."""
     localizer, restorer = tmp_path / "dfcn.safetensors", tmp_path / "scunet.safetensors"
     save_network(build_cached("localizer", "dfcn", width=0.25, faithful=False), localizer)
-    save_network(build_cached("restorer", "scunet", preset="tiny"), restorer)
+    save_network(build_cached("restorer", "scunet", preset="tiny", residual=True), restorer)  # untrained: identity
     port = free_port()
     temporary = tmp_path / "server-tmp"
     temporary.mkdir()
@@ -183,7 +183,7 @@ def test_upload_view_adjust_and_download_a_case_report(server, browser, tmp_path
 
     browser.execute_script("window.scrollTo(0, 0)")
     shot = tmp_path / "serve.png"
-    body_height = browser.execute_script("return document.body.scrollHeight")
+    body_height = browser.execute_script("return document.documentElement.scrollHeight")
     browser.set_window_size(1440, min(max(900, body_height + 40), 1600))
     time.sleep(0.5)
     browser.save_screenshot(str(shot))

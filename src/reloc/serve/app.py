@@ -88,6 +88,11 @@ class ApiError(HTTPException):
     """An error answered as ``{"error": detail}``."""
 
 
+def _queue_full(exc: QueueFull) -> ApiError:
+    """503 with ``Retry-After`` for a full queue."""
+    return ApiError(503, str(exc), headers={"Retry-After": str(exc.retry_after)})
+
+
 def create_app(models: ModelSet, settings: ServeSettings) -> FastAPI:
     """The FastAPI application serving ``models``; its worker runs while the app does."""
     jobs = JobQueue(settings.capacity, settings.history)
@@ -150,13 +155,15 @@ def create_app(models: ModelSet, settings: ServeSettings) -> FastAPI:
         threshold: Annotated[float, Form(ge=0.0, le=1.0)] = 0.5,
         wait: Annotated[bool, Form()] = True,
     ) -> JSONResponse:
+        if jobs.waiting() >= jobs.capacity:  # refuse before decoding; submit() is the exact check
+            raise _queue_full(QueueFull(jobs.waiting(), jobs.retry_after()))
         data = await file.read(settings.max_upload_bytes + 1)
         job = await run_in_threadpool(_prepare, data, file.filename or "upload", model, threshold, models, settings)
         try:
             jobs.submit(job)
         except QueueFull as exc:
             shutil.rmtree(job.folder, ignore_errors=True)
-            raise ApiError(503, str(exc), headers={"Retry-After": str(exc.retry_after)}) from exc
+            raise _queue_full(exc) from exc
         if not wait:
             return JSONResponse({"id": job.id, "status_url": f"/api/jobs/{job.id}"}, 202)
         await run_in_threadpool(job.finished.wait)
