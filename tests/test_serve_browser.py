@@ -183,8 +183,10 @@ def test_upload_view_adjust_and_download_a_case_report(server, browser, tmp_path
 
     browser.execute_script("window.scrollTo(0, 0)")
     shot = tmp_path / "serve.png"
-    body_height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1440, min(max(900, body_height + 40), 1600))
+    page_height, chrome = browser.execute_script(
+        "return [document.documentElement.scrollHeight, window.outerHeight - window.innerHeight]"
+    )
+    browser.set_window_size(1440, min(page_height + chrome + 24, 2000))  # the whole card in one shot
     time.sleep(0.5)
     browser.save_screenshot(str(shot))
     assert Image.open(shot).size[0] == 1440
