@@ -95,7 +95,7 @@ def server(tmp_path):
     assert not any(temporary.iterdir()), f"the server left files behind: {list(temporary.rglob('*'))}"
 
 
-def _wait_for(url: str, process: subprocess.Popen, seconds: float = 300) -> None:
+def _wait_for(url: str, process: subprocess.Popen, seconds: float = 900) -> None:
     import urllib.request
 
     deadline = time.monotonic() + seconds
