@@ -118,6 +118,15 @@ def test_batch_size_does_not_change_the_result():
     torch.testing.assert_close(one, four, rtol=0, atol=1e-5)
 
 
+def test_predict_reports_windows_done_out_of_total():
+    pipeline = Pipeline(None, _localizer())
+    image = torch.rand(3, 150, 100)  # origins [0, 64, 86] x [0, 36]: 6 windows
+    calls: list[tuple[int, int]] = []
+    with_progress = pipeline.predict(image, window=64, stride=64, batch_size=4, progress=lambda *c: calls.append(c))
+    assert calls == [(0, 6), (4, 6), (6, 6)]
+    torch.testing.assert_close(with_progress, pipeline.predict(image, window=64, stride=64, batch_size=4))
+
+
 def test_predict_returns_tensors_usable_outside_inference_mode():
     pipeline = Pipeline(None, _localizer())
     probabilities = pipeline.predict(torch.rand(3, 64, 80), window=32, stride=32)

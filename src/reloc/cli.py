@@ -15,6 +15,7 @@ tampering.
 
 \b
 check images       reloc localize photo.jpg --out localized/   (a pretrained model chosen by JPEG quality)
+examine in a page  reloc serve                                 (http://127.0.0.1:8765/)
 list the models    reloc models
 try it end to end  reloc demo --out runs/demo
 make data          reloc synth --photos PHOTOS --out runs/synth
@@ -494,6 +495,53 @@ def synth(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
     typer.echo(str(summary))
+
+
+@app.command()
+def serve(
+    model: Annotated[
+        Optional[list[str]], typer.Option(help="'auto' or a pretrained model (plain, robust, reloc); repeatable.")
+    ] = None,
+    run: Annotated[Optional[list[str]], typer.Option(help="A run folder to serve (repeatable).")] = None,
+    localizer: Annotated[Optional[str], typer.Option(help="Localizer weights (.safetensors) to serve.")] = None,
+    restorer: Annotated[Optional[str], typer.Option(help="Restorer weights in front of --localizer.")] = None,
+    host: Annotated[str, typer.Option(help="Address to listen on (other than loopback: warned).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    token: Annotated[
+        Optional[str], typer.Option(help="Require 'Authorization: Bearer TOKEN' on every API request.")
+    ] = None,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted, in MB.")] = 50,
+    max_megapixels: Annotated[float, typer.Option(help="Largest image accepted, in megapixels.")] = 50,
+    queue_size: Annotated[int, typer.Option(help="Images that may wait for the worker (more: 503).")] = 16,
+    keep: Annotated[Optional[Path], typer.Option(help="Work folder to use and keep (default: temporary, removed).")] = None,
+    window: WindowOption = 512,
+    stride: StrideOption = 512,
+    device: DeviceOption = "auto",
+) -> None:
+    """A local web page (and HTTP API) to examine images: heat map, mask, file facts, case report.
+
+    With no model option it serves the pretrained models with the --model auto rule.
+    """
+    from reloc.devices import pick_device
+    from reloc.serve import serve as run_server
+    from reloc.serve.models import ModelError, load_models
+
+    try:
+        import fastapi, uvicorn  # noqa: E401, F401
+    except ImportError as error:
+        typer.echo(f"error: {error}; install the serve extra: pip install 'reloc[serve]'", err=True)
+        raise typer.Exit(2) from error
+    try:
+        models = load_models(model or [], run or [], localizer, restorer, pick_device(device))
+    except ModelError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
+    if min(max_upload_mb, max_megapixels) <= 0 or queue_size < 1:
+        raise typer.BadParameter("--max-upload-mb, --max-megapixels and --queue-size must be positive")
+    run_server(
+        models, host=host, port=port, token=token, keep=keep, max_upload_bytes=int(max_upload_mb * 2**20),
+        max_pixels=int(max_megapixels * 1e6), capacity=queue_size, window=window, stride=stride,
+    )
 
 
 if __name__ == "__main__":

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import ctypes
 import platform
+from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -146,6 +147,7 @@ class Pipeline(nn.Module):
         stride: int = 512,
         batch_size: int | None = None,
         return_restored: bool = False,
+        progress: Callable[[int, int], None] | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Tamper probabilities of one image of any size, by sliding windows.
 
@@ -164,6 +166,9 @@ class Pipeline(nn.Module):
             batch_size: windows per forward pass; ``None``: :func:`default_batch_size`
                 (one window at a time on the CPU, which is fastest there, 4 on a GPU).
             return_restored: also stitch and return the restored image.
+            progress: called as ``progress(done, total)`` with the windows done so far out
+                of the image's total: once with ``done=0`` before the first forward pass,
+                then after each batch (e.g. a web page's progress bar).
 
         Returns:
             probabilities ``(H, W)`` float32 on the CPU, and with ``return_restored`` also
@@ -188,6 +193,8 @@ class Pipeline(nn.Module):
             batch_size = default_batch_size(device, size[0] * size[1])
         sums = torch.zeros(4 if return_restored else 1, height, width)
         counts = torch.zeros(height, width)
+        if progress is not None:
+            progress(0, len(boxes))
         with torch.inference_mode():
             for start in range(0, len(boxes), batch_size):
                 chunk = boxes[start : start + batch_size]
@@ -195,6 +202,8 @@ class Pipeline(nn.Module):
                 for (top, left), output in zip(chunk, outputs):
                     sums[:, top : top + size[0], left : left + size[1]] += output
                     counts[top : top + size[0], left : left + size[1]] += 1
+                if progress is not None:
+                    progress(start + len(chunk), len(boxes))
         sums /= counts  # the means, in place
         return (sums[0], sums[1:]) if return_restored else sums[0]
 
