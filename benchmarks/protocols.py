@@ -60,7 +60,20 @@ def check_layout(name: str, work: Path, localizer: Path) -> dict:
         "listed_in_json": len(json.loads((work / f"{name}.json").read_text())),
     }
     out = work / f"{name}-eval"
-    invoke(["eval", "--dataset", str(tree.root), "--out", str(out), "--plain", str(localizer), "--distortion", "jpeg:75", *EVAL])
+    invoke(
+        [
+            "eval",
+            "--dataset",
+            str(tree.root),
+            "--out",
+            str(out),
+            "--plain",
+            str(localizer),
+            "--distortion",
+            "jpeg:75",
+            *EVAL,
+        ]
+    )
     record = json.loads(next((out / "eval").glob("P_D_*.json")).read_text())
     found.update(evaluated=record["images"], skipped=record["skipped"])
     expected = {
@@ -75,7 +88,12 @@ def check_layout(name: str, work: Path, localizer: Path) -> dict:
         "skipped": tree.missized + tree.unreadable,
     }
     failures = [f"{key}: got {found[key]}, expected {value}" for key, value in expected.items() if found[key] != value]
-    return {"found": found, "ok": not failures, "failures": failures, "seconds": round(time.perf_counter() - started, 2)}
+    return {
+        "found": found,
+        "ok": not failures,
+        "failures": failures,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
 
 
 def check_benco_grid(work: Path, localizer: Path) -> dict:
@@ -84,7 +102,20 @@ def check_benco_grid(work: Path, localizer: Path) -> dict:
     started = time.perf_counter()
     synthesize("default", work / "synth", count=6, seed=0, size=64, progress=False, workers=1, overwrite=True)
     out = work / "benco-eval"
-    invoke(["eval", "--dataset", str(work / "synth"), "--out", str(out), "--plain", str(localizer), "--grid", "benco", *EVAL])
+    invoke(
+        [
+            "eval",
+            "--dataset",
+            str(work / "synth"),
+            "--out",
+            str(out),
+            "--plain",
+            str(localizer),
+            "--grid",
+            "benco",
+            *EVAL,
+        ]
+    )
     invoke(["report", str(out), "--out", str(work / "benco-report")])
     records = [json.loads(path.read_text()) for path in (out / "eval").glob("*.json")]
     figure = work / "benco-report" / "figures" / "robustness-benco.png"
@@ -101,7 +132,12 @@ def check_benco_grid(work: Path, localizer: Path) -> dict:
         failures.append(f"expected {len(grid.points)} grid records and table rows, got {found}")
     if found["plain_records"] != 1 or found["figure_bytes"] < 5000:
         failures.append(f"expected one P{{P}} record and a severity-curve figure, got {found}")
-    return {"found": found, "ok": not failures, "failures": failures, "seconds": round(time.perf_counter() - started, 2)}
+    return {
+        "found": found,
+        "ok": not failures,
+        "failures": failures,
+        "seconds": round(time.perf_counter() - started, 2),
+    }
 
 
 def main() -> int:
@@ -115,7 +151,9 @@ def main() -> int:
     results = {"layouts": {}, "torch_threads": torch.get_num_threads()}
     for layout in LAYOUTS:
         results["layouts"][layout.name] = check_layout(layout.name, args.work, localizer)
-        print(layout.name, "ok" if results["layouts"][layout.name]["ok"] else results["layouts"][layout.name]["failures"])
+        print(
+            layout.name, "ok" if results["layouts"][layout.name]["ok"] else results["layouts"][layout.name]["failures"]
+        )
     results["benco_grid_on_synth"] = check_benco_grid(args.work, localizer)
     print("benco grid", "ok" if results["benco_grid_on_synth"]["ok"] else results["benco_grid_on_synth"]["failures"])
     results["ok"] = all(r["ok"] for r in results["layouts"].values()) and results["benco_grid_on_synth"]["ok"]

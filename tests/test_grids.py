@@ -43,10 +43,30 @@ def test_eval_on_an_unpacked_layout_skips_bad_masks_and_report_draws_curves(loca
     cli = CliRunner()
     out = tmp_path / "ev"
     with pytest.warns(UserWarning, match=r"skipping sample 1t: .*1forged.tif: mask is 32x56"):
-        result = cli.invoke(app, [
-            "eval", "--dataset", str(tree.root), "--out", str(out), "--plain", str(localizer), "--split", "all",
-            "--grid", "jpeg", "--window", "32", "--stride", "32", "--save-maps", "1", "--metric-protocol", "inverted",
-        ])
+        result = cli.invoke(
+            app,
+            [
+                "eval",
+                "--dataset",
+                str(tree.root),
+                "--out",
+                str(out),
+                "--plain",
+                str(localizer),
+                "--split",
+                "all",
+                "--grid",
+                "jpeg",
+                "--window",
+                "32",
+                "--stride",
+                "32",
+                "--save-maps",
+                "1",
+                "--metric-protocol",
+                "inverted",
+            ],
+        )
     assert result.exit_code == 0, result.output
     records = [json.loads(path.read_text()) for path in sorted((out / "eval").glob("*.json"))]
     assert len(records) == 1 + 6  # P{P} once, P{D} at each JPEG quality
@@ -58,8 +78,26 @@ def test_eval_on_an_unpacked_layout_skips_bad_masks_and_report_draws_curves(loca
     assert sorted(r["grid"]["strength"] for r in graded) == [50, 60, 70, 80, 90, 100]
     assert all(path.name.endswith("__inverted.json") for path in (out / "eval").glob("*.json"))
 
-    result = cli.invoke(app, ["eval", "--dataset", str(tree.root), "--out", str(tmp_path / "resized"), "--plain",
-                              str(localizer), "--split", "all", "--window", "32", "--stride", "32", "--mask-resize", "nearest"])
+    result = cli.invoke(
+        app,
+        [
+            "eval",
+            "--dataset",
+            str(tree.root),
+            "--out",
+            str(tmp_path / "resized"),
+            "--plain",
+            str(localizer),
+            "--split",
+            "all",
+            "--window",
+            "32",
+            "--stride",
+            "32",
+            "--mask-resize",
+            "nearest",
+        ],
+    )
     assert result.exit_code == 0, result.output
     record = json.loads(next((tmp_path / "resized" / "eval").glob("P_D_*.json")).read_text())
     assert record["images"] == 3 and record["skipped"] == 1  # the truncated mask cannot be resized

@@ -76,7 +76,9 @@ def test_sources_keep_the_photos_of_a_sample_in_one_split(tmp_path):
         for split, members in splits.items():
             assert all(where[photo] == split for ref in members for photo in ref.sources)
     coverage = load_dataset(tmp_path / "coverage")
-    assert {ref.source for ref in coverage if ref.image.stem == "1t"} == {ref.source for ref in coverage if ref.image.stem == "1"}
+    assert {ref.source for ref in coverage if ref.image.stem == "1t"} == {
+        ref.source for ref in coverage if ref.image.stem == "1"
+    }
 
 
 def test_mis_sized_masks_are_skipped_or_resized(tmp_path):

@@ -246,7 +246,10 @@ def test_protocol_pooled_values_against_sklearn():
         per_image = {
             "paper": [f1_score(m.ravel(), p.ravel() > 0.5) for p, m in zip(maps, masks)],
             "best-threshold": [_sklearn_best_f1(p.ravel(), m.ravel()) for p, m in zip(maps, masks)],
-            "inverted": [max(f1_score(m.ravel(), p.ravel() > 0.5), f1_score(m.ravel(), p.ravel() < 0.5)) for p, m in zip(maps, masks)],
+            "inverted": [
+                max(f1_score(m.ravel(), p.ravel() > 0.5), f1_score(m.ravel(), p.ravel() < 0.5))
+                for p, m in zip(maps, masks)
+            ],
         }[protocol]
         assert summary["per-image"]["f1"] == pytest.approx(np.mean(per_image), abs=1e-12)
         aucs = [roc_auc_score(m.ravel(), p.ravel()) for p, m in zip(maps, masks)]

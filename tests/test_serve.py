@@ -18,9 +18,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import build_cached
 from PIL import Image
 from typer.testing import CliRunner
+
+from conftest import build_cached
 
 pytest.importorskip("fastapi", reason="the serve extra (fastapi, uvicorn, python-multipart) is not installed")
 from fastapi.testclient import TestClient

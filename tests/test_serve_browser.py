@@ -24,8 +24,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import build_cached
 from PIL import Image
+
+from conftest import build_cached
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 if not (CHROMIUM and CHROMEDRIVER):

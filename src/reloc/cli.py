@@ -112,9 +112,11 @@ def _pretrained_table() -> str:
     except pretrained.PretrainedError as error:
         return f"pretrained models: unavailable ({error})"
     columns = ("none", "jpeg:50", "jpeg:75", "jpeg:90")
-    lines = ["pretrained models (use as pretrained:NAME; figures: per-image F1 / AUC on held-out photos, "
-             "benchmarks/pretrained.py)",
-             f"{'name':<20} {'roles':<20} " + " ".join(f"{c:>13}" for c in columns)]
+    lines = [
+        "pretrained models (use as pretrained:NAME; figures: per-image F1 / AUC on held-out photos, "
+        "benchmarks/pretrained.py)",
+        f"{'name':<20} {'roles':<20} " + " ".join(f"{c:>13}" for c in columns),
+    ]
     for name in pretrained.NAMES:
         card = cards.get(name)
         if card is None:
@@ -129,9 +131,11 @@ def _pretrained_table() -> str:
 
         label = pretrained.PREFIX + name
         lines.append(f"{label:<20} {'+'.join(card.get('roles', [])):<20} " + " ".join(cell(c) for c in columns))
-    lines.append("`reloc localize` with no model option uses --model auto: "
-                 f"no JPEG or quality >= {pretrained.PLAIN_QUALITY} -> plain, "
-                 "else the model whose card is best at that quality.")
+    lines.append(
+        "`reloc localize` with no model option uses --model auto: "
+        f"no JPEG or quality >= {pretrained.PLAIN_QUALITY} -> plain, "
+        "else the model whose card is best at that quality."
+    )
     return "\n".join(lines)
 
 
@@ -140,7 +144,9 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for the synthetic data, runs, evaluation and report.")] = Path(
         "runs/demo"
     ),
-    train: Annotated[bool, typer.Option(help="Train CPU-scale models from scratch instead of using the pretrained ones.")] = False,
+    train: Annotated[
+        bool, typer.Option(help="Train CPU-scale models from scratch instead of using the pretrained ones.")
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Evaluate the paper's four situations with the pretrained models on scikit-image's photos; write a report."""
@@ -153,7 +159,8 @@ def demo(
 @app.command(name="eval")
 def evaluate(
     dataset: Annotated[
-        Path, typer.Option(help="Test dataset (a public benchmark's folder, Tp/Gt folder, IMDL-BenCo JSON or synth folder).")
+        Path,
+        typer.Option(help="Test dataset (a public benchmark's folder, Tp/Gt folder, IMDL-BenCo JSON or synth folder)."),
     ],
     out: Annotated[Path, typer.Option(help="Folder for eval/*.json records and maps/.")],
     plain: Annotated[Optional[Path], typer.Option(help="plain run (M^P): P{P} and P{D}.")] = None,
@@ -168,19 +175,19 @@ def evaluate(
         "jpeg:75"
     ],
     grid: Annotated[
-        Optional[str], typer.Option(help="Robustness grid (jpeg, benco, resize, webp, double-jpeg, social); replaces --distortion.")
+        Optional[str],
+        typer.Option(help="Robustness grid (jpeg, benco, resize, webp, double-jpeg, social); replaces --distortion."),
     ] = None,
     metric_protocol: Annotated[str, typer.Option(help="paper, best-threshold or inverted (see README).")] = "paper",
     exclude_border: Annotated[int, typer.Option(help="Ignore this many pixels each side of the mask boundary.")] = 0,
     mask_resize: Annotated[
-        Optional[str], typer.Option(help="'nearest': resize masks of another size than their image instead of skipping them.")
+        Optional[str],
+        typer.Option(help="'nearest': resize masks of another size than their image instead of skipping them."),
     ] = None,
     split: Annotated[
         str, typer.Option(help="train, val, test or all; the split recorded in the runs' split.json.")
     ] = "test",
-    seed: Annotated[
-        int, typer.Option(help="Distortion seed (and split seed for runs that record no split).")
-    ] = 0,
+    seed: Annotated[int, typer.Option(help="Distortion seed (and split seed for runs that record no split).")] = 0,
     window: WindowOption = 512,
     stride: StrideOption = 512,
     batch_size: BatchOption = None,
@@ -193,10 +200,10 @@ def evaluate(
     from reloc.data.catalog import DatasetError
     from reloc.devices import pick_device
     from reloc.engine.evaluate import evaluation_samples, run_evaluation, standard_situations
-    from reloc.engine.inference import retain_freed_memory
-    from reloc.runs import SplitError
     from reloc.engine.grids import get_grid
+    from reloc.engine.inference import retain_freed_memory
     from reloc.metrics import PROTOCOLS
+    from reloc.runs import SplitError
 
     if metric_protocol not in PROTOCOLS:
         raise typer.BadParameter(f"--metric-protocol must be one of {', '.join(PROTOCOLS)}, got {metric_protocol!r}")
@@ -221,7 +228,9 @@ def evaluate(
     pairs = [tuple(item.split(":", 1)) for item in transfer or []]
     if any(len(pair) != 2 for pair in pairs):
         raise typer.BadParameter("--transfer takes RELOC_RUN:PLAIN_RUN")
-    folders = [str(run) for run in (plain, finetune) if run] + list(relocs.values()) + [r for pair in pairs for r in pair]
+    folders = (
+        [str(run) for run in (plain, finetune) if run] + list(relocs.values()) + [r for pair in pairs for r in pair]
+    )
     try:
         refs = evaluation_samples(dataset, split, folders, seed)
     except (SplitError, DatasetError, ValueError) as error:
@@ -231,16 +240,30 @@ def evaluate(
     if not situations:
         raise typer.BadParameter("give at least one of --plain, --finetune, --reloc, --transfer")
     records = run_evaluation(
-        situations, refs, list(distortions), out, grid=chosen_grid, device=pick_device(device), window=window,
-        stride=stride, batch_size=batch_size, seed=seed, pooled_auc=pooled_auc, keep_maps=save_maps, dataset=str(dataset),
-        metric_protocol=metric_protocol, exclude_border=exclude_border, mask_resize=mask_resize,
+        situations,
+        refs,
+        list(distortions),
+        out,
+        grid=chosen_grid,
+        device=pick_device(device),
+        window=window,
+        stride=stride,
+        batch_size=batch_size,
+        seed=seed,
+        pooled_auc=pooled_auc,
+        keep_maps=save_maps,
+        dataset=str(dataset),
+        metric_protocol=metric_protocol,
+        exclude_border=exclude_border,
+        mask_resize=mask_resize,
     )
     for record in records:
-        shown = {key: "nan" if value is None else f"{value:.3f}" for key, value in record["metrics"]["per-image"].items()}
+        values = record["metrics"]["per-image"]
         typer.echo(
             f"{record['situation']:<24} {record['distortion']:<12} F1 {_metric(values['f1'])} "
             f"IoU {_metric(values['iou'])} AUC {_metric(values['auc'])} ({record['images']} images"
-            + (f", {record['skipped']} skipped" if record.get("skipped") else "") + ")"
+            + (f", {record['skipped']} skipped" if record.get("skipped") else "")
+            + ")"
         )
     typer.echo(f"records in {out / 'eval'}")
 
@@ -258,7 +281,9 @@ app.add_typer(data_app, name="data")
 
 @data_app.command(name="inspect")
 def data_inspect(
-    path: Annotated[Path, typer.Argument(help="A dataset: a public benchmark's folder, Tp/Gt, JSON list or synth folder.")],
+    path: Annotated[
+        Path, typer.Argument(help="A dataset: a public benchmark's folder, Tp/Gt, JSON list or synth folder.")
+    ],
     write_json: Annotated[
         Optional[Path], typer.Option(help="Write the usable samples as an IMDL-BenCo JSON list to this file.")
     ] = None,
@@ -284,11 +309,17 @@ def localize(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
     model: Annotated[
         Optional[str],
-        typer.Option(help="'auto' (default: by each file's JPEG quality, see `reloc models`), pretrained:NAME, "
-                     "a run folder or a localizer weights file."),
+        typer.Option(
+            help="'auto' (default: by each file's JPEG quality, see `reloc models`), pretrained:NAME, "
+            "a run folder or a localizer weights file."
+        ),
     ] = None,
-    run: Annotated[Optional[Path], typer.Option(help="A run folder (or pretrained:NAME): its best localizer and restorer.")] = None,
-    localizer: Annotated[Optional[Path], typer.Option(help="Localizer weights (.safetensors or pretrained:NAME).")] = None,
+    run: Annotated[
+        Optional[Path], typer.Option(help="A run folder (or pretrained:NAME): its best localizer and restorer.")
+    ] = None,
+    localizer: Annotated[
+        Optional[Path], typer.Option(help="Localizer weights (.safetensors or pretrained:NAME).")
+    ] = None,
     restorer: Annotated[Optional[Path], typer.Option(help="Restorer weights to put in front of the localizer.")] = None,
     restore: Annotated[bool, typer.Option(help="Use the model's restorer when it has one.")] = True,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("localized"),
@@ -324,7 +355,13 @@ def localize(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
     summary = localize_files(
-        inputs, chooser, out, window=window, stride=stride, batch_size=batch_size, threshold=threshold,
+        inputs,
+        chooser,
+        out,
+        window=window,
+        stride=stride,
+        batch_size=batch_size,
+        threshold=threshold,
         save_restored=save_restored,
     )
     typer.echo(summary.report())
@@ -336,7 +373,9 @@ def localize(
 def report(
     evals: Annotated[list[Path], typer.Argument(help="Folders written by `reloc eval`.")],
     out: Annotated[Path, typer.Option(help="Folder for report.md and figures/.")],
-    runs: Annotated[Optional[list[Path]], typer.Option("--run", help="Run folders for loss curves (repeatable).")] = None,
+    runs: Annotated[
+        Optional[list[Path]], typer.Option("--run", help="Run folders for loss curves (repeatable).")
+    ] = None,
     title: Annotated[str, typer.Option(help="Report title.")] = "reloc report",
     features: Annotated[
         int, typer.Option(help="Pixels per class for the t-SNE feature figure (Fig. 2); 0 skips it.")
@@ -357,7 +396,9 @@ def convert(
     source: Annotated[Path, typer.Argument(help="Checkpoint in a reference implementation's key layout.")],
     network: Annotated[str, typer.Option(help="Registry name: scunet, dfcn, scse_unet, mvssnet, dcgan.")],
     out: Annotated[Path, typer.Option(help="Destination .safetensors file.")],
-    preset: Annotated[Optional[str], typer.Option(help="Preset of networks that have them (scunet: paper, small, tiny).")] = None,
+    preset: Annotated[
+        Optional[str], typer.Option(help="Preset of networks that have them (scunet: paper, small, tiny).")
+    ] = None,
     option: Annotated[
         Optional[list[str]], typer.Option("--set", help="Builder argument key=value, e.g. faithful=true.")
     ] = None,
@@ -388,15 +429,24 @@ def convert(
 @app.command()
 def export(
     weights: Annotated[
-        Path, typer.Argument(help="A .safetensors file written by reloc (it rebuilds its network), a run folder or pretrained:NAME.")
+        Path,
+        typer.Argument(
+            help="A .safetensors file written by reloc (it rebuilds its network), a run folder or pretrained:NAME."
+        ),
     ],
     out: Annotated[Path, typer.Option(help="Destination .onnx file.")],
-    role: Annotated[str, typer.Option(help="Which network of a run folder or pretrained model: localizer or restorer.")] = "localizer",
+    role: Annotated[
+        str, typer.Option(help="Which network of a run folder or pretrained model: localizer or restorer.")
+    ] = "localizer",
     height: Annotated[int, typer.Option(help="Height of the traced example input.")] = 512,
     width: Annotated[int, typer.Option(help="Width of the traced example input.")] = 512,
-    opset: Annotated[Optional[int], typer.Option(help="ONNX opset version (default: reloc.export.DEFAULT_OPSET).")] = None,
+    opset: Annotated[
+        Optional[int], typer.Option(help="ONNX opset version (default: reloc.export.DEFAULT_OPSET).")
+    ] = None,
     dynamic: Annotated[bool, typer.Option(help="Dynamic batch, height and width (else fixed to 1x3xHxW).")] = True,
-    check: Annotated[bool, typer.Option(help="Compare onnxruntime's output with PyTorch's (needs onnxruntime).")] = True,
+    check: Annotated[
+        bool, typer.Option(help="Compare onnxruntime's output with PyTorch's (needs onnxruntime).")
+    ] = True,
 ) -> None:
     """Export a network to ONNX (needs the 'export' extra: onnx, onnxscript, onnxruntime)."""
     import torch
@@ -449,7 +499,9 @@ def train(
             raise ValueError("--resume continues OUT/config.yaml as it is; do not pass --config or --set with it")
         if not resume and (out / runs.CHECKPOINTS).exists():
             raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        result = run_training(None if resume else load_config(config, option or []), out, resume=resume, progress=progress)
+        result = run_training(
+            None if resume else load_config(config, option or []), out, resume=resume, progress=progress
+        )
     except NonFiniteLossError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(3) from error
@@ -513,7 +565,9 @@ def serve(
     max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted, in MB.")] = 50,
     max_megapixels: Annotated[float, typer.Option(help="Largest image accepted, in megapixels.")] = 50,
     queue_size: Annotated[int, typer.Option(help="Images that may wait for the worker (more: 503).")] = 16,
-    keep: Annotated[Optional[Path], typer.Option(help="Work folder to use and keep (default: temporary, removed).")] = None,
+    keep: Annotated[
+        Optional[Path], typer.Option(help="Work folder to use and keep (default: temporary, removed).")
+    ] = None,
     window: WindowOption = 512,
     stride: StrideOption = 512,
     device: DeviceOption = "auto",
@@ -527,7 +581,8 @@ def serve(
     from reloc.serve.models import ModelError, load_models
 
     try:
-        import fastapi, uvicorn  # noqa: E401, F401
+        import fastapi  # noqa: E401, F401
+        import uvicorn
     except ImportError as error:
         typer.echo(f"error: {error}; install the serve extra: pip install 'reloc[serve]'", err=True)
         raise typer.Exit(2) from error
@@ -539,8 +594,16 @@ def serve(
     if min(max_upload_mb, max_megapixels) <= 0 or queue_size < 1:
         raise typer.BadParameter("--max-upload-mb, --max-megapixels and --queue-size must be positive")
     run_server(
-        models, host=host, port=port, token=token, keep=keep, max_upload_bytes=int(max_upload_mb * 2**20),
-        max_pixels=int(max_megapixels * 1e6), capacity=queue_size, window=window, stride=stride,
+        models,
+        host=host,
+        port=port,
+        token=token,
+        keep=keep,
+        max_upload_bytes=int(max_upload_mb * 2**20),
+        max_pixels=int(max_megapixels * 1e6),
+        capacity=queue_size,
+        window=window,
+        stride=stride,
     )
 
 

@@ -97,7 +97,9 @@ def _twice_correct_pairs(positives: np.ndarray, negatives: np.ndarray) -> int:
     return int(above.sum()) + int(not_below.sum())
 
 
-def confusion(probabilities: np.ndarray, mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> tuple[int, int, int, int]:
+def confusion(
+    probabilities: np.ndarray, mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD
+) -> tuple[int, int, int, int]:
     """(tp, fp, fn, tn) of ``probabilities > threshold`` against a binary mask."""
     predicted = np.asarray(probabilities) > threshold
     truth = np.asarray(mask).astype(bool)

@@ -44,7 +44,9 @@ def metrics_table(records: list[dict], averaging: str = "per-image") -> str:
     """
     distortions = distortions_of(records) or ["none"]
     by_key = {(r["situation"], r["distortion"]): r for r in records}
-    header = "| situation | " + " | ".join(f"{d} {METRIC_NAMES[m]}" for d in distortions for m in METRICS) + " | images |"
+    header = (
+        "| situation | " + " | ".join(f"{d} {METRIC_NAMES[m]}" for d in distortions for m in METRICS) + " | images |"
+    )
     lines = [header, "|" + " --- |" * (2 + 3 * len(distortions))]
     for name in ordered_situations(records):
         cells, images = [], ""
@@ -107,7 +109,9 @@ def loss_curves_figure(runs: list[Path], out: Path) -> Path:
 def _maps_folder(record: dict, eval_dirs: list[Path]) -> Path | None:
     from reloc.engine.evaluate import protocol_label, record_filename
 
-    stem = record_filename(record["situation"], record["distortion"], protocol_label(record.get("protocol", {})))[: -len(".json")]
+    stem = record_filename(record["situation"], record["distortion"], protocol_label(record.get("protocol", {})))[
+        : -len(".json")
+    ]
     return next((d / "maps" / stem for d in eval_dirs if (d / "maps" / stem).is_dir()), None)
 
 
@@ -136,7 +140,10 @@ def qualitative_figure(records: list[dict], eval_dirs: list[Path], out: Path, ro
     evaluated = evaluated_refs(records[0])
     protocol = records[0]["protocol"]
     images = WholeImages(
-        evaluated, None if distortion == "none" else distortion, seed=protocol["seed"], mask_resize=protocol.get("mask_resize")
+        evaluated,
+        None if distortion == "none" else distortion,
+        seed=protocol["seed"],
+        mask_resize=protocol.get("mask_resize"),
     )
     position = {ref.name: i for i, ref in enumerate(evaluated)}
     width = 2 + len(columns)
@@ -197,7 +204,9 @@ def feature_section(records: list[dict], out: Path, pixels: int) -> list[str]:
     situations, distortion = situations_of(records)
     evaluated = evaluated_refs(records[0])
     path = out / "figures" / "features.png"
-    distances = feature_figure(situations, evaluated, distortion, path, pick_device("auto"), pixels, records[0]["protocol"]["seed"])
+    distances = feature_figure(
+        situations, evaluated, distortion, path, pick_device("auto"), pixels, records[0]["protocol"]["seed"]
+    )
     rows = [f"| {_cell(name)} | {value:.2f} |" for name, value in distances.items()]
     return [
         "## Feature analysis (Fig. 2)",
@@ -274,14 +283,18 @@ def robustness_figure(records: list[dict], grid: str, out: Path, averaging: str 
                 points = sorted(
                     (r["grid"]["strength"], r["metrics"][averaging][metric])
                     for r in chosen
-                    if r["situation"] == name and r["grid"]["family"] == family and r["metrics"][averaging][metric] is not None
+                    if r["situation"] == name
+                    and r["grid"]["family"] == family
+                    and r["metrics"][averaging][metric] is not None
                 )
                 if points:
                     axis.plot(*zip(*points), marker="o", label=name)
             for record in plain:
                 value = record["metrics"][averaging][metric]
                 if value is not None:
-                    axis.axhline(value, linestyle="--", color="gray", linewidth=1, label=f"{record['situation']} (plain)")
+                    axis.axhline(
+                        value, linestyle="--", color="gray", linewidth=1, label=f"{record['situation']} (plain)"
+                    )
             axis.set_xlabel(axis_names.get(family, family))
             axis.set_ylabel(METRIC_NAMES[metric])
             axis.set_title(f"{family}: {METRIC_NAMES[metric]}", fontsize=9)
@@ -349,7 +362,8 @@ def write_report(
         lines += [f"Metric protocol {describe_protocol(metric, threshold, border)}.", ""]
         if tables:
             lines += [
-                f"## Per-image means{heading}" + (" (the paper's protocol)" if metric == "paper" and not border else ""),
+                f"## Per-image means{heading}"
+                + (" (the paper's protocol)" if metric == "paper" and not border else ""),
                 "",
                 metrics_table(tables, "per-image"),
                 "",
@@ -366,7 +380,11 @@ def write_report(
         figure = loss_curves_figure(runs, out / "figures" / "loss-curves.png")
         lines += ["## Training losses (Fig. 4)", "", f"![loss curves]({figure.relative_to(out)})", ""]
     plain_records = [r for r in records if not r.get("grid") and protocol_of(r) == protocols[0]] if records else []
-    grid = qualitative_figure(plain_records or records, eval_dirs, out / "figures" / "qualitative.png") if records else None
+    grid = (
+        qualitative_figure(plain_records or records, eval_dirs, out / "figures" / "qualitative.png")
+        if records
+        else None
+    )
     if grid is not None:
         lines += ["## Qualitative results (Fig. 5)", "", f"![qualitative results]({grid.relative_to(out)})", ""]
     if records and feature_pixels > 0:

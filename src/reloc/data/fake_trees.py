@@ -140,7 +140,9 @@ class _Writer:
     finish: Callable[[Path, int, int, int], None] = lambda root, tampered, authentic, masked: None
 
 
-def _simple(image_path: Callable[[Path, int], Path], mask_path: Callable[[Path, int], Path], mask: Callable[[], np.ndarray]):
+def _simple(
+    image_path: Callable[[Path, int], Path], mask_path: Callable[[Path, int], Path], mask: Callable[[], np.ndarray]
+):
     def write(root: Path, index: int, image: np.ndarray, with_mask: bool) -> Path | None:
         _save(image_path(root, index), image)
         return _save(mask_path(root, index), mask()) if with_mask else None
@@ -185,9 +187,29 @@ def _nist_finish(root: Path, tampered: int, authentic: int, masked: int) -> None
         writer.writerow(columns)
         for index in range(tampered):
             mask = f"reference/manipulation/mask/NC2016_{index:04d}-mask.png" if index < masked else ""
-            writer.writerow(["manipulation", f"p{index}", f"probe/NC2016_{index:04d}.jpg", mask, "Y", f"world/NC2016_w{index}.jpg", ""])
+            writer.writerow(
+                [
+                    "manipulation",
+                    f"p{index}",
+                    f"probe/NC2016_{index:04d}.jpg",
+                    mask,
+                    "Y",
+                    f"world/NC2016_w{index}.jpg",
+                    "",
+                ]
+            )
         for index in range(authentic):
-            writer.writerow(["manipulation", f"a{index}", f"probe/NC2016_{5000 + index:04d}.jpg", "", "N", f"world/NC2016_w{index}.jpg", ""])
+            writer.writerow(
+                [
+                    "manipulation",
+                    f"a{index}",
+                    f"probe/NC2016_{5000 + index:04d}.jpg",
+                    "",
+                    "N",
+                    f"world/NC2016_w{index}.jpg",
+                    "",
+                ]
+            )
 
 
 _WRITERS: dict[str, _Writer] = {
@@ -201,8 +223,12 @@ _WRITERS: dict[str, _Writer] = {
     ),
     "casia2": _Writer(
         _simple(
-            lambda root, i: root / "Tp" / f"Tp_D_CRN_S_N_cha{i + 1:05d}_art{i + 1:05d}_{11818 + i}.{'jpg' if i % 2 else 'tif'}",
-            lambda root, i: root / "CASIA 2 Groundtruth" / f"Tp_D_CRN_S_N_cha{i + 1:05d}_art{i + 1:05d}_{11818 + i}_gt.png",
+            lambda root, i: (
+                root / "Tp" / f"Tp_D_CRN_S_N_cha{i + 1:05d}_art{i + 1:05d}_{11818 + i}.{'jpg' if i % 2 else 'tif'}"
+            ),
+            lambda root, i: (
+                root / "CASIA 2 Groundtruth" / f"Tp_D_CRN_S_N_cha{i + 1:05d}_art{i + 1:05d}_{11818 + i}_gt.png"
+            ),
             _binary,
         ),
         _authentic(lambda root, i: root / "Au" / f"Au_cha_{i + 1:05d}.jpg"),
@@ -216,7 +242,11 @@ _WRITERS: dict[str, _Writer] = {
         _authentic(lambda root, i: root / "4cam_auth" / f"canong3_{i + 2:02d}_sub_01.tif"),
     ),
     "coverage": _Writer(
-        _simple(lambda root, i: root / "image" / f"{i + 1}t.tif", lambda root, i: root / "mask" / f"{i + 1}forged.tif", _binary),
+        _simple(
+            lambda root, i: root / "image" / f"{i + 1}t.tif",
+            lambda root, i: root / "mask" / f"{i + 1}forged.tif",
+            _binary,
+        ),
         _authentic(lambda root, i: root / "image" / f"{i + 1}.tif"),
         _coverage_finish,
     ),
@@ -230,7 +260,11 @@ _WRITERS: dict[str, _Writer] = {
         _nist_finish,
     ),
     "imd2020": _Writer(
-        _simple(lambda root, i: root / f"post{i}" / f"post{i}_0.jpg", lambda root, i: root / f"post{i}" / f"post{i}_0_mask.png", _binary),
+        _simple(
+            lambda root, i: root / f"post{i}" / f"post{i}_0.jpg",
+            lambda root, i: root / f"post{i}" / f"post{i}_0_mask.png",
+            _binary,
+        ),
         _authentic(lambda root, i: root / f"post{i}" / f"post{i}_orig.jpg"),
     ),
     "defacto": _Writer(

@@ -170,4 +170,3 @@ def inspect_dataset(path: str | os.PathLike, *, progress: bool = True) -> Inspec
 
 def _size(shape: tuple[int, ...]) -> str:
     return f"{shape[0]}x{shape[1]}"
-

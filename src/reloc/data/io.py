@@ -217,8 +217,7 @@ def read_mask(
         if resize is None:
             raise ImageError(
                 path,
-                f"mask is {values.shape[0]}x{values.shape[1]} (HxW) but its image is "
-                f"{size[0]}x{size[1]}",
+                f"mask is {values.shape[0]}x{values.shape[1]} (HxW) but its image is {size[0]}x{size[1]}",
             )
         values = cv2.resize(values, (size[1], size[0]), interpolation=cv2.INTER_NEAREST)
     return rule.binarise(values)
@@ -293,9 +292,7 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     Returns:
         float32 array ``(H, W, C)``.
     """
-    return np.ascontiguousarray(
-        tensor.detach().to("cpu", torch.float32).numpy().transpose(1, 2, 0)
-    )
+    return np.ascontiguousarray(tensor.detach().to("cpu", torch.float32).numpy().transpose(1, 2, 0))
 
 
 def _decode(path: str | os.PathLike, max_pixels: int | None) -> np.ndarray:
@@ -315,9 +312,7 @@ def _decode(path: str | os.PathLike, max_pixels: int | None) -> np.ndarray:
     except FileNotFoundError as exc:
         raise ImageError(path, "file not found") from exc
     except Image.DecompressionBombError as exc:
-        raise ImageError(
-            path, f"{exc} (raise PIL.Image.MAX_IMAGE_PIXELS to read it)"
-        ) from exc
+        raise ImageError(path, f"{exc} (raise PIL.Image.MAX_IMAGE_PIXELS to read it)") from exc
     except Exception as exc:
         raise ImageError(path, _describe_open_failure(path, exc)) from exc
     with image:

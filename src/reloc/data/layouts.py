@@ -375,7 +375,9 @@ photoholmes' ``TAMPERED_INTENSITY_THRESHOLD = 10``."""
 
 def _korus_cameras(root: Path) -> list[Path]:
     candidates = [root] + sorted(c for c in root.iterdir() if c.is_dir())
-    return [c for c in candidates if _child(c, "tampered-realistic") is not None and _child(c, "ground-truth") is not None]
+    return [
+        c for c in candidates if _child(c, "tampered-realistic") is not None and _child(c, "ground-truth") is not None
+    ]
 
 
 def _detect_korus(root: Path) -> bool:

@@ -100,7 +100,9 @@ def standard_situations(
     return situations
 
 
-def evaluation_samples(dataset: str | Path, split: str, run_folders: list[str | Path], seed: int = 0) -> list[SampleRef]:
+def evaluation_samples(
+    dataset: str | Path, split: str, run_folders: list[str | Path], seed: int = 0
+) -> list[SampleRef]:
     """The samples of ``split`` (``train``, ``val``, ``test`` or ``all``) of ``dataset``, as
     the given runs were trained with.
 
@@ -142,7 +144,8 @@ def evaluation_samples(dataset: str | Path, split: str, run_folders: list[str | 
         return _legacy_split(configured, listing, split)
     warnings.warn(
         f"no run folder records its split: the {split} split of {dataset} is derived with seed {seed} and the "
-        "default fractions", stacklevel=2,
+        "default fractions",
+        stacklevel=2,
     )
     return split_by_source(listing, seed)[split]
 
@@ -245,7 +248,13 @@ def evaluate_situation(
         "undefined_f1": summary["undefined_f1"],
         "skipped": len(skipped),
         "skipped_samples": skipped,
-        "protocol": {"window": window, "stride": stride, "seed": seed, "mask_resize": mask_resize, **metrics.describe()},
+        "protocol": {
+            "window": window,
+            "stride": stride,
+            "seed": seed,
+            "mask_resize": mask_resize,
+            **metrics.describe(),
+        },
         "localizer": situation.localizer,
         "restorer": situation.restorer,
         "seconds": round(time.perf_counter() - started, 2),
@@ -258,7 +267,11 @@ def record_filename(situation: str, distortion: str, protocol: str = "") -> str:
     (a non-default metric protocol is appended: ``ReLoc_D__jpeg-75__inverted.json``)."""
     suffix = "__" + re.sub(r"[^A-Za-z0-9.+-]+", "-", protocol) if protocol else ""
     return (
-        re.sub(r"[^A-Za-z0-9.+-]+", "_", situation) + "__" + re.sub(r"[^A-Za-z0-9.+-]+", "-", distortion) + suffix + ".json"
+        re.sub(r"[^A-Za-z0-9.+-]+", "_", situation)
+        + "__"
+        + re.sub(r"[^A-Za-z0-9.+-]+", "-", distortion)
+        + suffix
+        + ".json"
     )
 
 
@@ -286,7 +299,9 @@ def run_evaluation(
     """
     points = list(grid.points) if grid else [None] * len(distortions)
     specs = [point.spec for point in grid.points] if grid else list(distortions)
-    label = protocol_label({"metric": options.get("metric_protocol", "paper"), "exclude_border": options.get("exclude_border", 0)})
+    label = protocol_label(
+        {"metric": options.get("metric_protocol", "paper"), "exclude_border": options.get("exclude_border", 0)}
+    )
     records = []
     for situation in situations:
         chosen = list(zip(specs, points)) if situation.distorted else [(specs[0], None)]

@@ -44,7 +44,9 @@ class ModelSource:
     restorer: str | None = None
 
 
-def model_source(spec: str | os.PathLike, restorer: str | os.PathLike | None = None, restore: bool = True) -> ModelSource:
+def model_source(
+    spec: str | os.PathLike, restorer: str | os.PathLike | None = None, restore: bool = True
+) -> ModelSource:
     """Resolve a model name, run folder or localizer file (plus an optional restorer file).
 
     Args:
@@ -122,8 +124,11 @@ class ModelChooser:
         if self.auto:
             choice = pretrained.choose(quality)
             label = choice.name
-            facts = {"model": pretrained.PREFIX + label, "jpeg_quality": quality,
-                     "model_reason": f"--model auto: {choice.reason}"}
+            facts = {
+                "model": pretrained.PREFIX + label,
+                "jpeg_quality": quality,
+                "model_reason": f"--model auto: {choice.reason}",
+            }
         else:
             label = next(iter(self.sources))
             facts = {"model": label, "jpeg_quality": quality, "model_reason": "the model given on the command line"}
