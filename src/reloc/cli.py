@@ -581,8 +581,8 @@ def serve(
     from reloc.serve.models import ModelError, load_models
 
     try:
-        import fastapi  # noqa: E401, F401
-        import uvicorn
+        import fastapi  # noqa: F401 - checked here, used by reloc.serve
+        import uvicorn  # noqa: F401 - checked here, used by reloc.serve
     except ImportError as error:
         typer.echo(f"error: {error}; install the serve extra: pip install 'reloc[serve]'", err=True)
         raise typer.Exit(2) from error

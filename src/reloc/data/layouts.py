@@ -234,7 +234,7 @@ def _read_coverage(root: Path) -> Listing:
         if path.stem.lower().endswith("forged")
     }
     forged = [path for path in images if _COVERAGE_FORGED.match(path.stem)]
-    number = lambda path: _COVERAGE_FORGED.match(path.stem).group(1)
+    number = lambda path: _COVERAGE_FORGED.match(path.stem).group(1)  # noqa: E731 - a one-line key function
     listing = _pair(root, forged, masks, MaskRule(), key=number, source=lambda path: f"coverage{number(path)}")
     listing.refs += [
         SampleRef(path, source=f"coverage{path.stem}") for path in images if _COVERAGE_ORIGINAL.match(path.stem)
@@ -313,7 +313,7 @@ def _read_imd2020(root: Path) -> Listing:
         for path in files
         if not _IMD_MASK.match(path.stem) and not _IMD_ORIGINAL.match(path.stem) and re.search(r"_\d+$", path.stem)
     ]
-    post = lambda path: path.parent.name if path.parent != root else path.stem.rsplit("_", 1)[0]
+    post = lambda path: path.parent.name if path.parent != root else path.stem.rsplit("_", 1)[0]  # noqa: E731 - a one-line key function
     listing = _pair(root, tampered, masks, MaskRule(), source=post)
     listing.refs += [SampleRef(path, source=post(path)) for path in files if _IMD_ORIGINAL.match(path.stem)]
     return listing
@@ -343,7 +343,7 @@ def _detect_defacto(root: Path) -> bool:
 def _read_defacto(root: Path) -> Listing:
     """``*_img/img/*.tif`` with ``*_annotations/probe_mask/*``; source = the COCO id in the name."""
     listing = Listing()
-    source = lambda path: f"coco{int(m.group(1))}" if (m := _DEFACTO_COCO.match(path.stem)) else ""
+    source = lambda path: f"coco{int(m.group(1))}" if (m := _DEFACTO_COCO.match(path.stem)) else ""  # noqa: E731 - a one-line key function
     for images, masks in _defacto_pairs(root):
         part = _pair(root, _images(images), _by_stem(_images(masks)), MaskRule(), source=source)
         listing.refs += part.refs
@@ -388,7 +388,7 @@ def _read_korus(root: Path) -> Listing:
     """Per camera: ``tampered-realistic/*.TIF``, ``ground-truth/*.PNG`` (same stem), ``pristine/``."""
     listing, authentic = Listing(), []
     for camera in _korus_cameras(root):
-        source = lambda path, camera=camera: f"{camera.name}/{path.stem}"
+        source = lambda path, camera=camera: f"{camera.name}/{path.stem}"  # noqa: E731 - a one-line key function
         masks = _by_stem(_images(_child(camera, "ground-truth")))
         part = _pair(root, _images(_child(camera, "tampered-realistic")), masks, KORUS_RULE, source=source)
         listing.refs += part.refs
