@@ -346,7 +346,7 @@ def test_default_serves_pretrained_models_with_the_auto_rule(packaged, tmp_path)
         assert png["model"] == "pretrained:plain" and "not a JPEG" in png["model_reason"]
         assert png["requested_model"] == "auto" and "restored" not in png["urls"]
         jpeg = upload(client, image_bytes(fmt="JPEG", quality=75), name="a.jpg").json()
-        assert jpeg["model"] == "pretrained:reloc" and "better card figures at QF 75" in jpeg["model_reason"]
+        assert jpeg["model"] == "pretrained:reloc" and "best card figures at QF 75" in jpeg["model_reason"]
         assert "restored" in jpeg["urls"]
         report = client.get(jpeg["urls"]["report"]).text
         assert "tiny reloc" in report and "auc 0.720" in report
