@@ -107,7 +107,9 @@ def git_commit() -> str:
 
 def run_progress(run: Path) -> tuple[int, int]:
     """``(epochs finished, epochs configured)`` of a run folder (0, 0 when it has none)."""
-    config, metrics = run / "config.yaml", run / "metrics.csv"
+    from reloc import runs
+
+    config, metrics = run / runs.CONFIG, run / runs.METRICS
     if not config.is_file():
         return 0, 0
     total = int(yaml.safe_load(config.read_text())["train"]["epochs"])
@@ -153,10 +155,12 @@ def make_data(recipe: dict, work: Path) -> dict:
 
 def train_command(recipe: dict, name: str, work: Path) -> list[str]:
     """The ``reloc train`` command of one part: fresh (config + overrides) or ``--resume``."""
+    from reloc import runs
+
     run = work / name
     done, total = run_progress(run)
     command = [sys.executable, "-m", "reloc", "train", "--out", str(run), "--no-progress"]
-    if total and (run / "checkpoints" / "last.pt").is_file():
+    if total and (run / runs.CHECKPOINT).is_file():
         return [*command, "--resume"]
     if run.exists():
         shutil.rmtree(run)  # started, no epoch finished: start over
@@ -185,9 +189,11 @@ def launch(recipe: dict, name: str, work: Path) -> subprocess.Popen | None:
 
 
 def train_summary(run: Path) -> dict:
-    with (run / "metrics.csv").open() as handle:
+    from reloc import runs
+
+    with (run / runs.METRICS).open() as handle:
         rows = list(csv.DictReader(handle))
-    config = yaml.safe_load((run / "config.yaml").read_text())
+    config = yaml.safe_load((run / runs.CONFIG).read_text())
     return {
         "epochs": len(rows),
         "train_seconds": round(sum(float(r["seconds"]) for r in rows), 1),
@@ -201,18 +207,20 @@ def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
     """Copy the best weights into the package and write the cards (figures reset)."""
     import torch
 
+    from reloc import runs
+
     cards = {}
     for name in recipe["models"]:
-        best = work / name / "weights" / "best"
-        roles = [role for role in ("localizer", "restorer") if (best / f"{role}.safetensors").is_file()]
+        best = {role: runs.weights_path(work / name, role) for role in ("localizer", "restorer")}
+        roles = [role for role, path in best.items() if path.is_file()]
         if "localizer" not in roles:
-            raise SystemExit(f"error: {best} has no localizer.safetensors; train {name} first")
+            raise SystemExit(f"error: {best['localizer']} is missing; train {name} first")
         target = package / name
         target.mkdir(parents=True, exist_ok=True)
         for role in ("localizer", "restorer"):
             (target / f"{role}.safetensors").unlink(missing_ok=True)
         for role in roles:
-            shutil.copyfile(best / f"{role}.safetensors", target / f"{role}.safetensors")
+            shutil.copyfile(best[role], target / f"{role}.safetensors")
         part = results["parts"].get(name, {})
         cards[name] = {
             "summary": SUMMARIES[name],

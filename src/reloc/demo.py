@@ -34,12 +34,12 @@ def run_demo(out: Path, train: bool = False, progress: bool = True) -> Path:
     import torch
 
     from reloc.analysis.report import write_report
-    from reloc.data.catalog import load_dataset, split_by_source
+    from reloc.data.catalog import load_dataset
     from reloc.data.photos import list_photos
     from reloc.data.synth import synthesize
     from reloc.data.synth.settings import SynthSettings
     from reloc.devices import pick_device
-    from reloc.engine.evaluate import run_evaluation, standard_situations
+    from reloc.engine.evaluate import evaluation_samples, run_evaluation, standard_situations
     from reloc.engine.inference import retain_freed_memory
 
     retain_freed_memory()  # as reloc eval does: glibc keeps freed blocks for the next window
@@ -55,15 +55,14 @@ def run_demo(out: Path, train: bool = False, progress: bool = True) -> Path:
     typer.echo(f"[1/3] synthesising {count} tampered images from scikit-image's {len(photos)} photos -> {dataset}")
     synthesize("default", dataset, count=count, seed=0, size=size, settings=settings, progress=progress, overwrite=True)
     timings["synth"] = time.perf_counter() - started
-    refs = load_dataset(dataset)
     runs = out / "runs"
     if train:
         _train_runs(dataset, runs, progress, timings)
-        test = split_by_source(refs, seed=0)["test"]
+        test = evaluation_samples(dataset, "test", [runs / name for name, _, _ in DEMO_RUNS])  # the runs' split
         situations = standard_situations(str(runs / "plain"), str(runs / "finetune"), {"ReLoc": str(runs / "reloc")})
         where = "the held-out photo"
     else:
-        test = refs
+        test = load_dataset(dataset)
         situations = standard_situations("pretrained:plain", "pretrained:robust", {"ReLoc": "pretrained:reloc"})
         where = "scikit-image's photos (never used in training)"
 
