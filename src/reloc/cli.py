@@ -3,6 +3,8 @@
 Commands: ``models`` (the registered networks and their sizes), ``demo`` (the README's
 first command), ``convert`` (reference checkpoints -> our safetensors), ``synth``
 (synthetic tampered images from real photos), ``export`` (a weights file -> ONNX).
+
+Errors and exit codes are handled once, for every command, by :mod:`reloc.errors`.
 """
 
 from __future__ import annotations
@@ -12,15 +14,57 @@ from typing import Annotated, Optional
 
 import typer
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
+from reloc.errors import EXIT_INPUTS_FAILED, GuardedGroup
+
+app = typer.Typer(cls=GuardedGroup, add_completion=False, no_args_is_help=True, help=__doc__.split("\n\n")[0])
+
+
+def _probability(value: str) -> float:
+    """A number strictly between 0 and 1 (NaN refused)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a number") from None
+    if not 0.0 < number < 1.0:  # NaN compares false
+        raise typer.BadParameter(f"{value} is not strictly between 0 and 1")
+    return number
+
+
+def _split(value: str) -> str:
+    if value not in SPLIT_CHOICES:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(SPLIT_CHOICES)}")
+    return value
+
+
+SPLIT_CHOICES = ("train", "val", "test", "all")
+
+
+def _check_device(name: str) -> str:
+    """Refuse a device name torch does not know, or CUDA on a machine without it."""
+    from reloc.devices import pick_device
+
+    try:
+        pick_device(name)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    return name
+
+
+def _check_stride(window: int, stride: int) -> None:
+    if stride > window:
+        raise typer.BadParameter(f"{stride} is larger than --window {window}; pixels between windows would be left out", param_hint="--stride")
+
 
 #: Options shared by several commands.
-WindowOption = Annotated[int, typer.Option(help="Sliding-window side in pixels.")]
-StrideOption = Annotated[int, typer.Option(help="Sliding-window stride in pixels.")]
+WindowOption = Annotated[int, typer.Option(min=1, help="Sliding-window side in pixels.")]
+StrideOption = Annotated[int, typer.Option(min=1, help="Sliding-window stride in pixels (at most --window).")]
 BatchOption = Annotated[
-    Optional[int], typer.Option(help="Windows per forward pass (default: 1 on the CPU, fastest there; 4 on a GPU).")
+    Optional[int],
+    typer.Option(min=1, help="Windows per forward pass (default: 1 on the CPU, fastest there; 4 on a GPU)."),
 ]
-DeviceOption = Annotated[str, typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.")]
+DeviceOption = Annotated[
+    str, typer.Option(callback=_check_device, help="'auto' (CUDA when present), 'cpu', 'cuda[:N]' or 'mps'.")
+]
 
 #: The variants ``reloc models`` lists: (role, name, builder arguments).
 LISTED_VARIANTS: list[tuple[str, str, dict]] = [
@@ -128,7 +172,7 @@ def evaluate(
     distortions: Annotated[list[str], typer.Option("--distortion", help="Distortion spec (repeatable).")] = [  # noqa: B006
         "jpeg:75"
     ],
-    split: Annotated[str, typer.Option(help="train, val, test or all.")] = "test",
+    split: Annotated[str, typer.Option(parser=_split, help="train, val, test or all.")] = "test",
     seed: Annotated[int, typer.Option(help="Split seed (as in training) and distortion seed.")] = 0,
     window: WindowOption = 512,
     stride: StrideOption = 512,
@@ -142,6 +186,7 @@ def evaluate(
     from reloc.devices import pick_device
     from reloc.engine.evaluate import run_evaluation, standard_situations
 
+    _check_stride(window, stride)
     relocs = dict(item.split("=", 1) if "=" in item else ("ReLoc", item) for item in reloc or [])
     pairs = [tuple(item.split(":", 1)) for item in transfer or []]
     if any(len(pair) != 2 for pair in pairs):
@@ -180,24 +225,32 @@ def localize(
     window: WindowOption = 512,
     stride: StrideOption = 512,
     batch_size: BatchOption = None,
-    threshold: Annotated[float, typer.Option(help="Probability above which a pixel is marked tampered.")] = 0.5,
+    threshold: Annotated[
+        float, typer.Option(parser=_probability, help="Probability above which a pixel is marked tampered, in (0, 1).")
+    ] = 0.5,
     save_restored: Annotated[bool, typer.Option(help="Also write the restored image.")] = False,
+    recursive: Annotated[bool, typer.Option(help="Descend into sub-folders of folder inputs.")] = False,
+    max_pixels: Annotated[
+        Optional[int], typer.Option(min=1, help="Refuse images with more pixels (default 400 M, about 8 GB; see README).")
+    ] = None,
     device: DeviceOption = "auto",
 ) -> None:
     """Localize tampering in images: heat map, mask, overlay and a JSON summary per image.
 
-    With no model option, `--model auto` picks a pretrained model per file from its JPEG
-    quality. Unreadable files are listed with their reason at the end (exit code 1);
-    every good file is still processed.
+    Files that fail (unreadable, over --max-pixels, out of memory) are listed with their
+    reason at the end (exit code 1); every good file is still processed. Outputs never
+    replace a file: if OUT holds one of their names, a fresh sub-folder is used. With no
+    model option, `--model auto` picks a pretrained model per file from its JPEG quality.
     """
     from reloc.devices import pick_device
-    from reloc.engine.localize import localize_files
+    from reloc.engine.localize import DEFAULT_MAX_PIXELS, localize_files
     from reloc.engine.model_choice import ModelChooser
     from reloc.pretrained import PretrainedError
 
     given = [value for value in (model, run, localizer) if value is not None]
     if len(given) > 1:
         raise typer.BadParameter("give one of --model, --run, --localizer")
+    _check_stride(window, stride)
     try:
         chooser = ModelChooser.from_option(str(given[0]) if given else "auto", pick_device(device), restorer, restore)
     except (PretrainedError, FileNotFoundError, ValueError) as error:
@@ -205,11 +258,12 @@ def localize(
         raise typer.Exit(2) from error
     summary = localize_files(
         inputs, chooser, out, window=window, stride=stride, batch_size=batch_size, threshold=threshold,
-        save_restored=save_restored,
+        save_restored=save_restored, recursive=recursive,
+        max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
     )
     typer.echo(summary.report())
     if not summary.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_INPUTS_FAILED)
 
 
 @app.command()
@@ -260,7 +314,7 @@ def convert(
         report = load_foreign_weights(built, source, strict=True)
     except WeightsError as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
+        raise typer.Exit(2) from error
     save_network(built, out)
     typer.echo(f"{report}\nwrote {out}")
 

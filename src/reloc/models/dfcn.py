@@ -151,6 +151,9 @@ class DFCN(nn.Module):
         highpass: prepend the fixed SRM front end (see module doc; not the paper's network).
     """
 
+    MIN_SIDE = 8
+    """The smallest input side: three 2x2 poolings leave 1 pixel (``Pipeline`` pads smaller windows)."""
+
     def __init__(self, width: float = 1.0, faithful: bool = True, highpass: bool = False) -> None:
         super().__init__()
         if width <= 0:
