@@ -59,8 +59,8 @@ def test_bad_localize_options_are_one_line_usage_errors(files, tmp_path: Path, e
 
 def test_expected_errors_name_the_culprit(files, tmp_path: Path):
     cases = [
-        (["localize", files["image"], "--run", tmp_path / "no-run"], f"error: --run {tmp_path / 'no-run'}: no such folder"),
-        (["localize", files["image"], "--run", files["folder"]], "holds no weights/best/localizer.safetensors"),
+        (["localize", files["image"], "--run", tmp_path / "no-run"], "no localizer weights at"),
+        (["localize", files["image"], "--run", files["folder"]], "no localizer weights at"),
         (["localize", files["image"], "--localizer", files["restorer"]], "not a localizer"),
         (["localize", files["image"], "--localizer", files["localizer"], "--out", files["folder"] / "a-file"], "is a file, not a folder"),
         (["eval", "--dataset", tmp_path / "none", "--out", tmp_path / "e", "--plain", files["folder"]], "no such file or folder"),

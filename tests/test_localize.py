@@ -30,7 +30,7 @@ OUTPUT_SUFFIXES = ("_heatmap.png", "_mask.png", "_overlay.png", ".json")
 JSON_KEYS = {
     "file", "size", "tampered_fraction", "max_probability", "mean_probability",
     "image_score", "threshold", "window", "stride", "seconds",
-    "input", "network_input", "padded", "restored", "model", "versions", "time_utc",
+    "input", "network_input", "padded", "restored", "networks", "versions", "time_utc",
 }  # fmt: skip
 
 
@@ -333,13 +333,13 @@ def test_provenance_in_the_json(tmp_path: Path):
     localize_files([str(tmp_path / "x.png")], pipeline, tmp_path / "out", threshold=0.3, progress=False)
     numbers = json.loads((tmp_path / "out" / "x.json").read_text())
     assert numbers["input"] == {"path": str(tmp_path / "x.png"), "sha256": _sha256(tmp_path / "x.png"), "bytes": (tmp_path / "x.png").stat().st_size}
-    assert numbers["model"]["localizer"]["weights_sha256"] == _sha256(localizer_path)
-    assert numbers["model"]["restorer"]["weights_sha256"] == _sha256(restorer_path)
-    assert numbers["model"]["localizer"]["network"] == "dfcn" and numbers["restored"] is True
+    assert numbers["networks"]["localizer"]["weights_sha256"] == _sha256(localizer_path)
+    assert numbers["networks"]["restorer"]["weights_sha256"] == _sha256(restorer_path)
+    assert numbers["networks"]["localizer"]["network"] == "dfcn" and numbers["restored"] is True
     assert numbers["versions"]["reloc"] == reloc.__version__ and numbers["versions"]["torch"] == torch.__version__
     assert numbers["time_utc"].endswith("+00:00") and numbers["threshold"] == 0.3
     summary = json.loads((tmp_path / "out" / "summary.json").read_text())
-    assert summary["models"] == [numbers["model"]] and summary["options"]["threshold"] == 0.3
+    assert summary["networks"] == [numbers["networks"]] and summary["options"]["threshold"] == 0.3
 
 
 def test_pixel_budget_refuses_before_decoding(tmp_path: Path):

@@ -256,6 +256,8 @@ def localize(
     except (PretrainedError, FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
+    if not chooser.auto:  # a bad weights file is the batch's usage error, before any file is read
+        chooser.pipeline(next(iter(chooser.sources)))
     summary = localize_files(
         inputs, chooser, out, window=window, stride=stride, batch_size=batch_size, threshold=threshold,
         save_restored=save_restored, recursive=recursive,

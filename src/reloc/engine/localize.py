@@ -265,6 +265,8 @@ def localize_files(
             _localize_one(path, stem, chosen, folder, settings, save_restored, {"networks": models[id(chosen)], **facts})
         except ImageError as error:
             status.update(status="failed", reason=error.reason)
+        except WeightsError:
+            raise  # the model, not this file, is bad: the whole batch's error
         except (MemoryError, torch.cuda.OutOfMemoryError) as error:
             status.update(status="failed", reason=f"out of memory ({type(error).__name__}: {str(error)[:200]})")
         except FileExistsError as error:
