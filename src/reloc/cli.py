@@ -231,7 +231,7 @@ def localize(
     save_restored: Annotated[bool, typer.Option(help="Also write the restored image.")] = False,
     recursive: Annotated[bool, typer.Option(help="Descend into sub-folders of folder inputs.")] = False,
     max_pixels: Annotated[
-        Optional[int], typer.Option(min=1, help="Refuse images with more pixels (default 400 M, about 8 GB; see README).")
+        Optional[int], typer.Option(min=1, help="Refuse images with more pixels (default 400 M pixels, about 8.4 GB; see README).")
     ] = None,
     device: DeviceOption = "auto",
 ) -> None:

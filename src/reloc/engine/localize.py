@@ -75,14 +75,16 @@ IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".
 TOP_FRACTION = 0.01
 """Share of the most suspicious pixels whose mean probability is the image score."""
 
-BYTES_PER_PIXEL = 20
-"""Peak resident memory per image pixel of :func:`localize_files` without ``save_restored``
-(rounded up from ``benchmarks/memory.py``: 12000x12000, 8-bit PNG, a DFCN localizer); a
-restored image adds 16 bytes per pixel."""
+BYTES_PER_PIXEL = 21
+"""Resident memory per image pixel of :func:`localize_files` without ``save_restored``:
+2.99 GB for a 12000x12000 8-bit PNG (``benchmarks/memory.py``, tiny localizer, the peak seen
+after every window was localized, while the heat map was encoded; runtime included). A
+restored image adds about 16 bytes per pixel (three more float32 sums, its uint8 copy);
+that figure is an estimate from the arrays, not a measurement."""
 
 DEFAULT_MAX_PIXELS = 400_000_000
 """Default pixel budget of ``reloc localize`` (20000x20000): at :data:`BYTES_PER_PIXEL`
-about 8 GB, 14 GB with ``--save-restored``, which fits a 24 GB machine with room."""
+about 8.4 GB, about 15 GB with ``--save-restored``, which fits a 24 GB machine with room."""
 
 SUMMARY_NAME = "summary.json"
 ERROR_LOG_NAME = "reloc-error.log"
