@@ -78,7 +78,7 @@ TOP_FRACTION = 0.01
 BYTES_PER_PIXEL = 21
 """Resident memory per image pixel of :func:`localize_files` without ``save_restored``:
 2.99 GB for a 12000x12000 8-bit PNG (``benchmarks/memory.py``, tiny localizer, the peak seen
-after every window was localized, while the heat map was encoded; runtime included). A
+after every window was localized, through the heat map and mask PNGs; runtime included). A
 restored image adds about 16 bytes per pixel (three more float32 sums, its uint8 copy);
 that figure is an estimate from the arrays, not a measurement."""
 
