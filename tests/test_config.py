@@ -148,3 +148,20 @@ def test_cli_train_reports_bad_configuration_in_one_line(tmp_path, options, mess
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], result.output
     assert not (tmp_path / "run").exists()
+
+
+def test_with_absolute_paths_resolves_relative_dataset_and_weights_only(tmp_path):
+    config = load_config(
+        None,
+        ["data.dataset=data/synth", "model.localizer_weights=pretrained:plain", f"model.restorer_weights={tmp_path}"],
+    )
+    absolute = config.with_absolute_paths(tmp_path / "base")
+    assert absolute.data.dataset == str((tmp_path / "base" / "data" / "synth").resolve())
+    assert absolute.model.localizer_weights == "pretrained:plain"
+    assert absolute.model.restorer_weights == str(tmp_path)
+    assert config.data.dataset == "data/synth"  # the original is unchanged
+    assert config.given_paths() == {
+        "data.dataset": "data/synth",
+        "model.localizer_weights": "pretrained:plain",
+        "model.restorer_weights": str(tmp_path),
+    }

@@ -408,3 +408,19 @@ def test_checkpoints_of_earlier_versions_still_load(tmp_path):
     np.random.seed(0)
     set_rng_state(state["rng"])
     assert (random.random(), np.random.rand()) == expected
+
+
+def test_config_yaml_stores_absolute_paths_and_resumes_from_another_folder(dataset, tmp_path, monkeypatch):
+    """A run started with a relative dataset path records it absolute (the relative one in a
+    comment), so resuming from any working directory reads the same data."""
+    monkeypatch.chdir(dataset.parent)
+    run = tmp_path / "run"
+    config = tiny_config(Path(dataset.name), "train.task=plain", "train.epochs=1")
+    train(config, run, progress=False)
+    text = (run / "config.yaml").read_text()
+    assert load_config(run / "config.yaml").data.dataset == str(dataset.resolve())
+    assert f"# data.dataset: {dataset.name}" in text
+    monkeypatch.chdir(tmp_path)
+    assert train(None, run, resume=True, progress=False).epochs == 1  # nothing left, but the data are found
+    with pytest.raises(ConfigError, match="differs in data.dataset"):
+        train(tiny_config(Path("elsewhere"), "train.task=plain", "train.epochs=1"), run, resume=True, progress=False)

@@ -7,6 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
+from reloc.errors import EXIT_INPUTS_FAILED, GuardedGroup
+
 #: What ``reloc --help`` says before the list of commands.
 SUMMARY = """Find the tampered (spliced, copy-moved, removed, retouched) pixels of images,
 robustly to JPEG compression, with ReLoc: a restoration network (SCUNet) recovers the
@@ -24,7 +26,7 @@ evaluate, report   reloc eval --dataset runs/synth --plain runs/plain ... --out 
 
 Each command has its own --help."""
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, help=SUMMARY)
+app = typer.Typer(cls=GuardedGroup, add_completion=False, no_args_is_help=True, help=SUMMARY)
 
 
 def _print_version(value: bool) -> None:
@@ -44,13 +46,55 @@ def main(
     """The options before any command."""
 
 
+def _probability(value: str) -> float:
+    """A number strictly between 0 and 1 (NaN refused)."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a number") from None
+    if not 0.0 < number < 1.0:  # NaN compares false
+        raise typer.BadParameter(f"{value} is not strictly between 0 and 1")
+    return number
+
+
+def _split(value: str) -> str:
+    if value not in SPLIT_CHOICES:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(SPLIT_CHOICES)}")
+    return value
+
+
+SPLIT_CHOICES = ("train", "val", "test", "all")
+
+
+def _check_device(name: str) -> str:
+    """Refuse a device name torch does not know, or CUDA on a machine without it."""
+    from reloc.devices import pick_device
+
+    try:
+        pick_device(name)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    return name
+
+
+def _check_stride(window: int, stride: int) -> None:
+    if stride > window:
+        raise typer.BadParameter(
+            f"{stride} is larger than --window {window}; pixels between windows would be left out",
+            param_hint="--stride",
+        )
+
+
 #: Options shared by several commands.
-WindowOption = Annotated[int, typer.Option(help="Sliding-window side in pixels.")]
-StrideOption = Annotated[int, typer.Option(help="Sliding-window stride in pixels.")]
+WindowOption = Annotated[int, typer.Option(min=1, help="Sliding-window side in pixels.")]
+StrideOption = Annotated[int, typer.Option(min=1, help="Sliding-window stride in pixels (at most --window).")]
 BatchOption = Annotated[
-    Optional[int], typer.Option(help="Windows per forward pass (default: 1 on the CPU, fastest there; 4 on a GPU).")
+    Optional[int],
+    typer.Option(min=1, help="Windows per forward pass (default: 1 on the CPU, fastest there; 4 on a GPU)."),
 ]
-DeviceOption = Annotated[str, typer.Option(help="'auto' (CUDA when present), 'cpu' or 'cuda[:N]'.")]
+DeviceOption = Annotated[
+    str, typer.Option(callback=_check_device, help="'auto' (CUDA when present), 'cpu', 'cuda[:N]' or 'mps'.")
+]
 KeepMemoryOption = Annotated[
     bool,
     typer.Option(
@@ -185,7 +229,7 @@ def evaluate(
         typer.Option(help="'nearest': resize masks of another size than their image instead of skipping them."),
     ] = None,
     split: Annotated[
-        str, typer.Option(help="train, val, test or all; the split recorded in the runs' split.json.")
+        str, typer.Option(parser=_split, help="train, val, test or all; the split recorded in the runs' split.json.")
     ] = "test",
     seed: Annotated[int, typer.Option(help="Distortion seed (and split seed for runs that record no split).")] = 0,
     window: WindowOption = 512,
@@ -205,6 +249,7 @@ def evaluate(
     from reloc.metrics import PROTOCOLS
     from reloc.runs import SplitError
 
+    _check_stride(window, stride)
     if metric_protocol not in PROTOCOLS:
         raise typer.BadParameter(f"--metric-protocol must be one of {', '.join(PROTOCOLS)}, got {metric_protocol!r}")
     if mask_resize not in (None, "nearest"):
@@ -326,20 +371,28 @@ def localize(
     window: WindowOption = 512,
     stride: StrideOption = 512,
     batch_size: BatchOption = None,
-    threshold: Annotated[float, typer.Option(help="Probability above which a pixel is marked tampered.")] = 0.5,
+    threshold: Annotated[
+        float, typer.Option(parser=_probability, help="Probability above which a pixel is marked tampered, in (0, 1).")
+    ] = 0.5,
     save_restored: Annotated[bool, typer.Option(help="Also write the restored image.")] = False,
+    recursive: Annotated[bool, typer.Option(help="Descend into sub-folders of folder inputs.")] = False,
+    max_pixels: Annotated[
+        Optional[int],
+        typer.Option(min=1, help="Refuse images with more pixels (default 400 M pixels, about 8.4 GB; see README)."),
+    ] = None,
     device: DeviceOption = "auto",
     keep_freed_memory: KeepMemoryOption = True,
 ) -> None:
     """Localize tampering in images: heat map, mask, overlay and a JSON summary per image.
 
-    With no model option, `--model auto` picks a pretrained model per file from its JPEG
-    quality. Unreadable files are listed with their reason at the end (exit code 1);
-    every good file is still processed.
+    Files that fail (unreadable, over --max-pixels, out of memory) are listed with their
+    reason at the end (exit code 1); every good file is still processed. Outputs never
+    replace a file: if OUT holds one of their names, a fresh sub-folder is used. With no
+    model option, `--model auto` picks a pretrained model per file from its JPEG quality.
     """
     from reloc.devices import pick_device
     from reloc.engine.inference import retain_freed_memory
-    from reloc.engine.localize import localize_files
+    from reloc.engine.localize import DEFAULT_MAX_PIXELS, localize_files
     from reloc.engine.model_choice import ModelChooser
     from reloc.pretrained import PretrainedError
 
@@ -349,11 +402,14 @@ def localize(
     given = [value for value in (model, run, localizer) if value is not None]
     if len(given) > 1:
         raise typer.BadParameter("give one of --model, --run, --localizer")
+    _check_stride(window, stride)
     try:
         chooser = ModelChooser.from_option(str(given[0]) if given else "auto", pick_device(device), restorer, restore)
     except (PretrainedError, FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
+    if not chooser.auto:  # a bad weights file is the batch's usage error, before any file is read
+        chooser.pipeline(next(iter(chooser.sources)))
     summary = localize_files(
         inputs,
         chooser,
@@ -363,10 +419,12 @@ def localize(
         batch_size=batch_size,
         threshold=threshold,
         save_restored=save_restored,
+        recursive=recursive,
+        max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
     )
     typer.echo(summary.report())
     if not summary.ok:
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_INPUTS_FAILED)
 
 
 @app.command()
@@ -421,7 +479,7 @@ def convert(
         report = load_foreign_weights(built, source, strict=True)
     except WeightsError as error:
         typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(1) from error
+        raise typer.Exit(2) from error
     save_network(built, out)
     typer.echo(f"{report}\nwrote {out}")
 

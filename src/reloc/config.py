@@ -237,8 +237,46 @@ class Config(_Section):
         """Plain YAML/JSON-ready values (tuples as lists)."""
         return self.model_dump(mode="json")
 
-    def to_yaml(self, path: str | Path) -> None:
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+    def with_absolute_paths(self, base: str | Path | None = None) -> Config:
+        """A copy whose dataset and starting-weights paths (:data:`PATH_KEYS`) are absolute.
+
+        Relative paths are resolved against ``base`` (default: the working directory);
+        empty values and ``pretrained:NAME`` are kept as they are. A run stores its
+        configuration this way, so it reads the same files from any working directory.
+        """
+        base = Path.cwd() if base is None else Path(base)
+        updates: dict[str, dict[str, Any]] = {}
+        for section, key in PATH_KEYS:
+            value = getattr(getattr(self, section), key)
+            if value and not str(value).startswith("pretrained:") and not Path(value).is_absolute():
+                updates.setdefault(section, {})[key] = str((base / value).resolve())
+        return self.model_copy(
+            update={section: getattr(self, section).model_copy(update=keys) for section, keys in updates.items()}
+        )
+
+    def given_paths(self) -> dict[str, str]:
+        """The dotted :data:`PATH_KEYS` that are set, with their values as written."""
+        found = {}
+        for section, key in PATH_KEYS:
+            value = getattr(getattr(self, section), key)
+            if value:
+                found[f"{section}.{key}"] = str(value)
+        return found
+
+    def to_yaml(self, path: str | Path, comment: str | None = None) -> None:
+        """Write the configuration as YAML, atomically; ``comment`` lines go first, as ``#`` comments."""
+        from reloc.io_utils import write_text_atomic
+
+        header = "".join(f"# {line}\n" for line in comment.splitlines()) if comment else ""
+        write_text_atomic(path, header + yaml.safe_dump(self.to_dict(), sort_keys=False))
+
+
+#: The (section, key) pairs of :class:`Config` that name files or folders.
+PATH_KEYS: tuple[tuple[str, str], ...] = (
+    ("data", "dataset"),
+    ("model", "localizer_weights"),
+    ("model", "restorer_weights"),
+)
 
 
 def parse_override(item: str) -> dict[str, Any]:

@@ -17,16 +17,25 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "write_json_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "publish", "write_json_atomic", "write_text_atomic"]
 
 
 @contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a fresh temporary path beside ``path``; on normal exit rename it over ``path``.
+def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[Path]:
+    """Yield a fresh temporary path beside ``path``; on normal exit publish it as ``path``.
 
     The parent folder is created if missing. The temporary file exists (empty) when the
     block starts, so writers may open it in ``"w"``/``"wb"`` mode or pass its name to a
     library (``torch.save``, ``safetensors.torch.save_file``, ``PIL.Image.save``).
+
+    Args:
+        path: the destination.
+        overwrite: rename the temporary file over an existing ``path``; with ``False`` an
+            existing file is never touched, even one that appears while writing
+            (see :func:`publish`).
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is ``False``.
 
     >>> with atomic_path("out/model.safetensors") as temporary:
     ...     save_file(tensors, temporary)
@@ -38,19 +47,46 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     temporary = Path(name)
     try:
         yield temporary
-        os.replace(temporary, path)
+        publish(temporary, path, overwrite=overwrite)
     finally:
         temporary.unlink(missing_ok=True)
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> None:
-    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path`` atomically."""
-    with atomic_path(path) as temporary:
+def publish(temporary: Path, path: Path, *, overwrite: bool = True) -> None:
+    """Give the complete file ``temporary`` its final name ``path`` (same folder), atomically.
+
+    With ``overwrite`` it is renamed over ``path``; without, it is hard-linked to ``path``,
+    which fails if ``path`` exists, so no existing file is ever replaced (on file systems
+    without hard links the bytes are copied to a file created exclusively). ``temporary``
+    may be left behind for the caller to remove.
+
+    Raises:
+        FileExistsError: ``path`` exists and ``overwrite`` is ``False``.
+    """
+    if overwrite:
+        os.replace(temporary, path)
+        return
+    try:
+        os.link(temporary, path)
+    except FileExistsError:
+        raise FileExistsError(17, "exists and is not overwritten", str(path)) from None
+    except OSError:  # no hard links here (e.g. FAT, some network file systems)
+        with open(temporary, "rb") as source, open(path, "xb") as target:
+            while chunk := source.read(1 << 20):
+                target.write(chunk)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, *, overwrite: bool = True) -> None:
+    """Write ``text`` (UTF-8, ``\\n`` line ends) to ``path`` atomically (``overwrite``: see
+    :func:`atomic_path`)."""
+    with atomic_path(path, overwrite=overwrite) as temporary:
         with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
             handle.write(text)
 
 
-def write_json_atomic(path: str | os.PathLike, data: Any, indent: int | None = 1, **options: Any) -> None:
-    """Write ``data`` as JSON (plus a final newline) to ``path`` atomically; ``options``
-    go to :func:`json.dumps` (e.g. ``ensure_ascii=False``)."""
-    write_text_atomic(path, json.dumps(data, indent=indent, **options) + "\n")
+def write_json_atomic(
+    path: str | os.PathLike, data: Any, indent: int | None = 1, *, overwrite: bool = True, **options: Any
+) -> None:
+    """Write ``data`` as JSON (plus a final newline) to ``path`` atomically (``overwrite``:
+    see :func:`atomic_path`); ``options`` go to :func:`json.dumps` (e.g. ``allow_nan=False``)."""
+    write_text_atomic(path, json.dumps(data, indent=indent, **options) + "\n", overwrite=overwrite)

@@ -71,7 +71,10 @@ def resolve_weights(path: str | os.PathLike, role: str) -> str:
     if candidate.is_dir():
         candidate = weights_path(candidate, role)
     if not candidate.is_file():
-        raise FileNotFoundError(f"no {role} weights at {candidate} (from {path!r})")
+        looked = "" if str(candidate) == path else f"looked for {candidate}; "
+        raise FileNotFoundError(
+            f"{path}: no {role} weights ({looked}expected a weights file, a run folder or pretrained:NAME)"
+        )
     return str(candidate)
 
 

@@ -11,16 +11,21 @@ its default ``False`` (this module never changes it; code that sets it to ``True
 Pillow pad truncated files silently).
 
 Pixel cap: the size in the file header is checked against ``max_pixels`` before any pixel
-is decoded. Pillow's own ``DecompressionBombWarning`` is superseded by that cap (a caller
-who raises the cap means it), and Pillow's hard ``DecompressionBombError`` (images over
+is decoded. Pillow's own decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) is
+superseded by that cap while our readers open a file (a caller who sets the cap means
+it); with ``max_pixels=None`` Pillow's hard ``DecompressionBombError`` (images over
 ``2 * PIL.Image.MAX_IMAGE_PIXELS``, about 179 megapixels by default) becomes an
-:class:`ImageError`; to read larger images raise both ``max_pixels`` and
-``PIL.Image.MAX_IMAGE_PIXELS``.
+:class:`ImageError`.
+
+Memory: ``read_image(..., compact=True)`` returns 8-bit files as uint8 (a quarter of the
+float32 array) and converts Pillow's buffer without intermediate copies; ``reloc
+localize`` reads that way.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +33,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from reloc.io_utils import atomic_path
 
@@ -38,7 +43,7 @@ DEFAULT_MAX_PIXELS = 150_000_000
 ALPHA_MODES = ("composite-white", "drop")
 
 IMAGE_SUFFIXES: frozenset[str] = frozenset(
-    {".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".ppm", ".pgm", ".pnm"}
+    {".png", ".jpg", ".jpeg", ".jpe", ".jfif", ".tif", ".tiff", ".bmp", ".webp", ".gif", ".ppm", ".pgm", ".pnm"}
 )
 """File extensions (lower case) taken as images wherever a folder is scanned (datasets,
 photo sources, ``reloc localize`` inputs); a file named directly is read whatever its name."""
@@ -47,6 +52,8 @@ _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOUR_TYPES_WITH_CHANNELS = (2, 4, 6)  # RGB, gray+alpha, RGBA
 _EXIF_ORIENTATION = 0x0112
 _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as Pillow
+_BOMB_LIMIT_LOCK = threading.Lock()  # guards the temporary change of PIL.Image.MAX_IMAGE_PIXELS
+_BAND_ROWS = 512  # rows per band when compositing alpha in compact mode
 
 
 class ImageError(ValueError):
@@ -68,6 +75,7 @@ def read_image(
     *,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     alpha: str = "composite-white",
+    compact: bool = False,
 ) -> np.ndarray:
     """Read an image file as RGB.
 
@@ -83,9 +91,13 @@ def read_image(
         alpha: how transparent images become RGB: ``"composite-white"`` (default) blends
             them over a white background, ``"drop"`` discards the alpha channel and keeps
             the stored colour of transparent pixels.
+        compact: return a file of 8 bits per channel as uint8 (the float32 result would
+            be exactly ``uint8 / 255``, except that composited alpha is rounded to 8 bits);
+            16-bit and float files stay float32.
 
     Returns:
-        float32 array ``(H, W, 3)``, RGB in [0, 1].
+        float32 array ``(H, W, 3)``, RGB in [0, 1]; with ``compact`` uint8 ``(H, W, 3)`` in
+        [0, 255] for 8-bit files.
 
     Raises:
         ImageError: the file is missing, unreadable, corrupt, truncated or over the cap.
@@ -93,15 +105,30 @@ def read_image(
     """
     if alpha not in ALPHA_MODES:
         raise ValueError(f"alpha must be one of {ALPHA_MODES}, got {alpha!r}")
-    pixels = _decode(path, max_pixels)
+    pixels = _decode(path, max_pixels, compact)
     if pixels.shape[2] in (2, 4):
-        colour, opacity = pixels[..., :-1], pixels[..., -1:]
-        if alpha == "composite-white":
-            colour = colour * opacity + (1.0 - opacity)
-        pixels = colour
+        if pixels.dtype == np.uint8:
+            pixels = _composite_uint8(pixels, alpha == "composite-white")
+        else:
+            colour, opacity = pixels[..., :-1], pixels[..., -1:]
+            if alpha == "composite-white":
+                colour = colour * opacity + (1.0 - opacity)
+            pixels = colour
     if pixels.shape[2] == 1:
         pixels = np.repeat(pixels, 3, axis=2)
-    return np.ascontiguousarray(pixels, dtype=np.float32)
+    return np.ascontiguousarray(pixels, dtype=pixels.dtype if pixels.dtype == np.uint8 else np.float32)
+
+
+def _composite_uint8(pixels: np.ndarray, over_white: bool) -> np.ndarray:
+    """uint8 ``(H, W, C + 1)`` with alpha last -> uint8 ``(H, W, C)``, composited over white (or alpha dropped), in bands."""
+    colour = np.empty(pixels.shape[:2] + (pixels.shape[2] - 1,), dtype=np.uint8)
+    for top in range(0, pixels.shape[0], _BAND_ROWS):
+        band = pixels[top : top + _BAND_ROWS].astype(np.float32) / 255.0
+        values = band[..., :-1]
+        if over_white:
+            values = values * band[..., -1:] + (1.0 - band[..., -1:])
+        colour[top : top + _BAND_ROWS] = float_to_uint8(values)
+    return colour
 
 
 MASK_RESIZE = ("nearest",)
@@ -223,14 +250,16 @@ def read_mask(
     return rule.binarise(values)
 
 
-def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
+def write_png(path: str | os.PathLike, array: np.ndarray, *, overwrite: bool = True) -> None:
     """Write an image or mask as a lossless 8-bit PNG, atomically.
 
-    The file is written to a temporary name in the same folder and then renamed over
-    ``path``, so readers never see a half-written file.
+    The file is written to a temporary name in the same folder and then published as
+    ``path`` by :func:`reloc.io_utils.atomic_path`, so readers never see a half-written file.
 
     Args:
         path: destination file; missing parent folders are created.
+        overwrite: replace an existing ``path``; with ``False`` an existing file is never
+            touched (:class:`FileExistsError`), even if it appears while writing.
         array: one of
             float ``(H, W, 3)`` or ``(H, W)`` in [0, 1] (clipped, then ``rint(x * 255)``);
             uint8 ``(H, W, 3)`` or ``(H, W)``, written as is;
@@ -238,6 +267,7 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
 
     Raises:
         ValueError: unsupported shape or dtype, or NaN values.
+        FileExistsError: ``path`` exists and ``overwrite`` is ``False``.
     """
     path = Path(path)
     array = np.asarray(array)
@@ -253,7 +283,7 @@ def write_png(path: str | os.PathLike, array: np.ndarray) -> None:
         pixels = float_to_uint8(array)
     else:
         raise ValueError(f"expected a float, uint8 or bool array, got {array.dtype}")
-    with atomic_path(path) as temporary:
+    with atomic_path(path, overwrite=overwrite) as temporary:
         Image.fromarray(np.ascontiguousarray(pixels)).save(temporary, format="PNG")
 
 
@@ -295,20 +325,26 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(tensor.detach().to("cpu", torch.float32).numpy().transpose(1, 2, 0))
 
 
-def _decode(path: str | os.PathLike, max_pixels: int | None) -> np.ndarray:
-    """Decode a file to float channels at full precision, upright.
+def _decode(path: str | os.PathLike, max_pixels: int | None, compact: bool = False) -> np.ndarray:
+    """Decode a file to channels at full precision, upright.
 
     Returns:
-        float32 array ``(H, W, C)`` in [0, 1]; channels are L (C=1), LA (2), RGB (3) or
-        RGBA (4).
+        float32 array ``(H, W, C)`` in [0, 1] (with ``compact``, uint8 in [0, 255] for
+        8-bit files); channels are L (C=1), LA (2), RGB (3) or RGBA (4).
     """
     path = Path(path)
     if path.is_dir():
         raise ImageError(path, "is a directory, not an image file")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(), _BOMB_LIMIT_LOCK:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            image = Image.open(path)
+            default_limit = Image.MAX_IMAGE_PIXELS
+            if max_pixels is not None and default_limit is not None:
+                Image.MAX_IMAGE_PIXELS = max(default_limit, max_pixels)  # our cap is checked below
+            try:
+                image = Image.open(path)
+            finally:
+                Image.MAX_IMAGE_PIXELS = default_limit
     except FileNotFoundError as exc:
         raise ImageError(path, "file not found") from exc
     except Image.DecompressionBombError as exc:
@@ -320,14 +356,15 @@ def _decode(path: str | os.PathLike, max_pixels: int | None) -> np.ndarray:
         if max_pixels is not None and width * height > max_pixels:
             raise ImageError(
                 path,
-                f"image is {width}x{height} = {width * height} pixels, over the cap of "
-                f"{max_pixels} (pass a larger max_pixels to read it)",
+                f"image is {width}x{height} = {width * height:,} pixels, over the cap of "
+                f"{max_pixels:,} pixels (max_pixels; `reloc localize --max-pixels`)",
             )
         try:
             image.load()
             if _is_wide_colour_png(path, image):
                 return _decode_wide_png(path, image.getexif().get(_EXIF_ORIENTATION, 1))
-            return _pil_to_float(ImageOps.exif_transpose(image))
+            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
+            return _orient(_pil_to_array(image, compact), orientation)
         except ImageError:
             raise
         except Exception as exc:
@@ -388,8 +425,9 @@ def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
     return pixels if operation is None else np.ascontiguousarray(operation(pixels))
 
 
-def _pil_to_float(image: Image.Image) -> np.ndarray:
-    """Convert a loaded Pillow image to float channels (L, LA, RGB or RGBA) in [0, 1]."""
+def _pil_to_array(image: Image.Image, compact: bool = False) -> np.ndarray:
+    """Convert a loaded Pillow image to float channels (L, LA, RGB or RGBA) in [0, 1]
+    (with ``compact``, 8-bit modes as uint8 channels in [0, 255])."""
     mode = image.mode
     if mode.startswith("I;16"):
         pixels = np.asarray(image).astype(np.float32) / 65535.0
@@ -406,7 +444,11 @@ def _pil_to_float(image: Image.Image) -> np.ndarray:
             target = "L"
         else:
             target = "RGB"
-        pixels = np.asarray(image.convert(target)).astype(np.float32) / 255.0
+        converted = image if image.mode == target else image.convert(target)
+        pixels = np.asarray(converted)
+        del converted
+        if not compact:
+            pixels = pixels.astype(np.float32) / 255.0
     if pixels.ndim == 2:
         pixels = pixels[:, :, None]
     return pixels

@@ -32,6 +32,7 @@ import platform
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from reloc.models import segmentation_logits
@@ -121,6 +122,8 @@ class Pipeline(nn.Module):
         super().__init__()
         self.restorer = restorer
         self.localizer = localizer
+        #: the files the networks were loaded from, by role (set by ``pipeline_from_weights``)
+        self.weights_files: dict[str, str | None] = {}
 
     def restore(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` in [0, 1] -> restored ``(B, 3, H, W)`` clamped to [0, 1]."""
@@ -140,6 +143,19 @@ class Pipeline(nn.Module):
         """``(B, 3, H, W)`` in [0, 1] -> tamper probabilities ``(B, 1, H, W)``."""
         return self.run(image)[1]
 
+    @property
+    def min_side(self) -> int:
+        """The smallest window side the networks accept (``MIN_SIDE`` of each, default 1):
+        windows smaller than it are padded by replication and their output cropped back."""
+        return max(
+            getattr(network, "MIN_SIDE", 1) for network in (self.restorer, self.localizer) if network is not None
+        )
+
+    def network_input(self, height: int, width: int, window: int) -> tuple[int, int]:
+        """The ``(h, w)`` each window of an ``height x width`` image runs at in :meth:`predict`
+        (after padding to :attr:`min_side`, if needed)."""
+        return max(min(window, height), self.min_side), max(min(window, width), self.min_side)
+
     def predict(
         self,
         image: torch.Tensor,
@@ -155,12 +171,17 @@ class Pipeline(nn.Module):
         origins of :func:`window_origins` on each side, restored and localized
         ``batch_size`` at a time under ``torch.inference_mode()`` on the device of the
         pipeline's first parameter; each pixel gets the mean over the windows covering it.
-        Only one batch of windows is on the device at a time; the sums are accumulated in
-        float32 maps on the CPU. Put the pipeline in eval mode first.
+        A window with a side under :attr:`min_side` (a tiny image, or a tiny ``window``) is
+        padded on the bottom/right by replication and its output cropped back. Only one
+        batch of windows is on the device at a time; the sums are accumulated in float32
+        maps on the CPU (the window counts are separable, so no count map is kept). Put
+        the pipeline in eval mode first.
 
         Args:
-            image: ``(3, H, W)`` in [0, 1], already distorted (e.g. JPEG-compressed), on
-                any device.
+            image: ``(3, H, W)``, float in [0, 1] or uint8 in [0, 255] (divided by 255 per
+                window, which gives the same floats as decoding to float first; a uint8
+                image takes a quarter of the memory), already distorted (e.g.
+                JPEG-compressed), on any device; it may be a non-contiguous view.
             window: window side in pixels; an image smaller than it on both sides runs whole.
             stride: step between windows, ``1 <= stride <= window``.
             batch_size: windows per forward pass; ``None``: :func:`default_batch_size`
@@ -182,17 +203,13 @@ class Pipeline(nn.Module):
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         height, width = image.shape[1:]
-        boxes = [
-            (top, left)
-            for top in window_origins(height, window, stride)
-            for left in window_origins(width, window, stride)
-        ]
+        rows, columns = window_origins(height, window, stride), window_origins(width, window, stride)
+        boxes = [(top, left) for top in rows for left in columns]
         size = (min(window, height), min(window, width))
         device = next(self.parameters()).device
         if batch_size is None:
             batch_size = default_batch_size(device, size[0] * size[1])
         sums = torch.zeros(4 if return_restored else 1, height, width)
-        counts = torch.zeros(height, width)
         if progress is not None:
             progress(0, len(boxes))
         with torch.inference_mode():
@@ -201,10 +218,12 @@ class Pipeline(nn.Module):
                 outputs = self._run_windows(image, chunk, size, device, return_restored)
                 for (top, left), output in zip(chunk, outputs):
                     sums[:, top : top + size[0], left : left + size[1]] += output
-                    counts[top : top + size[0], left : left + size[1]] += 1
                 if progress is not None:
                     progress(start + len(chunk), len(boxes))
-        sums /= counts  # the means, in place
+        row_counts, column_counts = _coverage(rows, size[0], height), _coverage(columns, size[1], width)
+        for top in range(0, height, _DIVIDE_ROWS):  # the means, in place, a band of rows at a time
+            band = slice(top, top + _DIVIDE_ROWS)
+            sums[:, band] /= row_counts[band, None] * column_counts[None, :]
         return (sums[0], sums[1:]) if return_restored else sums[0]
 
     def _run_windows(
@@ -222,7 +241,24 @@ class Pipeline(nn.Module):
             probabilities, channels 1-3 the restored window when ``with_restored``.
         """
         height, width = size
-        batch = torch.stack([image[:, top : top + height, left : left + width] for top, left in origins])
-        restored, probabilities = self.run(batch.to(device, torch.float32))
+        batch = torch.stack([image[:, top : top + height, left : left + width] for top, left in origins]).to(device)
+        batch = batch.to(torch.float32) / 255.0 if batch.dtype == torch.uint8 else batch.to(torch.float32)
+        padded_height, padded_width = max(height, self.min_side), max(width, self.min_side)
+        if (padded_height, padded_width) != (height, width):
+            batch = F.pad(batch, (0, padded_width - width, 0, padded_height - height), mode="replicate")
+        restored, probabilities = self.run(batch)
         outputs = torch.cat([probabilities, restored], dim=1) if with_restored else probabilities
-        return outputs.to("cpu", torch.float32)
+        return outputs[:, :, :height, :width].to("cpu", torch.float32)
+
+
+_DIVIDE_ROWS = 256
+"""Rows per band when :meth:`Pipeline.predict` divides its sums by the window counts."""
+
+
+def _coverage(origins: list[int], window: int, length: int) -> torch.Tensor:
+    """How many windows of side ``window`` starting at ``origins`` cover each of ``length`` positions, float32."""
+    counts = torch.zeros(length + 1)
+    for origin in origins:
+        counts[origin] += 1
+        counts[origin + window] -= 1
+    return counts.cumsum(0)[:length]

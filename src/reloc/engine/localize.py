@@ -4,32 +4,66 @@
 >>> summary = localize_files(["case-12/", "extra/*.jpg"], pipeline, Path("results"))
 >>> print(summary.report())
 
-For each image ``OUT/<stem>`` gets ``_heatmap.png`` (probabilities coloured),
-``_mask.png`` (probability > threshold, {0, 255}), ``_overlay.png`` (the image tinted red
-where tampered), optionally ``_restored.png``, and ``<stem>.json`` with the numbers of
-:func:`image_report` plus ``file``, ``window``, ``stride`` and ``seconds`` (reading,
-localizing and writing the images). Two inputs with the same stem get ``stem``, ``stem-1``,
-``stem-2`` ... in input order, so no output overwrites another's. A file that cannot be
-read, a missing path, a pattern matching nothing or a folder without images is recorded
-as a failure with its reason and the others go on.
+For each image the output folder gets ``<stem>_heatmap.png`` (probabilities coloured),
+``<stem>_mask.png`` (probability > threshold, {0, 255}), ``<stem>_overlay.png`` (the
+image tinted red where tampered), optionally ``<stem>_restored.png``, and ``<stem>.json``
+(the numbers of :func:`image_report`, the protocol, and provenance: the input's absolute
+path and SHA-256, the networks and their weights' SHA-256, whether a restorer ran, the
+reloc / torch / Python versions, the UTC time). The batch gets ``summary.json``: every
+input's status and reason, every skipped folder entry and why, the model, options,
+versions and times.
+
+Safety rules:
+
+- **No evidence is overwritten.** Before anything is written, every output name of the
+  batch is checked against the output folder: if any exists already (an input, an earlier
+  run's result, anything this run did not create), the whole batch goes to a fresh
+  sub-folder ``OUT/localize-<UTC time>`` and the summary says so. Every file is then
+  published without replacing (a hard link of a complete temporary file), so not even a
+  file appearing during the run is overwritten. Two inputs with the same stem get
+  ``stem``, ``stem-1``, ``stem-2`` ... in input order (``summary`` is reserved).
+- **One bad file never stops the batch.** A file that cannot be read (missing, empty,
+  truncated, not an image, over the pixel budget), runs out of memory or fails inside a
+  network is recorded with its reason and the others go on; an unexpected error's
+  traceback is appended to ``reloc-error-<time>.log`` in the output folder.
+- **Nothing is skipped silently.** Folder entries that are not taken (other suffixes,
+  sub-folders without ``recursive``, broken links, link loops, devices, pipes) are
+  counted and listed with their reason.
+- **Any size.** Windows under the networks' minimum side are padded (``padded`` and
+  ``network_input`` in the JSON).
+
+Memory: 8-bit images are decoded to uint8 and fed to the networks window by window; the
+heat map and overlay are rendered in bands, so the peak is about
+:data:`BYTES_PER_PIXEL` bytes per pixel plus the networks (``benchmarks/memory.py``);
+:data:`DEFAULT_MAX_PIXELS` is the default budget.
 """
 
 from __future__ import annotations
 
+import errno
 import glob
+import hashlib
 import math
 import os
+import platform
+import stat
+import tempfile
 import time
+import traceback
+import warnings
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from reloc.data.io import IMAGE_SUFFIXES, ImageError, read_image, to_numpy, to_tensor, write_png
+from reloc import __version__
+from reloc.data.io import IMAGE_SUFFIXES, ImageError, float_to_uint8, read_image, write_png
 from reloc.engine.inference import Pipeline
 from reloc.engine.model_choice import ModelChooser
+from reloc.errors import UsageError, utc_now
 from reloc.io_utils import write_json_atomic
 from reloc.models.weights import WeightsError, load_network, read_spec
 from reloc.visualize import heatmap, overlay
@@ -39,6 +73,20 @@ from reloc.visualize import heatmap, overlay
 TOP_FRACTION = 0.01
 """Share of the most suspicious pixels whose mean probability is the image score."""
 
+BYTES_PER_PIXEL = 21
+"""Resident memory per image pixel of :func:`localize_files` without ``save_restored``:
+2.99 GB for a 12000x12000 8-bit PNG (``benchmarks/memory.py``, tiny localizer, the peak seen
+after every window was localized, through the heat map and mask PNGs; runtime included). A
+restored image adds about 16 bytes per pixel (three more float32 sums, its uint8 copy);
+that figure is an estimate from the arrays, not a measurement."""
+
+DEFAULT_MAX_PIXELS = 400_000_000
+"""Default pixel budget of ``reloc localize`` (20000x20000): at :data:`BYTES_PER_PIXEL`
+about 8.4 GB, about 15 GB with ``--save-restored``, which fits a 24 GB machine with room."""
+
+SUMMARY_NAME = "summary.json"
+ERROR_LOG_NAME = "reloc-error.log"
+RESERVED_STEMS = frozenset({"summary"})
 _GLOB_CHARACTERS = frozenset("*?[")
 
 
@@ -49,21 +97,43 @@ class LocalizeSummary:
     Attributes:
         processed: the image files localized, in order.
         failed: ``(input or file, reason)`` of every input or file that gave no result.
+        skipped: ``(folder entry, reason)`` of every entry of an input folder not taken.
+        out: the folder the outputs went to.
+        note: why ``out`` differs from the folder asked for, if it does.
     """
 
     processed: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    out: Path | None = None
+    note: str | None = None
 
     @property
     def ok(self) -> bool:
-        """Whether nothing failed."""
+        """Whether nothing failed (skipped folder entries do not count as failures)."""
         return not self.failed
 
-    def report(self) -> str:
-        """A human-readable summary listing every failed file with its reason."""
-        lines = [f"localized {len(self.processed)} image(s), {len(self.failed)} failed"]
+    def report(self, listed: int = 20) -> str:
+        """A human-readable summary: every failure with its reason, skipped entries (the first ``listed``)."""
+        lines = [f"localized {len(self.processed)} image(s), {len(self.failed)} failed, {len(self.skipped)} skipped"]
         lines += [f"  FAILED {path}: {reason}" for path, reason in self.failed]
+        lines += [f"  skipped {path}: {reason}" for path, reason in self.skipped[:listed]]
+        if len(self.skipped) > listed:
+            lines.append(f"  ... {len(self.skipped) - listed} more skipped entries listed in {SUMMARY_NAME}")
+        if self.note:
+            lines.append(f"note: {self.note}")
+        if self.out is not None:
+            lines.append(f"outputs in {self.out} ({SUMMARY_NAME} lists every file)")
         return "\n".join(lines)
+
+
+@dataclass
+class Expansion:
+    """Image files found in the inputs, with what could not be used and why."""
+
+    files: list[Path] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
 def pipeline_from_weights(
@@ -88,7 +158,12 @@ def pipeline_from_weights(
     """
     restorer = None if restorer_path is None else _load_role(restorer_path, "restorer", device)
     localizer = _load_role(localizer_path, "localizer", device)
-    return Pipeline(restorer, localizer).eval()
+    pipeline = Pipeline(restorer, localizer).eval()
+    pipeline.weights_files = {
+        "localizer": str(localizer_path),
+        "restorer": None if restorer_path is None else str(restorer_path),
+    }
+    return pipeline
 
 
 def _load_role(path: str | os.PathLike, role: str, device: str | torch.device) -> torch.nn.Module:
@@ -97,6 +172,37 @@ def _load_role(path: str | os.PathLike, role: str, device: str | torch.device) -
     if spec.kind != role:
         raise WeightsError(f"{path}: holds the {spec.kind} {spec.name!r}, not a {role}")
     return load_network(path, map_location=device)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def versions() -> dict[str, str]:
+    """The versions that produced a result: reloc, torch, Python."""
+    return {"reloc": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def model_provenance(pipeline: Pipeline) -> dict[str, dict[str, object] | None]:
+    """What localized: per role, the network's registry name and arguments, and the weights
+    file it was loaded from with its SHA-256 (``pipeline.weights_files``, set by
+    :func:`pipeline_from_weights`; ``None`` for networks built in memory)."""
+    files = pipeline.weights_files
+
+    def describe(role: str, network: torch.nn.Module | None) -> dict[str, object] | None:
+        if network is None:
+            return None
+        spec, weights = getattr(network, "spec", None), files.get(role)
+        return {
+            "network": spec.name if spec else type(network).__name__,
+            "arguments": spec.kwargs if spec else None,
+            "weights": None if weights is None else str(Path(weights).absolute()),
+            "weights_sha256": None if weights is None else sha256_file(weights),
+        }
+
+    return {"localizer": describe("localizer", pipeline.localizer), "restorer": describe("restorer", pipeline.restorer)}
 
 
 def localize_files(
@@ -110,86 +216,259 @@ def localize_files(
     threshold: float = 0.5,
     save_restored: bool = False,
     progress: bool = True,
+    recursive: bool = False,
+    max_pixels: int | None = DEFAULT_MAX_PIXELS,
 ) -> LocalizeSummary:
-    """Localize every image of ``inputs`` and write the results to ``out``.
+    """Localize every image of ``inputs`` and write the results under ``out``.
 
     Args:
-        inputs: image files, folders (their image files, sorted, not recursive) or glob
-            patterns (``**`` recursive), expanded in order; a file reached twice runs once.
+        inputs: image files, folders (their image files, sorted; sub-folders too with
+            ``recursive``) or glob patterns (``**`` recursive), expanded in order; a file
+            reached twice runs once.
         pipeline: the restorer and localizer, in eval mode (see :func:`pipeline_from_weights`),
             or a :class:`~reloc.engine.model_choice.ModelChooser` that picks one per file
             (its ``model``, ``jpeg_quality`` and ``model_reason`` go into the JSON).
-        out: output folder, created if needed.
+        out: output folder, created if needed; when it holds a file with one of the
+            batch's output names, a fresh sub-folder of it is used (see the module doc).
         window, stride, batch_size: the sliding windows of :meth:`Pipeline.predict`
             (``batch_size=None``: its per-device default).
-        threshold: probability above which a pixel counts as tampered (mask, fraction).
+        threshold: probability above which a pixel counts as tampered (mask, fraction), in [0, 1].
         save_restored: also write ``<stem>_restored.png``.
         progress: show a tqdm progress bar.
+        recursive: descend into sub-folders of folder inputs.
+        max_pixels: refuse images with more pixels (checked in the header, before decoding).
 
     Returns:
-        The files processed and the failures with their reasons (unreadable images,
-        missing paths, patterns matching nothing, folders without images).
+        The files processed, the failures with their reasons (unreadable images, missing
+        paths, patterns matching nothing, folders without images, errors while
+        localizing) and the skipped folder entries.
+
+    Raises:
+        UsageError: ``out`` is a file, cannot be created or is not writable.
+        ValueError: ``threshold`` is not in [0, 1].
     """
-    files, failed = expand_inputs(inputs)
-    summary = LocalizeSummary(failed=failed)
-    out.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(list(zip(files, unique_stems(files))), disable=not progress, unit="image", desc="localize")
+    if not 0.0 <= threshold <= 1.0:  # also refuses NaN
+        raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    started, clock = utc_now(), time.perf_counter()
+    expansion = expand_inputs(inputs, recursive=recursive)
+    stems = unique_stems(expansion.files, reserved=RESERVED_STEMS)
+    names = [SUMMARY_NAME, ERROR_LOG_NAME] + [name for stem in stems for name in output_names(stem, save_restored)]
+    folder, note = choose_output_folder(out, names, started)
+    summary = LocalizeSummary(failed=list(expansion.failed), skipped=expansion.skipped, out=folder, note=note)
+    statuses = [{"input": text, "status": "failed", "reason": reason} for text, reason in expansion.failed]
+    models: dict[int, dict[str, object]] = {}  # provenance per pipeline, hashed once
+    settings = {
+        "window": window,
+        "stride": stride,
+        "batch_size": batch_size,
+        "threshold": threshold,
+        "max_pixels": max_pixels,
+    }
+    bar = tqdm(list(zip(expansion.files, stems)), disable=not progress, unit="image", desc="localize")
     for path, stem in bar:
+        status = {"input": str(path.absolute()), "status": "ok", "reason": None, "json": f"{stem}.json"}
         try:
-            chosen, facts = pipeline.choose(path) if isinstance(pipeline, ModelChooser) else (pipeline, {})
-            _localize_one(path, stem, chosen, out, window, stride, batch_size, threshold, save_restored, facts)
+            chosen, facts = pipeline.choose(path) if hasattr(pipeline, "choose") else (pipeline, {})
+            if id(chosen) not in models:
+                models[id(chosen)] = model_provenance(chosen)
+            _localize_one(
+                path, stem, chosen, folder, settings, save_restored, {"networks": models[id(chosen)], **facts}
+            )
         except ImageError as error:
-            summary.failed.append((str(path), error.reason))
-        else:
+            status.update(status="failed", reason=error.reason)
+        except WeightsError:
+            raise  # the model, not this file, is bad: the whole batch's error
+        except (MemoryError, torch.cuda.OutOfMemoryError) as error:
+            status.update(status="failed", reason=f"out of memory ({type(error).__name__}: {str(error)[:200]})")
+        except FileExistsError as error:
+            status.update(status="failed", reason=f"output {error.filename} appeared during the run; not overwritten")
+        except Exception as error:  # noqa: BLE001 - one file's failure must not end the batch
+            log = _append_log(folder, path, error)
+            status.update(
+                status="failed", reason=f"error while localizing ({type(error).__name__}: {error}; traceback in {log})"
+            )
+        finally:
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        if status["status"] == "ok":
             summary.processed.append(path)
+        else:
+            status["json"] = None
+            summary.failed.append((str(path), status["reason"]))
+        statuses.append(status)
         bar.set_postfix(failed=len(summary.failed))
+    summary_record = {
+        "command": "reloc localize",
+        "versions": versions(),
+        "started_utc": started.isoformat(),
+        "finished_utc": utc_now().isoformat(),
+        "seconds": round(time.perf_counter() - clock, 3),
+        "requested_out": str(out.absolute()),
+        "out": str(folder.absolute()),
+        "note": note,
+        "networks": list(models.values()),
+        "options": {**settings, "save_restored": save_restored, "recursive": recursive},
+        "counts": {"processed": len(summary.processed), "failed": len(summary.failed), "skipped": len(summary.skipped)},
+        "files": statuses,
+        "skipped": [{"path": path, "reason": reason} for path, reason in summary.skipped],
+    }  # fmt: skip
+    write_json_atomic(folder / SUMMARY_NAME, summary_record, indent=2, overwrite=False, allow_nan=False)
     return summary
 
 
-def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
+def output_names(stem: str, save_restored: bool) -> list[str]:
+    """The files one image writes: heat map, mask, overlay, (restored,) JSON."""
+    suffixes = ["_heatmap.png", "_mask.png", "_overlay.png"] + (["_restored.png"] if save_restored else [])
+    return [stem + suffix for suffix in suffixes] + [f"{stem}.json"]
+
+
+def choose_output_folder(out: Path, names: list[str], now: datetime) -> tuple[Path, str | None]:
+    """``out`` if none of ``names`` exists in it (case-insensitively), else a fresh sub-folder.
+
+    Returns:
+        The folder (created, checked writable) and, for a sub-folder, the note saying why.
+
+    Raises:
+        UsageError: ``out`` is a file, cannot be created or is not writable.
+    """
+    what = f"output folder {out}"
+    if out.exists() and not out.is_dir():
+        raise UsageError(what, "is a file, not a folder")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        existing = {name.casefold() for name in os.listdir(out)}
+    except OSError as error:
+        raise UsageError(what, f"cannot create or list it ({error.strerror or error})") from None
+    clashes = [name for name in names if name.casefold() in existing]
+    folder, note = out, None
+    if clashes:
+        stamp = now.strftime("%Y%m%dT%H%M%SZ")
+        for number in range(1, 1000):
+            folder = out / (f"localize-{stamp}" + (f"-{number}" if number > 1 else ""))
+            try:
+                folder.mkdir()
+                break
+            except FileExistsError:
+                continue
+            except OSError as error:
+                raise UsageError(what, f"cannot create a sub-folder ({error.strerror or error})") from None
+        note = (
+            f"{out} already holds {len(clashes)} file(s) with this run's output names (e.g. {clashes[0]}); "
+            f"nothing there is overwritten: the outputs are written to the new sub-folder {folder}"
+        )
+    try:
+        handle, probe = tempfile.mkstemp(dir=folder, prefix=".reloc-write-test-")
+        os.close(handle)
+        os.unlink(probe)
+    except OSError as error:
+        raise UsageError(what, f"not writable ({error.strerror or error})") from None
+    return folder, note
+
+
+def expand_inputs(inputs: list[str], recursive: bool = False) -> Expansion:
     """Turn files, folders and glob patterns into image files.
 
     A path that exists is used as it is (a file, or a folder's image files); otherwise a
     text with ``*``, ``?`` or ``[`` is a glob pattern whose matches are used the same way.
+    A symbolic link loop, a broken link, a device or a pipe is reported as such.
 
     Returns:
-        The files in input order without repeats, and ``(input, reason)`` for every input
-        that gave none.
+        The files in input order without repeats, ``(input, reason)`` for every input
+        that gave none, and ``(entry, reason)`` for every folder entry not taken.
     """
-    files: dict[Path, Path] = {}  # resolved -> as given
-    failed: list[tuple[str, str]] = []
+    found: dict[Path, Path] = {}  # resolved -> as given
+    result = Expansion()
     for text in inputs:
         path = Path(text)
-        if path.exists():
-            found, reason = _expand_path(path)
-        elif _GLOB_CHARACTERS & set(text):
+        kind, reason = _probe(path)
+        files: list[Path] = []
+        if kind == "missing" and _GLOB_CHARACTERS & set(text):
             matches = [Path(match) for match in sorted(glob.glob(text, recursive=True))]
-            found = [file for match in matches for file in _expand_path(match)[0]]
+            for match in matches:
+                match_kind, match_reason = _probe(match)
+                if match_kind == "dir":
+                    found_here, unreadable = _scan_folder(match, recursive, result, set())
+                    files += found_here
+                    if unreadable:
+                        result.skipped.append((str(match), unreadable))
+                elif match_kind == "file":
+                    files.append(match)
+                else:
+                    result.skipped.append((str(match), match_reason))
             reason = "the pattern matches no file" if not matches else "the pattern matches no image file"
+        elif kind == "dir":
+            files, unreadable = _scan_folder(path, recursive, result, set())
+            reason = unreadable or f"the folder holds no image file ({', '.join(sorted(IMAGE_SUFFIXES))})"
+        elif kind == "file":
+            files = [path]
+        if not files:
+            result.failed.append((text, reason))
+        for file in files:
+            found.setdefault(file.resolve(), file)
+    result.files = list(found.values())
+    return result
+
+
+def _probe(path: Path) -> tuple[str, str]:
+    """``("file" | "dir" | "missing" | "bad", reason)`` for a path, following links."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        if path.is_symlink():
+            return "bad", f"broken symbolic link (to {os.readlink(path)})"
+        return "missing", "no such file or folder"
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            return "bad", "symbolic link loop"
+        return "bad", f"cannot access: {(error.strerror or str(error)).lower()}"
+    if stat.S_ISDIR(info.st_mode):
+        return "dir", ""
+    if stat.S_ISREG(info.st_mode):
+        return "file", ""
+    return "bad", "not a regular file (a device, socket or named pipe)"
+
+
+def _scan_folder(folder: Path, recursive: bool, result: Expansion, visited: set[str]) -> tuple[list[Path], str | None]:
+    """A folder's image files, sorted by name (depth first with ``recursive``), and why
+    the folder cannot be listed (``None`` if it can); entries not taken go to
+    ``result.skipped``, with the reason (an unlistable sub-folder too)."""
+    visited.add(os.path.realpath(folder))
+    try:
+        entries = sorted(os.listdir(folder))
+    except OSError as error:
+        return [], f"cannot list the folder: {(error.strerror or str(error)).lower()}"
+    files = []
+    for name in entries:
+        entry = folder / name
+        kind, reason = _probe(entry)
+        if kind == "file":
+            if entry.suffix.lower() in IMAGE_SUFFIXES:
+                files.append(entry)
+            else:
+                result.skipped.append((str(entry), f"not an image file name ({entry.suffix or 'no suffix'})"))
+        elif kind == "dir":
+            if not recursive:
+                result.skipped.append((str(entry), "a sub-folder (pass --recursive to descend)"))
+            elif os.path.realpath(entry) in visited:
+                result.skipped.append((str(entry), "symbolic link loop (a folder already being scanned)"))
+            else:
+                found, unreadable = _scan_folder(entry, recursive, result, visited)
+                files += found
+                if unreadable:
+                    result.skipped.append((str(entry), unreadable))
         else:
-            found, reason = [], "no such file or folder"
-        if not found:
-            failed.append((text, reason))
-        for file in found:
-            files.setdefault(file.resolve(), file)
-    return list(files.values()), failed
+            result.skipped.append((str(entry), reason))
+    visited.discard(os.path.realpath(folder))
+    return files, None
 
 
-def _expand_path(path: Path) -> tuple[list[Path], str]:
-    """A file as itself, a folder as its image files; with the reason when there are none."""
-    if not path.is_dir():
-        return [path], ""
-    images = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    return images, f"the folder holds no image file ({', '.join(sorted(IMAGE_SUFFIXES))})"
-
-
-def unique_stems(files: list[Path]) -> list[str]:
+def unique_stems(files: list[Path], reserved: frozenset[str] = frozenset()) -> list[str]:
     """Output stems for ``files``: the file stem, or ``stem-1``, ``stem-2`` ... when taken.
 
     Stems are compared case-insensitively, so outputs stay apart on case-insensitive
-    file systems too.
+    file systems too; ``reserved`` stems are taken from the start.
     """
-    taken: set[str] = set()
+    taken: set[str] = {stem.casefold() for stem in reserved}
     stems = []
     for file in files:
         stem, number = file.stem, 0
@@ -206,29 +485,59 @@ def _localize_one(
     stem: str,
     pipeline: Pipeline,
     out: Path,
-    window: int,
-    stride: int,
-    batch_size: int | None,
-    threshold: float,
+    settings: dict[str, object],
     save_restored: bool,
     facts: dict[str, object],
 ) -> None:
     """Read, localize and write the outputs of one image (see the module docstring);
-    ``facts`` (which model ran and why) are added to its JSON."""
+    ``facts`` (which model ran, and why) go into its JSON.
+
+    Memory: the image stays uint8 ``(H, W, 3)`` (8-bit files); the probabilities are one
+    float32 ``(H, W)`` map; the renderings are made in bands.
+    """
     started = time.perf_counter()
-    image = read_image(path)
-    prediction = pipeline.predict(to_tensor(image), window, stride, batch_size, return_restored=save_restored)
+    window, stride = int(settings["window"]), int(settings["stride"])
+    try:
+        digest, size_bytes = sha256_file(path), path.stat().st_size
+    except OSError as error:
+        raise ImageError(path, f"cannot read: {(error.strerror or str(error)).lower()}") from None
+    image = read_image(path, max_pixels=settings["max_pixels"], compact=True)  # type: ignore[arg-type]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # a read-only decoded buffer; it is never written
+        tensor = torch.from_numpy(image).permute(2, 0, 1)  # (3, H, W) view, no copy
+    prediction = pipeline.predict(tensor, window, stride, settings["batch_size"], return_restored=save_restored)  # type: ignore[arg-type]
     probabilities = (prediction[0] if save_restored else prediction).numpy()
-    write_png(out / f"{stem}_heatmap.png", heatmap(probabilities))
-    write_png(out / f"{stem}_mask.png", probabilities > threshold)
-    write_png(out / f"{stem}_overlay.png", overlay(image, probabilities))
+    height, width = probabilities.shape
+    write_png(out / f"{stem}_heatmap.png", heatmap(probabilities), overwrite=False)
+    write_png(out / f"{stem}_mask.png", probabilities > settings["threshold"], overwrite=False)
+    write_png(out / f"{stem}_overlay.png", overlay(image, probabilities), overwrite=False)
     if save_restored:
-        write_png(out / f"{stem}_restored.png", to_numpy(prediction[1]))
-    numbers = image_report(probabilities, threshold)
+        write_png(out / f"{stem}_restored.png", chw_to_uint8(prediction[1]), overwrite=False)
+    network_input = pipeline.network_input(height, width, window)
+    numbers = image_report(probabilities, float(settings["threshold"]))  # type: ignore[arg-type]
     numbers.update(
-        file=str(path), **facts, window=window, stride=stride, seconds=round(time.perf_counter() - started, 3)
+        file=str(path.absolute()),
+        input={"path": str(path.absolute()), "sha256": digest, "bytes": size_bytes},
+        window=window,
+        stride=stride,
+        network_input=list(network_input),
+        padded=network_input != (min(window, height), min(window, width)),
+        restored=pipeline.restorer is not None,
+        **facts,
+        versions=versions(),
+        time_utc=utc_now().isoformat(),
+        seconds=round(time.perf_counter() - started, 3),
     )
-    write_json_atomic(out / f"{stem}.json", numbers, indent=2)
+    write_json_atomic(out / f"{stem}.json", numbers, indent=2, overwrite=False, allow_nan=False)
+
+
+def chw_to_uint8(image: torch.Tensor, band_rows: int = 512) -> np.ndarray:
+    """float ``(3, H, W)`` in [0, 1] -> uint8 ``(H, W, 3)`` by rounding, a band of rows at a time."""
+    channels, height, width = image.shape
+    pixels = np.empty((height, width, channels), dtype=np.uint8)
+    for top in range(0, height, band_rows):
+        pixels[top : top + band_rows] = float_to_uint8(image[:, top : top + band_rows].permute(1, 2, 0).numpy())
+    return pixels
 
 
 def image_report(probabilities: np.ndarray, threshold: float) -> dict[str, object]:
@@ -250,3 +559,12 @@ def image_report(probabilities: np.ndarray, threshold: float) -> dict[str, objec
         "image_score": float(np.partition(flat, flat.size - top)[flat.size - top :].mean(dtype=np.float64)),
         "threshold": threshold,
     }
+
+
+def _append_log(folder: Path, path: Path, error: BaseException) -> Path:
+    """Append ``error``'s traceback for input ``path`` to the batch's error log; its path."""
+    log = folder / ERROR_LOG_NAME
+    with open(log, "a", encoding="utf-8") as handle:
+        handle.write(f"--- {utc_now().isoformat()} {path}\n")
+        handle.write("".join(traceback.format_exception(type(error), error, error.__traceback__)))
+    return log

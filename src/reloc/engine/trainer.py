@@ -255,7 +255,9 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, prog
     if resume:
         if not (run_dir / runs.CHECKPOINT).exists() and not (run_dir / runs.PREVIOUS_CHECKPOINT).exists():
             raise FileNotFoundError(f"{run_dir}: nothing to resume ({runs.CHECKPOINT} is missing)")
-        stored = load_config(run_dir / runs.CONFIG)
+        stored = load_config(run_dir / runs.CONFIG).with_absolute_paths()
+        if config is not None:
+            config = config.with_absolute_paths()
         if config is not None and config != stored:
             changed = _differences(stored.to_dict(), config.to_dict())
             raise ConfigError(
@@ -265,6 +267,8 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, prog
         config = stored
     elif config is None:
         raise ConfigError("train() needs a configuration unless it resumes a run")
+    given_paths = config.given_paths()
+    config = config.with_absolute_paths()
     config.check()
     dist = DistContext.from_environment("cuda" if torch.cuda.is_available() and config.train.device != "cpu" else "cpu")
     device = pick_device(config.train.device)
@@ -308,7 +312,13 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, prog
         best_score, first_epoch = float(state["best_score"]), int(state["task"]["epoch"])
     elif dist.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-        config.to_yaml(run_dir / runs.CONFIG)
+        as_given = [f"{key}: {value}" for key, value in given_paths.items() if value != config.given_paths()[key]]
+        config.to_yaml(
+            run_dir / runs.CONFIG,
+            comment="\n".join([f"written by reloc train in {Path.cwd()}; paths as given:", *as_given])
+            if as_given
+            else None,
+        )
     if dist.is_main:
         runs.write_split(run_dir, split)
     dist.barrier()

@@ -153,6 +153,8 @@ class DFCN(nn.Module):
 
     #: the network takes any side as it is (no padding; see :mod:`reloc.export`)
     pad_multiple: int = 1
+    MIN_SIDE = 8
+    """The smallest input side: three 2x2 poolings leave 1 pixel (``Pipeline`` pads smaller windows)."""
 
     def __init__(self, width: float = 1.0, faithful: bool = True, highpass: bool = False) -> None:
         super().__init__()

@@ -31,6 +31,7 @@ __all__ = [
     "WeightsError",
     "load_foreign_weights",
     "load_network",
+    "check_spec_fits",
     "read_spec",
     "save_network",
 ]
@@ -78,16 +79,73 @@ def read_spec(path: str | Path) -> NetworkSpec:
             f"{path}: no '{SPEC_KEY}' metadata, so the network cannot be rebuilt from the file; "
             "load it into a network you build with load_foreign_weights"
         )
-    return NetworkSpec.from_json(metadata[SPEC_KEY])
+    try:
+        spec = NetworkSpec.from_json(metadata[SPEC_KEY])
+    except (ValueError, KeyError, TypeError) as error:
+        raise WeightsError(f"{path}: malformed '{SPEC_KEY}' metadata ({type(error).__name__}: {error})") from error
+    if not isinstance(spec.kwargs, dict) or not all(isinstance(value, str) for value in (spec.kind, spec.name)):
+        raise WeightsError(f"{path}: malformed '{SPEC_KEY}' metadata (kind, name and an object of arguments expected)")
+    return spec
+
+
+def check_spec_fits(path: str | Path, spec: NetworkSpec | None = None) -> NetworkSpec:
+    """Check that the tensors in ``path`` are exactly those of the network its spec declares,
+    without allocating the network: it is built on the ``meta`` device (shapes only) and
+    compared with the shapes in the file's header (no tensor is read).
+
+    So a file whose metadata declares a network other than (e.g. far larger than) the
+    tensors it holds is refused before any memory is spent on it.
+
+    Returns:
+        The spec.
+
+    Raises:
+        WeightsError: unreadable file or spec, a spec that cannot be built, or tensors that
+            do not match the declared network (missing, unexpected or of another shape).
+    """
+    spec = spec or read_spec(path)
+    try:
+        with torch.device("meta"):
+            skeleton = spec.build()
+    except Exception as error:  # noqa: BLE001 - a crafted spec may fail in any builder
+        raise WeightsError(
+            f"{path}: its spec {spec.to_json()} cannot be built ({type(error).__name__}: {error})"
+        ) from error
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            shapes = {key: tuple(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except (SafetensorError, OSError) as error:
+        raise WeightsError(f"{path}: not a readable safetensors file ({error})") from error
+    expected = {key: tuple(value.shape) for key, value in skeleton.state_dict().items()}
+    missing = [key for key in expected if key not in shapes]
+    unexpected = [key for key in shapes if key not in expected]
+    wrong = [
+        f"{key} {shapes[key]} vs {expected[key]}" for key in expected if key in shapes and shapes[key] != expected[key]
+    ]
+    if missing or unexpected or wrong:
+        parts = [
+            f"{title} {len(keys)} (e.g. {keys[0]})"
+            for title, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+            if keys
+        ]
+        raise WeightsError(
+            f"{path}: its tensors do not fit the declared {spec.kind} {spec.name!r} {spec.kwargs}: "
+            + ", ".join(parts)
+            + "; nothing was built"
+        )
+    return spec
 
 
 def load_network(path: str | Path, map_location: str | torch.device = "cpu") -> nn.Module:
     """Rebuild a network from a safetensors file written by :func:`save_network`.
 
+    The declared network is checked against the file's tensors first
+    (:func:`check_spec_fits`), so no network is built for a file that does not fit it.
+
     Returns:
         The network in eval mode on ``map_location``, with its ``spec`` set.
     """
-    spec = read_spec(path)
+    spec = check_spec_fits(path)
     network = spec.build()
     state = load_file(str(path), device=str(map_location))
     report = match_state_dict(network, state)

@@ -1,0 +1,148 @@
+"""The command line's error policy (``reloc.errors``): one-line errors, exit codes, crash logs;
+and weights files whose declared network does not fit their tensors."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from safetensors.torch import save_file
+from typer.testing import CliRunner
+
+from conftest import build_cached
+from reloc.cli import app
+from reloc.errors import EXIT_INTERNAL, EXIT_USAGE, one_line
+from reloc.models.weights import SPEC_KEY, WeightsError, check_spec_fits, load_network, save_network
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory) -> dict[str, Path]:
+    folder = tmp_path_factory.mktemp("cli")
+    localizer = save_network(build_cached("localizer", "dfcn", width=0.25, faithful=False), folder / "dfcn.safetensors")
+    restorer = save_network(build_cached("restorer", "scunet", preset="tiny"), folder / "scunet.safetensors")
+    image = folder / "x.png"
+    buffer = io.BytesIO()
+    Image.fromarray((np.random.default_rng(0).random((24, 24, 3)) * 255).astype(np.uint8)).save(buffer, format="PNG")
+    image.write_bytes(buffer.getvalue())
+    (folder / "a-file").write_text("not a folder")
+    return {"localizer": localizer, "restorer": restorer, "image": image, "folder": folder}
+
+
+def _run(arguments: list[str]):
+    return CliRunner().invoke(app, [str(a) for a in arguments])
+
+
+@pytest.mark.parametrize(
+    ("extra", "what"),
+    [
+        (["--window", "0"], "--window"),
+        (["--stride", "0"], "--stride"),
+        (["--stride", "1000"], "--stride"),
+        (["--batch-size", "0"], "--batch-size"),
+        (["--threshold", "nan"], "--threshold"),
+        (["--threshold", "2"], "--threshold"),
+        (["--threshold", "0"], "--threshold"),
+        (["--device", "bogus"], "--device"),
+        (["--max-pixels", "0"], "--max-pixels"),
+    ],
+)
+def test_bad_localize_options_are_one_line_usage_errors(files, tmp_path: Path, extra, what):
+    result = _run(["localize", files["image"], "--localizer", files["localizer"], "--out", tmp_path / "o", *extra])
+    assert result.exit_code == EXIT_USAGE, result.output
+    assert result.output.startswith(f"error: {what}: ") and "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()  # refused before anything was written
+
+
+def test_expected_errors_name_the_culprit(files, tmp_path: Path):
+    cases = [
+        (["localize", files["image"], "--run", tmp_path / "no-run"], ": no localizer weights ("),
+        (["localize", files["image"], "--run", files["folder"]], ": no localizer weights ("),
+        (["localize", files["image"], "--localizer", files["restorer"]], "not a localizer"),
+        (
+            ["localize", files["image"], "--localizer", files["localizer"], "--out", files["folder"] / "a-file"],
+            "is a file, not a folder",
+        ),
+        (
+            ["eval", "--dataset", tmp_path / "none", "--out", tmp_path / "e", "--plain", files["folder"]],
+            "no such file or folder",
+        ),
+        (
+            ["eval", "--dataset", tmp_path / "none", "--out", tmp_path / "e", "--split", "bogus"],
+            "error: --split: 'bogus' is not one of",
+        ),
+    ]
+    for arguments, expected in cases:
+        result = _run(arguments)
+        assert result.exit_code == EXIT_USAGE, (arguments, result.output)
+        lines = result.output.strip().splitlines()
+        assert lines[0].startswith("error: ") and expected in lines[0], (arguments, result.output)
+        assert "Traceback" not in result.output
+
+
+def test_some_inputs_failing_is_exit_code_1(files, tmp_path: Path):
+    (tmp_path / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n")
+    result = _run(
+        [
+            "localize",
+            files["image"],
+            tmp_path / "broken.png",
+            "--localizer",
+            files["localizer"],
+            "--out",
+            tmp_path / "o",
+        ]
+    )
+    assert result.exit_code == 1, result.output
+    assert "localized 1 image(s), 1 failed" in result.output and "FAILED" in result.output
+    statuses = [entry["status"] for entry in json.loads((tmp_path / "o" / "summary.json").read_text())["files"]]
+    assert sorted(statuses) == ["failed", "ok"]
+
+
+def test_an_internal_error_saves_its_traceback(files, tmp_path: Path, monkeypatch):
+    import reloc.engine.localize
+
+    def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(reloc.engine.localize, "localize_files", broken)
+    result = _run(["localize", files["image"], "--localizer", files["localizer"], "--out", tmp_path / "o"])
+    assert result.exit_code == EXIT_INTERNAL, result.output
+    assert result.output.startswith("error: internal error: ZeroDivisionError: a bug")
+    logs = list((tmp_path / "o").glob("reloc-error-*.log"))
+    assert len(logs) == 1 and str(logs[0]) in result.output
+    assert "Traceback" in logs[0].read_text() and "ZeroDivisionError" in logs[0].read_text()
+
+
+def test_one_line():
+    assert one_line("a\n  b   c\n\n") == "a; b c"
+    assert len(one_line("x" * 1000)) == 400
+
+
+def test_a_spec_declaring_a_huge_network_is_refused_before_building(tmp_path: Path):
+    network = build_cached("localizer", "dfcn", width=0.25, faithful=False)
+    state = {key: value.contiguous() for key, value in network.state_dict().items()}
+    crafted = tmp_path / "crafted.safetensors"
+    # width 200 would be about 10^9 parameters (4 GB): refused from the header alone
+    save_file(
+        state,
+        str(crafted),
+        metadata={
+            SPEC_KEY: json.dumps({"kind": "localizer", "name": "dfcn", "kwargs": {"width": 200.0, "faithful": False}})
+        },
+    )
+    with pytest.raises(WeightsError, match="do not fit the declared localizer 'dfcn'.*nothing was built"):
+        load_network(crafted)
+    save_file(
+        state, str(crafted), metadata={SPEC_KEY: '{"kind": "localizer", "name": "dfcn", "kwargs": {"width": "wide"}}'}
+    )
+    with pytest.raises(WeightsError, match="cannot be built"):
+        check_spec_fits(crafted)
+    save_file(state, str(crafted), metadata={SPEC_KEY: "{not json"})
+    with pytest.raises(WeightsError, match="malformed"):
+        load_network(crafted)
+    genuine = save_network(network, tmp_path / "genuine.safetensors")
+    assert check_spec_fits(genuine).kwargs == {"width": 0.25, "faithful": False}
