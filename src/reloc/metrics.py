@@ -130,6 +130,24 @@ class LocalizationMetrics:
             self._labels.append(np.asarray(mask).astype(bool).ravel())
         return record
 
+    @classmethod
+    def merged(cls, parts: list[LocalizationMetrics], orders: list[list[int]]) -> LocalizationMetrics:
+        """One accumulator from several that each saw some of the images (e.g. processes).
+
+        Args:
+            parts: accumulators with the same threshold and ``pooled_auc``.
+            orders: ``orders[i][k]`` is the position in the whole set of the ``k``-th image
+                added to ``parts[i]``; the merged per-image list follows these positions.
+        """
+        merged = cls(threshold=parts[0].threshold, pooled_auc=parts[0].pooled_auc)
+        for _, i, k in sorted((position, i, k) for i, order in enumerate(orders) for k, position in enumerate(order)):
+            merged.per_image.append(parts[i].per_image[k])
+            if merged.pooled_auc:
+                merged._scores.append(parts[i]._scores[k])
+                merged._labels.append(parts[i]._labels[k])
+        merged._totals = sum((part._totals for part in parts), np.zeros(4, dtype=np.int64))
+        return merged
+
     def summary(self) -> dict[str, dict[str, float] | int]:
         """``{"per-image": {f1, iou, auc}, "pooled": {f1, iou, auc}, "images", "single_class", "undefined_f1"}``."""
         def mean(key: str) -> float:

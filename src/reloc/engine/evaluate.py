@@ -32,11 +32,13 @@ from reloc import runs
 from reloc.data.catalog import SPLITS, SampleRef, load_dataset, split_by_source
 from reloc.data.datasets import WholeImages
 from reloc.data.io import write_png
+from reloc.engine.distributed import DistContext
 from reloc.engine.inference import Pipeline
 from reloc.io_utils import write_json_atomic
 from reloc.metrics import LocalizationMetrics
 from reloc.models.weights import load_network
 from reloc.runs import resolve_weights
+from reloc.precision import dtype_name
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,10 @@ class Situation:
     restorer: str | None = None
     distorted: bool = True
 
-    def pipeline(self, device: torch.device) -> Pipeline:
+    def pipeline(self, device: torch.device, precision: str = "fp32") -> Pipeline:
+        """The situation's networks on ``device``, prepared for inference (:meth:`Pipeline.prepare`)."""
         restorer = load_network(self.restorer, device) if self.restorer else None
-        return Pipeline(restorer, load_network(self.localizer, device)).eval()
+        return Pipeline(restorer, load_network(self.localizer, device), precision=precision).prepare()
 
 
 def standard_situations(
@@ -172,6 +175,8 @@ def evaluate_situation(
     keep_maps: int = 0,
     progress: bool = True,
     dataset: str = "",
+    precision: str = "fp32",
+    dist: DistContext | None = None,
 ) -> dict:
     """Run one situation over ``refs`` and summarise its metrics.
 
@@ -190,23 +195,32 @@ def evaluate_situation(
         keep_maps: how many maps to write.
         progress: tqdm bar.
         dataset: the dataset's path, stored in the record (for reports).
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (see :mod:`reloc.precision`).
+        dist: under ``torchrun``, this process's place: it runs its
+            :meth:`DistContext.shard` of the images and every process returns the record
+            of all of them (per-image values in dataset order).
 
     Returns:
         A JSON-ready record: situation, distortion, per-image and pooled metrics, counts,
         protocol and the weights used.
     """
-    pipeline = situation.pipeline(device)
+    dist = dist or DistContext()
+    pipeline = situation.pipeline(device, precision)
     images = WholeImages(refs, distortion if situation.distorted else None, seed=seed)
     metrics = LocalizationMetrics(threshold=threshold, pooled_auc=pooled_auc)
     started = time.perf_counter()
     label = f"{situation.name} @ {distortion if situation.distorted else 'plain'}"
-    for index in tqdm(range(len(images)), desc=label, disable=not progress, leave=False):
+    shard = [index for index, _ in dist.shard(list(range(len(images))))]
+    for index in tqdm(shard, desc=label, disable=not progress or not dist.is_main, leave=False):
         item = images[index]
         source = item["distorted"] if situation.distorted else item["plain"]
         probabilities = pipeline.predict(source, window=window, stride=stride, batch_size=batch_size).numpy()
         metrics.update(probabilities, item["mask"][0].numpy(), name=item["name"])
         if maps_dir is not None and index < keep_maps:
             write_png(maps_dir / f"{item['name']}.png", probabilities)
+    if dist.enabled:
+        parts = dist.gather((shard, metrics))
+        metrics = LocalizationMetrics.merged([part for _, part in parts], [order for order, _ in parts])
     summary = metrics.summary()
     return {
         "situation": situation.name,
@@ -216,7 +230,10 @@ def evaluate_situation(
         "images": summary["images"],
         "single_class": summary["single_class"],
         "undefined_f1": summary["undefined_f1"],
-        "protocol": {"window": window, "stride": stride, "threshold": threshold, "seed": seed},
+        "protocol": {
+            "window": window, "stride": stride, "threshold": threshold, "seed": seed,
+            "precision": dtype_name(pipeline.compute_dtype()),
+        },
         "localizer": situation.localizer,
         "restorer": situation.restorer,
         "seconds": round(time.perf_counter() - started, 2),
@@ -245,7 +262,8 @@ def run_evaluation(
             shown = distortion if situation.distorted else "none"
             name = record_filename(situation.name, shown)
             record = evaluate_situation(situation, refs, distortion, maps_dir=out / "maps" / name[:-5], **options)
-            write_json_atomic(out / "eval" / name, _nan_to_none(record))
+            if options.get("dist") is None or options["dist"].is_main:  # one writer under torchrun
+                write_json_atomic(out / "eval" / name, _nan_to_none(record))
             records.append(record)
     return records
 

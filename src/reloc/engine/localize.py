@@ -28,6 +28,7 @@ import torch
 from tqdm import tqdm
 
 from reloc.data.io import IMAGE_SUFFIXES, ImageError, read_image, to_numpy, to_tensor, write_png
+from reloc.engine.distributed import DistContext
 from reloc.engine.inference import Pipeline
 from reloc.engine.model_choice import ModelChooser
 from reloc.io_utils import write_json_atomic
@@ -70,6 +71,7 @@ def pipeline_from_weights(
     localizer_path: str | os.PathLike,
     restorer_path: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
+    precision: str = "auto",
 ) -> Pipeline:
     """Rebuild a pipeline from weights files written by :func:`reloc.models.weights.save_network`.
 
@@ -79,16 +81,17 @@ def pipeline_from_weights(
         localizer_path: the localizer's safetensors file.
         restorer_path: the restorer's, or ``None`` to localize the images as they are.
         device: where the pipeline runs.
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (see :mod:`reloc.precision`).
 
     Returns:
-        The pipeline in eval mode on ``device``.
+        The pipeline on ``device``, prepared for inference (:meth:`Pipeline.prepare`).
 
     Raises:
         WeightsError: a file is unreadable, has no spec, or holds a network of the wrong role.
     """
     restorer = None if restorer_path is None else _load_role(restorer_path, "restorer", device)
     localizer = _load_role(localizer_path, "localizer", device)
-    return Pipeline(restorer, localizer).eval()
+    return Pipeline(restorer, localizer, precision=precision).prepare()
 
 
 def _load_role(path: str | os.PathLike, role: str, device: str | torch.device) -> torch.nn.Module:
@@ -110,6 +113,7 @@ def localize_files(
     threshold: float = 0.5,
     save_restored: bool = False,
     progress: bool = True,
+    dist: DistContext | None = None,
 ) -> LocalizeSummary:
     """Localize every image of ``inputs`` and write the results to ``out``.
 
@@ -125,25 +129,35 @@ def localize_files(
         threshold: probability above which a pixel counts as tampered (mask, fraction).
         save_restored: also write ``<stem>_restored.png``.
         progress: show a tqdm progress bar.
+        dist: under ``torchrun``, this process's place: it localizes its
+            :meth:`DistContext.shard` of the files (output names are chosen over all of
+            them) and every process returns the merged summary.
 
     Returns:
         The files processed and the failures with their reasons (unreadable images,
         missing paths, patterns matching nothing, folders without images).
     """
+    dist = dist or DistContext()
     files, failed = expand_inputs(inputs)
-    summary = LocalizeSummary(failed=failed)
     out.mkdir(parents=True, exist_ok=True)
-    bar = tqdm(list(zip(files, unique_stems(files))), disable=not progress, unit="image", desc="localize")
-    for path, stem in bar:
+    shard = dist.shard(list(zip(files, unique_stems(files))))
+    processed: list[tuple[int, Path]] = []
+    file_failures: list[tuple[int, tuple[str, str]]] = []
+    bar = tqdm(shard, disable=not progress or not dist.is_main, unit="image", desc="localize")
+    for index, (path, stem) in bar:
         try:
             chosen, facts = pipeline.choose(path) if isinstance(pipeline, ModelChooser) else (pipeline, {})
             _localize_one(path, stem, chosen, out, window, stride, batch_size, threshold, save_restored, facts)
         except ImageError as error:
-            summary.failed.append((str(path), error.reason))
+            file_failures.append((index, (str(path), error.reason)))
         else:
-            summary.processed.append(path)
-        bar.set_postfix(failed=len(summary.failed))
-    return summary
+            processed.append((index, path))
+        bar.set_postfix(failed=len(failed) + len(file_failures))
+    parts = dist.gather((processed, file_failures))  # every process's share, merged in input order
+    return LocalizeSummary(
+        processed=[path for _, path in sorted(item for part in parts for item in part[0])],
+        failed=failed + [failure for _, failure in sorted(item for part in parts for item in part[1])],
+    )
 
 
 def expand_inputs(inputs: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
