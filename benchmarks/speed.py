@@ -309,7 +309,10 @@ def localizer_section(args, device: torch.device, sync) -> dict:
             "fast": "prepare_for_inference (BatchNorm folded, channels_last weights and input), inference_mode",
         }
         if device.type == "cpu" and name in args.onnx_networks.split(","):
-            entry.update(onnx_runtime(plain, image, expected, args, quantize=name == "dfcn"))
+            try:
+                entry.update(onnx_runtime(plain, image, expected, args, quantize=name == "dfcn"))
+            except Exception as error:  # noqa: BLE001 - recorded; the PyTorch figures stand
+                entry["onnxruntime_error"] = f"{type(error).__name__}: {error}"
         out[name] = entry
         print(f"localizer {name}: {entry}", flush=True)
     return out
@@ -528,23 +531,29 @@ def main() -> None:
     def no_sync() -> None:
         return None
 
-    def within_budget(section: str) -> bool:
-        """Whether ``section`` may start: ``--budget-s`` not used up (recorded when it is)."""
+    def section(name: str, function, *arguments):
+        """Run one section unless ``--budget-s`` is used up; a failure is recorded, not fatal."""
         if args.budget_s and time.time() - started > args.budget_s:
-            skipped.append(section)
-            return False
-        return True
+            skipped.append(name)
+            return None
+        try:
+            return function(*arguments)
+        except Exception as error:  # noqa: BLE001 - the other sections' figures are still worth writing
+            errors[name] = f"{type(error).__name__}: {error}"
+            print(f"section {name} failed: {errors[name]}", flush=True)
+            return None
 
     skipped: list[str] = []
+    errors: dict[str, str] = {}
     cpu = torch.device("cpu")
     record: dict = {"peak": measure_peak(args, cpu, no_sync)}
     peak = record["peak"]
     record["pipeline"] = pipeline_section(args, peak, cpu, no_sync)
-    record["localizers"] = localizer_section(args, cpu, no_sync) if within_budget("localizers") else None
-    record["bf16_accuracy"] = accuracy_section(args) if within_budget("bf16_accuracy") else None
-    record["training"] = training_section(args) if within_budget("training") else None
-    if args.memory and within_budget("memory"):
-        record["memory"] = memory_section(args)
+    record["localizers"] = section("localizers", localizer_section, args, cpu, no_sync)
+    record["bf16_accuracy"] = section("bf16_accuracy", accuracy_section, args)
+    record["training"] = section("training", training_section, args)
+    if args.memory:
+        record["memory"] = section("memory", memory_section, args)
         print(f"memory: {record['memory']}", flush=True)
     peak_end = measure_peak(argparse.Namespace(peak_repeats=args.peak_repeats), torch.device("cpu"), no_sync)
     pipeline = record["pipeline"]
@@ -554,6 +563,7 @@ def main() -> None:
         "auto_precision_here": dtype_name(resolve_precision("auto", "cpu")),
         "localizer_speedups": {name: entry["speedup"] for name, entry in (record["localizers"] or {}).items()},
         "skipped_sections": skipped,
+        "failed_sections": errors,
     }
     training = record["training"] or {}
     result = {
@@ -569,7 +579,7 @@ def main() -> None:
         },
         "localizers": record["localizers"],
         "bf16_accuracy": record["bf16_accuracy"],
-        "peak_rss_gb_4000x3000": record["memory"]["peak_rss_gb"] if "memory" in record and not args.quick else None,
+        "peak_rss_gb_4000x3000": record["memory"]["peak_rss_gb"] if record.get("memory") and not args.quick else None,
         "training": record["training"],
         **{
             f"train_{step}_img_per_s_{p}": training[p][step]["img_per_s"] if training else None
