@@ -531,8 +531,12 @@ def main() -> None:
     def no_sync() -> None:
         return None
 
+    out = args.out or RESULTS / "speed.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+
     def section(name: str, function, *arguments):
-        """Run one section unless ``--budget-s`` is used up; a failure is recorded, not fatal."""
+        """Run one section unless ``--budget-s`` is used up; a failure is recorded, not fatal.
+        What is measured so far is written to ``out`` after each section (``"partial": true``)."""
         if args.budget_s and time.time() - started > args.budget_s:
             skipped.append(name)
             return None
@@ -542,19 +546,25 @@ def main() -> None:
             errors[name] = f"{type(error).__name__}: {error}"
             print(f"section {name} failed: {errors[name]}", flush=True)
             return None
+        finally:
+            partial = {**record, "partial": True, "note": args.note, "failed_sections": errors}
+            out.write_text(json.dumps(partial, indent=2, default=str) + "\n")
 
     skipped: list[str] = []
     errors: dict[str, str] = {}
     cpu = torch.device("cpu")
-    record: dict = {"peak": measure_peak(args, cpu, no_sync)}
-    peak = record["peak"]
-    record["pipeline"] = pipeline_section(args, peak, cpu, no_sync)
+    record: dict = {}
+    record["peak"] = peak = section("peak", measure_peak, args, cpu, no_sync)
+    record["pipeline"] = section("pipeline", pipeline_section, args, peak, cpu, no_sync)
     record["localizers"] = section("localizers", localizer_section, args, cpu, no_sync)
     record["bf16_accuracy"] = section("bf16_accuracy", accuracy_section, args)
     record["training"] = section("training", training_section, args)
     if args.memory:
         record["memory"] = section("memory", memory_section, args)
         print(f"memory: {record['memory']}", flush=True)
+    if not (record["peak"] and record["pipeline"]):
+        print(f"the peak or the pipeline is missing; {out} keeps the partial record", flush=True)
+        return
     peak_end = measure_peak(argparse.Namespace(peak_repeats=args.peak_repeats), torch.device("cpu"), no_sync)
     pipeline = record["pipeline"]
     summary = {
@@ -597,8 +607,6 @@ def main() -> None:
         "wall_seconds": round(time.time() - started, 1),
         "command": " ".join(["python", "benchmarks/speed.py", *sys.argv[1:]]),
     }
-    out = args.out or RESULTS / "speed.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     print(f"wrote {out}")
