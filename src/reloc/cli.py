@@ -198,9 +198,9 @@ def evaluate(
     """
     from reloc.data.catalog import DatasetError
     from reloc.devices import pick_device
+    from reloc.engine.distributed import DistContext
     from reloc.engine.evaluate import evaluation_samples, run_evaluation, standard_situations
     from reloc.engine.inference import retain_freed_memory
-    from reloc.engine.distributed import DistContext
     from reloc.runs import SplitError
 
     if keep_freed_memory:
@@ -281,8 +281,8 @@ def localize(
     are split across the processes and the summary is merged.
     """
     from reloc.devices import pick_device
-    from reloc.engine.inference import retain_freed_memory
     from reloc.engine.distributed import DistContext
+    from reloc.engine.inference import retain_freed_memory
     from reloc.engine.localize import localize_files
     from reloc.engine.model_choice import ModelChooser
     from reloc.pretrained import PretrainedError

@@ -37,8 +37,8 @@ from reloc.engine.inference import Pipeline
 from reloc.io_utils import write_json_atomic
 from reloc.metrics import LocalizationMetrics
 from reloc.models.weights import load_network
-from reloc.runs import resolve_weights
 from reloc.precision import dtype_name
+from reloc.runs import resolve_weights
 
 
 @dataclass(frozen=True)
