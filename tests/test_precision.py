@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_cached
 
+from conftest import build_cached
 from reloc import precision
 from reloc.devices import pick_device
 from reloc.engine.distributed import DistContext

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.multiprocessing as mp
-from conftest import build_cached
 from test_localize import _png_bytes
 
+from conftest import build_cached
 from reloc.engine.distributed import DistContext
 from reloc.engine.localize import localize_files, pipeline_from_weights
 from reloc.metrics import LocalizationMetrics
