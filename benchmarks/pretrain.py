@@ -78,8 +78,12 @@ def photo_split(recipe: dict) -> tuple[Path, list[Path], list[Path]]:
     if missing:
         raise SystemExit(f"error: held-out photos not found: {', '.join(missing)}")
     held = {p.resolve() for p in held_out}
-    training = [p for folder in sorted(d for d in root.iterdir() if d.is_dir())
-                for p in list_photos(folder) if p.resolve() not in held]
+    training = [
+        p
+        for folder in sorted(d for d in root.iterdir() if d.is_dir())
+        for p in list_photos(folder)
+        if p.resolve() not in held
+    ]
     return root, training, held_out
 
 
@@ -94,8 +98,9 @@ def save_results(results: dict, path: Path) -> None:
 
 def git_commit() -> str:
     try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                              check=True).stdout.strip()
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
@@ -121,16 +126,28 @@ def make_data(recipe: dict, work: Path) -> dict:
     root, training, held_out = photo_split(recipe)
     synth = recipe["synth"]
     settings = SynthSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in synth["settings"].items()})
-    summary = synthesize([str(p) for p in training], work / "data", count=int(synth["count"]),
-                         seed=int(synth["seed"]), size=int(synth["size"]), settings=settings, overwrite=True)
+    summary = synthesize(
+        [str(p) for p in training],
+        work / "data",
+        count=int(synth["count"]),
+        seed=int(synth["seed"]),
+        size=int(synth["size"]),
+        settings=settings,
+        overwrite=True,
+    )
     print(summary)
     folders: dict[str, int] = {}
     for path in training:
         folders[path.parent.name] = folders.get(path.parent.name, 0) + 1
     return {
-        "photos_root": recipe["photos"], "training_photos": len(training), "training_photos_per_folder": folders,
-        "held_out": list(recipe["held_out"]), **{k: v for k, v in summary.as_dict().items() if k != "out"},
-        "size": int(synth["size"]), "seed": int(synth["seed"]), "settings": settings.to_dict(),
+        "photos_root": recipe["photos"],
+        "training_photos": len(training),
+        "training_photos_per_folder": folders,
+        "held_out": list(recipe["held_out"]),
+        **{k: v for k, v in summary.as_dict().items() if k != "out"},
+        "size": int(synth["size"]),
+        "seed": int(synth["seed"]),
+        "settings": settings.to_dict(),
     }
 
 
@@ -171,8 +188,13 @@ def train_summary(run: Path) -> dict:
     with (run / "metrics.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     config = yaml.safe_load((run / "config.yaml").read_text())
-    return {"epochs": len(rows), "train_seconds": round(sum(float(r["seconds"]) for r in rows), 1),
-            "seed": config["train"]["seed"], "config": config, "last_epoch": rows[-1]}
+    return {
+        "epochs": len(rows),
+        "train_seconds": round(sum(float(r["seconds"]) for r in rows), 1),
+        "seed": config["train"]["seed"],
+        "config": config,
+        "last_epoch": rows[-1],
+    }
 
 
 def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
@@ -196,15 +218,23 @@ def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
             "summary": SUMMARIES[name],
             "roles": roles,
             "trained_on": part.get("config", {}).get("data", {}).get("distortion"),
-            "recipe": {"preset": recipe["preset"], "config": recipe["models"][name]["config"],
-                       "epochs": part.get("epochs"), "seed": part.get("seed"),
-                       "train_seconds": part.get("train_seconds")},
+            "recipe": {
+                "preset": recipe["preset"],
+                "config": recipe["models"][name]["config"],
+                "epochs": part.get("epochs"),
+                "seed": part.get("seed"),
+                "train_seconds": part.get("train_seconds"),
+            },
             "figures": {},
         }
     document = {
-        "recipe": "python benchmarks/pretrain.py" + ("" if recipe["preset"] == "cpu" else f" --preset {recipe['preset']}"),
-        "preset": recipe["preset"], "commit": results.get("commit"), "torch": torch.__version__,
-        "data": results["parts"].get("data", {}), "models": cards,
+        "recipe": "python benchmarks/pretrain.py"
+        + ("" if recipe["preset"] == "cpu" else f" --preset {recipe['preset']}"),
+        "preset": recipe["preset"],
+        "commit": results.get("commit"),
+        "torch": torch.__version__,
+        "data": results["parts"].get("data", {}),
+        "models": cards,
     }
     write_json_atomic(package / "cards.json", document)
     print(f"shipped {', '.join(cards)} -> {package}")
@@ -234,34 +264,48 @@ def main(argv: list[str] | None = None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     results = load_results(args.results)
     if results.get("preset") not in (None, args.preset):
-        raise SystemExit(f"error: {args.results} holds preset {results['preset']!r}; move it away to run {args.preset!r}")
-    results.update(preset=args.preset, commit=git_commit(), torch=torch.__version__, python=sys.version.split()[0],
-                   command=" ".join(["python", "benchmarks/pretrain.py", *(argv if argv is not None else sys.argv[1:])]))
+        raise SystemExit(
+            f"error: {args.results} holds preset {results['preset']!r}; move it away to run {args.preset!r}"
+        )
+    results.update(
+        preset=args.preset,
+        commit=git_commit(),
+        torch=torch.__version__,
+        python=sys.version.split()[0],
+        command=" ".join(["python", "benchmarks/pretrain.py", *(argv if argv is not None else sys.argv[1:])]),
+    )
     parts = args.part or list(PARTS)
     started = time.perf_counter()
     if "data" in parts and not results["parts"].get("data", {}).get("finished"):
         tick = time.perf_counter()
-        results["parts"]["data"] = {**make_data(recipe, work), "finished": True,
-                                    "wall_seconds": round(time.perf_counter() - tick, 1)}
+        results["parts"]["data"] = {
+            **make_data(recipe, work),
+            "finished": True,
+            "wall_seconds": round(time.perf_counter() - tick, 1),
+        }
         save_results(results, args.results)
     stages = [[n] for n in ("plain",) if n in parts] + [[n for n in ("robust", "reloc") if n in parts]]
     for stage in stages:
-        for group in ([stage] if args.jobs > 1 else [[n] for n in stage]):
+        for group in [stage] if args.jobs > 1 else [[n] for n in stage]:
             tick = time.perf_counter()
             processes = {name: launch(recipe, name, work) for name in group}
             failed = [name for name, process in processes.items() if process is not None and process.wait() != 0]
             if failed:
                 save_results(results, args.results)
-                raise SystemExit(f"error: part(s) {', '.join(failed)} failed; see {work / 'logs'}; "
-                                 "run the script again to resume")
+                raise SystemExit(
+                    f"error: part(s) {', '.join(failed)} failed; see {work / 'logs'}; run the script again to resume"
+                )
             for name, process in processes.items():
                 before = results["parts"].get(name, {})
                 if process is None and before.get("finished"):
                     continue  # finished and recorded by an earlier invocation
                 entry = {**train_summary(work / name), "finished": True}
                 if process is None:  # finished before, never recorded (that invocation was killed)
-                    entry.update(wall_seconds=None, commit=None,
-                                 note="trained by an earlier invocation that was stopped before recording it")
+                    entry.update(
+                        wall_seconds=None,
+                        commit=None,
+                        note="trained by an earlier invocation that was stopped before recording it",
+                    )
                 else:
                     wall = before.get("wall_seconds", 0.0) + time.perf_counter() - tick
                     entry.update(wall_seconds=round(wall, 1), commit=results["commit"])

@@ -39,8 +39,19 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "pretrained.json"
 RECIPE = ROOT / "configs" / "release" / "recipe.yaml"
 MODELS = ("plain", "robust", "reloc")
-SPECS = ("none", "jpeg:50", "jpeg:60", "jpeg:70", "jpeg:75", "jpeg:80", "jpeg:90", "jpeg:95",
-         "resize:0.5", "blur:1.0", "webp:80")
+SPECS = (
+    "none",
+    "jpeg:50",
+    "jpeg:60",
+    "jpeg:70",
+    "jpeg:75",
+    "jpeg:80",
+    "jpeg:90",
+    "jpeg:95",
+    "resize:0.5",
+    "blur:1.0",
+    "webp:80",
+)
 PER_PHOTO = 4
 #: the in-distribution check: test photos edited with the recipe's settings, at these specs
 RECIPE_PER_PHOTO = 2
@@ -76,8 +87,18 @@ def make_test_set(work: Path, recipe_settings: bool = False) -> Path:
     options = {k: tuple(v) if isinstance(v, list) else v for k, v in options.items()}
     settings = SynthSettings(**{**options, "test_fraction": 0.0, "val_fraction": 0.0})
     per_photo = RECIPE_PER_PHOTO if recipe_settings else PER_PHOTO
-    print(synthesize(photos, folder, count=per_photo * len(photos), seed=SEED, size=SIZE, settings=settings,
-                     overwrite=True, progress=False))
+    print(
+        synthesize(
+            photos,
+            folder,
+            count=per_photo * len(photos),
+            seed=SEED,
+            size=SIZE,
+            settings=settings,
+            overwrite=True,
+            progress=False,
+        )
+    )
     return folder
 
 
@@ -115,18 +136,34 @@ def evaluate_on(name: str, work: Path, recipe_settings: bool, specs: tuple[str, 
             continue
         tick = time.perf_counter()
         with torch.inference_mode():
-            record = evaluate_situation(situation, refs, spec, device=torch.device("cpu"), window=SIZE,
-                                        stride=SIZE, seed=SEED, pooled_auc=False, progress=False)
+            record = evaluate_situation(
+                situation,
+                refs,
+                spec,
+                device=torch.device("cpu"),
+                window=SIZE,
+                stride=SIZE,
+                seed=SEED,
+                pooled_auc=False,
+                progress=False,
+            )
         rng = np.random.default_rng([SEED, MODELS.index(name), SPECS.index(spec)])
         values = record["metrics"]["per-image"]
         row = {m: _round(values.get(m)) for m in METRICS}
         row["ci95"] = {m: bootstrap_interval([r.get(m) for r in record["per_image"]], rng) for m in METRICS}
         row["per_type"] = per_type(record["per_image"])
-        row.update(images=record["images"], single_class=record["single_class"],
-                   undefined_f1=record["undefined_f1"], seconds=round(time.perf_counter() - tick, 1))
+        row.update(
+            images=record["images"],
+            single_class=record["single_class"],
+            undefined_f1=record["undefined_f1"],
+            seconds=round(time.perf_counter() - tick, 1),
+        )
         write_json_atomic(path, row)
-        print(f"{name:<7} {spec:<11} {'(recipe settings) ' if recipe_settings else ''}F1 {row['f1']:.3f} IoU {row['iou']:.3f} AUC {row['auc']:.3f} "
-              f"({row['images']} images, {row['seconds']:.0f} s)", flush=True)
+        print(
+            f"{name:<7} {spec:<11} {'(recipe settings) ' if recipe_settings else ''}F1 {row['f1']:.3f} IoU {row['iou']:.3f} AUC {row['auc']:.3f} "
+            f"({row['images']} images, {row['seconds']:.0f} s)",
+            flush=True,
+        )
 
 
 def per_type(per_image: list[dict]) -> dict[str, dict[str, float | None]]:
@@ -134,8 +171,11 @@ def per_type(per_image: list[dict]) -> dict[str, dict[str, float | None]]:
     groups: dict[str, list[dict]] = {}
     for row in per_image:
         groups.setdefault(row["name"].rsplit("_", 1)[-1], []).append(row)
-    return {kind: {m: _round(np.nanmean([r[m] if r.get(m) is not None else np.nan for r in rows]))
-                   for m in METRICS} | {"images": len(rows)} for kind, rows in sorted(groups.items())}
+    return {
+        kind: {m: _round(np.nanmean([r[m] if r.get(m) is not None else np.nan for r in rows])) for m in METRICS}
+        | {"images": len(rows)}
+        for kind, rows in sorted(groups.items())
+    }
 
 
 def _round(value: float | None) -> float | None:
@@ -157,33 +197,54 @@ def aggregate(work: Path, command: str) -> dict:
 
     models = collect("parts", SPECS)
     in_distribution = collect("parts-recipe-settings", RECIPE_SPECS)
-    table3 = {label: models.get(model, {}).get(spec) for label, model, spec in (
-        ("P{P}", "plain", "none"), ("P{D}", "plain", "jpeg:75"),
-        ("D|P{D}", "robust", "jpeg:75"), ("ReLoc{D}", "reloc", "jpeg:75"))}
+    table3 = {
+        label: models.get(model, {}).get(spec)
+        for label, model, spec in (
+            ("P{P}", "plain", "none"),
+            ("P{D}", "plain", "jpeg:75"),
+            ("D|P{D}", "robust", "jpeg:75"),
+            ("ReLoc{D}", "reloc", "jpeg:75"),
+        )
+    }
     winner = {}
     for spec in SPECS:
         if spec.startswith("jpeg:") and all(spec in models[n] for n in ("robust", "reloc")):
-            winner[spec] = max(("robust", "reloc"), key=lambda n: (models[n][spec]["auc"] or 0, models[n][spec]["f1"] or 0))
+            winner[spec] = max(
+                ("robust", "reloc"), key=lambda n: (models[n][spec]["auc"] or 0, models[n][spec]["f1"] or 0)
+            )
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True,
-                                check=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
+        ).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
     result = {
         "models": models,
         "table3_qf75": table3,
-        "recipe_settings_test": {"models": in_distribution, "per_photo": RECIPE_PER_PHOTO,
-                                 "note": "the same test photos edited with the release recipe's generator settings "
-                                         "(the training distribution), for comparison with the default-settings rows"},
+        "recipe_settings_test": {
+            "models": in_distribution,
+            "per_photo": RECIPE_PER_PHOTO,
+            "note": "the same test photos edited with the release recipe's generator settings "
+            "(the training distribution), for comparison with the default-settings rows",
+        },
         "jpeg_winner": winner,
-        "test_photos": [str(Path(p).relative_to(ROOT.parent)) if Path(p).is_relative_to(ROOT.parent) else Path(p).name
-                        for p in test_photos()],
-        "test_set": {"per_photo": PER_PHOTO, "size": SIZE, "seed": SEED, "generator": "SynthSettings defaults",
-                     "protocol": "whole images (window = image), threshold 0.5, per-image means"},
+        "test_photos": [
+            str(Path(p).relative_to(ROOT.parent)) if Path(p).is_relative_to(ROOT.parent) else Path(p).name
+            for p in test_photos()
+        ],
+        "test_set": {
+            "per_photo": PER_PHOTO,
+            "size": SIZE,
+            "seed": SEED,
+            "generator": "SynthSettings defaults",
+            "protocol": "whole images (window = image), threshold 0.5, per-image means",
+        },
         "training_seeds": 1,
         "intervals": "95% bootstrap over test images; one training seed per model, so no seed-level interval",
         "shipped_weights": json.loads((Path(str(pretrained._root())) / "cards.json").read_text()).get("commit"),
-        "command": command, "commit": commit, "torch": torch.__version__,
+        "command": command,
+        "commit": commit,
+        "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }
     write_json_atomic(RESULTS, result)
@@ -206,20 +267,32 @@ def markdown(result: dict) -> str:
             return "–"
         return " / ".join("–" if row.get(m) is None else f"{row[m]:.3f}" for m in METRICS)
 
-    lines = ["| distortion | " + " | ".join(f"`{n}` F1 / IoU / AUC" for n in MODELS) + " |",
-             "| --- |" + " ---: |" * len(MODELS)]
+    lines = [
+        "| distortion | " + " | ".join(f"`{n}` F1 / IoU / AUC" for n in MODELS) + " |",
+        "| --- |" + " ---: |" * len(MODELS),
+    ]
     for spec in SPECS:
         lines.append(f"| {spec} | " + " | ".join(cell(result["models"].get(n, {}).get(spec)) for n in MODELS) + " |")
-    lines += ["", "| situation (QF 75) | F1 | IoU | AUC | 95% interval of F1 (images) |", "| --- | ---: | ---: | ---: | --- |"]
+    lines += [
+        "",
+        "| situation (QF 75) | F1 | IoU | AUC | 95% interval of F1 (images) |",
+        "| --- | ---: | ---: | ---: | --- |",
+    ]
     for label, row in result["table3_qf75"].items():
         if row:
             low_high = row["ci95"]["f1"]
             interval = f"{low_high[0]:.3f} - {low_high[1]:.3f}" if low_high else "–"
-            lines.append(f"| {label.replace('|', chr(92) + '|')} | {row['f1']:.3f} | {row['iou']:.3f} | {row['auc']:.3f} "
-                         f"| {interval} |")
-    lines += ["", "Same test photos edited with the recipe's generator settings (the training distribution):", "",
-              "| distortion | " + " | ".join(f"`{n}` F1 / IoU / AUC" for n in MODELS) + " |",
-              "| --- |" + " ---: |" * len(MODELS)]
+            lines.append(
+                f"| {label.replace('|', chr(92) + '|')} | {row['f1']:.3f} | {row['iou']:.3f} | {row['auc']:.3f} "
+                f"| {interval} |"
+            )
+    lines += [
+        "",
+        "Same test photos edited with the recipe's generator settings (the training distribution):",
+        "",
+        "| distortion | " + " | ".join(f"`{n}` F1 / IoU / AUC" for n in MODELS) + " |",
+        "| --- |" + " ---: |" * len(MODELS),
+    ]
     for spec in RECIPE_SPECS:
         rows = result["recipe_settings_test"]["models"]
         lines.append(f"| {spec} | " + " | ".join(cell(rows.get(n, {}).get(spec)) for n in MODELS) + " |")

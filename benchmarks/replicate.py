@@ -156,8 +156,10 @@ def provenance() -> dict:
 def means(record: dict) -> dict[str, float | None]:
     """Per-image means of an evaluation record, rounded."""
     per_image = record["metrics"]["per-image"]
-    return {m: (None if per_image.get(m) is None or per_image[m] != per_image[m] else round(float(per_image[m]), 4))
-            for m in METRICS}
+    return {
+        m: (None if per_image.get(m) is None or per_image[m] != per_image[m] else round(float(per_image[m]), 4))
+        for m in METRICS
+    }
 
 
 # --- configurations --------------------------------------------------------------------
@@ -165,7 +167,9 @@ def deep_merge(below: dict, above: dict) -> dict:
     """``above`` over ``below``; mappings present in both are merged key by key."""
     merged = dict(below)
     for key, value in above.items():
-        merged[key] = deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        merged[key] = (
+            deep_merge(merged[key], value) if isinstance(value, dict) and isinstance(merged.get(key), dict) else value
+        )
     return merged
 
 
@@ -237,7 +241,16 @@ def train_run(run: Path, config_file: Path) -> dict:
     rows = metrics_rows(run)
     select_by = load_config(run / "config.yaml").train.select_by
     best = max(rows, key=lambda r: selection_score({k: _float(v) for k, v in r.items()}, select_by))
-    keep = ("epoch", "phase", "val_localization", "val_f1", "val_iou", "val_auc", "val_psnr_restored", "val_psnr_distorted")
+    keep = (
+        "epoch",
+        "phase",
+        "val_localization",
+        "val_f1",
+        "val_iou",
+        "val_auc",
+        "val_psnr_restored",
+        "val_psnr_distorted",
+    )
     summary = {
         "config": yaml.safe_load((run / "config.yaml").read_text()),
         "epochs": total,
@@ -249,8 +262,13 @@ def train_run(run: Path, config_file: Path) -> dict:
     }
     if "val_psnr_restored" in rows[0]:
         summary["validation_psnr_per_epoch"] = [
-            {"epoch": int(r["epoch"]), "phase": r["phase"], "restored": _number(r["val_psnr_restored"]),
-             "distorted": _number(r["val_psnr_distorted"])} for r in rows
+            {
+                "epoch": int(r["epoch"]),
+                "phase": r["phase"],
+                "restored": _number(r["val_psnr_restored"]),
+                "distorted": _number(r["val_psnr_distorted"]),
+            }
+            for r in rows
         ]
     return summary
 
@@ -283,7 +301,9 @@ def split(work: Path, seed: int) -> dict:
     return split_by_source(load_dataset(work / "data"), seed)
 
 
-def evaluate(situations, refs, distortions: list[str], out: Path, seed: int, per_image: dict | None = None) -> dict[str, dict]:
+def evaluate(
+    situations, refs, distortions: list[str], out: Path, seed: int, per_image: dict | None = None
+) -> dict[str, dict]:
     """``{distortion or "none": {situation: {f1, iou, auc}}}`` and the records on disk.
 
     ``per_image``, if given, receives ``{situation: {image name: [f1, auc]}}`` (one
@@ -294,13 +314,24 @@ def evaluate(situations, refs, distortions: list[str], out: Path, seed: int, per
 
     with torch.inference_mode():
         records = run_evaluation(
-            situations, refs, distortions, out, device=torch.device("cpu"), window=SIZE, stride=SIZE,
-            batch_size=1, seed=seed, keep_maps=4, progress=False,
+            situations,
+            refs,
+            distortions,
+            out,
+            device=torch.device("cpu"),
+            window=SIZE,
+            stride=SIZE,
+            batch_size=1,
+            seed=seed,
+            keep_maps=4,
+            progress=False,
         )
     table: dict[str, dict] = {}
     for record in records:
         table.setdefault(record["distortion"], {})[record["situation"]] = {
-            **means(record), "images": record["images"], "auc_single_class": record["single_class"],
+            **means(record),
+            "images": record["images"],
+            "auc_single_class": record["single_class"],
             "undefined_f1": record["undefined_f1"],
         }
         if per_image is not None:
@@ -331,8 +362,11 @@ def restorer_psnr(restorer_file: str, refs, distortion: str, seed: int) -> dict[
             plain, jpeg = item["plain"][None], item["distorted"][None]
             restored.append(psnr(restorer(jpeg).clamp(0, 1), plain).item())
             distorted.append(psnr(jpeg, plain).item())
-    return {"restored": round(statistics.mean(restored), 3), "distorted": round(statistics.mean(distorted), 3),
-            "images": len(images)}
+    return {
+        "restored": round(statistics.mean(restored), 3),
+        "distorted": round(statistics.mean(distorted), 3),
+        "images": len(images),
+    }
 
 
 # --- the parts -------------------------------------------------------------------------
@@ -383,12 +417,28 @@ def make_data(ctx: SeedWork) -> dict:
     if (data / "manifest.json").is_file() and not ctx.force:
         print("data: present, skipped")
     else:
-        summary = synthesize(ctx.photos, data, count=COUNT, seed=ctx.seed, size=SIZE,
-                             settings=SynthSettings(**SYNTH_OVERRIDES), progress=False, overwrite=True)
-        details = {"per_split": summary.per_split, "per_type": summary.per_type,
-                   "photos_per_split": summary.photos_per_split}
-    ctx.results["dataset"] = {"photos": ctx.photos, "count": COUNT, "size": SIZE, "synth_overrides": SYNTH_OVERRIDES,
-                              **{k: len(v) for k, v in split(ctx.work, ctx.seed).items()}}
+        summary = synthesize(
+            ctx.photos,
+            data,
+            count=COUNT,
+            seed=ctx.seed,
+            size=SIZE,
+            settings=SynthSettings(**SYNTH_OVERRIDES),
+            progress=False,
+            overwrite=True,
+        )
+        details = {
+            "per_split": summary.per_split,
+            "per_type": summary.per_type,
+            "photos_per_split": summary.photos_per_split,
+        }
+    ctx.results["dataset"] = {
+        "photos": ctx.photos,
+        "count": COUNT,
+        "size": SIZE,
+        "synth_overrides": SYNTH_OVERRIDES,
+        **{k: len(v) for k, v in split(ctx.work, ctx.seed).items()},
+    }
     return details
 
 
@@ -422,7 +472,9 @@ def equal_updates(ctx: SeedWork) -> dict:
 def val_gap(ctx: SeedWork) -> dict:
     from reloc.engine.evaluate import standard_situations
 
-    table = evaluate(standard_situations(ctx.run("plain")), ctx.refs("val"), [DISTORTION], ctx.work / "eval-val-gap", ctx.seed)
+    table = evaluate(
+        standard_situations(ctx.run("plain")), ctx.refs("val"), [DISTORTION], ctx.work / "eval-val-gap", ctx.seed
+    )
     details = {"P{P}": table["none"]["P{P}"], "P{D}": table[DISTORTION]["P{D}"]}
     ctx.results.setdefault("validation", {}).update(details)
     return details
@@ -544,8 +596,11 @@ def _stats(values: list[float]) -> dict:
     values = [v for v in values if v is not None]
     if not values:
         return {"mean": None, "std": None, "n": 0}
-    return {"mean": round(statistics.mean(values), 4), "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
-            "n": len(values)}
+    return {
+        "mean": round(statistics.mean(values), 4),
+        "std": round(statistics.stdev(values), 4) if len(values) > 1 else 0.0,
+        "n": len(values),
+    }
 
 
 def _table(seeds: list[dict], key: str) -> dict:
@@ -589,8 +644,11 @@ def paired_differences(seeds: list[dict]) -> dict:
                 if name not in rows or baseline not in rows:
                     continue
                 a, b = rows[name], rows[baseline]
-                values = [a[k][index] - b[k][index] for k in sorted(a.keys() & b.keys())
-                          if a[k][index] is not None and b[k][index] is not None]
+                values = [
+                    a[k][index] - b[k][index]
+                    for k in sorted(a.keys() & b.keys())
+                    if a[k][index] is not None and b[k][index] is not None
+                ]
                 if values:
                     per_seed.append(np.asarray(values))
             if not per_seed:
@@ -630,8 +688,11 @@ def aggregate() -> dict:
         "protocol": "per-image means over the test split of each seed; mean and sample std over seeds",
         "table3": _table(seeds, "table3"),
         "table4": {
-            test: ({m: _stats([r.get(m) for r in rows]) for m in METRICS} if test == "P{P}"
-                   else _table([{"t": r} for r in rows], "t"))
+            test: (
+                {m: _stats([r.get(m) for r in rows]) for m in METRICS}
+                if test == "P{P}"
+                else _table([{"t": r} for r in rows], "t")
+            )
             for test, rows in table4.items()
         },
         "table5": _table(seeds, "table5"),
@@ -639,13 +700,23 @@ def aggregate() -> dict:
         "validation": _table(seeds, "validation"),
         "dataset": {k: _stats([r.get("dataset", {}).get(k) for r in seeds]) for k in SPLITS},
         "seconds": {part: _stats([r.get("seconds", {}).get(part) for r in seeds]) for part in PARTS},
-        "torch_threads": sorted({p["torch_threads"] for r in seeds for p in r.get("parts", {}).values() if "torch_threads" in p}),
-        "torch_versions": sorted({p["torch_version"] for r in seeds for p in r.get("parts", {}).values() if "torch_version" in p}),
+        "torch_threads": sorted(
+            {p["torch_threads"] for r in seeds for p in r.get("parts", {}).values() if "torch_threads" in p}
+        ),
+        "torch_versions": sorted(
+            {p["torch_version"] for r in seeds for p in r.get("parts", {}).values() if "torch_version" in p}
+        ),
         "restorer_psnr_validation": {
-            **{k: _stats([r.get("validation", {}).get("restorer_psnr_whole_images", {}).get(k) for r in seeds])
-               for k in ("restored", "distorted")},
-            "restored_last": _stats([r.get("parts", {}).get("val-t3", {}).get("restorer_psnr_whole_images_last", {})
-                                     .get("restored") for r in seeds]),
+            **{
+                k: _stats([r.get("validation", {}).get("restorer_psnr_whole_images", {}).get(k) for r in seeds])
+                for k in ("restored", "distorted")
+            },
+            "restored_last": _stats(
+                [
+                    r.get("parts", {}).get("val-t3", {}).get("restorer_psnr_whole_images_last", {}).get("restored")
+                    for r in seeds
+                ]
+            ),
         },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -678,8 +749,10 @@ def markdown(summary: dict) -> str:
 
     def block(title: str, table: dict) -> None:
         lines.extend([f"## {title}", "", "| situation | F1 | IoU | AUC |", "| --- | ---: | ---: | ---: |"])
-        lines.extend(f"| {name.replace('|', chr(92) + '|')} | {_cell(row['f1'])} | {_cell(row['iou'])} | {_cell(row['auc'])} |"
-                     for name, row in table.items())
+        lines.extend(
+            f"| {name.replace('|', chr(92) + '|')} | {_cell(row['f1'])} | {_cell(row['iou'])} | {_cell(row['auc'])} |"
+            for name, row in table.items()
+        )
         lines.append("")
 
     if summary["table3"]:
@@ -709,35 +782,52 @@ def markdown(summary: dict) -> str:
             continue
         block(f"Table IV: trained at QF 70-100, tested at {test}", table)
     if summary["table5"]:
-        block("Table V: ReLoc's restorer (trained with DFCN x0.5) in front of another plain localizer, QF 75", summary["table5"])
+        block(
+            "Table V: ReLoc's restorer (trained with DFCN x0.5) in front of another plain localizer, QF 75",
+            summary["table5"],
+        )
     if summary["validation"]:
         block("Validation split (the numbers choices were made on)", summary["validation"])
     psnr = summary["restorer_psnr_validation"]
     if psnr["restored"]["n"]:
-        lines += ["Restorer PSNR on whole validation images (the checkpoint evaluated above, best validation loss): "
-                  "restored " + _cell(psnr["restored"], 2) + " dB, JPEG input " + _cell(psnr["distorted"], 2) + " dB; "
-                  "the last epoch's restorer: " + _cell(psnr["restored_last"], 2) + " dB.", ""]
+        lines += [
+            "Restorer PSNR on whole validation images (the checkpoint evaluated above, best validation loss): "
+            "restored " + _cell(psnr["restored"], 2) + " dB, JPEG input " + _cell(psnr["distorted"], 2) + " dB; "
+            "the last epoch's restorer: " + _cell(psnr["restored_last"], 2) + " dB.",
+            "",
+        ]
     sizes = summary.get("dataset", {})
     if sizes.get("test", {}).get("n"):
-        lines += ["Split sizes (images per seed): " + ", ".join(f"{k} {_cell(sizes[k], 0)}" for k in SPLITS)
-                  + ".", ""]
+        lines += ["Split sizes (images per seed): " + ", ".join(f"{k} {_cell(sizes[k], 0)}" for k in SPLITS) + ".", ""]
     threads = summary.get("torch_threads") or ["torch's default"]
-    lines += ["## Seconds per part", "", f"Wall seconds on the 2-core CPU, torch threads per part: {', '.join(map(str, threads))} "
-              "(training parts: the sum of their epochs).", "", "| part | seconds |", "| --- | ---: |"]
+    lines += [
+        "## Seconds per part",
+        "",
+        f"Wall seconds on the 2-core CPU, torch threads per part: {', '.join(map(str, threads))} "
+        "(training parts: the sum of their epochs).",
+        "",
+        "| part | seconds |",
+        "| --- | ---: |",
+    ]
     lines += [f"| {part} | {_cell(stat, 0)} |" for part, stat in summary["seconds"].items() if stat["n"]]
     lines.append("")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--part", nargs="+", choices=list(PARTS), help="parts to run (default: all, in order)")
     parser.add_argument("--aggregate", action="store_true", help="combine seed results into replicate.json/.md")
     parser.add_argument("--list-parts", action="store_true", help="print the parts in run order and exit")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default runs/replicate/seed-N)")
-    parser.add_argument("--photos", default=str(ROOT.parent / "shared" / "photos"),
-                        help="folder of real photos (default: ../shared/photos beside the checkout)")
+    parser.add_argument(
+        "--photos",
+        default=str(ROOT.parent / "shared" / "photos"),
+        help="folder of real photos (default: ../shared/photos beside the checkout)",
+    )
     parser.add_argument("--force", action="store_true", help="redo the given parts")
     args = parser.parse_args(argv)
     if args.list_parts:

@@ -69,7 +69,17 @@ FLOP_NOTE = (
 )
 LOCALIZERS = ("dfcn", "scse_unet", "mvssnet")
 #: flags worth recording next to the peak (the full list is long)
-SHOWN_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "avx512_fp16", "amx_tile", "amx_bf16", "amx_int8")
+SHOWN_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
 
 
 # --- measuring ------------------------------------------------------------------------
@@ -119,7 +129,11 @@ def measure_peak(args, device: torch.device, sync) -> dict:
             b = torch.randn(n, n, generator=generator).to(device, dtype)
             best = min(seconds(lambda a=a, b=b: torch.mm(a, b), args.peak_repeats, sync=sync))
             entries[f"mm_{n}"] = round(2 * n**3 / best / 1e9, 1)
-        x = torch.randn(*conv_shape, generator=generator).to(device, dtype).contiguous(memory_format=torch.channels_last)
+        x = (
+            torch.randn(*conv_shape, generator=generator)
+            .to(device, dtype)
+            .contiguous(memory_format=torch.channels_last)
+        )
         conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).to(device, dtype, memory_format=torch.channels_last)
         with torch.inference_mode():
             best = min(seconds(lambda conv=conv, x=x: conv(x), args.peak_repeats, sync=sync))
@@ -197,8 +211,18 @@ def child_main(args) -> None:
 def run_child(args, kind: str, *options: str) -> dict:
     """Run ``kind`` in a child process of this script; returns its JSON."""
     command = [
-        sys.executable, __file__, "--child", kind, "--window", str(args.window), "--train-batch",
-        str(args.train_batch), "--train-crop", str(args.train_crop), "--train-repeats", str(args.train_repeats),
+        sys.executable,
+        __file__,
+        "--child",
+        kind,
+        "--window",
+        str(args.window),
+        "--train-batch",
+        str(args.train_batch),
+        "--train-crop",
+        str(args.train_crop),
+        "--train-repeats",
+        str(args.train_repeats),
         *options,
     ]
     output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
@@ -225,8 +249,11 @@ def pipeline_section(args, peak: dict, device: torch.device, sync) -> dict:
     )
     megapixels = args.height * args.width / 1e6
     results: dict = {
-        "image": f"3x{args.height}x{args.width}", "window": args.window, "stride": args.window,
-        "windows": n_windows, "gflop_per_window": round(flops / 1e9, 1),
+        "image": f"3x{args.height}x{args.width}",
+        "window": args.window,
+        "stride": args.window,
+        "windows": n_windows,
+        "gflop_per_window": round(flops / 1e9, 1),
         "batch_size": args.batch_size or "predict's default (1 window per pass on the CPU, 4 on a GPU)",
     }
     pipeline = Pipeline(restorer, localizer).prepare()
@@ -242,8 +269,10 @@ def pipeline_section(args, peak: dict, device: torch.device, sync) -> dict:
         times = seconds(predict, args.repeats, warmup=0, sync=sync)
         best = min(times)
         results[precision] = {
-            "seconds": round(best, 3), "all_seconds": [round(t, 3) for t in times],
-            "mpx_s": round(megapixels / best, 4), "achieved_gflops": round(flops * n_windows / best / 1e9, 1),
+            "seconds": round(best, 3),
+            "all_seconds": [round(t, 3) for t in times],
+            "mpx_s": round(megapixels / best, 4),
+            "achieved_gflops": round(flops * n_windows / best / 1e9, 1),
             "share_of_peak": round(flops * n_windows / best / 1e9 / peak[f"{precision}_gflops"], 3),
         }
         if precision != "fp32":
@@ -258,23 +287,36 @@ def pipeline_section(args, peak: dict, device: torch.device, sync) -> dict:
         first = time.perf_counter() - started
         times = seconds(
             lambda: compiled.predict(image, window=args.window, stride=args.window, batch_size=args.batch_size),
-            args.repeats, warmup=0, sync=sync,
+            args.repeats,
+            warmup=0,
+            sync=sync,
         )
         results["compiled_auto"] = {
-            "precision": dtype_name(resolve_precision("auto", device)), "seconds": round(min(times), 3),
-            "mpx_s": round(megapixels / min(times), 4), "first_call_seconds": round(first, 1),
+            "precision": dtype_name(resolve_precision("auto", device)),
+            "seconds": round(min(times), 3),
+            "mpx_s": round(megapixels / min(times), 4),
+            "first_call_seconds": round(first, 1),
         }
         print(f"pipeline compiled: {results['compiled_auto']}", flush=True)
     if device.type == "cpu" and args.baseline:
         with tempfile.TemporaryDirectory() as folder:
             map_path = os.path.join(folder, "baseline.pt")
             child = run_child(
-                args, "baseline", "--height", str(args.height), "--width", str(args.width), "--image-seed", "1",
-                "--map-out", map_path,
+                args,
+                "baseline",
+                "--height",
+                str(args.height),
+                "--width",
+                str(args.width),
+                "--image-seed",
+                "1",
+                "--map-out",
+                map_path,
             )
             baseline_map = torch.load(map_path)
         results["baseline"] = {
-            "seconds": round(child["seconds"], 3), "mpx_s": round(megapixels / child["seconds"], 4),
+            "seconds": round(child["seconds"], 3),
+            "mpx_s": round(megapixels / child["seconds"], 4),
             "achieved_gflops": round(flops * n_windows / child["seconds"] / 1e9, 1),
             "description": "release formulation of SCUNet (roll, partition, einsum + softmax attention), plain "
             "DFCN, NCHW, one window at a time, torch.no_grad, default malloc; in a child process",
@@ -301,8 +343,10 @@ def localizer_section(args, device: torch.device, sync) -> dict:
             fast = seconds(lambda net=fast_network, x=shown: net(x), args.localizer_repeats, sync=sync)
             fast_difference = float((segmentation_logits(fast_network(shown)) - expected).abs().max())
         entry = {
-            "eager_s": round(min(eager), 4), "fast_s": round(min(fast), 4),
-            "speedup": round(min(eager) / min(fast), 3), "max_abs_logit_diff_fast": fast_difference,
+            "eager_s": round(min(eager), 4),
+            "fast_s": round(min(fast), 4),
+            "speedup": round(min(eager) / min(fast), 3),
+            "max_abs_logit_diff_fast": fast_difference,
             "eager": "the published definition as built: NCHW input and weights, BatchNorm, torch.no_grad",
             "fast": "prepare_for_inference (BatchNorm folded, channels_last weights and input), inference_mode",
         }
@@ -386,10 +430,15 @@ def accuracy_section(args) -> dict:
         return round(max(values), 5) if values else float("nan")
 
     result = {
-        "max_f1_diff": max_diff("f1"), "max_auc_diff": max_diff("auc"), "max_prob_diff": round(max_prob, 5),
-        "images": len(refs), "set": f"reloc synth, scikit-image photos, {args.accuracy_images} images of "
-        f"{args.accuracy_size} px, seed 11, jpeg:75 (seed 0)", "weights": weights,
-        "fp32_per_image": metrics["fp32"].summary()["per-image"], "bf16_per_image": metrics["bf16"].summary()["per-image"],
+        "max_f1_diff": max_diff("f1"),
+        "max_auc_diff": max_diff("auc"),
+        "max_prob_diff": round(max_prob, 5),
+        "images": len(refs),
+        "set": f"reloc synth, scikit-image photos, {args.accuracy_images} images of "
+        f"{args.accuracy_size} px, seed 11, jpeg:75 (seed 0)",
+        "weights": weights,
+        "fp32_per_image": metrics["fp32"].summary()["per-image"],
+        "bf16_per_image": metrics["bf16"].summary()["per-image"],
     }
     result["within_0.005"] = bool(result["max_f1_diff"] <= 0.005 and result["max_auc_diff"] <= 0.005)
     print(f"bf16 accuracy: {result}", flush=True)
@@ -399,8 +448,10 @@ def accuracy_section(args) -> dict:
 def memory_section(args) -> dict:
     child = run_child(args, "predict", "--height", str(args.memory_height), "--width", str(args.memory_width))
     return {
-        "image": f"3x{args.memory_height}x{args.memory_width}", "window": args.window,
-        "peak_rss_gb": round(child["peak_rss_kib"] * 1024 / 1e9, 3), "seconds": round(child["seconds"], 1),
+        "image": f"3x{args.memory_height}x{args.memory_width}",
+        "window": args.window,
+        "peak_rss_gb": round(child["peak_rss_kib"] * 1024 / 1e9, 3),
+        "seconds": round(child["seconds"], 1),
         "how": "prepared Pipeline.predict (scunet(paper) + dfcn, fp32) in a fresh child process; its peak "
         "resident set (VmHWM of /proc/self/status); GB = 1e9 bytes",
     }
@@ -414,9 +465,16 @@ def training_steps(args, device: torch.device, precision: str, paper_scale: bool
 
     restorer = "paper" if paper_scale else "small"
     overrides = [
-        "data.dataset=unused", "train.task=reloc", "model.restorer=scunet", f"model.restorer_args={{preset: {restorer}}}",
-        "model.localizer=dfcn", "model.localizer_args={}", "model.discriminator=dcgan",
-        f"data.batch_size={args.train_batch}", f"data.crop={args.train_crop}", f"train.precision={precision}",
+        "data.dataset=unused",
+        "train.task=reloc",
+        "model.restorer=scunet",
+        f"model.restorer_args={{preset: {restorer}}}",
+        "model.localizer=dfcn",
+        "model.localizer_args={}",
+        "model.discriminator=dcgan",
+        f"data.batch_size={args.train_batch}",
+        f"data.crop={args.train_crop}",
+        f"train.precision={precision}",
     ]
     torch.manual_seed(0)
     task = create_task(load_config(None, overrides), device, DistContext())
@@ -429,7 +487,10 @@ def training_steps(args, device: torch.device, precision: str, paper_scale: bool
         "mask": (torch.rand(b, 1, c, c, generator=generator) > 0.8).float().to(device),
     }
     results: dict = {
-        "batch": b, "crop": c, "networks": f"scunet({restorer}) + dfcn + dcgan", "precision": dtype_name(task.dtype),
+        "batch": b,
+        "crop": c,
+        "networks": f"scunet({restorer}) + dfcn + dcgan",
+        "precision": dtype_name(task.dtype),
     }
     for name, step in (("restoration", task.restoration_step), ("localization", task.localization_step)):
         if device.type == "cuda":
@@ -446,7 +507,9 @@ def training_section(args) -> dict:
     out: dict = {}
     for precision in ("fp32", "bf16"):
         child = run_child(args, "train", "--precision", precision)
-        out[precision] = {key: child[key] for key in ("restoration", "localization", "precision", "batch", "crop", "networks")}
+        out[precision] = {
+            key: child[key] for key in ("restoration", "localization", "precision", "batch", "crop", "networks")
+        }
         print(f"train {precision}: {out[precision]}", flush=True)
     return out
 
@@ -467,8 +530,11 @@ def cuda_main(args) -> None:
     precisions = ["fp32", "fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])  # fp16 with grad scaling
     record["training"] = {p: training_steps(paper, device, p, paper_scale=True, sync=sync) for p in precisions}
     record.update(
-        torch=torch.__version__, cuda=torch.version.cuda, date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        wall_seconds=round(time.time() - started, 1), command=" ".join(["python", "benchmarks/speed.py", *sys.argv[1:]]),
+        torch=torch.__version__,
+        cuda=torch.version.cuda,
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        wall_seconds=round(time.time() - started, 1),
+        command=" ".join(["python", "benchmarks/speed.py", *sys.argv[1:]]),
     )
     out = args.out or RESULTS / "speed-cuda.json"
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -567,7 +633,8 @@ def main() -> None:
     peak_end = measure_peak(argparse.Namespace(peak_repeats=args.peak_repeats), torch.device("cpu"), no_sync)
     pipeline = record["pipeline"]
     summary = {
-        "pipeline_fp32_mpx_s": pipeline["fp32"]["mpx_s"], "pipeline_bf16_mpx_s": pipeline["bf16"]["mpx_s"],
+        "pipeline_fp32_mpx_s": pipeline["fp32"]["mpx_s"],
+        "pipeline_bf16_mpx_s": pipeline["bf16"]["mpx_s"],
         "pipeline_bf16_over_fp32": round(pipeline["bf16"]["mpx_s"] / pipeline["fp32"]["mpx_s"], 3),
         "auto_precision_here": dtype_name(resolve_precision("auto", "cpu")),
         "localizer_speedups": {name: entry["speedup"] for name, entry in (record["localizers"] or {}).items()},
@@ -577,13 +644,19 @@ def main() -> None:
     training = record["training"] or {}
     result = {
         "peak": {
-            "fp32_gflops": peak["fp32_gflops"], "bf16_gflops": peak["bf16_gflops"], "cpu": peak["cpu"],
-            "flags": peak["flags"], "native_bf16": peak["native_bf16"], "measurements_start": peak,
+            "fp32_gflops": peak["fp32_gflops"],
+            "bf16_gflops": peak["bf16_gflops"],
+            "cpu": peak["cpu"],
+            "flags": peak["flags"],
+            "native_bf16": peak["native_bf16"],
+            "measurements_start": peak,
             "measurements_end": {k: v for k, v in peak_end.items() if k.endswith("measurements")},
         },
         "pipeline": {
-            "fp32_mpx_s": pipeline["fp32"]["mpx_s"], "bf16_mpx_s": pipeline["bf16"]["mpx_s"],
-            "fp32_share_of_peak": pipeline["fp32"]["share_of_peak"], "bf16_share_of_peak": pipeline["bf16"]["share_of_peak"],
+            "fp32_mpx_s": pipeline["fp32"]["mpx_s"],
+            "bf16_mpx_s": pipeline["bf16"]["mpx_s"],
+            "fp32_share_of_peak": pipeline["fp32"]["share_of_peak"],
+            "bf16_share_of_peak": pipeline["bf16"]["share_of_peak"],
             **pipeline,
         },
         "localizers": record["localizers"],
@@ -592,7 +665,8 @@ def main() -> None:
         "training": record["training"],
         **{
             f"train_{step}_img_per_s_{p}": training[p][step]["img_per_s"] if training else None
-            for step in ("restoration", "localization") for p in ("fp32", "bf16")
+            for step in ("restoration", "localization")
+            for p in ("fp32", "bf16")
         },
         "summary": summary,
         "memory": record.get("memory"),

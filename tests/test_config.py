@@ -10,7 +10,9 @@ from reloc.config import Config, ConfigError, load_config, parse_override
 def test_override_precedence_and_round_trip(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("data: {dataset: d, batch_size: 12}\ntrain: {epochs: 5, task: reloc}\n")
-    config = load_config(path, ["train.epochs=7", "model.restorer_args={preset: small}", "optim.discriminator_betas=[0.4, 0.9]"])
+    config = load_config(
+        path, ["train.epochs=7", "model.restorer_args={preset: small}", "optim.discriminator_betas=[0.4, 0.9]"]
+    )
     assert (config.data.batch_size, config.train.epochs, config.train.task) == (12, 7, "reloc")
     assert config.model.restorer_args == {"preset": "small"}
     assert config.optim.discriminator_betas == (0.4, 0.9)
@@ -26,7 +28,10 @@ def test_builder_arguments_merge_deeply(tmp_path):
     config = load_config(path, ["model.localizer_args={highpass: true}", "model.restorer_args.residual=true"])
     assert config.model.localizer_args == {"width": 0.5, "faithful": False, "highpass": True}
     assert config.model.restorer_args == {"preset": "small", "residual": True}
-    assert load_config(path, ["model.localizer_args.width=0.25"]).model.localizer_args == {"width": 0.25, "faithful": False}
+    assert load_config(path, ["model.localizer_args.width=0.25"]).model.localizer_args == {
+        "width": 0.25,
+        "faithful": False,
+    }
 
 
 @pytest.mark.parametrize(
@@ -73,15 +78,19 @@ def test_yaml_errors_name_the_file(tmp_path):
 
 
 def test_check_lists_every_cross_key_problem():
-    config = load_config(None, ["train.task=finetune", "train.restorer_warmup_epochs=1", "data.test_fraction=0.6",
-                                "data.val_fraction=0.5"])
+    config = load_config(
+        None,
+        ["train.task=finetune", "train.restorer_warmup_epochs=1", "data.test_fraction=0.6", "data.val_fraction=0.5"],
+    )
     with pytest.raises(ConfigError) as error:
         config.check()
     text = str(error.value)
     assert "restorer_warmup_epochs applies" in text and "test_fraction + data.val_fraction" in text
     assert "finetune needs model.localizer_weights" in text and "data.dataset is empty" in text
     with pytest.raises(ConfigError, match="smaller than train.epochs"):
-        load_config(None, ["data.dataset=x", "train.task=joint", "train.epochs=2", "train.restorer_warmup_epochs=2"]).check()
+        load_config(
+            None, ["data.dataset=x", "train.task=joint", "train.epochs=2", "train.restorer_warmup_epochs=2"]
+        ).check()
 
 
 @pytest.mark.parametrize("task", ["finetune", "reloc"])

@@ -220,21 +220,14 @@ def test_validate_all_unreadable_is_an_error(tmp_path):
 
 
 def test_split_is_deterministic_and_source_disjoint(tmp_path):
-    refs = [
-        SampleRef(tmp_path / f"s{i:02d}_{k}.png", source=f"photo{i // 3}")
-        for i in range(60)
-        for k in range(2)
-    ]
+    refs = [SampleRef(tmp_path / f"s{i:02d}_{k}.png", source=f"photo{i // 3}") for i in range(60) for k in range(2)]
     refs.append(SampleRef(tmp_path / "bridge.png", source="photo0+photo7"))
     first = split_by_source(refs, seed=3)
     assert first == split_by_source(refs, seed=3)
     reordered = split_by_source(list(reversed(refs)), seed=3)
     assert {k: set(v) for k, v in reordered.items()} == {k: set(v) for k, v in first.items()}
     assert first != split_by_source(refs, seed=4)
-    photos = {
-        split: {photo for ref in members for photo in ref.sources}
-        for split, members in first.items()
-    }
+    photos = {split: {photo for ref in members for photo in ref.sources} for split, members in first.items()}
     assert not photos["train"] & photos["val"]
     assert not photos["train"] & photos["test"]
     assert not photos["val"] & photos["test"]

@@ -197,9 +197,7 @@ _steps = st.one_of(
     st.floats(0.05, 4.0).map(lambda f: f"resize:{f!r}"),
     st.floats(0.0, 5.0).map(lambda s: f"blur:{s!r}"),
     st.floats(0.0, 255.0).map(lambda s: f"noise:{s!r}"),
-    st.tuples(st.integers(1, 100), st.integers(1, 100)).map(
-        lambda qs: f"jpeg:{min(qs)}-{max(qs)}"
-    ),
+    st.tuples(st.integers(1, 100), st.integers(1, 100)).map(lambda qs: f"jpeg:{min(qs)}-{max(qs)}"),
 )
 
 

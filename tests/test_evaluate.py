@@ -15,9 +15,14 @@ from reloc.engine.evaluate import record_filename
 from reloc.engine.trainer import train
 
 TINY = [
-    "data.crop=64", "data.batch_size=4", "data.steps_per_epoch=2", "data.tamper_bias=0.5",
-    "model.localizer_args={width: 0.25, faithful: false}", "model.restorer_args={preset: tiny}",
-    "model.discriminator_args={width: 8}", "train.epochs=2",
+    "data.crop=64",
+    "data.batch_size=4",
+    "data.steps_per_epoch=2",
+    "data.tamper_bias=0.5",
+    "model.localizer_args={width: 0.25, faithful: false}",
+    "model.restorer_args={preset: tiny}",
+    "model.discriminator_args={width: 8}",
+    "train.epochs=2",
 ]
 
 
@@ -30,18 +35,45 @@ def runs(tmp_path_factory) -> dict[str, Path]:
     paths = {"dataset": root / "synth"}
     for task in ("plain", "finetune", "reloc"):
         extra = [] if task == "plain" else [f"model.localizer_weights={root / 'plain'}"]
-        train(load_config(None, [f"data.dataset={root / 'synth'}", *TINY, f"train.task={task}", *extra]), root / task, progress=False)
+        train(
+            load_config(None, [f"data.dataset={root / 'synth'}", *TINY, f"train.task={task}", *extra]),
+            root / task,
+            progress=False,
+        )
         paths[task] = root / task
     return paths
 
 
 def test_eval_writes_a_record_per_situation_and_report_renders(runs, tmp_path):
     cli = CliRunner()
-    result = cli.invoke(app, [
-        "eval", "--dataset", str(runs["dataset"]), "--out", str(tmp_path / "ev"), "--plain", str(runs["plain"]),
-        "--finetune", str(runs["finetune"]), "--reloc", str(runs["reloc"]), "--transfer", f"{runs['reloc']}:{runs['plain']}",
-        "--distortion", "jpeg:75", "--distortion", "jpeg:60", "--window", "64", "--stride", "48", "--save-maps", "2",
-    ])
+    result = cli.invoke(
+        app,
+        [
+            "eval",
+            "--dataset",
+            str(runs["dataset"]),
+            "--out",
+            str(tmp_path / "ev"),
+            "--plain",
+            str(runs["plain"]),
+            "--finetune",
+            str(runs["finetune"]),
+            "--reloc",
+            str(runs["reloc"]),
+            "--transfer",
+            f"{runs['reloc']}:{runs['plain']}",
+            "--distortion",
+            "jpeg:75",
+            "--distortion",
+            "jpeg:60",
+            "--window",
+            "64",
+            "--stride",
+            "48",
+            "--save-maps",
+            "2",
+        ],
+    )
     assert result.exit_code == 0, result.output
     records = {path.name: json.loads(path.read_text()) for path in (tmp_path / "ev" / "eval").glob("*.json")}
     situations = {(r["situation"], r["distortion"]) for r in records.values()}
@@ -55,7 +87,17 @@ def test_eval_writes_a_record_per_situation_and_report_renders(runs, tmp_path):
     assert record["restorer"].endswith("restorer.safetensors")
 
     result = cli.invoke(
-        app, ["report", str(tmp_path / "ev"), "--out", str(tmp_path / "rep"), "--run", str(runs["reloc"]), "--features", "40"]
+        app,
+        [
+            "report",
+            str(tmp_path / "ev"),
+            "--out",
+            str(tmp_path / "rep"),
+            "--run",
+            str(runs["reloc"]),
+            "--features",
+            "40",
+        ],
     )
     assert result.exit_code == 0, result.output
     text = (tmp_path / "rep" / "report.md").read_text()
@@ -68,8 +110,12 @@ def test_eval_writes_a_record_per_situation_and_report_renders(runs, tmp_path):
 
 def test_table_orders_rows_like_the_paper_and_marks_undefined():
     def record(name, distortion, f1):
-        return {"situation": name, "distortion": distortion, "images": 3,
-                "metrics": {"per-image": {"f1": f1, "iou": 0.5, "auc": None}}}
+        return {
+            "situation": name,
+            "distortion": distortion,
+            "images": 3,
+            "metrics": {"per-image": {"f1": f1, "iou": 0.5, "auc": None}},
+        }
 
     table = metrics_table(
         [record("ReLoc{D}", "jpeg:75", 0.4), record("P{P}", "none", 0.9), record("D|P{D}", "jpeg:75", 0.2)]
@@ -112,8 +158,22 @@ def test_eval_uses_the_split_the_run_was_trained_with(odd_split_run, tmp_path):
     default = {ref.image.name for ref in split_by_source(load_dataset(dataset), 0)["test"]}
     assert default & trained_on  # what re-splitting with the defaults would have tested on
     assert not {ref.image.name for ref in test} & trained_on
-    result = CliRunner().invoke(app, ["eval", "--dataset", str(dataset), "--out", str(tmp_path), "--plain", str(run),
-                                      "--window", "96", "--stride", "96"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--dataset",
+            str(dataset),
+            "--out",
+            str(tmp_path),
+            "--plain",
+            str(run),
+            "--window",
+            "96",
+            "--stride",
+            "96",
+        ],
+    )
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "eval" / record_filename("P{D}", "jpeg:75")).read_text())
     assert sorted(r["name"] for r in record["per_image"]) == sorted(Path(i).stem for i in recorded.samples["test"])
@@ -128,19 +188,39 @@ def test_eval_refuses_a_changed_dataset_in_one_line(odd_split_run, tmp_path):
     victim.unlink()
     (changed / "Au").mkdir()
     shutil.copy(min((changed / "Tp").iterdir()), changed / "Au" / "added.png")  # an authentic image
-    result = CliRunner().invoke(app, ["eval", "--dataset", str(changed), "--out", str(tmp_path / "ev"), "--plain", str(run)])
+    result = CliRunner().invoke(
+        app, ["eval", "--dataset", str(changed), "--out", str(tmp_path / "ev"), "--plain", str(run)]
+    )
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and "not the dataset" in lines[0] and "--split all" in lines[0]
     # the whole of another dataset can still be evaluated
-    result = CliRunner().invoke(app, ["eval", "--dataset", str(changed), "--out", str(tmp_path / "all"), "--plain",
-                                      str(run), "--split", "all", "--window", "96", "--stride", "96"])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--dataset",
+            str(changed),
+            "--out",
+            str(tmp_path / "all"),
+            "--plain",
+            str(run),
+            "--split",
+            "all",
+            "--window",
+            "96",
+            "--stride",
+            "96",
+        ],
+    )
     assert result.exit_code == 0, result.output
 
 
 def test_two_unlabelled_reloc_runs_are_refused(tmp_path):
-    result = CliRunner().invoke(app, ["eval", "--dataset", str(tmp_path), "--out", str(tmp_path / "ev"),
-                                      "--reloc", "runs/a", "--reloc", "runs/b"])
+    result = CliRunner().invoke(
+        app,
+        ["eval", "--dataset", str(tmp_path), "--out", str(tmp_path / "ev"), "--reloc", "runs/a", "--reloc", "runs/b"],
+    )
     assert result.exit_code == 2 and "two --reloc runs labelled 'ReLoc'" in result.output
 
 

@@ -49,7 +49,9 @@ def test_restoration_loss_terms_follow_weights_and_switches():
     fake, logits = torch.randn(2), torch.randn(2, 1, 8, 8)
     weights = LOSS_PRESETS["official"]
     terms = restoration_loss(restored, plain, fake, logits, mask, weights)
-    expected = 100 * mae_loss(restored, plain) + 0.1 * generator_loss(fake) + 1.0 * localization_loss(logits, mask, weights)
+    expected = (
+        100 * mae_loss(restored, plain) + 0.1 * generator_loss(fake) + 1.0 * localization_loss(logits, mask, weights)
+    )
     assert terms["total"].item() == pytest.approx(expected.item(), rel=1e-6)
     only_mae = restoration_loss(restored, plain, None, None, mask, weights)
     assert set(only_mae) == {"mae", "total"}

@@ -123,7 +123,9 @@ def test_save_load_round_trip_gives_identical_outputs(kind, name, kwargs, tmp_pa
     image = torch.rand(1, 3, 64, 96)
     with torch.inference_mode():
         expected, actual = network(image), rebuilt(image)
-    for a, b in zip(expected if isinstance(expected, tuple) else (expected,), actual if isinstance(actual, tuple) else (actual,)):
+    for a, b in zip(
+        expected if isinstance(expected, tuple) else (expected,), actual if isinstance(actual, tuple) else (actual,)
+    ):
         assert torch.equal(a, b)
 
 

@@ -108,9 +108,7 @@ def test_reference_keys_map_onto_ours() -> None:
     assert torch.equal(loaded["head.out.1.bias"], reference["head.out.1.bias"])
     buffers = ("running_mean", "running_var", "num_batches_tracked")
     kept_parameters = sum(
-        math.prod(shape)
-        for key, shape in entries
-        if mvssnet_key_map(key) is not None and not key.endswith(buffers)
+        math.prod(shape) for key, shape in entries if mvssnet_key_map(key) is not None and not key.endswith(buffers)
     )
     assert kept_parameters == EXPECTED_PARAMETERS
 

@@ -29,7 +29,10 @@ def test_cpu_flags_come_from_proc_cpuinfo():
     assert precision.cpu_has_bf16() == bool(flags & precision.CPU_BF16_FLAGS)
 
 
-@pytest.mark.parametrize(("flags", "expected"), [({"avx2", "fma"}, torch.float32), ({"avx512f", "avx512_bf16"}, torch.bfloat16), ({"amx_bf16"}, torch.bfloat16)])
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [({"avx2", "fma"}, torch.float32), ({"avx512f", "avx512_bf16"}, torch.bfloat16), ({"amx_bf16"}, torch.bfloat16)],
+)
 def test_auto_on_cpu_follows_the_bf16_flags(monkeypatch, flags, expected):
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
     assert resolve_precision("auto", "cpu") == expected
@@ -74,8 +77,12 @@ def _task(precision_name: str, amp: bool = True):
     from reloc.engine.tasks import create_task
 
     overrides = [
-        "data.dataset=unused", "train.task=reloc", "model.restorer_args={preset: tiny}",
-        "model.localizer_args={width: 0.25, faithful: false}", f"train.precision={precision_name}", f"train.amp={amp}",
+        "data.dataset=unused",
+        "train.task=reloc",
+        "model.restorer_args={preset: tiny}",
+        "model.localizer_args={width: 0.25, faithful: false}",
+        f"train.precision={precision_name}",
+        f"train.amp={amp}",
     ]
     return create_task(load_config(None, overrides), torch.device("cpu"), DistContext())
 
@@ -87,7 +94,11 @@ def test_training_precision_sets_autocast_and_steps(name, amp, expected):
     assert not any(scaler.is_enabled() for scaler in task.scalers.values())  # scaling is for fp16 only
     generator = torch.Generator().manual_seed(0)
     plain = torch.rand(2, 3, 64, 64, generator=generator)
-    batch = {"plain": plain, "distorted": plain.clone(), "mask": (torch.rand(2, 1, 64, 64, generator=generator) > 0.7).float()}
+    batch = {
+        "plain": plain,
+        "distorted": plain.clone(),
+        "mask": (torch.rand(2, 1, 64, 64, generator=generator) > 0.7).float(),
+    }
     before = next(task.networks["restorer"].parameters()).clone()
     for step in (task.restoration_step, task.localization_step):
         losses = step(batch)

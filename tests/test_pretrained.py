@@ -77,9 +77,7 @@ def test_model_source_of_names_and_run_folders(tmp_path: Path):
     assert source.localizer.endswith("localizer.safetensors") and source.restorer is None
 
 
-@pytest.mark.parametrize(
-    ("quality", "expected"), [(None, "plain"), (98, "plain"), (100, "plain")]
-)
+@pytest.mark.parametrize(("quality", "expected"), [(None, "plain"), (98, "plain"), (100, "plain")])
 def test_auto_sends_uncompressed_and_near_lossless_files_to_plain(quality, expected):
     assert pretrained.choose(quality).name == expected
 
@@ -88,8 +86,11 @@ def test_auto_picks_the_jpeg_model_with_the_better_card_figures(packaged: Path):
     cards = json.loads((packaged / "cards.json").read_text())
     cards["models"]["robust"]["figures"] = {"jpeg:50": {"f1": 0.3, "auc": 0.80}, "jpeg:90": {"f1": 0.5, "auc": 0.9}}
     cards["models"]["reloc"]["figures"] = {"jpeg:50": {"f1": 0.2, "auc": 0.85}, "jpeg:90": {"f1": 0.6, "auc": 0.7}}
-    cards["models"]["plain"]["figures"] = {"jpeg:50": {"f1": 0.1, "auc": 0.6}, "jpeg:90": {"f1": 0.7, "auc": 0.95},
-                                           "none": {"f1": 0.8, "auc": 0.99}}
+    cards["models"]["plain"]["figures"] = {
+        "jpeg:50": {"f1": 0.1, "auc": 0.6},
+        "jpeg:90": {"f1": 0.7, "auc": 0.95},
+        "none": {"f1": 0.8, "auc": 0.99},
+    }
     (packaged / "cards.json").write_text(json.dumps(cards))
     pretrained.cards.cache_clear()
     assert pretrained.choose(52).name == "reloc"  # nearest measured QF 50: reloc's AUC is higher
@@ -159,10 +160,24 @@ def test_eval_takes_pretrained_names(tmp_path: Path):
     from reloc.data.synth import synthesize
 
     synthesize("default", tmp_path / "data", count=4, seed=0, size=64, progress=False)
-    result = CliRunner().invoke(app, [
-        "eval", "--dataset", str(tmp_path / "data"), "--out", str(tmp_path / "eval"), "--split", "all",
-        "--plain", "pretrained:plain", "--finetune", "pretrained:robust", "--reloc", "pretrained:reloc",
-    ])
+    result = CliRunner().invoke(
+        app,
+        [
+            "eval",
+            "--dataset",
+            str(tmp_path / "data"),
+            "--out",
+            str(tmp_path / "eval"),
+            "--split",
+            "all",
+            "--plain",
+            "pretrained:plain",
+            "--finetune",
+            "pretrained:robust",
+            "--reloc",
+            "pretrained:reloc",
+        ],
+    )
     assert result.exit_code == 0, result.output
     records = [json.loads(p.read_text()) for p in (tmp_path / "eval" / "eval").glob("*.json")]
     assert {r["situation"] for r in records} == {"P{P}", "P{D}", "D|P{D}", "ReLoc{D}"}
@@ -174,9 +189,16 @@ def test_training_starts_from_a_pretrained_localizer(tmp_path: Path):
     from reloc.engine.distributed import DistContext
     from reloc.engine.tasks import create_task
 
-    config = load_config(None, ["train.task=finetune", "model.localizer_weights=pretrained:plain",
-                                "model.localizer_args={width: 0.5, faithful: false, highpass: true}",
-                                "train.device=cpu", "data.dataset=unused"])
+    config = load_config(
+        None,
+        [
+            "train.task=finetune",
+            "model.localizer_weights=pretrained:plain",
+            "model.localizer_args={width: 0.5, faithful: false, highpass: true}",
+            "train.device=cpu",
+            "data.dataset=unused",
+        ],
+    )
     task = create_task(config, torch.device("cpu"), DistContext.from_environment("cpu"))
     expected = load_network(pretrained.weights_file("plain", "localizer")).state_dict()
     for key, value in task.networks["localizer"].state_dict().items():

@@ -34,7 +34,9 @@ def _reference_checkpoint(tmp_path):
 def test_converted_release_checkpoint_gives_the_reference_outputs(tmp_path):
     reference, source = _reference_checkpoint(tmp_path)
     out = tmp_path / "scunet.safetensors"
-    result = CliRunner().invoke(app, ["convert", str(source), "--network", "scunet", "--preset", "paper", "--out", str(out)])
+    result = CliRunner().invoke(
+        app, ["convert", str(source), "--network", "scunet", "--preset", "paper", "--out", str(out)]
+    )
     assert result.exit_code == 0, result.output
     ours = load_network(out).eval()
     assert sum(p.numel() for p in ours.parameters()) == sum(p.numel() for p in reference.parameters())
@@ -51,7 +53,12 @@ def test_converted_release_checkpoint_trains_like_the_reference(tmp_path):
     """Gradients too: the fast training path (window-order blocks, SDPA) equals the reference's."""
     reference, source = _reference_checkpoint(tmp_path)
     out = tmp_path / "scunet.safetensors"
-    assert CliRunner().invoke(app, ["convert", str(source), "--network", "scunet", "--set", "preset=paper", "--out", str(out)]).exit_code == 0
+    assert (
+        CliRunner()
+        .invoke(app, ["convert", str(source), "--network", "scunet", "--set", "preset=paper", "--out", str(out)])
+        .exit_code
+        == 0
+    )
     ours = load_network(out).train()
     reference.train()
     image = torch.rand(1, 3, 64, 64)

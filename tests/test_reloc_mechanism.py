@@ -42,7 +42,11 @@ def make_batch(seed: int = 0) -> dict[str, torch.Tensor]:
     generator = torch.Generator().manual_seed(seed)
     plain = torch.rand(2, 3, 64, 64, generator=generator)
     mask = (torch.rand(2, 1, 64, 64, generator=generator) > 0.7).float()
-    return {"plain": plain, "distorted": (plain + 0.05 * torch.randn(plain.shape, generator=generator)).clamp(0, 1), "mask": mask}
+    return {
+        "plain": plain,
+        "distorted": (plain + 0.05 * torch.randn(plain.shape, generator=generator)).clamp(0, 1),
+        "mask": mask,
+    }
 
 
 def snapshot(network: torch.nn.Module) -> dict[str, torch.Tensor]:

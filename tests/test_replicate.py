@@ -29,11 +29,16 @@ def row(f1, iou, auc):
 
 def test_aggregate_gives_mean_and_std_per_situation(replicate):
     for seed, shift in ((0, 0.0), (1, 0.2)):
-        replicate.save_results(seed, {
-            "seed": seed, "parts": {}, "seconds": {"plain": 100 + 100 * shift},
-            "table3": {"P{P}": row(0.5 + shift, 0.4, 0.9), "ReLoc{D}": row(0.3, 0.2, None)},
-            "table4": {"jpeg:60": {"P{D}": row(0.1, 0.1, 0.5)}, "P{P}": row(0.5, 0.4, 0.9)},
-        })
+        replicate.save_results(
+            seed,
+            {
+                "seed": seed,
+                "parts": {},
+                "seconds": {"plain": 100 + 100 * shift},
+                "table3": {"P{P}": row(0.5 + shift, 0.4, 0.9), "ReLoc{D}": row(0.3, 0.2, None)},
+                "table4": {"jpeg:60": {"P{D}": row(0.1, 0.1, 0.5)}, "P{P}": row(0.5, 0.4, 0.9)},
+            },
+        )
     summary = replicate.aggregate()
     saved = json.loads((replicate.RESULTS / "replicate.json").read_text())
     assert saved == json.loads(json.dumps(summary))
@@ -86,7 +91,9 @@ def test_paired_differences_pool_seeds_and_bound_the_mean(replicate):
     for gain in (0.1, 0.3):
         names = [f"img{i}" for i in range(20)]
         base = {n: [0.2 + 0.01 * i, 0.6] for i, n in enumerate(names)}
-        better = {n: [v[0] + gain + (0.05 if i % 2 else -0.05), 0.6 if i else None] for i, (n, v) in enumerate(base.items())}
+        better = {
+            n: [v[0] + gain + (0.05 if i % 2 else -0.05), 0.6 if i else None] for i, (n, v) in enumerate(base.items())
+        }
         seeds.append({"per_image_t3": {"ReLoc{D}": better, "D|P{D}": base}})
     paired = replicate.paired_differences(seeds)
     f1 = paired["ReLoc{D} - D|P{D}"]["f1"]
@@ -111,8 +118,15 @@ def test_markdown_reports_both_intervals(replicate):
     for seed, gain in ((0, 0.1), (1, 0.3)):
         names = [f"img{i}" for i in range(10)]
         base = {n: [0.2, 0.6] for n in names}
-        seeds.append({"seed": seed, "parts": {}, "seconds": {}, "table3": {"ReLoc{D}": row(0.3, 0.2, 0.7)},
-                      "per_image_t3": {"ReLoc{D}": {n: [0.2 + gain, 0.6] for n in names}, "D|P{D}": base}})
+        seeds.append(
+            {
+                "seed": seed,
+                "parts": {},
+                "seconds": {},
+                "table3": {"ReLoc{D}": row(0.3, 0.2, 0.7)},
+                "per_image_t3": {"ReLoc{D}": {n: [0.2 + gain, 0.6] for n in names}, "D|P{D}": base},
+            }
+        )
         replicate.save_results(seed, seeds[-1])
     text = replicate.markdown(replicate.aggregate())
     line = next(x for x in text.splitlines() if x.startswith("| ReLoc{D} - D\\|P{D} | F1"))
@@ -141,7 +155,9 @@ def test_a_part_records_commit_and_torch_version(replicate, tmp_path, monkeypatc
     import torch
 
     calls = []
-    monkeypatch.setitem(replicate.PARTS, "probe", replicate.Part("test part", lambda ctx: calls.append(ctx.seed) or {"x": 1}))
+    monkeypatch.setitem(
+        replicate.PARTS, "probe", replicate.Part("test part", lambda ctx: calls.append(ctx.seed) or {"x": 1})
+    )
     results = replicate.load_results(5)
     replicate.run_part("probe", 5, tmp_path / "work", "unused", results, force=False)
     record = replicate.load_results(5)["parts"]["probe"]

@@ -62,9 +62,29 @@ def test_torchrun_localize_two_processes_equals_one(tmp_path):
     inputs = [str(folder), str(tmp_path / "missing.png")]
     environment = {**os.environ, "PYTHONPATH": SRC, "OMP_NUM_THREADS": "1"}
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
-        "-m", "reloc", "localize", *inputs, "--localizer", str(weights), "--out", str(tmp_path / "two"),
-        "--device", "cpu", "--precision", "fp32", "--window", "64", "--stride", "64",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+        "-m",
+        "reloc",
+        "localize",
+        *inputs,
+        "--localizer",
+        str(weights),
+        "--out",
+        str(tmp_path / "two"),
+        "--device",
+        "cpu",
+        "--precision",
+        "fp32",
+        "--window",
+        "64",
+        "--stride",
+        "64",
     ]
     result = subprocess.run(command, check=False, capture_output=True, text=True, env=environment, timeout=600)
     assert result.returncode != 0, result.stdout + result.stderr  # the bad file and the missing path
@@ -86,15 +106,23 @@ def test_torchrun_localize_two_processes_equals_one(tmp_path):
 
 
 def _eval_worker(rank: int, world: int, port: int, dataset: str, weights: str, out: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     from reloc.data.catalog import load_dataset
     from reloc.engine.evaluate import Situation, evaluate_situation
 
     dist = DistContext.from_environment("cpu")
     record = evaluate_situation(
-        Situation("P{D}", weights), load_dataset(dataset), "jpeg:75", device=torch.device("cpu"),
-        window=64, stride=64, progress=False, dist=dist,
+        Situation("P{D}", weights),
+        load_dataset(dataset),
+        "jpeg:75",
+        device=torch.device("cpu"),
+        window=64,
+        stride=64,
+        progress=False,
+        dist=dist,
     )
     record.pop("seconds")
     Path(out, f"rank{rank}.json").write_text(json.dumps(record, default=str))
@@ -112,8 +140,13 @@ def test_two_process_eval_equals_one(tmp_path):
     args = (2, _free_port(), str(tmp_path / "synth"), str(weights), str(tmp_path))
     mp.start_processes(_eval_worker, args=args, nprocs=2, start_method="spawn")
     single = evaluate_situation(
-        Situation("P{D}", str(weights)), load_dataset(tmp_path / "synth"), "jpeg:75", device=torch.device("cpu"),
-        window=64, stride=64, progress=False,
+        Situation("P{D}", str(weights)),
+        load_dataset(tmp_path / "synth"),
+        "jpeg:75",
+        device=torch.device("cpu"),
+        window=64,
+        stride=64,
+        progress=False,
     )
     single.pop("seconds")
     expected = json.loads(json.dumps(single, default=str))

@@ -154,9 +154,7 @@ def test_construction_prints_nothing(capsys: pytest.CaptureFixture[str]) -> None
     assert captured.out == "" and captured.err == ""
 
 
-@pytest.mark.parametrize(
-    "kwargs", [{"decoder_widths": (64, 128, 256)}, {"input_normalization": "imagenet"}]
-)
+@pytest.mark.parametrize("kwargs", [{"decoder_widths": (64, 128, 256)}, {"input_normalization": "imagenet"}])
 def test_invalid_arguments(kwargs: dict) -> None:
     with pytest.raises(ValueError):
         SCSEUnet(**kwargs)

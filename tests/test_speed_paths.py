@@ -205,7 +205,6 @@ def test_predict_leaves_the_process_malloc_alone():
     assert output.split()[-1] == "None"
 
 
-
 def _randomise_batchnorms(network: torch.nn.Module) -> None:
     """Non-trivial BatchNorm statistics and affine terms, so folding them changes weights."""
     generator = torch.Generator().manual_seed(3)
@@ -219,7 +218,9 @@ def _randomise_batchnorms(network: torch.nn.Module) -> None:
                 module.bias.copy_(0.1 * torch.randn(n, generator=generator))
 
 
-@pytest.mark.parametrize(("name", "kwargs"), [("dfcn", {"width": 0.25, "faithful": False}), ("scse_unet", {}), ("mvssnet", {})])
+@pytest.mark.parametrize(
+    ("name", "kwargs"), [("dfcn", {"width": 0.25, "faithful": False}), ("scse_unet", {}), ("mvssnet", {})]
+)
 def test_prepared_localizer_equals_plain(name, kwargs):
     from reloc.models import segmentation_logits
     from reloc.models.fusion import prepare_for_inference

@@ -197,8 +197,14 @@ def test_text_works_offline_with_every_font(photos, monkeypatch):
 @given(kind=st.sampled_from(TAMPER_TYPES), seed=st.integers(0, 2**32 - 1), size=st.sampled_from([64, 96, 160]))
 def test_render_sample_invariants(photos, kind, seed, size):
     settings = SynthSettings(area_range=(0.03, 0.2))
-    sample = render_sample(kind, photos[seed % len(photos)], np.random.default_rng(seed), size, settings,
-                           donor_path=photos[(seed + 1) % len(photos)])
+    sample = render_sample(
+        kind,
+        photos[seed % len(photos)],
+        np.random.default_rng(seed),
+        size,
+        settings,
+        donor_path=photos[(seed + 1) % len(photos)],
+    )
     assert sample.image.shape == (size, size, 3) and sample.image.dtype == np.uint8
     assert sample.mask.shape == (size, size) and sample.mask.dtype == bool
     np.testing.assert_array_equal((sample.image != sample.host).any(axis=2), sample.mask)
@@ -206,14 +212,32 @@ def test_render_sample_invariants(photos, kind, seed, size):
 
 
 def test_traces_are_applied_and_recorded(photos):
-    always = SynthSettings(p_resample=1.0, scale_range=(0.7, 0.7), interpolations=("area",), p_rotate=0.0,
-                           p_noise=1.0, p_blur=0.0, p_gamma=1.0, p_color_match=1.0)
+    always = SynthSettings(
+        p_resample=1.0,
+        scale_range=(0.7, 0.7),
+        interpolations=("area",),
+        p_rotate=0.0,
+        p_noise=1.0,
+        p_blur=0.0,
+        p_gamma=1.0,
+        p_color_match=1.0,
+    )
     sample = render_sample("splice", photos[0], np.random.default_rng(0), SIZE, always, photos[1])
     traces = sample.record["traces"]
     assert traces["resample"] == {"scale": 0.7, "interp": "area"}
     assert 4.0 <= traces["noise_sigma"] <= 10.0 and "gamma" in traces and "color_match" in traces
-    never = SynthSettings(p_resample=0.0, p_rotate=0.0, p_flip=0.0, p_noise=0.0, p_blur=0.0, p_denoise=0.0,
-                          p_gamma=0.0, p_color_match=0.0, p_region_jpeg=0.0, p_feather=0.0)
+    never = SynthSettings(
+        p_resample=0.0,
+        p_rotate=0.0,
+        p_flip=0.0,
+        p_noise=0.0,
+        p_blur=0.0,
+        p_denoise=0.0,
+        p_gamma=0.0,
+        p_color_match=0.0,
+        p_region_jpeg=0.0,
+        p_feather=0.0,
+    )
     sample = render_sample("copymove", photos[0], np.random.default_rng(0), SIZE, never)
     assert set(sample.record["traces"]) == {"source_center"}  # a plain pixel copy
 

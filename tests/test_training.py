@@ -85,7 +85,9 @@ def test_tasks_start_from_plain_run_and_train(task, dataset, plain_run, tmp_path
 
 
 def test_reloc_alternates_every_k_steps(dataset, plain_run, tmp_path):
-    config = tiny_config(dataset, "train.task=reloc", f"model.localizer_weights={plain_run}", "train.alternate_every=1", "train.epochs=1")
+    config = tiny_config(
+        dataset, "train.task=reloc", f"model.localizer_weights={plain_run}", "train.alternate_every=1", "train.epochs=1"
+    )
     train(config, tmp_path, progress=False)
     assert (tmp_path / "metrics.csv").read_text().splitlines()[1].split(",")[1] == "localization+restoration"
 
@@ -130,7 +132,12 @@ def test_resume_after_kill_reaches_the_same_weights(dataset, tmp_path):
     command = [sys.executable, "-m", "reloc", "train", "--out", str(killed), "--no-progress"]
     for item in overrides:
         command += ["--set", item]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())})
+    process = subprocess.Popen(
+        command,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "OMP_NUM_THREADS": str(torch.get_num_threads())},
+    )
     deadline = time.monotonic() + 120
     while not (killed / CHECKPOINT).exists() and process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
@@ -149,10 +156,19 @@ def test_resume_after_kill_reaches_the_same_weights(dataset, tmp_path):
 
 
 def _ddp_worker(rank: int, world: int, port: int, dataset: str, out: str, start: str) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world), LOCAL_RANK=str(rank)
+    )
     torch.set_num_threads(1)
     config = load_config(
-        None, [f"data.dataset={dataset}", *TINY, "train.task=reloc", "train.alternate_every=1", f"model.localizer_weights={start}"]
+        None,
+        [
+            f"data.dataset={dataset}",
+            *TINY,
+            "train.task=reloc",
+            "train.alternate_every=1",
+            f"model.localizer_weights={start}",
+        ],
     )
     result = train(config, out, progress=False)
     torch.save({role: net.state_dict() for role, net in result.networks.items()}, Path(out) / f"rank{rank}.pt")
@@ -165,7 +181,9 @@ def test_two_process_ddp_ends_with_identical_weights(dataset, plain_run, tmp_pat
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    mp.start_processes(_ddp_worker, args=(2, port, str(dataset), str(tmp_path), str(plain_run)), nprocs=2, start_method="spawn")
+    mp.start_processes(
+        _ddp_worker, args=(2, port, str(dataset), str(tmp_path), str(plain_run)), nprocs=2, start_method="spawn"
+    )
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt") for r in (0, 1))
     for role in rank0:
         for key in rank0[role]:
@@ -176,7 +194,9 @@ def test_two_process_ddp_ends_with_identical_weights(dataset, plain_run, tmp_pat
 def test_cosine_schedule_follows_the_epoch(dataset, tmp_path):
     import math
 
-    config = tiny_config(dataset, "train.task=plain", "train.epochs=3", "optim.schedule=cosine", "optim.cosine_min_factor=0.1")
+    config = tiny_config(
+        dataset, "train.task=plain", "train.epochs=3", "optim.schedule=cosine", "optim.cosine_min_factor=0.1"
+    )
     train(config, tmp_path, progress=False)
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
     column = rows[0].split(",").index("lr_localizer")
@@ -198,7 +218,11 @@ def test_restorer_warmup_trains_only_the_restorer_with_mae(dataset, plain_run, t
 
         monkeypatch.setattr(tasks, f"{name}_loss", counting)
     config = tiny_config(
-        dataset, "train.task=reloc", f"model.localizer_weights={plain_run}", "train.epochs=2", "train.restorer_warmup_epochs=1"
+        dataset,
+        "train.task=reloc",
+        f"model.localizer_weights={plain_run}",
+        "train.epochs=2",
+        "train.restorer_warmup_epochs=1",
     )
     train(config, tmp_path, progress=False)
     rows = (tmp_path / "metrics.csv").read_text().splitlines()
@@ -248,7 +272,10 @@ def test_best_weights_follow_select_by(dataset, tmp_path, monkeypatch, select_by
 
 def test_restorer_learning_rate_is_separate(dataset, plain_run, tmp_path):
     config = tiny_config(
-        dataset, "train.task=reloc", f"model.localizer_weights={plain_run}", "optim.restorer_lr=0.0002",
+        dataset,
+        "train.task=reloc",
+        f"model.localizer_weights={plain_run}",
+        "optim.restorer_lr=0.0002",
         "train.epochs=1",
     )
     train(config, tmp_path, progress=False)
@@ -369,8 +396,11 @@ def test_checkpoints_of_earlier_versions_still_load(tmp_path):
 
     random.seed(3)
     np.random.seed(3)
-    legacy = {"task": {"epoch": 2}, "rng": {"python": random.getstate(), "numpy": np.random.get_state(),
-                                            "torch": torch.get_rng_state()}, "best_score": 0.5}
+    legacy = {
+        "task": {"epoch": 2},
+        "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+        "best_score": 0.5,
+    }
     expected = (random.random(), np.random.rand())
     torch.save(legacy, tmp_path / "old.pt")
     state = runs.load_checkpoint(tmp_path / "old.pt")

@@ -124,9 +124,11 @@ def _pretrained_table() -> str:
     except pretrained.PretrainedError as error:
         return f"pretrained models: unavailable ({error})"
     columns = ("none", "jpeg:50", "jpeg:75", "jpeg:90")
-    lines = ["pretrained models (use as pretrained:NAME; figures: per-image F1 / AUC on held-out photos, "
-             "benchmarks/pretrained.py)",
-             f"{'name':<20} {'roles':<20} " + " ".join(f"{c:>13}" for c in columns)]
+    lines = [
+        "pretrained models (use as pretrained:NAME; figures: per-image F1 / AUC on held-out photos, "
+        "benchmarks/pretrained.py)",
+        f"{'name':<20} {'roles':<20} " + " ".join(f"{c:>13}" for c in columns),
+    ]
     for name in pretrained.NAMES:
         card = cards.get(name)
         if card is None:
@@ -141,9 +143,11 @@ def _pretrained_table() -> str:
 
         label = pretrained.PREFIX + name
         lines.append(f"{label:<20} {'+'.join(card.get('roles', [])):<20} " + " ".join(cell(c) for c in columns))
-    lines.append("`reloc localize` with no model option uses --model auto: "
-                 f"no JPEG or quality >= {pretrained.PLAIN_QUALITY} -> plain, "
-                 "else the model whose card is best at that quality.")
+    lines.append(
+        "`reloc localize` with no model option uses --model auto: "
+        f"no JPEG or quality >= {pretrained.PLAIN_QUALITY} -> plain, "
+        "else the model whose card is best at that quality."
+    )
     return "\n".join(lines)
 
 
@@ -152,7 +156,9 @@ def demo(
     out: Annotated[Path, typer.Option(help="Folder for the synthetic data, runs, evaluation and report.")] = Path(
         "runs/demo"
     ),
-    train: Annotated[bool, typer.Option(help="Train CPU-scale models from scratch instead of using the pretrained ones.")] = False,
+    train: Annotated[
+        bool, typer.Option(help="Train CPU-scale models from scratch instead of using the pretrained ones.")
+    ] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
 ) -> None:
     """Evaluate the paper's four situations with the pretrained models on scikit-image's photos; write a report."""
@@ -180,9 +186,7 @@ def evaluate(
     split: Annotated[
         str, typer.Option(help="train, val, test or all; the split recorded in the runs' split.json.")
     ] = "test",
-    seed: Annotated[
-        int, typer.Option(help="Distortion seed (and split seed for runs that record no split).")
-    ] = 0,
+    seed: Annotated[int, typer.Option(help="Distortion seed (and split seed for runs that record no split).")] = 0,
     window: WindowOption = 512,
     stride: StrideOption = 512,
     batch_size: BatchOption = None,
@@ -215,7 +219,9 @@ def evaluate(
     pairs = [tuple(item.split(":", 1)) for item in transfer or []]
     if any(len(pair) != 2 for pair in pairs):
         raise typer.BadParameter("--transfer takes RELOC_RUN:PLAIN_RUN")
-    folders = [str(run) for run in (plain, finetune) if run] + list(relocs.values()) + [r for pair in pairs for r in pair]
+    folders = (
+        [str(run) for run in (plain, finetune) if run] + list(relocs.values()) + [r for pair in pairs for r in pair]
+    )
     try:
         refs = evaluation_samples(dataset, split, folders, seed)
     except (SplitError, DatasetError, ValueError) as error:
@@ -228,9 +234,20 @@ def evaluate(
     check_precision(precision, chosen)
     dist = DistContext.from_environment(chosen.type)
     records = run_evaluation(
-        situations, refs, list(distortions), out, device=dist.local_device(chosen), window=window, stride=stride,
-        batch_size=batch_size, seed=seed, pooled_auc=pooled_auc, keep_maps=save_maps, dataset=str(dataset),
-        precision=precision, dist=dist,
+        situations,
+        refs,
+        list(distortions),
+        out,
+        device=dist.local_device(chosen),
+        window=window,
+        stride=stride,
+        batch_size=batch_size,
+        seed=seed,
+        pooled_auc=pooled_auc,
+        keep_maps=save_maps,
+        dataset=str(dataset),
+        precision=precision,
+        dist=dist,
     )
     dist.close()
     if not dist.is_main:
@@ -256,11 +273,17 @@ def localize(
     inputs: Annotated[list[str], typer.Argument(help="Image files, folders or glob patterns.")],
     model: Annotated[
         Optional[str],
-        typer.Option(help="'auto' (default: by each file's JPEG quality, see `reloc models`), pretrained:NAME, "
-                     "a run folder or a localizer weights file."),
+        typer.Option(
+            help="'auto' (default: by each file's JPEG quality, see `reloc models`), pretrained:NAME, "
+            "a run folder or a localizer weights file."
+        ),
     ] = None,
-    run: Annotated[Optional[Path], typer.Option(help="A run folder (or pretrained:NAME): its best localizer and restorer.")] = None,
-    localizer: Annotated[Optional[Path], typer.Option(help="Localizer weights (.safetensors or pretrained:NAME).")] = None,
+    run: Annotated[
+        Optional[Path], typer.Option(help="A run folder (or pretrained:NAME): its best localizer and restorer.")
+    ] = None,
+    localizer: Annotated[
+        Optional[Path], typer.Option(help="Localizer weights (.safetensors or pretrained:NAME).")
+    ] = None,
     restorer: Annotated[Optional[Path], typer.Option(help="Restorer weights to put in front of the localizer.")] = None,
     restore: Annotated[bool, typer.Option(help="Use the model's restorer when it has one.")] = True,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("localized"),
@@ -304,8 +327,15 @@ def localize(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
     summary = localize_files(
-        inputs, chooser, out, window=window, stride=stride, batch_size=batch_size, threshold=threshold,
-        save_restored=save_restored, dist=dist,
+        inputs,
+        chooser,
+        out,
+        window=window,
+        stride=stride,
+        batch_size=batch_size,
+        threshold=threshold,
+        save_restored=save_restored,
+        dist=dist,
     )
     dist.close()
     if dist.is_main:
@@ -318,7 +348,9 @@ def localize(
 def report(
     evals: Annotated[list[Path], typer.Argument(help="Folders written by `reloc eval`.")],
     out: Annotated[Path, typer.Option(help="Folder for report.md and figures/.")],
-    runs: Annotated[Optional[list[Path]], typer.Option("--run", help="Run folders for loss curves (repeatable).")] = None,
+    runs: Annotated[
+        Optional[list[Path]], typer.Option("--run", help="Run folders for loss curves (repeatable).")
+    ] = None,
     title: Annotated[str, typer.Option(help="Report title.")] = "reloc report",
     features: Annotated[
         int, typer.Option(help="Pixels per class for the t-SNE feature figure (Fig. 2); 0 skips it.")
@@ -339,7 +371,9 @@ def convert(
     source: Annotated[Path, typer.Argument(help="Checkpoint in a reference implementation's key layout.")],
     network: Annotated[str, typer.Option(help="Registry name: scunet, dfcn, scse_unet, mvssnet, dcgan.")],
     out: Annotated[Path, typer.Option(help="Destination .safetensors file.")],
-    preset: Annotated[Optional[str], typer.Option(help="Preset of networks that have them (scunet: paper, small, tiny).")] = None,
+    preset: Annotated[
+        Optional[str], typer.Option(help="Preset of networks that have them (scunet: paper, small, tiny).")
+    ] = None,
     option: Annotated[
         Optional[list[str]], typer.Option("--set", help="Builder argument key=value, e.g. faithful=true.")
     ] = None,
@@ -370,15 +404,24 @@ def convert(
 @app.command()
 def export(
     weights: Annotated[
-        Path, typer.Argument(help="A .safetensors file written by reloc (it rebuilds its network), a run folder or pretrained:NAME.")
+        Path,
+        typer.Argument(
+            help="A .safetensors file written by reloc (it rebuilds its network), a run folder or pretrained:NAME."
+        ),
     ],
     out: Annotated[Path, typer.Option(help="Destination .onnx file.")],
-    role: Annotated[str, typer.Option(help="Which network of a run folder or pretrained model: localizer or restorer.")] = "localizer",
+    role: Annotated[
+        str, typer.Option(help="Which network of a run folder or pretrained model: localizer or restorer.")
+    ] = "localizer",
     height: Annotated[int, typer.Option(help="Height of the traced example input.")] = 512,
     width: Annotated[int, typer.Option(help="Width of the traced example input.")] = 512,
-    opset: Annotated[Optional[int], typer.Option(help="ONNX opset version (default: reloc.export.DEFAULT_OPSET).")] = None,
+    opset: Annotated[
+        Optional[int], typer.Option(help="ONNX opset version (default: reloc.export.DEFAULT_OPSET).")
+    ] = None,
     dynamic: Annotated[bool, typer.Option(help="Dynamic batch, height and width (else fixed to 1x3xHxW).")] = True,
-    check: Annotated[bool, typer.Option(help="Compare onnxruntime's output with PyTorch's (needs onnxruntime).")] = True,
+    check: Annotated[
+        bool, typer.Option(help="Compare onnxruntime's output with PyTorch's (needs onnxruntime).")
+    ] = True,
 ) -> None:
     """Export a network to ONNX (needs the 'export' extra: onnx, onnxscript, onnxruntime)."""
     import torch
@@ -431,7 +474,9 @@ def train(
             raise ValueError("--resume continues OUT/config.yaml as it is; do not pass --config or --set with it")
         if not resume and (out / runs.CHECKPOINTS).exists():
             raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
-        result = run_training(None if resume else load_config(config, option or []), out, resume=resume, progress=progress)
+        result = run_training(
+            None if resume else load_config(config, option or []), out, resume=resume, progress=progress
+        )
     except NonFiniteLossError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(3) from error

@@ -188,7 +188,9 @@ class TrainConfig(_Section):
         from reloc.losses import LOSS_PRESETS
 
         if value not in LOSS_PRESETS:
-            raise ValueError(f"unknown preset {value!r}{_suggestion(value, LOSS_PRESETS)}; known: {sorted(LOSS_PRESETS)}")
+            raise ValueError(
+                f"unknown preset {value!r}{_suggestion(value, LOSS_PRESETS)}; known: {sorted(LOSS_PRESETS)}"
+            )
         return value
 
     @field_validator("loss_terms")
@@ -305,7 +307,9 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if values is None:
         return {}
     if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of sections (data, model, optim, train), got {type(values).__name__}")
+        raise ConfigError(
+            f"{path}: expected a mapping of sections (data, model, optim, train), got {type(values).__name__}"
+        )
     return values
 
 

@@ -53,8 +53,7 @@ def run_demo(out: Path, train: bool = False, progress: bool = True) -> Path:
     else:  # every photo is a test photo
         count, size, settings = PER_PHOTO * len(photos), SIZE, SynthSettings(test_fraction=0.0, val_fraction=0.0)
     typer.echo(f"[1/3] synthesising {count} tampered images from scikit-image's {len(photos)} photos -> {dataset}")
-    synthesize("default", dataset, count=count, seed=0, size=size, settings=settings, progress=progress,
-               overwrite=True)
+    synthesize("default", dataset, count=count, seed=0, size=size, settings=settings, progress=progress, overwrite=True)
     timings["synth"] = time.perf_counter() - started
     refs = load_dataset(dataset)
     runs = out / "runs"
@@ -72,26 +71,41 @@ def run_demo(out: Path, train: bool = False, progress: bool = True) -> Path:
     tick = time.perf_counter()
     with torch.inference_mode():
         records = run_evaluation(
-            situations, test, [DEMO_DISTORTION], out, device=pick_device("auto"), window=size, stride=size,
-            keep_maps=4, progress=progress, dataset=str(dataset),
+            situations,
+            test,
+            [DEMO_DISTORTION],
+            out,
+            device=pick_device("auto"),
+            window=size,
+            stride=size,
+            keep_maps=4,
+            progress=progress,
+            dataset=str(dataset),
         )
     timings["evaluate"] = time.perf_counter() - tick
 
     typer.echo("[3/3] writing the report")
     tick = time.perf_counter()
-    report = write_report(records, out, [out], [runs / "reloc"] if train else [], title="reloc demo",
-                          feature_pixels=600)
+    report = write_report(
+        records, out, [out], [runs / "reloc"] if train else [], title="reloc demo", feature_pixels=600
+    )
     timings["report"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - started
     lines = ["", "## Time on this machine", "", "| step | seconds |", "| --- | ---: |"]
     lines += [f"| {step} | {seconds:.0f} |" for step, seconds in timings.items()]
     if train:
-        lines += ["", "Minutes of training on four photos: this shows the framework working end to end; "
-                  "it is not a replication of the paper's numbers."]
+        lines += [
+            "",
+            "Minutes of training on four photos: this shows the framework working end to end; "
+            "it is not a replication of the paper's numbers.",
+        ]
     else:
-        lines += ["", "Models: the pretrained models shipped with reloc (`reloc models`; card in the README). "
-                  "Test images: synthetic edits of photos the models never saw; a heat map is evidence to "
-                  "examine, not a verdict."]
+        lines += [
+            "",
+            "Models: the pretrained models shipped with reloc (`reloc models`; card in the README). "
+            "Test images: synthetic edits of photos the models never saw; a heat map is evidence to "
+            "examine, not a verdict.",
+        ]
     report.write_text(report.read_text() + "\n".join(lines) + "\n")
     return report
 

@@ -82,7 +82,9 @@ def _twice_correct_pairs(positives: np.ndarray, negatives: np.ndarray) -> int:
     return int(above.sum()) + int(not_below.sum())
 
 
-def confusion(probabilities: np.ndarray, mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> tuple[int, int, int, int]:
+def confusion(
+    probabilities: np.ndarray, mask: np.ndarray, threshold: float = DEFAULT_THRESHOLD
+) -> tuple[int, int, int, int]:
     """(tp, fp, fn, tn) of ``probabilities > threshold`` against a binary mask."""
     predicted = np.asarray(probabilities) > threshold
     truth = np.asarray(mask).astype(bool)
@@ -150,6 +152,7 @@ class LocalizationMetrics:
 
     def summary(self) -> dict[str, dict[str, float] | int]:
         """``{"per-image": {f1, iou, auc}, "pooled": {f1, iou, auc}, "images", "single_class", "undefined_f1"}``."""
+
         def mean(key: str) -> float:
             values = [r[key] for r in self.per_image if not np.isnan(r[key])]
             return float(np.mean(values)) if values else float("nan")

@@ -250,8 +250,12 @@ def read_split(run: str | os.PathLike) -> RunSplit | None:
         return None
     try:
         data = json.loads(path.read_text())
-        return RunSplit(str(data["dataset"]), str(data["fingerprint"]), int(data["seed"]),
-                        {name: [str(i) for i in ids] for name, ids in data["samples"].items()})
+        return RunSplit(
+            str(data["dataset"]),
+            str(data["fingerprint"]),
+            int(data["seed"]),
+            {name: [str(i) for i in ids] for name, ids in data["samples"].items()},
+        )
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise SplitError(f"{path}: not a readable split file ({error})") from None
 

@@ -42,7 +42,9 @@ def metrics_table(records: list[dict], averaging: str = "per-image") -> str:
     """
     distortions = distortions_of(records) or ["none"]
     by_key = {(r["situation"], r["distortion"]): r for r in records}
-    header = "| situation | " + " | ".join(f"{d} {METRIC_NAMES[m]}" for d in distortions for m in METRICS) + " | images |"
+    header = (
+        "| situation | " + " | ".join(f"{d} {METRIC_NAMES[m]}" for d in distortions for m in METRICS) + " | images |"
+    )
     lines = [header, "|" + " --- |" * (2 + 3 * len(distortions))]
     for name in ordered_situations(records):
         cells, images = [], ""
@@ -187,7 +189,9 @@ def feature_section(records: list[dict], out: Path, pixels: int) -> list[str]:
     refs = {ref.name: ref for ref in load_dataset(records[0]["dataset"])}
     evaluated = [refs[r["name"]] for r in records[0]["per_image"]]
     path = out / "figures" / "features.png"
-    distances = feature_figure(situations, evaluated, distortion, path, pick_device("auto"), pixels, records[0]["protocol"]["seed"])
+    distances = feature_figure(
+        situations, evaluated, distortion, path, pick_device("auto"), pixels, records[0]["protocol"]["seed"]
+    )
     rows = [f"| {_cell(name)} | {value:.2f} |" for name, value in distances.items()]
     return [
         "## Feature analysis (Fig. 2)",

@@ -107,8 +107,7 @@ def load_dataset(path: str | os.PathLike) -> list[SampleRef]:
         refs = read_tp_gt(path)
     elif path.exists():
         raise DatasetError(
-            f"{path}: not a dataset (expected a .json list, a folder with {_MANIFEST}, "
-            "or a folder with Tp/ and Gt/)"
+            f"{path}: not a dataset (expected a .json list, a folder with {_MANIFEST}, or a folder with Tp/ and Gt/)"
         )
     else:
         raise DatasetError(f"{path}: no such file or folder")
@@ -147,8 +146,7 @@ def read_tp_gt(folder: str | os.PathLike) -> list[SampleRef]:
     if unmatched:
         raise DatasetError(
             f"{folder}: {len(unmatched)} image(s) in Tp/ have no mask in Gt/ (expected "
-            f"<stem>.<ext> or <stem><suffix>.<ext>, suffix one of {MASK_SUFFIXES}): "
-            + _listing(unmatched)
+            f"<stem>.<ext> or <stem><suffix>.<ext>, suffix one of {MASK_SUFFIXES}): " + _listing(unmatched)
         )
     if "au" in subfolders:
         refs.extend(SampleRef(image) for image in _image_files(subfolders["au"]))
@@ -180,18 +178,10 @@ def read_benco_json(path: str | os.PathLike) -> list[SampleRef]:
         raise DatasetError(f"{path}: expected a JSON list of [image, mask] pairs")
     refs = []
     for number, entry in enumerate(entries):
-        if not (
-            isinstance(entry, list)
-            and len(entry) == 2
-            and all(isinstance(item, str) and item for item in entry)
-        ):
-            raise DatasetError(
-                f"{path}: entry {number} is {entry!r}, expected [image, mask or {NEGATIVE!r}]"
-            )
+        if not (isinstance(entry, list) and len(entry) == 2 and all(isinstance(item, str) and item for item in entry)):
+            raise DatasetError(f"{path}: entry {number} is {entry!r}, expected [image, mask or {NEGATIVE!r}]")
         image, mask = entry
-        refs.append(
-            SampleRef(path.parent / image, None if mask == NEGATIVE else path.parent / mask)
-        )
+        refs.append(SampleRef(path.parent / image, None if mask == NEGATIVE else path.parent / mask))
     provenance = path.parent / _PROVENANCE
     if provenance.is_file():
         refs = apply_provenance(refs, provenance)
@@ -243,15 +233,11 @@ def apply_provenance(refs: list[SampleRef], path: str | os.PathLike) -> list[Sam
         else:
             updated.append(SampleRef(ref.image, ref.mask, record["source"], record["split"]))
     if unmatched:
-        raise DatasetError(
-            f"{path}: no provenance record for {len(unmatched)} sample(s): " + _listing(unmatched)
-        )
+        raise DatasetError(f"{path}: no provenance record for {len(unmatched)} sample(s): " + _listing(unmatched))
     return updated
 
 
-def validate(
-    refs: list[SampleRef], *, max_pixels: int | None = DEFAULT_MAX_PIXELS
-) -> list[SampleRef]:
+def validate(refs: list[SampleRef], *, max_pixels: int | None = DEFAULT_MAX_PIXELS) -> list[SampleRef]:
     """Decode every image and mask and drop the unusable samples.
 
     Decoding is the only way to notice truncated files, so this reads everything once;
@@ -284,8 +270,7 @@ def validate(
         raise DatasetError(f"none of the {len(refs)} samples is readable:\n" + _lines(problems))
     if problems:
         warnings.warn(
-            f"skipping {len(problems)} of {len(refs)} samples that cannot be read:\n"
-            + _lines(problems),
+            f"skipping {len(problems)} of {len(refs)} samples that cannot be read:\n" + _lines(problems),
             stacklevel=2,
         )
     return good
@@ -320,9 +305,7 @@ def split_by_source(
         ValueError: fractions not in [0, 1) or summing to 1 or more.
     """
     if not 0 <= test_fraction < 1 or not 0 <= val_fraction < 1 or test_fraction + val_fraction >= 1:
-        raise ValueError(
-            f"need 0 <= fractions and test + val < 1, got test={test_fraction}, val={val_fraction}"
-        )
+        raise ValueError(f"need 0 <= fractions and test + val < 1, got test={test_fraction}, val={val_fraction}")
     if not refs:
         raise DatasetError("no samples to split")
     recorded = [ref.split for ref in refs]
@@ -393,9 +376,7 @@ def dataset_fingerprint(refs: list[SampleRef], root: str | os.PathLike) -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()
 
 
-def _assign_groups(
-    refs: list[SampleRef], seed: int, test_fraction: float, val_fraction: float
-) -> list[str]:
+def _assign_groups(refs: list[SampleRef], seed: int, test_fraction: float, val_fraction: float) -> list[str]:
     """Split name per sample, dealing shuffled photo groups to test, val, then train."""
     parent: dict[str, str] = {}
 
@@ -436,9 +417,7 @@ def _check_recorded_splits(refs: list[SampleRef]) -> None:
             seen.setdefault(photo, set()).add(str(ref.split))
     shared = sorted(photo for photo, splits in seen.items() if len(splits) > 1)
     if shared:
-        raise DatasetError(
-            f"recorded splits share {len(shared)} source photo(s): " + _listing(shared)
-        )
+        raise DatasetError(f"recorded splits share {len(shared)} source photo(s): " + _listing(shared))
 
 
 def _subfolders(folder: Path) -> dict[str, Path]:
@@ -455,9 +434,7 @@ def _image_files(folder: Path) -> list[Path]:
     return sorted(
         child
         for child in folder.iterdir()
-        if child.is_file()
-        and not child.name.startswith(".")
-        and child.suffix.lower() in IMAGE_SUFFIXES
+        if child.is_file() and not child.name.startswith(".") and child.suffix.lower() in IMAGE_SUFFIXES
     )
 
 

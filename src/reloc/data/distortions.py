@@ -161,9 +161,7 @@ class Distortion:
             ValueError: ``image`` is not a float32 ``(H, W, 3)`` array.
         """
         if image.dtype != np.float32 or image.ndim != 3 or image.shape[2] != 3:
-            raise ValueError(
-                f"expected a float32 (H, W, 3) image, got {image.dtype} {image.shape}"
-            )
+            raise ValueError(f"expected a float32 (H, W, 3) image, got {image.dtype} {image.shape}")
         result = image.copy()
         for step in self.steps:
             result = step.apply(result, rng)
@@ -194,9 +192,7 @@ def parse_distortion(spec: str) -> Distortion:
     return Distortion(tuple(steps))
 
 
-def distort_tensor(
-    plain: torch.Tensor, distortion: Distortion | str, rng: np.random.Generator
-) -> torch.Tensor:
+def distort_tensor(plain: torch.Tensor, distortion: Distortion | str, rng: np.random.Generator) -> torch.Tensor:
     """Distort a tensor image or batch (values are detached from the graph).
 
     Args:
@@ -245,9 +241,7 @@ def encode_webp(image: np.ndarray, quality: int) -> bytes:
         the WebP file bytes.
     """
     buffer = io.BytesIO()
-    Image.fromarray(_check_uint8_rgb(image)).save(
-        buffer, format="WEBP", quality=int(quality), lossless=False
-    )
+    Image.fromarray(_check_uint8_rgb(image)).save(buffer, format="WEBP", quality=int(quality), lossless=False)
     return buffer.getvalue()
 
 
@@ -349,9 +343,7 @@ def _resize(image: np.ndarray, factor: float, rng: np.random.Generator) -> np.nd
 def _blur(image: np.ndarray, sigma: float, rng: np.random.Generator) -> np.ndarray:
     if sigma == 0:
         return image
-    blurred = cv2.GaussianBlur(
-        image, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101
-    )
+    blurred = cv2.GaussianBlur(image, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT_101)
     return blurred.reshape(image.shape)
 
 

@@ -139,8 +139,7 @@ def read_mask(
     if size is not None and luminance.shape != tuple(size):
         raise ImageError(
             path,
-            f"mask is {luminance.shape[0]}x{luminance.shape[1]} (HxW) but its image is "
-            f"{size[0]}x{size[1]}",
+            f"mask is {luminance.shape[0]}x{luminance.shape[1]} (HxW) but its image is {size[0]}x{size[1]}",
         )
     return (np.rint(luminance * 255.0) >= 128).astype(np.float32)
 
@@ -214,9 +213,7 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     Returns:
         float32 array ``(H, W, C)``.
     """
-    return np.ascontiguousarray(
-        tensor.detach().to("cpu", torch.float32).numpy().transpose(1, 2, 0)
-    )
+    return np.ascontiguousarray(tensor.detach().to("cpu", torch.float32).numpy().transpose(1, 2, 0))
 
 
 def _decode(path: str | os.PathLike, max_pixels: int | None) -> np.ndarray:
@@ -236,9 +233,7 @@ def _decode(path: str | os.PathLike, max_pixels: int | None) -> np.ndarray:
     except FileNotFoundError as exc:
         raise ImageError(path, "file not found") from exc
     except Image.DecompressionBombError as exc:
-        raise ImageError(
-            path, f"{exc} (raise PIL.Image.MAX_IMAGE_PIXELS to read it)"
-        ) from exc
+        raise ImageError(path, f"{exc} (raise PIL.Image.MAX_IMAGE_PIXELS to read it)") from exc
     except Exception as exc:
         raise ImageError(path, _describe_open_failure(path, exc)) from exc
     with image:

@@ -83,8 +83,7 @@ def list_photos(source: str | os.PathLike[str]) -> list[Path]:
     if path.is_file():
         if not _is_image(path):
             raise ValueError(
-                f"photo source {str(path)!r} is not an image file "
-                f"(expected one of {', '.join(sorted(IMAGE_SUFFIXES))})"
+                f"photo source {str(path)!r} is not an image file (expected one of {', '.join(sorted(IMAGE_SUFFIXES))})"
             )
         return [path]
     if not path.is_dir():

@@ -96,7 +96,9 @@ def standard_situations(
     return situations
 
 
-def evaluation_samples(dataset: str | Path, split: str, run_folders: list[str | Path], seed: int = 0) -> list[SampleRef]:
+def evaluation_samples(
+    dataset: str | Path, split: str, run_folders: list[str | Path], seed: int = 0
+) -> list[SampleRef]:
     """The samples of ``split`` (``train``, ``val``, ``test`` or ``all``) of ``dataset``, as
     the given runs were trained with.
 
@@ -138,7 +140,8 @@ def evaluation_samples(dataset: str | Path, split: str, run_folders: list[str | 
         return _legacy_split(configured, listing, split)
     warnings.warn(
         f"no run folder records its split: the {split} split of {dataset} is derived with seed {seed} and the "
-        "default fractions", stacklevel=2,
+        "default fractions",
+        stacklevel=2,
     )
     return split_by_source(listing, seed)[split]
 
@@ -231,7 +234,10 @@ def evaluate_situation(
         "single_class": summary["single_class"],
         "undefined_f1": summary["undefined_f1"],
         "protocol": {
-            "window": window, "stride": stride, "threshold": threshold, "seed": seed,
+            "window": window,
+            "stride": stride,
+            "threshold": threshold,
+            "seed": seed,
             "precision": dtype_name(pipeline.compute_dtype()),
         },
         "localizer": situation.localizer,

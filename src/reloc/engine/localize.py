@@ -239,8 +239,9 @@ def _localize_one(
     if save_restored:
         write_png(out / f"{stem}_restored.png", to_numpy(prediction[1]))
     numbers = image_report(probabilities, threshold)
-    numbers.update(file=str(path), **facts, window=window, stride=stride,
-                   seconds=round(time.perf_counter() - started, 3))
+    numbers.update(
+        file=str(path), **facts, window=window, stride=stride, seconds=round(time.perf_counter() - started, 3)
+    )
     write_json_atomic(out / f"{stem}.json", numbers, indent=2)
 
 
@@ -263,5 +264,3 @@ def image_report(probabilities: np.ndarray, threshold: float) -> dict[str, objec
         "image_score": float(np.partition(flat, flat.size - top)[flat.size - top :].mean(dtype=np.float64)),
         "threshold": threshold,
     }
-
-

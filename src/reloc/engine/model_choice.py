@@ -44,7 +44,9 @@ class ModelSource:
     restorer: str | None = None
 
 
-def model_source(spec: str | os.PathLike, restorer: str | os.PathLike | None = None, restore: bool = True) -> ModelSource:
+def model_source(
+    spec: str | os.PathLike, restorer: str | os.PathLike | None = None, restore: bool = True
+) -> ModelSource:
     """Resolve a model name, run folder or localizer file (plus an optional restorer file).
 
     Args:
@@ -117,7 +119,9 @@ class ModelChooser:
             from reloc.engine.localize import pipeline_from_weights
 
             source = self.sources[label]
-            self._pipelines[label] = pipeline_from_weights(source.localizer, source.restorer, self.device, self.precision)
+            self._pipelines[label] = pipeline_from_weights(
+                source.localizer, source.restorer, self.device, self.precision
+            )
         return self._pipelines[label]
 
     def choose(self, path: str | os.PathLike | bytes) -> tuple[Pipeline, dict[str, object]]:
@@ -127,8 +131,11 @@ class ModelChooser:
         if self.auto:
             choice = pretrained.choose(quality)
             label = choice.name
-            facts = {"model": pretrained.PREFIX + label, "jpeg_quality": quality,
-                     "model_reason": f"--model auto: {choice.reason}"}
+            facts = {
+                "model": pretrained.PREFIX + label,
+                "jpeg_quality": quality,
+                "model_reason": f"--model auto: {choice.reason}",
+            }
         else:
             label = next(iter(self.sources))
             facts = {"model": label, "jpeg_quality": quality, "model_reason": "the model given on the command line"}

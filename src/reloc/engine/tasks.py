@@ -119,7 +119,9 @@ class Task:
             self.dist.broadcast_module(network)
             self.networks[role] = network.train()
             if role == "discriminator":
-                self.optimizers[role] = Adam(network.parameters(), lr=optim.discriminator_lr, betas=optim.discriminator_betas)
+                self.optimizers[role] = Adam(
+                    network.parameters(), lr=optim.discriminator_lr, betas=optim.discriminator_betas
+                )
             else:
                 rate = optim.restorer_lr if role == "restorer" and optim.restorer_lr is not None else optim.lr
                 self.optimizers[role] = Adam(network.parameters(), lr=rate)
@@ -323,7 +325,12 @@ class ReLocTask(Task):
             loc_logits = segmentation_logits(self.networks["localizer"](shown)).float()
             fake_logits = self.networks["discriminator"](shown).float() if self.use_gan else None
         terms = restoration_loss(
-            restored, batch["plain"], fake_logits, loc_logits if self.use_localization else None, batch["mask"], self.weights
+            restored,
+            batch["plain"],
+            fake_logits,
+            loc_logits if self.use_localization else None,
+            batch["mask"],
+            self.weights,
         )
         losses = {
             "localization": localization_loss(loc_logits, batch["mask"], self.weights).item(),
@@ -360,4 +367,3 @@ TASK_CLASSES: dict[str, type[Task]] = {
 def create_task(config: Config, device: torch.device, dist: DistContext) -> Task:
     """The task object of ``config.train.task``."""
     return TASK_CLASSES[config.train.task](config, device, dist)
-

@@ -116,10 +116,22 @@ def build_datasets(
             f"{len(splits['val'])} validation images; both need at least one (see data.val_fraction)"
         )
     distortion = config.data.distortion if needs_distorted else None
-    train = TrainCrops(splits["train"], config.data.crop, distortion, config.train.seed, config.data.tamper_bias,
-                       cache_mb=config.data.cache_mb)
-    val = TrainCrops(splits["val"], config.data.crop, config.data.distortion, config.train.seed + 1, config.data.tamper_bias,
-                     cache_mb=config.data.cache_mb)
+    train = TrainCrops(
+        splits["train"],
+        config.data.crop,
+        distortion,
+        config.train.seed,
+        config.data.tamper_bias,
+        cache_mb=config.data.cache_mb,
+    )
+    val = TrainCrops(
+        splits["val"],
+        config.data.crop,
+        config.data.distortion,
+        config.train.seed + 1,
+        config.data.tamper_bias,
+        cache_mb=config.data.cache_mb,
+    )
     split = recorded or runs.RunSplit.of(config.data.dataset, listing, splits, config.data.split_seed)
     return train, val, split
 
@@ -287,7 +299,11 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, prog
             file=sys.stderr,
         )
     loader = DataLoader(
-        train_set, batch_size=batch_size, sampler=sampler, num_workers=config.data.workers, drop_last=True,
+        train_set,
+        batch_size=batch_size,
+        sampler=sampler,
+        num_workers=config.data.workers,
+        drop_last=True,
         pin_memory=device.type == "cuda",
     )
     val_sampler = DistributedSampler(val_set, num_replicas=dist.world_size, rank=dist.rank, shuffle=False)
@@ -317,7 +333,12 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, prog
             sums: dict[str, float] = {}
             counts: dict[str, int] = {}
             phases: set[str] = set()
-            bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{config.train.epochs}", disable=not (progress and dist.is_main), leave=False)
+            bar = tqdm(
+                total=steps,
+                desc=f"epoch {epoch + 1}/{config.train.epochs}",
+                disable=not (progress and dist.is_main),
+                leave=False,
+            )
             for index, batch in enumerate(loader):
                 if index >= steps:
                     break
@@ -331,7 +352,13 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, prog
                     if task.step % config.train.log_every == 0:
                         log.scalar(f"step/{key}", value, task.step)
                 rate = (index + 1) * batch_size * dist.world_size / (time.perf_counter() - started)
-                bar.set_postfix({"phase": phase[:4], **{k: f"{v:.4f}" for k, v in losses.items() if "_" not in k}, "img/s": f"{rate:.1f}"})
+                bar.set_postfix(
+                    {
+                        "phase": phase[:4],
+                        **{k: f"{v:.4f}" for k, v in losses.items() if "_" not in k},
+                        "img/s": f"{rate:.1f}",
+                    }
+                )
                 bar.update(1)
             bar.close()
             validation = run_validation(task, val_loader, dist, config.train.threshold)

@@ -178,7 +178,9 @@ class DFCN(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Args: image ``(B, 3, H, W)``. Returns logits ``(B, 1, H, W)``."""
-        features = image if self.highpass is None else torch.cat((image, self.highpass(image)), dim=1)  # (B, 3|12, H, W)
+        features = (
+            image if self.highpass is None else torch.cat((image, self.highpass(image)), dim=1)
+        )  # (B, 3|12, H, W)
         b1 = self.dense_block1(features)  # (B, 16w, H/2, W/2)
         b2 = self.dense_block2(b1)  # (B, 32w, H/4, W/4)
         b3 = self.dense_block3(b2)  # (B, 64w, H/8, W/8)

@@ -29,4 +29,3 @@ def pad_to_multiple(x: torch.Tensor, multiple: int, mode: str = "replicate") -> 
     if pad_bottom == 0 and pad_right == 0:
         return x
     return F.pad(x, (0, pad_right, 0, pad_bottom), mode=mode)
-

@@ -110,7 +110,7 @@ def rgb_to_gray(x: torch.Tensor, bgr_gray_bug: bool = False) -> torch.Tensor:
         ``(B, 1, H, W)``.
     """
     weights = REFERENCE_GRAY_WEIGHTS if bgr_gray_bug else BT601_RGB
-    return (weights[0] * x[:, 0:1] + weights[1] * x[:, 1:2] + weights[2] * x[:, 2:3])
+    return weights[0] * x[:, 0:1] + weights[1] * x[:, 1:2] + weights[2] * x[:, 2:3]
 
 
 class BayarConv2d(nn.Module):
@@ -397,9 +397,7 @@ class MVSSNet(nn.Module):
     #: inside :meth:`forward` (output stride 16); :mod:`reloc.export` reads it
     pad_multiple: int = 16
 
-    def __init__(
-        self, bgr_gray_bug: bool = False, input_normalization: Literal["none", "imagenet"] = "none"
-    ) -> None:
+    def __init__(self, bgr_gray_bug: bool = False, input_normalization: Literal["none", "imagenet"] = "none") -> None:
         super().__init__()
         if input_normalization not in ("none", "imagenet"):
             raise ValueError(f"input_normalization must be 'none' or 'imagenet', got {input_normalization!r}")

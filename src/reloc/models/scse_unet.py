@@ -137,9 +137,7 @@ class SkipFusion(nn.Module):
         reduction: squeeze ratio of the scSE channel branch.
     """
 
-    def __init__(
-        self, decoder_channels: int, skip_channels: int, out_channels: int, reduction: int = 2
-    ) -> None:
+    def __init__(self, decoder_channels: int, skip_channels: int, out_channels: int, reduction: int = 2) -> None:
         super().__init__()
         self.seq = nn.Sequential(
             nn.Conv2d(decoder_channels + skip_channels, out_channels, kernel_size=3, padding=1),
@@ -197,17 +195,14 @@ class SCSEUnet(nn.Module):
         if len(decoder_widths) != 4:
             raise ValueError(f"decoder_widths needs 4 entries, got {tuple(decoder_widths)}")
         if input_normalization not in ("none", "symmetric"):
-            raise ValueError(
-                f"input_normalization must be 'none' or 'symmetric', got {input_normalization!r}"
-            )
+            raise ValueError(f"input_normalization must be 'none' or 'symmetric', got {input_normalization!r}")
         self.input_normalization = input_normalization
 
         self.encoder = timm.create_model(encoder, pretrained=False, features_only=True)
         reductions = tuple(self.encoder.feature_info.reduction())
         if reductions != ENCODER_REDUCTIONS:
             raise ValueError(
-                f"encoder {encoder!r} gives feature strides {reductions}, "
-                f"the decoder needs {ENCODER_REDUCTIONS}"
+                f"encoder {encoder!r} gives feature strides {reductions}, the decoder needs {ENCODER_REDUCTIONS}"
             )
         skips = tuple(self.encoder.feature_info.channels())  # (128, 256, 512, 1024, 2048)
         self.encoder_channels = skips
@@ -215,13 +210,10 @@ class SCSEUnet(nn.Module):
         widths = tuple(int(w) for w in decoder_widths)
         # Stage i takes the next deeper stage's output, the deepest one the last encoder map.
         stage_inputs = widths[1:] + (skips[4],)
-        self.decoder_stages = nn.ModuleList(
-            UpsampleConvBlock(stage_inputs[i], widths[i]) for i in range(4)
-        )
+        self.decoder_stages = nn.ModuleList(UpsampleConvBlock(stage_inputs[i], widths[i]) for i in range(4))
         # Bottleneck j follows decoder stage 3 - j and takes the skip at its stride.
         self.bottlenecks = nn.ModuleList(
-            SkipFusion(widths[3 - j], skips[3 - j], widths[3 - j], reduction=scse_reduction)
-            for j in range(4)
+            SkipFusion(widths[3 - j], skips[3 - j], widths[3 - j], reduction=scse_reduction) for j in range(4)
         )
         self.last_upsample = UpsampleConvBlock(widths[0], last_width)
         self.final = nn.Sequential(nn.Conv2d(last_width, 1, kernel_size=1))

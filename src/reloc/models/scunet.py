@@ -232,9 +232,7 @@ class WindowAttention(nn.Module):
             self._layout_cache[key] = layout
         return layout
 
-    def attend(
-        self, tokens: torch.Tensor, layout: WindowLayout, residual: torch.Tensor | None = None
-    ) -> torch.Tensor:
+    def attend(self, tokens: torch.Tensor, layout: WindowLayout, residual: torch.Tensor | None = None) -> torch.Tensor:
         """Attention of tokens in window order: ``(B, H*W, C)`` -> ``(B, H*W, C)``, plus
         ``residual`` (same shape) when given.
 
@@ -334,8 +332,11 @@ class SwinBlock(nn.Module):
         layout = self.msa.layout(height, width, x.device)
         x = x.reshape(batch, height * width, dim).index_select(1, layout.index)  # window order
         fc1, act, fc2 = self.mlp
-        if _fusable(x, self.fused_linear) and isinstance(act, nn.GELU) and act.approximate == "none" and (
-            isinstance(self.drop_path, nn.Identity) or not self.training
+        if (
+            _fusable(x, self.fused_linear)
+            and isinstance(act, nn.GELU)
+            and act.approximate == "none"
+            and (isinstance(self.drop_path, nn.Identity) or not self.training)
         ):  # inference: residual additions and GELU inside the linear kernels
             x = self.msa.attend(self.ln1(x), layout, residual=x)
             x = _linear(fc2, _linear(fc1, self.ln2(x), gelu=True, fused=True), residual=x, fused=True)
@@ -497,7 +498,12 @@ def build_scunet(preset: str | None = "paper", **overrides) -> SCUNet:
     if preset not in SCUNET_PRESETS:
         raise ValueError(f"unknown SCUNet preset {preset!r}; choose from {sorted(SCUNET_PRESETS)}")
     chosen = SCUNET_PRESETS[preset]
-    kwargs = {"config": chosen.config, "dim": chosen.dim, "head_dim": chosen.head_dim, "window_size": chosen.window_size}
+    kwargs = {
+        "config": chosen.config,
+        "dim": chosen.dim,
+        "head_dim": chosen.head_dim,
+        "window_size": chosen.window_size,
+    }
     kwargs.update(overrides)
     kwargs["config"] = tuple(kwargs["config"])
     return SCUNet(**kwargs)

@@ -37,6 +37,8 @@ __all__ = [
 
 SPEC_KEY = "reloc.network"
 VERSION_KEY = "reloc.version"
+
+
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
     with atomic_path(path) as temporary:
         save_file(tensors, str(temporary), metadata=metadata)

@@ -135,9 +135,7 @@ def choose(jpeg_quality: int | None) -> Choice:
     best, measured = _best_jpeg_model(jpeg_quality)
     if measured is None:
         return Choice(best, jpeg_quality, f"JPEG quality {jpeg_quality}: the JPEG model (no card figures to compare)")
-    return Choice(
-        best, jpeg_quality, f"JPEG quality {jpeg_quality}: {best} has the best card figures at QF {measured}"
-    )
+    return Choice(best, jpeg_quality, f"JPEG quality {jpeg_quality}: {best} has the best card figures at QF {measured}")
 
 
 def _best_jpeg_model(quality: int) -> tuple[str, int | None]:

@@ -57,7 +57,6 @@ Output folder layout::
     OUT/synth_config.json         the arguments and settings of the run
 """
 
-
 from reloc.data.synth.edits import host_crop, load_host
 from reloc.data.synth.generator import assign_splits, render_sample, synthesize
 from reloc.data.synth.settings import (

@@ -191,9 +191,8 @@ def _photometric(
     """Gamma / gain, region JPEG, blur or else denoise, noise: each with its probability,
     in that order. The five coin flips are always drawn, whatever is enabled."""
     flips = rng.random(5)
-    draw_gamma, draw_jpeg, draw_blur, draw_denoise, draw_noise = (
-        flips < np.array([settings.p_gamma, settings.p_region_jpeg, settings.p_blur,
-                          settings.p_denoise, settings.p_noise])
+    draw_gamma, draw_jpeg, draw_blur, draw_denoise, draw_noise = flips < np.array(
+        [settings.p_gamma, settings.p_region_jpeg, settings.p_blur, settings.p_denoise, settings.p_noise]
     )
     if gamma and draw_gamma:
         g = _log_uniform(rng, settings.gamma_range)
@@ -336,8 +335,11 @@ def _geometric_patch(
     matrix[:, :2] = a
     matrix[:, 2] = np.array([qx, qy]) + a @ np.array([x0 - cx, y0 - cy])
     patch = cv2.warpAffine(
-        src.astype(np.float32) / 255.0, matrix, (width, height),
-        flags=INTERPOLATIONS[warp_interp] | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REFLECT_101,
+        src.astype(np.float32) / 255.0,
+        matrix,
+        (width, height),
+        flags=INTERPOLATIONS[warp_interp] | cv2.WARP_INVERSE_MAP,
+        borderMode=cv2.BORDER_REFLECT_101,
     )
     traces["affine"] = {"angle": _r(angle, 2), "flip": bool(flip), "interp": warp_interp}
     traces["source_center"] = [_r(qy / scale, 1), _r(qx / scale, 1)]
@@ -382,8 +384,10 @@ def _removal(rng, host, size, settings, info):
     support = (alpha > 0).astype(np.uint8) * 255
     cy0, cy1, cx0, cx1 = _pad_bbox(box, radius + 4, size)  # context the inpainting reads
     filled = cv2.inpaint(
-        np.ascontiguousarray(host[cy0:cy1, cx0:cx1]), np.ascontiguousarray(support[cy0:cy1, cx0:cx1]),
-        radius, _INPAINT[method],
+        np.ascontiguousarray(host[cy0:cy1, cx0:cx1]),
+        np.ascontiguousarray(support[cy0:cy1, cx0:cx1]),
+        radius,
+        _INPAINT[method],
     )
     y0, y1, x0, x1 = box
     patch = filled[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0].astype(np.float32) / 255.0

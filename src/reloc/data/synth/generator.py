@@ -91,8 +91,14 @@ def render_sample(
                 sigma = float(rng.uniform(*settings.post_sharpen_sigma_range))
                 image, host = unsharp(image, amount, sigma), unsharp(host, amount, sigma)
                 whole["post_sharpen"] = {"amount": _r(amount, 3), "sigma": _r(sigma, 3)}
-            record = {"crop": [y, x], "resized": [int(full.shape[0]), int(full.shape[1])],
-                      "area": _r(area, 5), "attempts": attempt, **info, **whole}
+            record = {
+                "crop": [y, x],
+                "resized": [int(full.shape[0]), int(full.shape[1])],
+                "area": _r(area, 5),
+                "attempts": attempt,
+                **info,
+                **whole,
+            }
             return Sample(image=image, mask=mask, host=host, record=record)
         last = f"mask area {area:.4f} outside {settings.area_range}"
     raise RuntimeError(
@@ -117,8 +123,13 @@ def _split_counts(n: int, test_fraction: float, val_fraction: float) -> tuple[in
     return n_test, n_val
 
 
-def assign_splits(ids: Sequence[str], seed: int, test_fraction: float = 0.25, val_fraction: float = 0.10,
-                  salt: int = _SALT_SPLIT_HOSTS) -> dict[str, str]:
+def assign_splits(
+    ids: Sequence[str],
+    seed: int,
+    test_fraction: float = 0.25,
+    val_fraction: float = 0.10,
+    salt: int = _SALT_SPLIT_HOSTS,
+) -> dict[str, str]:
     """Split photo ids into ``train`` / ``val`` / ``test`` (by photo) with the seed.
 
     ``round(n * test_fraction)`` photos (at least one when n >= 2) go to test,
@@ -158,8 +169,9 @@ def _resolve(photos) -> list[Path]:
     return sorted(found.values(), key=lambda p: str(p))
 
 
-def _plan(hosts: list[Path], donors: list[Path] | None, count: int, seed: int, types: Sequence[str],
-          settings: SynthSettings) -> tuple[list[_Job], dict[str, int]]:
+def _plan(
+    hosts: list[Path], donors: list[Path] | None, count: int, seed: int, types: Sequence[str], settings: SynthSettings
+) -> tuple[list[_Job], dict[str, int]]:
     host_ids = photo_ids(hosts)
     host_split_by_id = assign_splits(host_ids, seed, settings.test_fraction, settings.val_fraction)
     host_split = [host_split_by_id[i] for i in host_ids]
@@ -186,8 +198,9 @@ def _plan(hosts: list[Path], donors: list[Path] | None, count: int, seed: int, t
             resolved_host = str(hosts[h].resolve())
             candidates = [(p, i) for p, i, s in pool if s == host_split[h] and str(p.resolve()) != resolved_host]
             if not candidates and donors is not None:  # donor set has nothing in this split
-                candidates = [(p, i) for p, i, s in zip(hosts, host_ids, host_split)
-                              if s == host_split[h] and p is not hosts[h]]
+                candidates = [
+                    (p, i) for p, i, s in zip(hosts, host_ids, host_split) if s == host_split[h] and p is not hosts[h]
+                ]
                 note = "no donor photo in this split: donor taken from the host photos"
             if candidates:
                 pick = np.random.default_rng([seed, _SALT_DONOR, index]).integers(len(candidates))
@@ -196,8 +209,9 @@ def _plan(hosts: list[Path], donors: list[Path] | None, count: int, seed: int, t
             else:
                 donor, donor_id = str(hosts[h]), host_ids[h]
                 note = "only photo of its split: donor region taken from the host photo itself"
-        jobs.append(_Job(index, f"{index:06d}_{kind}", kind, host_split[h], str(hosts[h]), host_ids[h],
-                         donor, donor_id, note))
+        jobs.append(
+            _Job(index, f"{index:06d}_{kind}", kind, host_split[h], str(hosts[h]), host_ids[h], donor, donor_id, note)
+        )
     photos_per_split = dict(Counter(host_split))
     return jobs, {s: photos_per_split.get(s, 0) for s in SPLITS}
 
@@ -322,10 +336,15 @@ def synthesize(
         write_json_atomic(out / f"manifest_{split}.json", pairs[split])
     config = {
         "photos": [str(p) for p in photos] if not isinstance(photos, (str, os.PathLike)) else str(photos),
-        "donors": None if donors is None else (
-            [str(p) for p in donors] if not isinstance(donors, (str, os.PathLike)) else str(donors)),
-        "count": count, "seed": int(seed), "types": list(types), "size": int(size),
-        "photos_per_split": photos_per_split, "settings": settings.to_dict(),
+        "donors": None
+        if donors is None
+        else ([str(p) for p in donors] if not isinstance(donors, (str, os.PathLike)) else str(donors)),
+        "count": count,
+        "seed": int(seed),
+        "types": list(types),
+        "size": int(size),
+        "photos_per_split": photos_per_split,
+        "settings": settings.to_dict(),
     }
     write_json_atomic(out / "synth_config.json", config)
     write_text_atomic(out / "provenance.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))

@@ -135,9 +135,22 @@ class SynthSettings:
 
     def __post_init__(self) -> None:
         for name in (
-            "p_feather", "p_resample", "p_rotate", "p_flip", "p_color_match", "p_gamma",
-            "p_region_jpeg", "p_blur", "p_denoise", "p_noise", "p_host_jpeg", "p_post_sharpen", "p_text_replace",
-            "p_text_stroke", "test_fraction", "val_fraction",
+            "p_feather",
+            "p_resample",
+            "p_rotate",
+            "p_flip",
+            "p_color_match",
+            "p_gamma",
+            "p_region_jpeg",
+            "p_blur",
+            "p_denoise",
+            "p_noise",
+            "p_host_jpeg",
+            "p_post_sharpen",
+            "p_text_replace",
+            "p_text_stroke",
+            "test_fraction",
+            "val_fraction",
         ):
             value = getattr(self, name)
             if not 0.0 <= value <= 1.0:
@@ -168,8 +181,12 @@ class SynthSettings:
         if not self.inpaint_methods or any(m not in _INPAINT for m in self.inpaint_methods):
             raise ValueError(f"SynthSettings.inpaint_methods must be a non-empty subset of {tuple(_INPAINT)}")
         weights = dict(self.shape_weights)
-        if not weights or any(k not in _SHAPES for k in weights) or any(v < 0 for v in weights.values()) \
-                or sum(weights.values()) <= 0:
+        if (
+            not weights
+            or any(k not in _SHAPES for k in weights)
+            or any(v < 0 for v in weights.values())
+            or sum(weights.values()) <= 0
+        ):
             raise ValueError(f"SynthSettings.shape_weights must map some of {_SHAPES} to weights >= 0 (not all 0)")
         if self.max_attempts < 1:
             raise ValueError("SynthSettings.max_attempts must be at least 1")
@@ -203,15 +220,19 @@ class SynthSummary:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-able form (``out`` as a string)."""
-        return {"out": str(self.out), "count": self.count, "seconds": self.seconds, "per_type": dict(self.per_type),
-                "per_split": dict(self.per_split), "photos_per_split": dict(self.photos_per_split),
-                "workers": self.workers}
+        return {
+            "out": str(self.out),
+            "count": self.count,
+            "seconds": self.seconds,
+            "per_type": dict(self.per_type),
+            "per_split": dict(self.per_split),
+            "photos_per_split": dict(self.photos_per_split),
+            "workers": self.workers,
+        }
 
     def __str__(self) -> str:
         types = ", ".join(f"{k} {v}" for k, v in self.per_type.items())
-        splits = ", ".join(
-            f"{k} {self.per_split.get(k, 0)} ({self.photos_per_split.get(k, 0)} photos)" for k in SPLITS
-        )
+        splits = ", ".join(f"{k} {self.per_split.get(k, 0)} ({self.photos_per_split.get(k, 0)} photos)" for k in SPLITS)
         return (
             f"{self.count} samples in {self.seconds:.1f} s ({self.workers} worker(s)) -> {self.out}\n"
             f"  types: {types}\n  splits: {splits}"
