@@ -1,49 +1,52 @@
-"""Speed of ReLoc on this machine, each figure next to the machine's own fp32 matmul peak.
+"""Speed of ReLoc on this machine, every figure next to the machine's own measured peak.
 
-    flock /tmp/reloc-cpu.lock python benchmarks/speed.py [--quick] [--no-compile] [--no-levers]
+    flock /tmp/reloc-cpu.lock python benchmarks/speed.py [--quick] [--onnx-networks dfcn] [--no-memory]
+    python benchmarks/speed.py --device cuda --quick      # the GPU path -> speed-cuda.json
 
 Measures, in one run (randomly initialised weights: timing does not depend on values):
 
-- the fp32 matrix-multiply peak: median GFLOP/s of ``torch.mm`` on 2048x2048 at torch's
-  default threads, sampled before and after every section (the machine is shared and
-  noisy; every share below is against the median of all samples);
-- inference: ``scunet(paper)`` + ``dfcn`` through ``Pipeline.predict`` (512-px windows,
-  stride 512, its default batch size) on a 2048x1536 image, as shipped and with
-  ``Pipeline.run`` under ``torch.compile`` (a lever); megapixels per second, achieved
-  GFLOP/s (the FLOPs of one 512x512 window of restorer + localizer times the number of
-  windows) and its share of the peak;
-- the plain eager baseline in the same run (a fresh child process, default malloc): the
-  release's formulation of SCUNet (``use_reference_path``: roll, partition, einsum +
-  softmax attention, NCHW maps), one window at a time, ``torch.no_grad`` (no inference
-  mode), no caching; the speed-up;
-- peak resident memory of a fresh child process localizing a 4000x3000 image
-  (``Pipeline.predict``, window 512; its VmHWM, the kernel's peak RSS of the process);
-- training: images per second of a ReLoc restoration step and a localization step
-  (``ReLocTask.restoration_step`` / ``localization_step``; ``scunet(small)``, ``dfcn``,
-  ``dcgan``; batch 16 of 128x128; a fresh child process, as ``reloc train`` runs) and
-  their share of the peak (FLOPs of one step, forward and backward);
-- levers: each optimisation switched off alone on one 512x512 window, and predict's
-  batch size and malloc setting on 4 windows (fresh processes).
+- **peak**: fp32 and bf16 GFLOP/s the way vendors quote them: ``torch.mm`` on square
+  matrices of several sizes and a 3x3 64->64 convolution (8x256x256, channels_last),
+  best of N at the thread count of the runs; the peak is the best of these, and every
+  share below is against it. The CPU model and its flags are recorded (``/proc/cpuinfo``);
+- **pipeline**: ``scunet(paper)`` + ``dfcn`` through ``Pipeline.predict`` (512-px windows,
+  stride 512) on one image, fp32 and bf16 (autocast), prepared (:meth:`Pipeline.prepare`);
+  megapixels per second, achieved GFLOP/s (FLOPs of one window times the windows) and
+  its share of the peak; the plain eager baseline (release formulation of SCUNet, plain
+  localizer, one window at a time, ``no_grad``) in a child process, for the speed-up;
+- **localizers**: seconds per 512x512 window in fp32 of each localizer in its plain eager
+  formulation (the published definition as built, NCHW, BatchNorm, ``no_grad``) and
+  prepared (BatchNorm folded, channels_last, ``inference_mode``), and ONNX Runtime fp32
+  (plus its dynamic int8 quantization for DFCN), each with its largest difference from
+  the eager output;
+- **bf16_accuracy**: per-image F1 and AUC of fp32 and bf16 on a fixed synthetic
+  evaluation set (``reloc synth`` from scikit-image's photos, JPEG 75) with trained
+  weights when given (``--accuracy-weights``), and the largest probability difference;
+- **memory**: peak resident memory of a fresh child process localizing a 4000x3000 image;
+- **training**: images per second of a ReLoc restoration and localization step
+  (``scunet(small)``, ``dfcn``, ``dcgan``; batch 16 of 128x128) in fp32 and bf16.
+
+With ``--device cuda`` it measures the GPU path instead (pipeline megapixels/s in fp32,
+bf16/fp16 and compiled, the paper-scale training steps: DFCN batch 56 at 128 px behind
+SCUNet(paper), img/s and peak GPU memory) and writes ``results/speed-cuda.json``.
 
 FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode``: matmul and
 convolution FLOPs only (2 per multiply-add); norms, activations, softmax and additions
 are not counted. Attention is counted on the reference (einsum) path, because the fused
 CPU attention kernel is not seen by the counter; both paths do the same multiply-adds.
 
-Writes ``benchmarks/results/speed.json`` (``--out``) and prints it.
+Writes ``benchmarks/results/speed.json`` (``--out``) and prints its summary.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import copy
 import datetime
 import json
 import os
 import platform
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -51,53 +54,47 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 
-import reloc.engine.inference as inference_module
-from reloc.engine.inference import Pipeline, window_origins
+from reloc.engine.inference import Pipeline, retain_freed_memory, window_origins
 from reloc.models import create_localizer, create_restorer, segmentation_logits
-from reloc.models.scunet import use_fused_linear, use_reference_path
+from reloc.models.fusion import prepare_for_inference
+from reloc.models.scunet import use_reference_path
+from reloc.precision import CPU_BF16_FLAGS, cpu_flags, cpu_has_bf16, dtype_name, resolve_precision
 
-RESULTS = Path(__file__).resolve().parent / "results" / "speed.json"
+RESULTS = Path(__file__).resolve().parent / "results"
 FLOP_NOTE = (
     "torch.utils.flop_counter.FlopCounterMode: matmul/convolution FLOPs only, 2 per multiply-add; "
     "norms, activations, softmax, additions not counted; attention counted on the reference einsum path"
 )
+LOCALIZERS = ("dfcn", "scse_unet", "mvssnet")
+#: flags worth recording next to the peak (the full list is long)
+SHOWN_FLAGS = (
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx512_bf16",
+    "avx512_fp16",
+    "amx_tile",
+    "amx_bf16",
+    "amx_int8",
+)
 
 
 # --- measuring ------------------------------------------------------------------------
-def seconds(function, repeats: int, warmup: int = 1) -> list[float]:
+def seconds(function, repeats: int, warmup: int = 1, sync=lambda: None) -> list[float]:
     """Wall-clock seconds of ``repeats`` calls after ``warmup`` calls."""
     for _ in range(warmup):
         function()
+    sync()
     times = []
     for _ in range(repeats):
         started = time.perf_counter()
         function()
+        sync()
         times.append(time.perf_counter() - started)
     return times
-
-
-class Peak:
-    """fp32 matmul peak of this machine, sampled repeatedly during the run."""
-
-    def __init__(self, size: int = 2048, repeats: int = 10) -> None:
-        self.size, self.repeats = size, repeats
-        generator = torch.Generator().manual_seed(0)
-        self.a = torch.randn(size, size, generator=generator)
-        self.b = torch.randn(size, size, generator=generator)
-        self.samples: list[float] = []
-
-    def sample(self) -> float:
-        times = seconds(lambda: torch.mm(self.a, self.b), self.repeats, warmup=3)
-        value = 2 * self.size**3 / statistics.median(times) / 1e9
-        self.samples.append(round(value, 1))
-        return value
-
-    @property
-    def gflops(self) -> float:
-        return statistics.median(self.samples)
 
 
 def count_flops(function) -> int:
@@ -107,16 +104,61 @@ def count_flops(function) -> int:
 
 
 def cpu_model() -> str:
-    with contextlib.suppress(OSError):
+    try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
     return platform.processor() or platform.machine()
 
 
-def networks() -> tuple[torch.nn.Module, torch.nn.Module]:
+def measure_peak(args, device: torch.device, sync) -> dict:
+    """Best GFLOP/s of matmuls (several sizes) and a 3x3 convolution, per dtype."""
+    generator = torch.Generator().manual_seed(0)
+    sizes = (512, 1024, 2048) if device.type == "cpu" else (2048, 4096, 8192)
+    conv_shape = (8, 64, 256, 256) if device.type == "cpu" else (64, 64, 256, 256)
+    dtypes = {"fp32": torch.float32, "bf16": torch.bfloat16}
+    if device.type == "cuda":
+        dtypes["fp16"] = torch.float16
+    result: dict = {"method": f"best of {args.peak_repeats} after a warm-up, torch threads {torch.get_num_threads()}"}
+    for name, dtype in dtypes.items():
+        entries = {}
+        for n in sizes:
+            a = torch.randn(n, n, generator=generator).to(device, dtype)
+            b = torch.randn(n, n, generator=generator).to(device, dtype)
+            best = min(seconds(lambda a=a, b=b: torch.mm(a, b), args.peak_repeats, sync=sync))
+            entries[f"mm_{n}"] = round(2 * n**3 / best / 1e9, 1)
+        x = (
+            torch.randn(*conv_shape, generator=generator)
+            .to(device, dtype)
+            .contiguous(memory_format=torch.channels_last)
+        )
+        conv = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False).to(device, dtype, memory_format=torch.channels_last)
+        with torch.inference_mode():
+            best = min(seconds(lambda conv=conv, x=x: conv(x), args.peak_repeats, sync=sync))
+        flops = 2 * conv_shape[0] * 64 * 64 * 9 * conv_shape[2] * conv_shape[3]
+        entries["conv3x3_64_channels_last"] = round(flops / best / 1e9, 1)
+        result[f"{name}_measurements"] = entries
+        result[f"{name}_gflops"] = max(entries.values())
+        print(f"peak {name}: {entries}", flush=True)
+    if device.type == "cpu":
+        flags = cpu_flags()
+        result.update(
+            cpu=cpu_model(),
+            flags=sorted(flag for flag in flags if flag in SHOWN_FLAGS or flag in CPU_BF16_FLAGS),
+            native_bf16=cpu_has_bf16(),
+            cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        )
+    else:
+        result.update(gpu=torch.cuda.get_device_name(device), bf16_supported=torch.cuda.is_bf16_supported())
+    return result
+
+
+def networks(device: torch.device | None = None) -> tuple[torch.nn.Module, torch.nn.Module]:
+    device = device or torch.device("cpu")
     torch.manual_seed(0)
-    return create_restorer("scunet", preset="paper").eval(), create_localizer("dfcn").eval()
+    return create_restorer("scunet", preset="paper").eval().to(device), create_localizer("dfcn").eval().to(device)
 
 
 # --- the eager baseline -------------------------------------------------------------------
@@ -140,41 +182,29 @@ def baseline_predict(restorer, localizer, image: torch.Tensor, window: int, stri
 def child_main(args) -> None:
     """Run one measurement in this (child) process and print it as the last JSON line.
 
-    Kinds: ``predict`` (Pipeline.predict on a random image), ``baseline`` (the plain loop;
-    ``--map-out`` saves its map), ``train`` (the two ReLoc steps). A ``predict`` child tunes
-    glibc's malloc (:func:`~reloc.engine.inference.retain_freed_memory`, as ``reloc
-    localize`` and ``reloc eval`` do) unless ``--no-retain``; ``--retain`` tunes it before
-    a ``train`` child.
+    Kinds: ``predict`` (prepared Pipeline.predict in fp32 on a random image), ``baseline``
+    (the plain loop; ``--map-out`` saves its map), ``train`` (the two ReLoc steps in
+    ``--precision``).
     """
-    if (args.child == "predict" and not args.no_retain) or args.retain:
-        inference_module.retain_freed_memory()
     result: dict = {}
     if args.child in ("predict", "baseline"):
         restorer, localizer = networks()
         image = torch.rand(3, args.height, args.width, generator=torch.Generator().manual_seed(args.image_seed))
         started = time.perf_counter()
         if args.child == "predict":
-            pipeline = Pipeline(restorer, localizer).eval()
-            result_map = pipeline.predict(image, window=args.window, stride=args.window, batch_size=args.batch_size)
+            retain_freed_memory()  # as reloc localize / eval do by default
+            pipeline = Pipeline(restorer, localizer).prepare()
+            result_map = pipeline.predict(image, window=args.window, stride=args.window)
         else:
-            reference = use_reference_path(restorer)
-            result_map = baseline_predict(reference, localizer, image, args.window, args.window)
+            result_map = baseline_predict(use_reference_path(restorer), localizer, image, args.window, args.window)
         result["seconds"] = time.perf_counter() - started
         if args.map_out:
             torch.save(result_map, args.map_out)
     else:
-        result.update(training_steps(args))
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    # VmHWM: this process's own peak RSS. (ru_maxrss would also count the parent's RSS at the
-    # fork, which Linux carries across exec.)
-    status = Path("/proc/self/status").read_text()
-    hwm_kib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
-    result.update(
-        peak_rss_kib=hwm_kib,
-        ru_maxrss_kib=usage.ru_maxrss,
-        minor_faults=usage.ru_minflt,
-        system_seconds=round(usage.ru_stime, 1),
-    )
+        result.update(training_steps(args, torch.device("cpu"), args.precision))
+    status = Path("/proc/self/status").read_text()  # VmHWM: this process's own peak RSS
+    result["peak_rss_kib"] = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+    result["ru_maxrss_kib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps(result))
 
 
@@ -201,258 +231,345 @@ def run_child(args, kind: str, *options: str) -> dict:
 
 # --- sections ---------------------------------------------------------------------------
 def window_flops(restorer, localizer, window: int) -> dict[str, int]:
-    reference = use_reference_path(copy.deepcopy(restorer))
+    reference = use_reference_path(copy.deepcopy(restorer)).cpu()
     image = torch.rand(1, 3, window, window)
     with torch.no_grad():
         restorer_flops = count_flops(lambda: reference(image))
-        localizer_flops = count_flops(lambda: localizer(image))
+        localizer_flops = count_flops(lambda: copy.deepcopy(localizer).cpu()(image))
     return {"restorer": restorer_flops, "localizer": localizer_flops, "total": restorer_flops + localizer_flops}
 
 
-def inference(args, peak: Peak, flops_per_window: int) -> dict:
-    restorer, localizer = networks()
+def pipeline_section(args, peak: dict, device: torch.device, sync) -> dict:
+    """Pipeline.predict, prepared, in fp32 and reduced precision; the eager baseline on the CPU."""
+    restorer, localizer = networks(device)
+    flops = window_flops(restorer, localizer, args.window)["total"]
     image = torch.rand(3, args.height, args.width, generator=torch.Generator().manual_seed(1))
     n_windows = len(window_origins(args.height, args.window, args.window)) * len(
         window_origins(args.width, args.window, args.window)
     )
     megapixels = args.height * args.width / 1e6
-
-    def entry(times: list[float], **extra) -> dict:
-        median = statistics.median(times)
-        return {
-            "seconds": round(median, 3),
-            "all_seconds": [round(t, 3) for t in times],
-            "mpix_per_s": round(megapixels / median, 4),
-            "achieved_gflops": round(flops_per_window * n_windows / median / 1e9, 1),
-            **extra,
-        }
-
     results: dict = {
         "image": f"3x{args.height}x{args.width}",
         "window": args.window,
         "stride": args.window,
         "windows": n_windows,
-        "gflop_per_window": round(flops_per_window / 1e9, 1),
+        "gflop_per_window": round(flops / 1e9, 1),
+        "batch_size": args.batch_size or "predict's default (1 window per pass on the CPU, 4 on a GPU)",
     }
-    pipeline = Pipeline(restorer, localizer).eval()
-    pipeline.predict(torch.rand(3, args.window, args.window), window=args.window, stride=args.window)  # warm-up
+    pipeline = Pipeline(restorer, localizer).prepare()
     maps = {}
+    reduced = ["bf16"] if device.type == "cpu" else ["bf16", "fp16"]
+    for precision in ["fp32", *reduced]:
+        pipeline.precision = precision
 
-    def predict(which: Pipeline, key: str):
-        maps[key] = which.predict(image, window=args.window, stride=args.window, batch_size=args.batch_size)
+        def predict(key=precision):
+            maps[key] = pipeline.predict(image, window=args.window, stride=args.window, batch_size=args.batch_size)
 
-    peak.sample()
-    results["eager"] = entry(
-        seconds(lambda: predict(pipeline, "eager"), args.repeats, warmup=0),
-        batch_size=args.batch_size or "default (predict batch_size=None)",
-        description="Pipeline.predict as shipped: fast SCUNet path, channels_last, one window per pass, "
-        "malloc keeps freed memory",
-    )
-    peak.sample()
-    print(f"pipeline eager: {results['eager']}", flush=True)
-
-    with tempfile.TemporaryDirectory() as folder:
-        map_path = os.path.join(folder, "baseline.pt")
-        child = run_child(
-            args,
-            "baseline",
-            "--no-retain",
-            "--height",
-            str(args.height),
-            "--width",
-            str(args.width),
-            "--image-seed",
-            "1",
-            "--map-out",
-            map_path,
-        )
-        maps["baseline"] = torch.load(map_path)
-    results["baseline"] = entry(
-        [child["seconds"]],
-        description="release formulation (use_reference_path: roll, partition, einsum + softmax attention, NCHW), "
-        "one window at a time, torch.no_grad (no inference mode), no caching, default malloc; in a child process",
-    )
-    results["max_abs_difference_eager_vs_baseline"] = float((maps["eager"] - maps["baseline"]).abs().max())
-    peak.sample()
-    print(f"baseline: {results['baseline']}", flush=True)
-
+        pipeline.predict(torch.rand(3, args.window, args.window), window=args.window, stride=args.window)  # warm-up
+        times = seconds(predict, args.repeats, warmup=0, sync=sync)
+        best = min(times)
+        results[precision] = {
+            "seconds": round(best, 3),
+            "all_seconds": [round(t, 3) for t in times],
+            "mpx_s": round(megapixels / best, 4),
+            "achieved_gflops": round(flops * n_windows / best / 1e9, 1),
+            "share_of_peak": round(flops * n_windows / best / 1e9 / peak[f"{precision}_gflops"], 3),
+        }
+        if precision != "fp32":
+            results[precision]["max_prob_diff_vs_fp32"] = float((maps[precision] - maps["fp32"]).abs().max())
+        print(f"pipeline {precision}: {results[precision]}", flush=True)
     if args.compile:
-        compiled = Pipeline(restorer, localizer).eval()
-        compiled.run = torch.compile(compiled.run, dynamic=False)  # predict calls self.run per batch
+        compiled = Pipeline(restorer, localizer, precision="auto").prepare()
+        compiled.run = torch.compile(compiled.run, dynamic=False)
         started = time.perf_counter()
-        predict(compiled, "compiled")
+        compiled.predict(image, window=args.window, stride=args.window, batch_size=args.batch_size)
+        sync()
         first = time.perf_counter() - started
-        peak.sample()
-        times = seconds(lambda: predict(compiled, "compiled"), args.repeats, warmup=0)
-        results["compiled"] = entry(
-            times,
-            batch_size=args.batch_size or "default (predict batch_size=None)",
-            first_call_seconds=round(first, 1),
-            compile_seconds=round(first - statistics.median(times), 1),
-            description="torch.compile (inductor, dynamic=False) of Pipeline.run (restorer + localizer) inside "
-            "predict; a lever, not the shipped path",
+        times = seconds(
+            lambda: compiled.predict(image, window=args.window, stride=args.window, batch_size=args.batch_size),
+            args.repeats,
+            warmup=0,
+            sync=sync,
         )
-        results["max_abs_difference_compiled_vs_eager"] = float((maps["compiled"] - maps["eager"]).abs().max())
-        peak.sample()
-        print(f"pipeline compiled: {results['compiled']}", flush=True)
+        results["compiled_auto"] = {
+            "precision": dtype_name(resolve_precision("auto", device)),
+            "seconds": round(min(times), 3),
+            "mpx_s": round(megapixels / min(times), 4),
+            "first_call_seconds": round(first, 1),
+        }
+        print(f"pipeline compiled: {results['compiled_auto']}", flush=True)
+    if device.type == "cpu" and args.baseline:
+        with tempfile.TemporaryDirectory() as folder:
+            map_path = os.path.join(folder, "baseline.pt")
+            child = run_child(
+                args,
+                "baseline",
+                "--height",
+                str(args.height),
+                "--width",
+                str(args.width),
+                "--image-seed",
+                "1",
+                "--map-out",
+                map_path,
+            )
+            baseline_map = torch.load(map_path)
+        results["baseline"] = {
+            "seconds": round(child["seconds"], 3),
+            "mpx_s": round(megapixels / child["seconds"], 4),
+            "achieved_gflops": round(flops * n_windows / child["seconds"] / 1e9, 1),
+            "description": "release formulation of SCUNet (roll, partition, einsum + softmax attention), plain "
+            "DFCN, NCHW, one window at a time, torch.no_grad, default malloc; in a child process",
+            "max_abs_difference_vs_fp32": float((baseline_map - maps["fp32"]).abs().max()),
+        }
+        results["fp32_speedup_vs_baseline"] = round(child["seconds"] / results["fp32"]["seconds"], 2)
+        print(f"pipeline baseline: {results['baseline']}", flush=True)
     return results
 
 
-def memory(args) -> dict:
+def localizer_section(args, device: torch.device, sync) -> dict:
+    """Per 512x512 window in fp32: plain eager vs prepared (and ONNX Runtime on the CPU)."""
+    out: dict = {}
+    image = torch.rand(1, 3, args.window, args.window, generator=torch.Generator().manual_seed(4)).to(device)
+    for name in LOCALIZERS:
+        torch.manual_seed(0)
+        plain = create_localizer(name).eval().to(device)
+        with torch.no_grad():
+            eager = seconds(lambda plain=plain: plain(image), args.localizer_repeats, sync=sync)
+            expected = segmentation_logits(plain(image))
+        fast_network = prepare_for_inference(copy.deepcopy(plain))
+        shown = image.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode():
+            fast = seconds(lambda net=fast_network, x=shown: net(x), args.localizer_repeats, sync=sync)
+            fast_difference = float((segmentation_logits(fast_network(shown)) - expected).abs().max())
+        entry = {
+            "eager_s": round(min(eager), 4),
+            "fast_s": round(min(fast), 4),
+            "speedup": round(min(eager) / min(fast), 3),
+            "max_abs_logit_diff_fast": fast_difference,
+            "eager": "the published definition as built: NCHW input and weights, BatchNorm, torch.no_grad",
+            "fast": "prepare_for_inference (BatchNorm folded, channels_last weights and input), inference_mode",
+        }
+        if device.type == "cpu" and name in args.onnx_networks.split(","):
+            try:
+                entry.update(onnx_runtime(plain, image, expected, args, quantize=name == "dfcn"))
+            except Exception as error:  # noqa: BLE001 - recorded; the PyTorch figures stand
+                entry["onnxruntime_error"] = f"{type(error).__name__}: {error}"
+        out[name] = entry
+        print(f"localizer {name}: {entry}", flush=True)
+    return out
+
+
+def onnx_runtime(network, image, expected, args, quantize: bool) -> dict:
+    """ONNX Runtime (all graph optimisations) fp32 and, with ``quantize``, dynamic int8."""
+    import onnxruntime
+
+    from reloc.export import export_onnx
+
+    result: dict = {}
+    with tempfile.TemporaryDirectory() as folder:
+        started = time.perf_counter()
+        path = export_onnx(network, Path(folder) / "model.onnx", args.window, args.window, dynamic=False)
+        result["onnx_export_s"] = round(time.perf_counter() - started, 1)
+        variants = [("onnxruntime_fp32", path)]
+        if quantize:
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantized = Path(folder) / "model-int8.onnx"
+            quantize_dynamic(str(path), str(quantized), weight_type=QuantType.QUInt8)
+            variants.append(("onnxruntime_int8_dynamic", quantized))
+        feed = {"image": image.cpu().numpy()}
+        for key, model in variants:
+            options = onnxruntime.SessionOptions()
+            options.intra_op_num_threads = torch.get_num_threads()
+            session = onnxruntime.InferenceSession(str(model), options, providers=["CPUExecutionProvider"])
+            times = seconds(lambda session=session: session.run(None, feed), args.localizer_repeats)
+            outputs = session.run(None, feed)
+            logits = torch.from_numpy(outputs[-1])  # MVSS-Net: (edge, seg); the others: one output
+            result[f"{key}_s"] = round(min(times), 4)
+            result[f"{key}_max_abs_logit_diff"] = float((logits - expected.cpu()).abs().max())
+    return result
+
+
+def accuracy_section(args) -> dict:
+    """fp32 against bf16 on a fixed synthetic evaluation set: per-image F1 / AUC and probabilities."""
+    from reloc.data.catalog import load_dataset
+    from reloc.data.datasets import WholeImages
+    from reloc.data.synth import synthesize
+    from reloc.metrics import LocalizationMetrics
+    from reloc.models.weights import load_network
+
+    if args.accuracy_weights:
+        folder = Path(args.accuracy_weights)
+        localizer = load_network(folder / "localizer.safetensors")
+        restorer_file = folder / "restorer.safetensors"
+        restorer = load_network(restorer_file) if restorer_file.is_file() else None
+        weights = str(folder)
+    else:
+        restorer, localizer = networks()
+        weights = "random initialisation (no --accuracy-weights): F1 near the 0.5 threshold is fragile"
+    with tempfile.TemporaryDirectory() as folder:
+        synthesize("default", Path(folder) / "synth", count=args.accuracy_images, seed=11, size=args.accuracy_size)
+        refs = load_dataset(Path(folder) / "synth")
+        images = WholeImages(refs, "jpeg:75", seed=0)
+        metrics = {key: LocalizationMetrics(pooled_auc=False) for key in ("fp32", "bf16")}
+        pipeline = Pipeline(restorer, localizer).prepare()
+        max_prob = 0.0
+        for index in range(len(images)):
+            item = images[index]
+            maps = {}
+            for key, accumulator in metrics.items():
+                pipeline.precision = key
+                maps[key] = pipeline.predict(item["distorted"], window=args.window, stride=args.window)
+                accumulator.update(maps[key].numpy(), item["mask"][0].numpy(), name=item["name"])
+            max_prob = max(max_prob, float((maps["bf16"] - maps["fp32"]).abs().max()))
+
+    def max_diff(metric: str) -> float:
+        pairs = zip(metrics["fp32"].per_image, metrics["bf16"].per_image)
+        values = [abs(a[metric] - b[metric]) for a, b in pairs if a[metric] == a[metric] and b[metric] == b[metric]]
+        return round(max(values), 5) if values else float("nan")
+
+    result = {
+        "max_f1_diff": max_diff("f1"),
+        "max_auc_diff": max_diff("auc"),
+        "max_prob_diff": round(max_prob, 5),
+        "images": len(refs),
+        "set": f"reloc synth, scikit-image photos, {args.accuracy_images} images of "
+        f"{args.accuracy_size} px, seed 11, jpeg:75 (seed 0)",
+        "weights": weights,
+        "fp32_per_image": metrics["fp32"].summary()["per-image"],
+        "bf16_per_image": metrics["bf16"].summary()["per-image"],
+    }
+    result["within_0.005"] = bool(result["max_f1_diff"] <= 0.005 and result["max_auc_diff"] <= 0.005)
+    print(f"bf16 accuracy: {result}", flush=True)
+    return result
+
+
+def memory_section(args) -> dict:
     child = run_child(args, "predict", "--height", str(args.memory_height), "--width", str(args.memory_width))
     return {
         "image": f"3x{args.memory_height}x{args.memory_width}",
         "window": args.window,
-        "batch_size": "default (predict batch_size=None)",
-        "peak_rss_bytes": child["peak_rss_kib"] * 1024,
+        "peak_rss_gb": round(child["peak_rss_kib"] * 1024 / 1e9, 3),
         "seconds": round(child["seconds"], 1),
-        "how": "Pipeline.predict in a fresh child process; its peak resident set (VmHWM of /proc/self/status)",
+        "how": "prepared Pipeline.predict (scunet(paper) + dfcn, fp32) in a fresh child process; its peak "
+        "resident set (VmHWM of /proc/self/status); GB = 1e9 bytes",
     }
 
 
-def training_steps(args) -> dict:
+def training_steps(args, device: torch.device, precision: str, paper_scale: bool = False, sync=lambda: None) -> dict:
     """Images per second of ``ReLocTask.restoration_step`` and ``localization_step``."""
     from reloc.config import load_config
     from reloc.engine.distributed import DistContext
     from reloc.engine.tasks import create_task
 
+    restorer = "paper" if paper_scale else "small"
     overrides = [
         "data.dataset=unused",
         "train.task=reloc",
         "model.restorer=scunet",
-        "model.restorer_args={preset: small}",
+        f"model.restorer_args={{preset: {restorer}}}",
         "model.localizer=dfcn",
         "model.localizer_args={}",
         "model.discriminator=dcgan",
         f"data.batch_size={args.train_batch}",
         f"data.crop={args.train_crop}",
+        f"train.precision={precision}",
     ]
     torch.manual_seed(0)
-    task = create_task(load_config(None, overrides), torch.device("cpu"), DistContext())
+    task = create_task(load_config(None, overrides), device, DistContext())
     generator = torch.Generator().manual_seed(3)
     b, c = args.train_batch, args.train_crop
     plain = torch.rand(b, 3, c, c, generator=generator)
     batch = {
-        "plain": plain,
-        "distorted": (plain + 0.05 * torch.randn(b, 3, c, c, generator=generator)).clamp(0, 1),
-        "mask": (torch.rand(b, 1, c, c, generator=generator) > 0.8).float(),
+        "plain": plain.to(device),
+        "distorted": (plain + 0.05 * torch.randn(b, 3, c, c, generator=generator)).clamp(0, 1).to(device),
+        "mask": (torch.rand(b, 1, c, c, generator=generator) > 0.8).float().to(device),
     }
-    results: dict = {"batch": b, "crop": c, "networks": "scunet(small) + dfcn + dcgan", "loss": task.config.train.loss}
-    restorer = task.networks["restorer"]
-    steps = [("restoration", task.restoration_step), ("localization", task.localization_step)]
-    for name, step in steps:
-        flops = count_flops(lambda step=step: step(batch))
-        times = seconds(lambda step=step: step(batch), args.train_repeats, warmup=1)
-        results[name] = {"gflop_per_step": round(flops / 1e9, 1), "all_seconds": [round(t, 3) for t in times]}
-    use_reference_path(restorer)  # the release's formulation, for the speed-up of training
-    times = seconds(lambda: task.restoration_step(batch), args.train_repeats, warmup=1)
-    results["restoration_reference_path"] = {"all_seconds": [round(t, 3) for t in times]}
+    results: dict = {
+        "batch": b,
+        "crop": c,
+        "networks": f"scunet({restorer}) + dfcn + dcgan",
+        "precision": dtype_name(task.dtype),
+    }
+    for name, step in (("restoration", task.restoration_step), ("localization", task.localization_step)):
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
+        times = seconds(lambda step=step: step(batch), args.train_repeats, warmup=1, sync=sync)
+        best = min(times)
+        results[name] = {"step_seconds": round(best, 3), "img_per_s": round(b / best, 2)}
+        if device.type == "cuda":
+            results[name]["peak_gpu_memory_gb"] = round(torch.cuda.max_memory_allocated(device) / 1e9, 2)
     return results
 
 
-def training(args, peak: Peak) -> dict:
-    peak.sample()
-    child = run_child(args, "train", "--no-retain")
-    peak.sample()
-    b = child["batch"]
-    for name in ("restoration", "localization", "restoration_reference_path"):
-        median = statistics.median(child[name]["all_seconds"])
-        child[name]["step_seconds"] = round(median, 3)
-        child[name]["img_per_s"] = round(b / median, 2)
-        if "gflop_per_step" in child[name]:
-            child[name]["achieved_gflops"] = round(child[name]["gflop_per_step"] / median, 1)
-        print(f"train {name}: {child[name]}", flush=True)
-    child["description"] = (
-        "ReLocTask.restoration_step / localization_step built by create_task, in a child process with "
-        "default malloc (as `reloc train` runs); FLOPs of one step, forward and backward"
-    )
-    return child
-
-
-def levers(args, peak: Peak) -> dict:
-    """Each optimisation switched off alone (median seconds)."""
-    restorer, localizer = networks()
-    window = torch.rand(1, 3, args.window, args.window)
-    reps = args.lever_repeats
-    out: dict = {"window": args.window}
-
-    def timed(function, repeats=reps) -> float:
-        return round(statistics.median(seconds(function, repeats)), 3)
-
-    with torch.inference_mode():  # malloc was tuned in main() before the inference measurements
-        out["scunet_fast"] = timed(lambda: restorer(window))
-        restorer.channels_last = False
-        out["scunet_without_channels_last"] = timed(lambda: restorer(window))
-        restorer.channels_last = True
-        use_fused_linear(restorer, False)
-        out["scunet_without_fused_linear"] = timed(lambda: restorer(window))
-        restorer.channels_last = False
-        out["scunet_without_channels_last_and_fused_linear"] = timed(lambda: restorer(window))
-        restorer.channels_last = True
-        use_fused_linear(restorer, True)
-        reference = use_reference_path(copy.deepcopy(restorer))
-        out["scunet_reference_path"] = timed(lambda: reference(window))
-        out["dfcn_nchw"] = timed(lambda: localizer(window))
-        channels_last = window.contiguous(memory_format=torch.channels_last)
-        out["dfcn_channels_last"] = timed(lambda: localizer(channels_last))
-        # attention alone at level 0 of scunet(paper): (window / 8)^2 windows of 64 tokens, 1 head of 32
-        q, k, v = (torch.randn(1, 1, (args.window // 8) ** 2, 64, 32) for _ in range(3))
-        bias = torch.randn(1, 1, 1, 64, 64)
-        out["attention_sdpa_5d_math_kernel"] = timed(lambda: F.scaled_dot_product_attention(q, k, v, attn_mask=bias))
-        q4, k4, v4 = (t[0] for t in (q, k, v))
-        out["attention_sdpa_4d_fused_kernel"] = timed(
-            lambda: F.scaled_dot_product_attention(q4, k4, v4, attn_mask=bias[0])
-        )
-        out["attention_einsum_softmax"] = timed(
-            lambda: torch.einsum(
-                "bhwij,bhwjc->bhwic", (torch.einsum("bhwic,bhwjc->bhwij", q, k) * 32**-0.5 + bias).softmax(-1), v
-            )
-        )
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-        out["scunet_fast_1_thread"] = timed(lambda: restorer(window))
-        torch.set_num_threads(threads)
-    peak.sample()
-    side = str(2 * args.window)  # 4 windows, in fresh processes (malloc settings are per process)
-    for label, options in (
-        ("predict_4_windows_batch_1", ["--batch-size", "1"]),
-        ("predict_4_windows_batch_4", ["--batch-size", "4"]),
-        ("predict_4_windows_batch_1_default_malloc", ["--batch-size", "1", "--no-retain"]),
-        ("predict_4_windows_batch_4_default_malloc", ["--batch-size", "4", "--no-retain"]),
-    ):
-        child = run_child(args, "predict", "--height", side, "--width", side, *options)
-        out[label] = round(child["seconds"], 2)
-        out[label + "_peak_rss_gb"] = round(child["peak_rss_kib"] * 1024 / 1e9, 2)
-    peak.sample()
-    child = run_child(args, "train", "--retain")
-    out["train_restoration_step_retained_malloc"] = statistics.median(child["restoration"]["all_seconds"])
-    out["train_localization_step_retained_malloc"] = statistics.median(child["localization"]["all_seconds"])
-    peak.sample()
-    print(f"levers: {out}", flush=True)
+def training_section(args) -> dict:
+    out: dict = {}
+    for precision in ("fp32", "bf16"):
+        child = run_child(args, "train", "--precision", precision)
+        out[precision] = {
+            key: child[key] for key in ("restoration", "localization", "precision", "batch", "crop", "networks")
+        }
+        print(f"train {precision}: {out[precision]}", flush=True)
     return out
+
+
+# --- the GPU path -------------------------------------------------------------------------
+def cuda_main(args) -> None:
+    """Pipeline and paper-scale training on a CUDA device -> ``results/speed-cuda.json``."""
+    device = torch.device(args.device)
+    if device.type != "cuda" or not torch.cuda.is_available():
+        raise SystemExit(f"--device {args.device}: no CUDA device here; the CPU benchmark runs without --device")
+    torch.backends.cudnn.benchmark = True
+    sync = torch.cuda.synchronize
+    started = time.time()
+    record: dict = {"peak": measure_peak(args, device, sync)}
+    record["pipeline"] = pipeline_section(args, record["peak"], device, sync)
+    record["localizers"] = localizer_section(args, device, sync)
+    paper = argparse.Namespace(**{**vars(args), "train_batch": 56, "train_crop": 128})
+    precisions = ["fp32", "fp16"] + (["bf16"] if torch.cuda.is_bf16_supported() else [])  # fp16 with grad scaling
+    record["training"] = {p: training_steps(paper, device, p, paper_scale=True, sync=sync) for p in precisions}
+    record.update(
+        torch=torch.__version__,
+        cuda=torch.version.cuda,
+        date=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        wall_seconds=round(time.time() - started, 1),
+        command=" ".join(["python", "benchmarks/speed.py", *sys.argv[1:]]),
+    )
+    out = args.out or RESULTS / "speed-cuda.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=2) + "\n")
+    print(f"wrote {out}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, for development")
-    parser.add_argument("--no-compile", dest="compile", action="store_false", help="skip the compiled pipeline")
-    parser.add_argument("--no-levers", dest="levers", action="store_false", help="skip the lever measurements")
+    parser.add_argument("--quick", action="store_true", help="small sizes, for development (and the GPU check)")
+    parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N] for the GPU path")
+    parser.add_argument("--onnx-networks", default=",".join(LOCALIZERS), help="localizers also run in ONNX Runtime")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the 4000x3000 memory run")
-    parser.add_argument("--height", type=int, default=1536)
-    parser.add_argument("--width", type=int, default=2048)
+    parser.add_argument("--no-baseline", dest="baseline", action="store_false", help="skip the eager baseline")
+    parser.add_argument("--compile", action="store_true", help="also torch.compile the pipeline (default on CUDA)")
+    parser.add_argument("--height", type=int, default=1024)
+    parser.add_argument("--width", type=int, default=1024)
     parser.add_argument("--window", type=int, default=512)
     parser.add_argument("--batch-size", type=int, default=None, help="windows per pass in predict (default: its own)")
-    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=1)
+    parser.add_argument("--peak-repeats", type=int, default=5)
+    parser.add_argument("--localizer-repeats", type=int, default=3)
     parser.add_argument("--memory-height", type=int, default=3000)
     parser.add_argument("--memory-width", type=int, default=4000)
     parser.add_argument("--train-batch", type=int, default=16)
     parser.add_argument("--train-crop", type=int, default=128)
-    parser.add_argument("--train-repeats", type=int, default=5)
-    parser.add_argument("--lever-repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--train-repeats", type=int, default=3)
+    parser.add_argument("--accuracy-weights", help="folder with localizer.safetensors (+ restorer.safetensors)")
+    parser.add_argument("--accuracy-images", type=int, default=8)
+    parser.add_argument("--accuracy-size", type=int, default=512)
+    parser.add_argument("--note", default="", help="stored in the JSON (e.g. the machine was loaded)")
+    parser.add_argument("--budget-s", type=float, default=0, help="skip the sections that would start after this")
+    parser.add_argument("--out", type=Path, default=None)
     parser.add_argument("--child", choices=["predict", "baseline", "train"], help=argparse.SUPPRESS)
-    parser.add_argument("--no-retain", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--retain", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="fp32", help=argparse.SUPPRESS)
     parser.add_argument("--image-seed", type=int, default=2, help=argparse.SUPPRESS)
     parser.add_argument("--map-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -460,87 +577,112 @@ def main() -> None:
         child_main(args)
         return
     if args.quick:
-        args.height, args.width, args.window = 512, 768, 256
+        if args.device == "cpu":
+            args.window, args.height, args.width = 256, 256, 512
+        else:
+            args.height, args.width = 2048, 2048
         args.memory_height, args.memory_width = 768, 1024
-        args.repeats, args.train_repeats, args.train_batch, args.lever_repeats = 1, 2, 4, 1
+        args.peak_repeats, args.localizer_repeats, args.train_repeats, args.train_batch = 2, 1, 1, 4
+        args.accuracy_images, args.accuracy_size = 2, 256
+    if args.device != "cpu":
+        args.compile = True
+        cuda_main(args)
+        return
 
     started = time.time()
     load_start = os.getloadavg()
-    peak = Peak()
-    peak.sample()
-    print(f"matmul peak: {peak.gflops:.1f} GFLOP/s", flush=True)
+
+    def no_sync() -> None:
+        return None
+
+    out = args.out or RESULTS / "speed.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def section(name: str, function, *arguments):
+        """Run one section unless ``--budget-s`` is used up; a failure is recorded, not fatal.
+        What is measured so far is written to ``out`` after each section (``"partial": true``)."""
+        if args.budget_s and time.time() - started > args.budget_s:
+            skipped.append(name)
+            return None
+        try:
+            return function(*arguments)
+        except Exception as error:  # noqa: BLE001 - the other sections' figures are still worth writing
+            errors[name] = f"{type(error).__name__}: {error}"
+            print(f"section {name} failed: {errors[name]}", flush=True)
+            return None
+        finally:
+            partial = {**record, "partial": True, "note": args.note, "failed_sections": errors}
+            out.write_text(json.dumps(partial, indent=2, default=str) + "\n")
+
+    skipped: list[str] = []
+    errors: dict[str, str] = {}
+    cpu = torch.device("cpu")
+    retain_freed_memory()  # this process measures as reloc localize / eval run (children: see child_main)
     record: dict = {}
+    record["peak"] = peak = section("peak", measure_peak, args, cpu, no_sync)
+    record["pipeline"] = section("pipeline", pipeline_section, args, peak, cpu, no_sync)
+    record["localizers"] = section("localizers", localizer_section, args, cpu, no_sync)
+    record["bf16_accuracy"] = section("bf16_accuracy", accuracy_section, args)
+    record["training"] = section("training", training_section, args)
     if args.memory:
-        record["memory"] = memory(args)
+        record["memory"] = section("memory", memory_section, args)
         print(f"memory: {record['memory']}", flush=True)
-        peak.sample()
-    restorer, localizer = networks()
-    flops = window_flops(restorer, localizer, args.window)
-    del restorer, localizer
-    record["window_flops"] = flops
-    inference_module.retain_freed_memory()  # the shipped setting, as `reloc localize` / `reloc eval` make it
-    record["inference"] = inference(args, peak, flops["total"])
-    record["training"] = training(args, peak)
-    if args.levers:
-        record["levers_seconds"] = levers(args, peak)
-    peak.sample()
-
-    peak_gflops = peak.gflops
-    eager = record["inference"]["eager"]
+    if not (record["peak"] and record["pipeline"]):
+        print(f"the peak or the pipeline is missing; {out} keeps the partial record", flush=True)
+        return
+    peak_end = measure_peak(argparse.Namespace(peak_repeats=args.peak_repeats), torch.device("cpu"), no_sync)
+    pipeline = record["pipeline"]
     summary = {
-        "matmul_peak_gflops": round(peak_gflops, 1),
-        "pipeline_mpix_per_s": eager["mpix_per_s"],
-        "pipeline_gflops": eager["achieved_gflops"],
-        "pipeline_share_of_peak": round(eager["achieved_gflops"] / peak_gflops, 3),
-        "eager_baseline_mpix_per_s": record["inference"]["baseline"]["mpix_per_s"],
-        "eager_baseline_share_of_peak": round(record["inference"]["baseline"]["achieved_gflops"] / peak_gflops, 3),
-        "eager_baseline_speedup": round(record["inference"]["baseline"]["seconds"] / eager["seconds"], 2),
+        "pipeline_fp32_mpx_s": pipeline["fp32"]["mpx_s"],
+        "pipeline_bf16_mpx_s": pipeline["bf16"]["mpx_s"],
+        "pipeline_bf16_over_fp32": round(pipeline["bf16"]["mpx_s"] / pipeline["fp32"]["mpx_s"], 3),
+        "auto_precision_here": dtype_name(resolve_precision("auto", "cpu")),
+        "localizer_speedups": {name: entry["speedup"] for name, entry in (record["localizers"] or {}).items()},
+        "skipped_sections": skipped,
+        "failed_sections": errors,
     }
-    if "compiled" in record["inference"]:
-        compiled = record["inference"]["compiled"]
-        summary.update(
-            {
-                "pipeline_compiled_mpix_per_s": compiled["mpix_per_s"],
-                "pipeline_compiled_gflops": compiled["achieved_gflops"],
-                "pipeline_compiled_share_of_peak": round(compiled["achieved_gflops"] / peak_gflops, 3),
-                "pipeline_compiled_compile_seconds": compiled["compile_seconds"],
-                "eager_baseline_speedup_compiled": round(
-                    record["inference"]["baseline"]["seconds"] / compiled["seconds"], 2
-                ),
-            }
-        )
-    if "memory" in record:
-        summary["peak_rss_gb_4000x3000" if not args.quick else "peak_rss_gb_quick"] = round(
-            record["memory"]["peak_rss_bytes"] / 1e9, 3
-        )
-    train = record["training"]
-    for name in ("restoration", "localization"):
-        summary[f"train_{name}_img_per_s"] = train[name]["img_per_s"]
-        summary[f"train_{name}_share_of_peak"] = round(train[name]["achieved_gflops"] / peak_gflops, 3)
-    summary["train_restoration_reference_path_img_per_s"] = train["restoration_reference_path"]["img_per_s"]
-
+    training = record["training"] or {}
     result = {
-        **summary,
+        "peak": {
+            "fp32_gflops": peak["fp32_gflops"],
+            "bf16_gflops": peak["bf16_gflops"],
+            "cpu": peak["cpu"],
+            "flags": peak["flags"],
+            "native_bf16": peak["native_bf16"],
+            "measurements_start": peak,
+            "measurements_end": {k: v for k, v in peak_end.items() if k.endswith("measurements")},
+        },
+        "pipeline": {
+            "fp32_mpx_s": pipeline["fp32"]["mpx_s"],
+            "bf16_mpx_s": pipeline["bf16"]["mpx_s"],
+            "fp32_share_of_peak": pipeline["fp32"]["share_of_peak"],
+            "bf16_share_of_peak": pipeline["bf16"]["share_of_peak"],
+            **pipeline,
+        },
+        "localizers": record["localizers"],
+        "bf16_accuracy": record["bf16_accuracy"],
+        "peak_rss_gb_4000x3000": record["memory"]["peak_rss_gb"] if record.get("memory") and not args.quick else None,
+        "training": record["training"],
+        **{
+            f"train_{step}_img_per_s_{p}": training[p][step]["img_per_s"] if training else None
+            for step in ("restoration", "localization")
+            for p in ("fp32", "bf16")
+        },
+        "summary": summary,
+        "memory": record.get("memory"),
         "flop_counting": FLOP_NOTE,
-        "peak_rss_unit": "GB = 1e9 bytes",
-        "matmul_peak_method": f"median GFLOP/s of torch.mm on {peak.size}x{peak.size} fp32, sampled between sections; "
-        "shares are against the median of the samples",
-        "matmul_peak_samples": peak.samples,
-        **record,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
         "cpu_count": os.cpu_count(),
-        "cpu_model": cpu_model(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "load_average_start_end": [round(load_start[0], 2), round(os.getloadavg()[0], 2)],
+        "note": args.note,
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "wall_seconds": round(time.time() - started, 1),
         "command": " ".join(["python", "benchmarks/speed.py", *sys.argv[1:]]),
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
-    print(f"wrote {args.out}")
+    print(f"wrote {out}")
 
 
 if __name__ == "__main__":

@@ -203,3 +203,67 @@ def test_predict_leaves_the_process_malloc_alone():
     )
     output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert output.split()[-1] == "None"
+
+
+def _randomise_batchnorms(network: torch.nn.Module) -> None:
+    """Non-trivial BatchNorm statistics and affine terms, so folding them changes weights."""
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for module in network.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                n = module.num_features
+                module.running_mean.copy_(0.1 * torch.randn(n, generator=generator))
+                module.running_var.copy_(0.5 + torch.rand(n, generator=generator))
+                module.weight.copy_(0.5 + torch.rand(n, generator=generator))
+                module.bias.copy_(0.1 * torch.randn(n, generator=generator))
+
+
+@pytest.mark.parametrize(
+    ("name", "kwargs"), [("dfcn", {"width": 0.25, "faithful": False}), ("scse_unet", {}), ("mvssnet", {})]
+)
+def test_prepared_localizer_equals_plain(name, kwargs):
+    from reloc.models import segmentation_logits
+    from reloc.models.fusion import prepare_for_inference
+
+    plain = copy.deepcopy(build_cached("localizer", name, **kwargs)).eval()
+    _randomise_batchnorms(plain)
+    assert any(type(m) is torch.nn.BatchNorm2d for m in plain.modules())
+    image = torch.rand(1, 3, 64, 96)
+    with torch.inference_mode():
+        expected = segmentation_logits(plain(image))
+    prepared = prepare_for_inference(copy.deepcopy(plain))
+    del plain
+    assert not any(type(m) is torch.nn.BatchNorm2d for m in prepared.modules())  # each follows a convolution
+    assert all(p.is_contiguous(memory_format=torch.channels_last) for p in prepared.parameters() if p.ndim == 4)
+    with torch.inference_mode():
+        actual = segmentation_logits(prepared(image.contiguous(memory_format=torch.channels_last)))
+    # MVSS-Net's logits reach ~20 here, and its 50 layers reorder fp32 sums (channels_last alone
+    # moves them by ~1e-4): logits within 2e-5 of their scale, probabilities within 1e-4
+    scale = max(1.0, float(expected.abs().max()))
+    torch.testing.assert_close(actual, expected, rtol=0, atol=2e-5 * scale)
+    torch.testing.assert_close(actual.sigmoid(), expected.sigmoid(), **TOLERANCE)
+
+
+def test_fold_batchnorm_folds_each_conv_bn_pair_once():
+    from reloc.models.fusion import conv_bn_pairs, fold_batchnorm
+
+    network = copy.deepcopy(build_cached("localizer", "dfcn", width=0.25, faithful=False)).eval()
+    _randomise_batchnorms(network)
+    pairs = conv_bn_pairs(network, torch.rand(1, 3, 32, 32))
+    assert ("dense_block1.conv1.conv", "dense_block1.conv1.bn_layer") in pairs
+    image = torch.rand(2, 3, 48, 40)
+    with torch.inference_mode():
+        expected = network(image)
+    assert fold_batchnorm(network) == len(pairs) == 19  # 4 + 6 x 2 dense-block convs, 3 decoder convs
+    assert fold_batchnorm(network) == 0
+    with torch.inference_mode():
+        torch.testing.assert_close(network(image), expected, **TOLERANCE)
+
+
+def test_pipeline_prepare_keeps_probabilities():
+    localizer = copy.deepcopy(build_cached("localizer", "dfcn", width=0.25, faithful=False)).eval()
+    _randomise_batchnorms(localizer)
+    image = torch.rand(3, 80, 100)
+    plain = Pipeline(None, localizer).eval().predict(image, window=64, stride=32)
+    prepared = Pipeline(None, copy.deepcopy(localizer)).prepare()
+    torch.testing.assert_close(prepared.predict(image, window=64, stride=32), plain, **TOLERANCE)

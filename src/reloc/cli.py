@@ -102,6 +102,9 @@ KeepMemoryOption = Annotated[
         "the process keeps its peak memory until it exits)."
     ),
 ]
+PrecisionOption = Annotated[
+    str, typer.Option(help="fp32, bf16, fp16 (CUDA) or auto (bf16 where the CPU or GPU has it, else fp32 / fp16).")
+]
 
 #: The variants ``reloc models`` lists: (role, name, builder arguments).
 LISTED_VARIANTS: list[tuple[str, str, dict]] = [
@@ -128,6 +131,16 @@ def parse_assignments(assignments: list[str]) -> dict:
             raise typer.BadParameter(f"expected key=value, got {item!r}")
         parsed[key.strip()] = yaml.safe_load(value)
     return parsed
+
+
+def check_precision(precision: str, device) -> None:
+    """A bad ``--precision`` (unknown, or not runnable on ``device``) as a one-line usage error."""
+    from reloc.precision import resolve_precision
+
+    try:
+        resolve_precision(precision, device)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--precision") from error
 
 
 @app.command()
@@ -239,10 +252,15 @@ def evaluate(
     pooled_auc: Annotated[bool, typer.Option(help="Also compute AUC over all pixels pooled.")] = True,
     device: DeviceOption = "auto",
     keep_freed_memory: KeepMemoryOption = True,
+    precision: PrecisionOption = "fp32",
 ) -> None:
-    """Evaluate the paper's situations (Tables I-V); one JSON record per situation and distortion."""
+    """Evaluate the paper's situations (Tables I-V); one JSON record per situation and distortion.
+
+    Under ``torchrun --nproc_per_node N`` the images are split across the processes.
+    """
     from reloc.data.catalog import DatasetError
     from reloc.devices import pick_device
+    from reloc.engine.distributed import DistContext
     from reloc.engine.evaluate import evaluation_samples, run_evaluation, standard_situations
     from reloc.engine.grids import get_grid
     from reloc.engine.inference import retain_freed_memory
@@ -284,13 +302,16 @@ def evaluate(
     situations = standard_situations(plain and str(plain), finetune and str(finetune), relocs, pairs)
     if not situations:
         raise typer.BadParameter("give at least one of --plain, --finetune, --reloc, --transfer")
+    chosen = pick_device(device)
+    check_precision(precision, chosen)
+    dist = DistContext.from_environment(chosen.type)
     records = run_evaluation(
         situations,
         refs,
         list(distortions),
         out,
         grid=chosen_grid,
-        device=pick_device(device),
+        device=dist.local_device(chosen),
         window=window,
         stride=stride,
         batch_size=batch_size,
@@ -301,7 +322,12 @@ def evaluate(
         metric_protocol=metric_protocol,
         exclude_border=exclude_border,
         mask_resize=mask_resize,
+        precision=precision,
+        dist=dist,
     )
+    dist.close()
+    if not dist.is_main:
+        return
     for record in records:
         values = record["metrics"]["per-image"]
         typer.echo(
@@ -382,6 +408,7 @@ def localize(
     ] = None,
     device: DeviceOption = "auto",
     keep_freed_memory: KeepMemoryOption = True,
+    precision: PrecisionOption = "auto",
 ) -> None:
     """Localize tampering in images: heat map, mask, overlay and a JSON summary per image.
 
@@ -389,8 +416,11 @@ def localize(
     reason at the end (exit code 1); every good file is still processed. Outputs never
     replace a file: if OUT holds one of their names, a fresh sub-folder is used. With no
     model option, `--model auto` picks a pretrained model per file from its JPEG quality.
+    Under ``torchrun --nproc_per_node N`` the files are split across the processes and the
+    summary is merged.
     """
     from reloc.devices import pick_device
+    from reloc.engine.distributed import DistContext
     from reloc.engine.inference import retain_freed_memory
     from reloc.engine.localize import DEFAULT_MAX_PIXELS, localize_files
     from reloc.engine.model_choice import ModelChooser
@@ -403,8 +433,13 @@ def localize(
     if len(given) > 1:
         raise typer.BadParameter("give one of --model, --run, --localizer")
     _check_stride(window, stride)
+    chosen = pick_device(device)
+    check_precision(precision, chosen)
+    dist = DistContext.from_environment(chosen.type)
     try:
-        chooser = ModelChooser.from_option(str(given[0]) if given else "auto", pick_device(device), restorer, restore)
+        chooser = ModelChooser.from_option(
+            str(given[0]) if given else "auto", dist.local_device(chosen), restorer, restore, precision
+        )
     except (PretrainedError, FileNotFoundError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
@@ -421,8 +456,11 @@ def localize(
         save_restored=save_restored,
         recursive=recursive,
         max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+        dist=dist,
     )
-    typer.echo(summary.report())
+    dist.close()
+    if dist.is_main:
+        typer.echo(summary.report())
     if not summary.ok:
         raise typer.Exit(EXIT_INPUTS_FAILED)
 

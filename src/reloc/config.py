@@ -160,7 +160,11 @@ class TrainConfig(_Section):
             or localization term, localizer untouched); Algorithm 1 (or joint training)
             starts after them, its first epoch a restoration epoch. 0 = as published.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``.
-        amp: mixed precision on CUDA (ignored on CPU).
+        amp: ``false`` forces fp32 whatever ``precision`` says (the switch that came
+            before ``precision``; kept so older run configs load).
+        precision: ``auto`` (bf16 autocast where the CPU or GPU has native bf16, fp16 with
+            grad scaling on other GPUs, else fp32), ``fp32``, ``bf16`` or ``fp16`` (CUDA);
+            see :mod:`reloc.precision`.
         threshold: probability threshold of the validation F1 / IoU.
         select_by: which epoch's weights ``weights/best`` keeps: highest validation
             ``f1`` (default), highest ``auc``, or lowest localization ``loss``.
@@ -176,6 +180,7 @@ class TrainConfig(_Section):
     restorer_warmup_epochs: int = Field(0, ge=0)
     device: str = "auto"
     amp: bool = True
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
     select_by: Literal["f1", "auc", "loss"] = "f1"
     log_every: int = Field(10, gt=0)

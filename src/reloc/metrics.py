@@ -258,6 +258,31 @@ class LocalizationMetrics:
             self._labels.append(truth.ravel())
         return record
 
+    @classmethod
+    def merged(cls, parts: list[LocalizationMetrics], orders: list[list[int]]) -> LocalizationMetrics:
+        """One accumulator from several that each saw some of the images (e.g. processes).
+
+        Args:
+            parts: accumulators with the same threshold, ``pooled_auc``, protocol and border.
+            orders: ``orders[i][k]`` is the position in the whole set of the ``k``-th image
+                added to ``parts[i]``; the merged per-image list follows these positions.
+        """
+        first = parts[0]
+        merged = cls(
+            threshold=first.threshold,
+            pooled_auc=first.pooled_auc,
+            protocol=first.protocol,
+            exclude_border=first.exclude_border,
+        )
+        for _, i, k in sorted((position, i, k) for i, order in enumerate(orders) for k, position in enumerate(order)):
+            merged.per_image.append(parts[i].per_image[k])
+            if merged.pooled_auc:
+                merged._scores.append(parts[i]._scores[k])
+                merged._labels.append(parts[i]._labels[k])
+        merged._totals = sum((part._totals for part in parts), np.zeros(4, dtype=np.int64))
+        merged._inverse_totals = sum((part._inverse_totals for part in parts), np.zeros(4, dtype=np.int64))
+        return merged
+
     def summary(self) -> dict[str, dict[str, float] | int]:
         """``{"per-image": {f1, iou, auc}, "pooled": {f1, iou, auc}, "images", "single_class", "undefined_f1"}``."""
 

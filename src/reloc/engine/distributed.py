@@ -9,6 +9,10 @@ each network in three roles (updated, frozen but differentiable, and inference o
 within one run, which DDP's reducer does not allow without re-wrapping.
 
 Rank 0 alone writes logs and checkpoints. NCCL is used on CUDA, gloo on CPU.
+
+Inference scales out the same way: ``torchrun --nproc_per_node N -m reloc localize ...``
+(or ``reloc eval``) gives each process its :meth:`DistContext.shard` of the images, and
+the results are merged with :meth:`DistContext.gather`.
 """
 
 from __future__ import annotations
@@ -48,6 +52,19 @@ class DistContext:
         if not dist.is_initialized():
             dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
         return cls(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+    def local_device(self, device: torch.device) -> torch.device:
+        """This process's device: ``cuda:LOCAL_RANK`` for a CUDA run with several processes
+        (made current), else ``device`` itself."""
+        if self.enabled and device.type == "cuda":
+            device = torch.device("cuda", self.local_rank)
+            torch.cuda.set_device(device)
+        return device
+
+    def shard(self, items: list[Any]) -> list[tuple[int, Any]]:
+        """This process's share of ``items`` with their indices: every ``world_size``-th
+        from ``rank`` on, so the processes together take each item exactly once."""
+        return list(enumerate(items))[self.rank :: self.world_size]
 
     def average_gradients(self, module: nn.Module) -> None:
         """Mean of every parameter gradient over processes (in one flat buffer)."""
@@ -89,3 +106,8 @@ class DistContext:
     def barrier(self) -> None:
         if self.enabled:
             dist.barrier()
+
+    def close(self) -> None:
+        """Leave the process group, after this process's last collective (a no-op alone)."""
+        if self.enabled and dist.is_initialized():
+            dist.destroy_process_group()

@@ -38,11 +38,13 @@ from reloc import runs
 from reloc.data.catalog import SPLITS, SampleRef, load_dataset, split_by_source
 from reloc.data.datasets import WholeImages
 from reloc.data.io import ImageError, write_png
+from reloc.engine.distributed import DistContext
 from reloc.engine.grids import Grid
 from reloc.engine.inference import Pipeline
 from reloc.io_utils import write_json_atomic
 from reloc.metrics import LocalizationMetrics
 from reloc.models.weights import load_network
+from reloc.precision import dtype_name
 from reloc.runs import resolve_weights
 
 
@@ -62,9 +64,10 @@ class Situation:
     restorer: str | None = None
     distorted: bool = True
 
-    def pipeline(self, device: torch.device) -> Pipeline:
+    def pipeline(self, device: torch.device, precision: str = "fp32") -> Pipeline:
+        """The situation's networks on ``device``, prepared for inference (:meth:`Pipeline.prepare`)."""
         restorer = load_network(self.restorer, device) if self.restorer else None
-        return Pipeline(restorer, load_network(self.localizer, device)).eval()
+        return Pipeline(restorer, load_network(self.localizer, device), precision=precision).prepare()
 
 
 def standard_situations(
@@ -186,6 +189,8 @@ def evaluate_situation(
     progress: bool = True,
     dataset: str = "",
     warn_skipped: bool = True,
+    precision: str = "fp32",
+    dist: DistContext | None = None,
 ) -> dict:
     """Run one situation over ``refs`` and summarise its metrics.
 
@@ -210,13 +215,18 @@ def evaluate_situation(
         dataset: the dataset's path, stored in the record (for reports).
         warn_skipped: warn about each skipped sample (:func:`run_evaluation` warns once
             per run, not once per situation and distortion).
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (see :mod:`reloc.precision`).
+        dist: under ``torchrun``, this process's place: it runs its
+            :meth:`DistContext.shard` of the images and every process returns the record
+            of all of them (per-image values in dataset order).
 
     Returns:
         A JSON-ready record: situation, distortion, per-image and pooled metrics, counts
         (``skipped`` samples listed in ``skipped_samples`` with their reason), protocol
         and the weights used.
     """
-    pipeline = situation.pipeline(device)
+    dist = dist or DistContext()
+    pipeline = situation.pipeline(device, precision)
     images = WholeImages(refs, distortion if situation.distorted else None, seed=seed, mask_resize=mask_resize)
     metrics = LocalizationMetrics(
         threshold=threshold, pooled_auc=pooled_auc, protocol=metric_protocol, exclude_border=exclude_border
@@ -224,7 +234,9 @@ def evaluate_situation(
     skipped = []
     started = time.perf_counter()
     label = f"{situation.name} @ {distortion if situation.distorted else 'plain'}"
-    for index in tqdm(range(len(images)), desc=label, disable=not progress, leave=False):
+    shard = [index for index, _ in dist.shard(list(range(len(images))))]
+    done = []  # the positions in ``refs`` of the images this process measured
+    for index in tqdm(shard, desc=label, disable=not progress or not dist.is_main, leave=False):
         try:
             item = images[index]
         except ImageError as error:
@@ -232,11 +244,16 @@ def evaluate_situation(
                 warnings.warn(f"skipping sample {refs[index].name}: {error}", stacklevel=2)
             skipped.append({"name": refs[index].name, "file": error.path, "reason": error.reason})
             continue
+        done.append(index)
         source = item["distorted"] if situation.distorted else item["plain"]
         probabilities = pipeline.predict(source, window=window, stride=stride, batch_size=batch_size).numpy()
         metrics.update(probabilities, item["mask"][0].numpy(), name=item["name"])
         if maps_dir is not None and index < keep_maps:
             write_png(maps_dir / f"{item['name']}.png", probabilities)
+    if dist.enabled:
+        parts = dist.gather((done, metrics, skipped))
+        metrics = LocalizationMetrics.merged([part for _, part, _ in parts], [order for order, _, _ in parts])
+        skipped = [sample for _, _, lost in parts for sample in lost]
     summary = metrics.summary()
     return {
         "situation": situation.name,
@@ -253,6 +270,7 @@ def evaluate_situation(
             "stride": stride,
             "seed": seed,
             "mask_resize": mask_resize,
+            "precision": dtype_name(pipeline.compute_dtype()),
             **metrics.describe(),
         },
         "localizer": situation.localizer,
@@ -313,7 +331,8 @@ def run_evaluation(
             )
             if point is not None:
                 record["grid"] = {"name": grid.name, "family": point.family, "strength": point.strength}
-            write_json_atomic(out / "eval" / name, _nan_to_none(record))
+            if options.get("dist") is None or options["dist"].is_main:  # one writer under torchrun
+                write_json_atomic(out / "eval" / name, _nan_to_none(record))
             records.append(record)
     return records
 

@@ -23,6 +23,13 @@ float rounding):
 
 ``torch.compile`` of :meth:`Pipeline.run` was measured too and is not used: with the
 above it was no faster than eager (2% slower), after seconds of compilation.
+
+Two choices are the caller's: ``precision`` (``fp32``, ``bf16``, ``fp16`` or ``auto``, see
+:mod:`reloc.precision`; reduced precision runs under autocast and changes values by its
+rounding), and :meth:`Pipeline.prepare`, which folds the localizer's BatchNorms into its
+convolutions and stores its weights ``channels_last`` (:mod:`reloc.models.fusion`; the
+same values within float rounding, for inference only). ``pipeline_from_weights`` and
+``reloc eval`` do both.
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from reloc.models import segmentation_logits
+from reloc.models.fusion import prepare_for_inference
+from reloc.precision import PRECISIONS, autocast, resolve_precision
 
 _MALLOC_TUNED: bool | None = None
 #: Pixels per forward pass on the CPU when ``predict(batch_size=None)``: windows of 128 px
@@ -116,14 +125,34 @@ class Pipeline(nn.Module):
     Args:
         restorer: image ``(B, 3, H, W)`` -> restored image, or ``None`` for no restoration.
         localizer: image -> logits ``(B, 1, H, W)`` (or MVSS-Net's ``(edge, seg)``).
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (:func:`reloc.precision.resolve_precision`
+            on the pipeline's device, decided at each call); outputs are float32 whatever it is.
+
+    Raises:
+        ValueError: an unknown ``precision``.
     """
 
-    def __init__(self, restorer: nn.Module | None, localizer: nn.Module) -> None:
+    def __init__(self, restorer: nn.Module | None, localizer: nn.Module, precision: str = "fp32") -> None:
         super().__init__()
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.restorer = restorer
         self.localizer = localizer
         #: the files the networks were loaded from, by role (set by ``pipeline_from_weights``)
         self.weights_files: dict[str, str | None] = {}
+        self.precision = precision
+
+    def compute_dtype(self) -> torch.dtype:
+        """The dtype the networks compute in on the pipeline's device (``precision`` resolved)."""
+        return resolve_precision(self.precision, next(self.parameters()).device)
+
+    def prepare(self) -> Pipeline:
+        """Eval mode, and the localizer rewritten for inference (BatchNorms folded into its
+        convolutions, weights ``channels_last``; :func:`reloc.models.fusion.prepare_for_inference`).
+        In place: the localizer is no longer trainable as it was. Returns ``self``."""
+        self.eval()
+        prepare_for_inference(self.localizer)
+        return self
 
     def restore(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` in [0, 1] -> restored ``(B, 3, H, W)`` clamped to [0, 1]."""
@@ -132,12 +161,15 @@ class Pipeline(nn.Module):
         return self.restorer(image).clamp(0.0, 1.0)
 
     def run(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(B, 3, H, W)`` in [0, 1] -> (restored ``(B, 3, H, W)``, probabilities ``(B, 1, H, W)``)."""
-        restored = self.restore(image)
-        shown = restored
-        if shown.device.type == "cpu" and shown.ndim == 4:
-            shown = shown.contiguous(memory_format=torch.channels_last)  # faster CPU convolutions, same values
-        return restored, torch.sigmoid(segmentation_logits(self.localizer(shown)))
+        """``(B, 3, H, W)`` in [0, 1] -> (restored ``(B, 3, H, W)``, probabilities ``(B, 1, H, W)``),
+        both float32, computed in the pipeline's precision."""
+        with autocast(image.device, self.compute_dtype()):
+            restored = self.restore(image)
+            shown = restored
+            if shown.device.type == "cpu" and shown.ndim == 4:
+                shown = shown.contiguous(memory_format=torch.channels_last)  # faster CPU convolutions, same values
+            logits = segmentation_logits(self.localizer(shown))
+        return restored.float(), torch.sigmoid(logits.float())
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """``(B, 3, H, W)`` in [0, 1] -> tamper probabilities ``(B, 1, H, W)``."""

@@ -43,6 +43,7 @@ from __future__ import annotations
 import errno
 import glob
 import hashlib
+import json
 import math
 import os
 import platform
@@ -61,6 +62,7 @@ from tqdm import tqdm
 
 from reloc import __version__
 from reloc.data.io import IMAGE_SUFFIXES, ImageError, float_to_uint8, read_image, write_png
+from reloc.engine.distributed import DistContext
 from reloc.engine.inference import Pipeline
 from reloc.engine.model_choice import ModelChooser
 from reloc.errors import UsageError, utc_now
@@ -140,6 +142,7 @@ def pipeline_from_weights(
     localizer_path: str | os.PathLike,
     restorer_path: str | os.PathLike | None = None,
     device: str | torch.device = "cpu",
+    precision: str = "auto",
 ) -> Pipeline:
     """Rebuild a pipeline from weights files written by :func:`reloc.models.weights.save_network`.
 
@@ -149,16 +152,17 @@ def pipeline_from_weights(
         localizer_path: the localizer's safetensors file.
         restorer_path: the restorer's, or ``None`` to localize the images as they are.
         device: where the pipeline runs.
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (see :mod:`reloc.precision`).
 
     Returns:
-        The pipeline in eval mode on ``device``.
+        The pipeline on ``device``, prepared for inference (:meth:`Pipeline.prepare`).
 
     Raises:
         WeightsError: a file is unreadable, has no spec, or holds a network of the wrong role.
     """
     restorer = None if restorer_path is None else _load_role(restorer_path, "restorer", device)
     localizer = _load_role(localizer_path, "localizer", device)
-    pipeline = Pipeline(restorer, localizer).eval()
+    pipeline = Pipeline(restorer, localizer, precision=precision).prepare()
     pipeline.weights_files = {
         "localizer": str(localizer_path),
         "restorer": None if restorer_path is None else str(restorer_path),
@@ -218,6 +222,7 @@ def localize_files(
     progress: bool = True,
     recursive: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
+    dist: DistContext | None = None,
 ) -> LocalizeSummary:
     """Localize every image of ``inputs`` and write the results under ``out``.
 
@@ -237,6 +242,9 @@ def localize_files(
         progress: show a tqdm progress bar.
         recursive: descend into sub-folders of folder inputs.
         max_pixels: refuse images with more pixels (checked in the header, before decoding).
+        dist: under ``torchrun``, this process's place: it localizes its
+            :meth:`DistContext.shard` of the files (output names are chosen over all of
+            them) and every process returns the merged summary.
 
     Returns:
         The files processed, the failures with their reasons (unreadable images, missing
@@ -249,11 +257,14 @@ def localize_files(
     """
     if not 0.0 <= threshold <= 1.0:  # also refuses NaN
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    dist = dist or DistContext()
     started, clock = utc_now(), time.perf_counter()
     expansion = expand_inputs(inputs, recursive=recursive)
     stems = unique_stems(expansion.files, reserved=RESERVED_STEMS)
     names = [SUMMARY_NAME, ERROR_LOG_NAME] + [name for stem in stems for name in output_names(stem, save_restored)]
-    folder, note = choose_output_folder(out, names, started)
+    # one process chooses (and creates) the output folder; the others use its choice
+    chosen_folder = choose_output_folder(out, names, started) if dist.is_main else None
+    started, (folder, note) = dist.gather((started, chosen_folder))[0]
     summary = LocalizeSummary(failed=list(expansion.failed), skipped=expansion.skipped, out=folder, note=note)
     statuses = [{"input": text, "status": "failed", "reason": reason} for text, reason in expansion.failed]
     models: dict[int, dict[str, object]] = {}  # provenance per pipeline, hashed once
@@ -264,8 +275,10 @@ def localize_files(
         "threshold": threshold,
         "max_pixels": max_pixels,
     }
-    bar = tqdm(list(zip(expansion.files, stems)), disable=not progress, unit="image", desc="localize")
-    for path, stem in bar:
+    shard = dist.shard(list(zip(expansion.files, stems)))  # this process's files, with their positions
+    done: list[tuple[int, dict[str, object]]] = []
+    bar = tqdm(shard, disable=not progress or not dist.is_main, unit="image", desc="localize")
+    for index, (path, stem) in bar:
         status = {"input": str(path.absolute()), "status": "ok", "reason": None, "json": f"{stem}.json"}
         try:
             chosen, facts = pipeline.choose(path) if hasattr(pipeline, "choose") else (pipeline, {})
@@ -290,13 +303,18 @@ def localize_files(
         finally:
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-        if status["status"] == "ok":
-            summary.processed.append(path)
-        else:
+        if status["status"] != "ok":
             status["json"] = None
-            summary.failed.append((str(path), status["reason"]))
+        done.append((index, status))
+        bar.set_postfix(failed=len(summary.failed) + sum(item["status"] != "ok" for _, item in done))
+    parts = dist.gather((done, list(models.values())))  # every process's share, merged in input order
+    for _, status in sorted((item for part, _ in parts for item in part), key=lambda item: item[0]):
+        if status["status"] == "ok":
+            summary.processed.append(Path(status["input"]))
+        else:
+            summary.failed.append((status["input"], status["reason"]))
         statuses.append(status)
-        bar.set_postfix(failed=len(summary.failed))
+    networks = list({json.dumps(n, sort_keys=True): n for _, used in parts for n in used}.values())
     summary_record = {
         "command": "reloc localize",
         "versions": versions(),
@@ -306,13 +324,15 @@ def localize_files(
         "requested_out": str(out.absolute()),
         "out": str(folder.absolute()),
         "note": note,
-        "networks": list(models.values()),
+        "networks": networks,
+        "processes": dist.world_size,
         "options": {**settings, "save_restored": save_restored, "recursive": recursive},
         "counts": {"processed": len(summary.processed), "failed": len(summary.failed), "skipped": len(summary.skipped)},
         "files": statuses,
         "skipped": [{"path": path, "reason": reason} for path, reason in summary.skipped],
     }  # fmt: skip
-    write_json_atomic(folder / SUMMARY_NAME, summary_record, indent=2, overwrite=False, allow_nan=False)
+    if dist.is_main:
+        write_json_atomic(folder / SUMMARY_NAME, summary_record, indent=2, overwrite=False, allow_nan=False)
     return summary
 
 

@@ -81,14 +81,18 @@ class ModelChooser:
         sources: the models by label; with ``auto``, the three pretrained models.
         auto: apply :func:`reloc.pretrained.choose` per file (else the single source).
         device: where the pipelines run.
+        precision: their precision (``fp32``, ``bf16``, ``fp16``, ``auto``; see :mod:`reloc.precision`).
     """
 
-    def __init__(self, sources: dict[str, ModelSource], auto: bool, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self, sources: dict[str, ModelSource], auto: bool, device: str | torch.device = "cpu", precision: str = "auto"
+    ) -> None:
         if not sources:
             raise ValueError("ModelChooser needs at least one model")
         if not auto and len(sources) != 1:
             raise ValueError("a fixed ModelChooser takes exactly one model")
         self.sources, self.auto, self.device = dict(sources), auto, torch.device(device)
+        self.precision = precision
         self._pipelines: dict[str, Pipeline] = {}
 
     @classmethod
@@ -98,15 +102,16 @@ class ModelChooser:
         device: str | torch.device = "cpu",
         restorer: str | os.PathLike | None = None,
         restore: bool = True,
+        precision: str = "auto",
     ) -> ModelChooser:
         """From a ``--model`` value: ``auto``, ``pretrained:NAME``, ``NAME``, a run folder or a weights file."""
         if str(model) == AUTO:
             if restorer is not None:
                 raise ValueError("--restorer needs a fixed model, not --model auto")
             sources = {name: model_source(pretrained.PREFIX + name, restore=restore) for name in pretrained.NAMES}
-            return cls(sources, auto=True, device=device)
+            return cls(sources, auto=True, device=device, precision=precision)
         source = model_source(model, restorer, restore)
-        return cls({source.label: source}, auto=False, device=device)
+        return cls({source.label: source}, auto=False, device=device, precision=precision)
 
     def pipeline(self, label: str) -> Pipeline:
         """The pipeline of one source, built on first use."""
@@ -114,7 +119,9 @@ class ModelChooser:
             from reloc.engine.localize import pipeline_from_weights
 
             source = self.sources[label]
-            self._pipelines[label] = pipeline_from_weights(source.localizer, source.restorer, self.device)
+            self._pipelines[label] = pipeline_from_weights(
+                source.localizer, source.restorer, self.device, self.precision
+            )
         return self._pipelines[label]
 
     def choose(self, path: str | os.PathLike | bytes) -> tuple[Pipeline, dict[str, object]]:

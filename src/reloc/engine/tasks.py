@@ -35,6 +35,7 @@ from reloc.losses import LOSS_PRESETS, LossWeights, discriminator_loss, localiza
 from reloc.metrics import psnr
 from reloc.models import create_discriminator, create_localizer, create_restorer, segmentation_logits
 from reloc.models.weights import load_foreign_weights
+from reloc.precision import autocast, resolve_precision
 from reloc.runs import resolve_weights
 
 
@@ -87,7 +88,8 @@ class Task:
         self.device = device
         self.dist = dist
         self.weights: LossWeights = LOSS_PRESETS[config.train.loss]
-        self.amp = bool(config.train.amp and device.type == "cuda")
+        #: compute dtype of the forward passes (autocast); fp16 adds grad scaling
+        self.dtype = resolve_precision(config.train.precision if config.train.amp else "fp32", device)
         self.networks: dict[str, nn.Module] = {}
         self.optimizers: dict[str, torch.optim.Optimizer] = {}
         self.schedulers: dict[str, ReduceLROnPlateau | LambdaLR] = {}
@@ -130,10 +132,10 @@ class Task:
                     self.schedulers[role] = ReduceLROnPlateau(
                         self.optimizers[role], mode="min", factor=optim.plateau_factor, patience=optim.plateau_patience
                     )
-            self.scalers[role] = torch.amp.GradScaler(self.device.type, enabled=self.amp)
+            self.scalers[role] = torch.amp.GradScaler(self.device.type, enabled=self.dtype == torch.float16)
 
     def _autocast(self) -> contextlib.AbstractContextManager:
-        return torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp)
+        return autocast(self.device, self.dtype)
 
     # --- one update ---------------------------------------------------------------
     def _update(self, role: str, loss: torch.Tensor, name: str) -> None:

@@ -1,0 +1,131 @@
+"""Precision choice (fp32 / bf16 / fp16 / auto), autocast in inference and training, devices."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import build_cached
+from reloc import precision
+from reloc.devices import pick_device
+from reloc.engine.distributed import DistContext
+from reloc.engine.inference import Pipeline
+from reloc.precision import resolve_precision
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def test_cpu_flags_come_from_proc_cpuinfo():
+    precision.cpu_flags.cache_clear()
+    flags = precision.cpu_flags()
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        pytest.skip("no /proc/cpuinfo on this system")
+    assert flags and all(flag in text for flag in list(flags)[:5])
+    assert precision.cpu_has_bf16() == bool(flags & precision.CPU_BF16_FLAGS)
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [({"avx2", "fma"}, torch.float32), ({"avx512f", "avx512_bf16"}, torch.bfloat16), ({"amx_bf16"}, torch.bfloat16)],
+)
+def test_auto_on_cpu_follows_the_bf16_flags(monkeypatch, flags, expected):
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
+    assert resolve_precision("auto", "cpu") == expected
+    assert resolve_precision("fp32", "cpu") == torch.float32
+    assert resolve_precision("bf16", "cpu") == torch.bfloat16  # asked for: runs, emulated where not native
+
+
+@pytest.mark.parametrize(("supported", "expected"), [(True, torch.bfloat16), (False, torch.float16)])
+def test_auto_on_cuda_is_bf16_where_supported_else_fp16(monkeypatch, supported, expected):
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: supported)
+    assert resolve_precision("auto", "cuda") == expected
+    assert resolve_precision("fp16", "cuda:0") == torch.float16
+    if not supported:
+        with pytest.raises(ValueError, match="bf16"):
+            resolve_precision("bf16", "cuda")
+
+
+def test_bad_precisions_are_errors():
+    with pytest.raises(ValueError, match="one of"):
+        resolve_precision("int8", "cpu")
+    with pytest.raises(ValueError, match="fp16 needs a CUDA"):
+        resolve_precision("fp16", "cpu")
+    with pytest.raises(ValueError, match="precision"):
+        Pipeline(None, build_cached("localizer", "dfcn", width=0.25, faithful=False), precision="half")
+
+
+def test_pipeline_bf16_runs_under_autocast_and_returns_float32():
+    restorer = build_cached("restorer", "scunet", preset="tiny").eval()
+    localizer = build_cached("localizer", "dfcn", width=0.25, faithful=False).eval()
+    image = torch.rand(3, 64, 80)
+    fp32 = Pipeline(restorer, localizer).predict(image, window=64, stride=64)
+    pipeline = Pipeline(restorer, localizer, precision="bf16")
+    assert pipeline.compute_dtype() == torch.bfloat16
+    bf16, restored = pipeline.predict(image, window=64, stride=64, return_restored=True)
+    assert bf16.dtype == restored.dtype == torch.float32
+    difference = (bf16 - fp32).abs().max().item()
+    assert 0 < difference < 0.05  # bf16 rounding is visible (autocast is on) and small
+
+
+def _task(precision_name: str, amp: bool = True):
+    from reloc.config import load_config
+    from reloc.engine.tasks import create_task
+
+    overrides = [
+        "data.dataset=unused",
+        "train.task=reloc",
+        "model.restorer_args={preset: tiny}",
+        "model.localizer_args={width: 0.25, faithful: false}",
+        f"train.precision={precision_name}",
+        f"train.amp={amp}",
+    ]
+    return create_task(load_config(None, overrides), torch.device("cpu"), DistContext())
+
+
+@pytest.mark.parametrize(("name", "amp", "expected"), [("bf16", True, torch.bfloat16), ("bf16", False, torch.float32)])
+def test_training_precision_sets_autocast_and_steps(name, amp, expected):
+    task = _task(name, amp)
+    assert task.dtype == expected
+    assert not any(scaler.is_enabled() for scaler in task.scalers.values())  # scaling is for fp16 only
+    generator = torch.Generator().manual_seed(0)
+    plain = torch.rand(2, 3, 64, 64, generator=generator)
+    batch = {
+        "plain": plain,
+        "distorted": plain.clone(),
+        "mask": (torch.rand(2, 1, 64, 64, generator=generator) > 0.7).float(),
+    }
+    before = next(task.networks["restorer"].parameters()).clone()
+    for step in (task.restoration_step, task.localization_step):
+        losses = step(batch)
+        assert all(torch.isfinite(torch.tensor(value)) for value in losses.values())
+    assert not torch.equal(before, next(task.networks["restorer"].parameters()))
+    with task._autocast():
+        assert torch.mm(torch.rand(4, 4), torch.rand(4, 4)).dtype == expected
+
+
+def test_training_fp16_on_cpu_is_refused():
+    with pytest.raises(ValueError, match="fp16 needs a CUDA"):
+        _task("fp16")
+
+
+def test_device_selection_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="CUDA is not available"):
+        pick_device("cuda")
+    assert DistContext().local_device(torch.device("cpu")) == torch.device("cpu")
+
+
+@needs_cuda
+def test_cuda_pipeline_auto_precision_and_training_scaler():
+    device = torch.device("cuda")
+    localizer = copy.deepcopy(build_cached("localizer", "dfcn", width=0.25, faithful=False))
+    pipeline = Pipeline(None, localizer.to(device), precision="auto").prepare()
+    probabilities = pipeline.predict(torch.rand(3, 64, 64), window=64, stride=64)
+    assert probabilities.dtype == torch.float32 and probabilities.device.type == "cpu"
+    assert pipeline.compute_dtype() == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
