@@ -14,9 +14,14 @@ generator's settings, which training config makes which model); the training con
 - ``plain`` (M^P), then ``robust`` (M^{D|P}, JPEG 50-100) and ``reloc`` (Algorithm 1,
   JPEG 50-100), both started from plain's best localizer; the two run side by side, one
   torch thread each, with ``--jobs 2`` (the default);
-- ``ship``: copies each run's best weights to ``src/reloc/pretrained/<name>/`` and writes
-  the cards (``cards.json``) with the recipe's provenance; the measured figures are added
-  by ``benchmarks/pretrained.py``.
+- ``window``: per model, the sliding window it runs best with, chosen on validation
+  images (never the test photos): every candidate of the recipe's ``inference`` on its
+  first ``images`` validation images at the model's ``distortion``, highest per-image AUC
+  wins (the localizers learn from small crops and do not carry over to whole images);
+- ``ship``: writes each run's best weights to ``src/reloc/pretrained/<name>/``, the
+  localizer with its chosen window in its metadata (``reloc.window``: what ``localize``,
+  ``eval`` and ``serve`` use unless given ``--window``), and the cards (``cards.json``)
+  with the recipe's provenance; the measured figures are added by ``benchmarks/pretrained.py``.
 
 Every training part is a ``reloc train`` process: a killed part resumes from its last
 checkpoint (``reloc train --resume``), a finished one is skipped, so re-running the script
@@ -44,7 +49,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "release" / "recipe.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "pretrain.json"
 PACKAGE = ROOT / "src" / "reloc" / "pretrained"
-PARTS = ("data", "plain", "robust", "reloc", "ship")
+PARTS = ("data", "plain", "robust", "reloc", "window", "ship")
 SUMMARIES = {
     "plain": "DFCN x0.5 with the SRM high-pass front end, trained on uncompressed images (M^P)",
     "robust": "plain fine-tuned on JPEG crops of quality 50-100 (M^{D|P}, mixed quality)",
@@ -203,11 +208,56 @@ def train_summary(run: Path) -> dict:
     }
 
 
-def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
-    """Copy the best weights into the package and write the cards (figures reset)."""
+def choose_windows(recipe: dict, work: Path) -> dict:
+    """Per model: every candidate window's validation F1 / AUC and the chosen ``[side, stride]``."""
     import torch
 
     from reloc import runs
+    from reloc.engine.evaluate import Situation, evaluate_situation, evaluation_samples
+
+    settings = recipe["inference"]
+    chosen = {}
+    for name in recipe["models"]:
+        run = work / name
+        refs = evaluation_samples(work / "data", "val", [run])[: settings["images"]]
+        restorer = runs.weights_path(run, "restorer")
+        situation = Situation(
+            name,
+            str(runs.weights_path(run, "localizer")),
+            str(restorer) if restorer.is_file() else None,
+            distorted=True,
+        )
+        distortion = settings["distortion"][name]
+        rows = []
+        for side, stride in settings["candidates"]:
+            tick = time.perf_counter()
+            with torch.inference_mode():
+                record = evaluate_situation(
+                    situation, refs, distortion, device=torch.device("cpu"), window=side, stride=stride,
+                    seed=settings["seed"], pooled_auc=False, progress=False,
+                )  # fmt: skip
+            values = record["metrics"]["per-image"]
+            rows.append(
+                {
+                    "window": [side, stride],
+                    "f1": round(values["f1"], 4),
+                    "auc": round(values["auc"], 4),
+                    "seconds": round(time.perf_counter() - tick, 1),
+                }
+            )
+            print(f"window {name}: {side}/{stride} at {distortion}: F1 {values['f1']:.3f} AUC {values['auc']:.3f}")
+        best = max(rows, key=lambda row: row["auc"])
+        chosen[name] = {"chosen": best["window"], "distortion": distortion, "images": len(refs), "candidates": rows}
+    return chosen
+
+
+def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
+    """Write the best weights into the package (the localizer with its chosen window) and
+    the cards (figures reset)."""
+    import torch
+
+    from reloc import runs
+    from reloc.models.weights import load_network, save_network
 
     cards = {}
     for name in recipe["models"]:
@@ -219,13 +269,20 @@ def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
         target.mkdir(parents=True, exist_ok=True)
         for role in ("localizer", "restorer"):
             (target / f"{role}.safetensors").unlink(missing_ok=True)
+        window = results["parts"].get("window", {}).get(name, {}).get("chosen")
+        if window is None:
+            raise SystemExit(f"error: no window chosen for {name}; run the window part first")
         for role in roles:
-            shutil.copyfile(best[role], target / f"{role}.safetensors")
+            if role == "localizer":  # the same tensors, with the window recorded
+                save_network(load_network(best[role]), target / f"{role}.safetensors", window=tuple(window))
+            else:
+                shutil.copyfile(best[role], target / f"{role}.safetensors")
         part = results["parts"].get(name, {})
         cards[name] = {
             "summary": SUMMARIES[name],
             "roles": roles,
             "trained_on": part.get("config", {}).get("data", {}).get("distortion"),
+            "window": window,
             "recipe": {
                 "preset": recipe["preset"],
                 "config": recipe["models"][name]["config"],
@@ -319,6 +376,15 @@ def main(argv: list[str] | None = None) -> int:
                     entry.update(wall_seconds=round(wall, 1), commit=results["commit"])
                 results["parts"][name] = entry
             save_results(results, args.results)
+    if "window" in parts and not results["parts"].get("window", {}).get("finished"):
+        tick = time.perf_counter()
+        results["parts"]["window"] = {
+            **choose_windows(recipe, work),
+            "finished": True,
+            "commit": results["commit"],
+            "wall_seconds": round(time.perf_counter() - tick, 1),
+        }
+        save_results(results, args.results)
     if "ship" in parts:
         ship(recipe, work, results, args.package)
     results["wall_seconds_this_invocation"] = round(time.perf_counter() - started, 1)

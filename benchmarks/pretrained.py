@@ -7,8 +7,8 @@
 Test set: ``reloc synth`` with the generator's default settings on the held-out photos of
 ``configs/release/recipe.yaml`` plus scikit-image's colour photos (``--photos default``),
 :data:`PER_PHOTO` images per photo, :data:`SIZE` px. Every model (``pretrained:plain``,
-``pretrained:robust``, ``pretrained:reloc``) is evaluated on whole images at every
-distortion of :data:`SPECS` (the same seeded distortion of each image for every model),
+``pretrained:robust``, ``pretrained:reloc``) is evaluated with the sliding window its
+weights record (what ``reloc localize`` uses by default) at every distortion of :data:`SPECS` (the same seeded distortion of each image for every model),
 per-image F1 / IoU at threshold 0.5 and AUC (``reloc.engine.evaluate``), with a 95%
 bootstrap interval over test images. There is one training seed of each model, so the
 intervals say how sure the figures are about these test images, not about retraining.
@@ -141,8 +141,8 @@ def evaluate_on(name: str, work: Path, recipe_settings: bool, specs: tuple[str, 
                 refs,
                 spec,
                 device=torch.device("cpu"),
-                window=SIZE,
-                stride=SIZE,
+                window=None,  # the sliding window the model's weights record (their training crop)
+                stride=None,
                 seed=SEED,
                 pooled_auc=False,
                 progress=False,
@@ -156,6 +156,7 @@ def evaluate_on(name: str, work: Path, recipe_settings: bool, specs: tuple[str, 
             images=record["images"],
             single_class=record["single_class"],
             undefined_f1=record["undefined_f1"],
+            window=[record["protocol"]["window"], record["protocol"]["stride"]],
             seconds=round(time.perf_counter() - tick, 1),
         )
         write_json_atomic(path, row)
@@ -237,7 +238,8 @@ def aggregate(work: Path, command: str) -> dict:
             "size": SIZE,
             "seed": SEED,
             "generator": "SynthSettings defaults",
-            "protocol": "whole images (window = image), threshold 0.5, per-image means",
+            "protocol": "each model's recorded sliding window (its weights' reloc.window: side, stride; "
+            "per row under 'window'), threshold 0.5, per-image means",
         },
         "training_seeds": 1,
         "intervals": "95% bootstrap over test images; one training seed per model, so no seed-level interval",

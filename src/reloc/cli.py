@@ -77,8 +77,8 @@ def _check_device(name: str) -> str:
     return name
 
 
-def _check_stride(window: int, stride: int) -> None:
-    if stride > window:
+def _check_stride(window: int | None, stride: int | None) -> None:
+    if window is not None and stride is not None and stride > window:
         raise typer.BadParameter(
             f"{stride} is larger than --window {window}; pixels between windows would be left out",
             param_hint="--stride",
@@ -86,8 +86,23 @@ def _check_stride(window: int, stride: int) -> None:
 
 
 #: Options shared by several commands.
-WindowOption = Annotated[int, typer.Option(min=1, help="Sliding-window side in pixels.")]
-StrideOption = Annotated[int, typer.Option(min=1, help="Sliding-window stride in pixels (at most --window).")]
+WindowOption = Annotated[
+    Optional[int],
+    typer.Option(
+        min=1,
+        show_default=False,
+        help="Sliding-window side in pixels [default: the window the localizer's weights record "
+        "(the pretrained models: their training crop), else 512].",
+    ),
+]
+StrideOption = Annotated[
+    Optional[int],
+    typer.Option(
+        min=1,
+        show_default=False,
+        help="Sliding-window stride in pixels, at most --window [default: --window's, or the recorded one].",
+    ),
+]
 BatchOption = Annotated[
     Optional[int],
     typer.Option(min=1, help="Windows per forward pass (default: 1 on the CPU, fastest there; 4 on a GPU)."),
@@ -245,8 +260,8 @@ def evaluate(
         str, typer.Option(parser=_split, help="train, val, test or all; the split recorded in the runs' split.json.")
     ] = "test",
     seed: Annotated[int, typer.Option(help="Distortion seed (and split seed for runs that record no split).")] = 0,
-    window: WindowOption = 512,
-    stride: StrideOption = 512,
+    window: WindowOption = None,
+    stride: StrideOption = None,
     batch_size: BatchOption = None,
     save_maps: Annotated[int, typer.Option(help="Probability maps to keep per situation (for reports).")] = 4,
     pooled_auc: Annotated[bool, typer.Option(help="Also compute AUC over all pixels pooled.")] = True,
@@ -394,8 +409,8 @@ def localize(
     restorer: Annotated[Optional[Path], typer.Option(help="Restorer weights to put in front of the localizer.")] = None,
     restore: Annotated[bool, typer.Option(help="Use the model's restorer when it has one.")] = True,
     out: Annotated[Path, typer.Option(help="Output folder.")] = Path("localized"),
-    window: WindowOption = 512,
-    stride: StrideOption = 512,
+    window: WindowOption = None,
+    stride: StrideOption = None,
     batch_size: BatchOption = None,
     threshold: Annotated[
         float, typer.Option(parser=_probability, help="Probability above which a pixel is marked tampered, in (0, 1).")
@@ -664,8 +679,8 @@ def serve(
     keep: Annotated[
         Optional[Path], typer.Option(help="Work folder to use and keep (default: temporary, removed).")
     ] = None,
-    window: WindowOption = 512,
-    stride: StrideOption = 512,
+    window: WindowOption = None,
+    stride: StrideOption = None,
     device: DeviceOption = "auto",
 ) -> None:
     """A local web page (and HTTP API) to examine images: heat map, mask, file facts, case report.

@@ -75,8 +75,9 @@ def run_demo(out: Path, train: bool = False, progress: bool = True) -> Path:
             [DEMO_DISTORTION],
             out,
             device=pick_device("auto"),
-            window=size,
-            stride=size,
+            # trained runs: whole images; the pretrained models: the window their weights record
+            window=size if train else None,
+            stride=size if train else None,
             keep_maps=4,
             progress=progress,
             dataset=str(dataset),

@@ -43,7 +43,7 @@ from reloc.engine.grids import Grid
 from reloc.engine.inference import Pipeline
 from reloc.io_utils import write_json_atomic
 from reloc.metrics import LocalizationMetrics
-from reloc.models.weights import load_network
+from reloc.models.weights import load_network, read_window
 from reloc.precision import dtype_name
 from reloc.runs import resolve_weights
 
@@ -65,9 +65,11 @@ class Situation:
     distorted: bool = True
 
     def pipeline(self, device: torch.device, precision: str = "fp32") -> Pipeline:
-        """The situation's networks on ``device``, prepared for inference (:meth:`Pipeline.prepare`)."""
+        """The situation's networks on ``device``, prepared for inference (:meth:`Pipeline.prepare`),
+        with the sliding window the localizer's file records as their default, if any."""
         restorer = load_network(self.restorer, device) if self.restorer else None
-        return Pipeline(restorer, load_network(self.localizer, device), precision=precision).prepare()
+        localizer = load_network(self.localizer, device)
+        return Pipeline(restorer, localizer, precision=precision, window=read_window(self.localizer)).prepare()
 
 
 def standard_situations(
@@ -175,8 +177,8 @@ def evaluate_situation(
     distortion: str,
     *,
     device: torch.device,
-    window: int = 512,
-    stride: int = 512,
+    window: int | None = None,
+    stride: int | None = None,
     batch_size: int | None = None,
     threshold: float = 0.5,
     metric_protocol: str = "paper",
@@ -199,8 +201,9 @@ def evaluate_situation(
         refs: the test images.
         distortion: spec applied to whole images when ``situation.distorted``.
         device: where the networks run.
-        window, stride, batch_size: sliding-window protocol (``batch_size=None``:
-            :meth:`Pipeline.predict`'s per-device default).
+        window, stride, batch_size: sliding-window protocol (``None``: the localizer's
+            recorded window, else 512 px without overlap, :meth:`Pipeline.windows`;
+            ``batch_size=None``: :meth:`Pipeline.predict`'s per-device default).
         threshold: for F1 / IoU.
         metric_protocol: ``paper``, ``best-threshold`` or ``inverted`` (:mod:`reloc.metrics`).
         exclude_border: pixels each side of the mask boundary left out of the metrics.
@@ -227,6 +230,7 @@ def evaluate_situation(
     """
     dist = dist or DistContext()
     pipeline = situation.pipeline(device, precision)
+    window, stride = pipeline.windows(window, stride)
     images = WholeImages(refs, distortion if situation.distorted else None, seed=seed, mask_resize=mask_resize)
     metrics = LocalizationMetrics(
         threshold=threshold, pooled_auc=pooled_auc, protocol=metric_protocol, exclude_border=exclude_border

@@ -83,6 +83,10 @@ def retain_freed_memory(threshold: int = 1 << 30) -> bool:
     return _MALLOC_TUNED
 
 
+#: The sliding-window side :meth:`Pipeline.predict` uses unless the pipeline or the caller names one.
+DEFAULT_WINDOW = 512
+
+
 def default_batch_size(device: torch.device, window_pixels: int) -> int:
     """Windows per forward pass for ``predict(batch_size=None)``: on the CPU as many as
     hold :data:`CPU_PIXELS_PER_PASS` pixels (1 for windows of 128 px and more), else 4."""
@@ -127,17 +131,31 @@ class Pipeline(nn.Module):
         localizer: image -> logits ``(B, 1, H, W)`` (or MVSS-Net's ``(edge, seg)``).
         precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (:func:`reloc.precision.resolve_precision`
             on the pipeline's device, decided at each call); outputs are float32 whatever it is.
+        window: ``(side, stride)`` of the sliding windows :meth:`predict` uses when given
+            none, e.g. the window a localizer's weights record
+            (:func:`reloc.models.weights.read_window`); default :data:`DEFAULT_WINDOW`
+            without overlap.
 
     Raises:
-        ValueError: an unknown ``precision``.
+        ValueError: an unknown ``precision``, or a window with ``stride > side``.
     """
 
-    def __init__(self, restorer: nn.Module | None, localizer: nn.Module, precision: str = "fp32") -> None:
+    def __init__(
+        self,
+        restorer: nn.Module | None,
+        localizer: nn.Module,
+        precision: str = "fp32",
+        window: tuple[int, int] | None = None,
+    ) -> None:
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
         self.restorer = restorer
         self.localizer = localizer
+        side, stride = window or (DEFAULT_WINDOW, DEFAULT_WINDOW)
+        window_origins(1, side, stride)  # checks the pair
+        #: the default ``(side, stride)`` of :meth:`predict`
+        self.window = (side, stride)
         #: the files the networks were loaded from, by role (set by ``pipeline_from_weights``)
         self.weights_files: dict[str, str | None] = {}
         self.precision = precision
@@ -188,11 +206,20 @@ class Pipeline(nn.Module):
         (after padding to :attr:`min_side`, if needed)."""
         return max(min(window, height), self.min_side), max(min(window, width), self.min_side)
 
+    def windows(self, window: int | None = None, stride: int | None = None) -> tuple[int, int]:
+        """The ``(side, stride)`` :meth:`predict` runs with for these arguments: ``window``
+        (stride ``stride``, default ``window``) when given, else the pipeline's own
+        :attr:`window` (its stride unless ``stride`` is given)."""
+        if window is None:
+            side, own_stride = self.window
+            return side, own_stride if stride is None else stride
+        return window, window if stride is None else stride
+
     def predict(
         self,
         image: torch.Tensor,
-        window: int = 512,
-        stride: int = 512,
+        window: int | None = None,
+        stride: int | None = None,
         batch_size: int | None = None,
         return_restored: bool = False,
         progress: Callable[[int, int], None] | None = None,
@@ -214,8 +241,9 @@ class Pipeline(nn.Module):
                 window, which gives the same floats as decoding to float first; a uint8
                 image takes a quarter of the memory), already distorted (e.g.
                 JPEG-compressed), on any device; it may be a non-contiguous view.
-            window: window side in pixels; an image smaller than it on both sides runs whole.
-            stride: step between windows, ``1 <= stride <= window``.
+            window: window side in pixels; an image smaller than it on both sides runs
+                whole; ``None``: the pipeline's :attr:`window` (see :meth:`windows`).
+            stride: step between windows, ``1 <= stride <= window``; ``None``: see :meth:`windows`.
             batch_size: windows per forward pass; ``None``: :func:`default_batch_size`
                 (one window at a time on the CPU, which is fastest there, 4 on a GPU).
             return_restored: also stitch and return the restored image.
@@ -234,6 +262,7 @@ class Pipeline(nn.Module):
             raise ValueError(f"expected an image (3, H, W), got shape {tuple(image.shape)}")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        window, stride = self.windows(window, stride)
         height, width = image.shape[1:]
         rows, columns = window_origins(height, window, stride), window_origins(width, window, stride)
         boxes = [(top, left) for top in rows for left in columns]

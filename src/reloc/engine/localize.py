@@ -67,7 +67,7 @@ from reloc.engine.inference import Pipeline
 from reloc.engine.model_choice import ModelChooser
 from reloc.errors import UsageError, utc_now
 from reloc.io_utils import write_json_atomic
-from reloc.models.weights import WeightsError, load_network, read_spec
+from reloc.models.weights import WeightsError, load_network, read_spec, read_window
 from reloc.visualize import heatmap, overlay
 
 """Suffixes (lower case) of the files taken from a folder; files named directly are always tried."""
@@ -146,7 +146,9 @@ def pipeline_from_weights(
 ) -> Pipeline:
     """Rebuild a pipeline from weights files written by :func:`reloc.models.weights.save_network`.
 
-    Each file alone rebuilds its network (the spec is in its metadata).
+    Each file alone rebuilds its network (the spec is in its metadata); the pipeline's
+    default sliding window is the one the localizer's file records, if any
+    (:func:`reloc.models.weights.read_window`).
 
     Args:
         localizer_path: the localizer's safetensors file.
@@ -162,7 +164,7 @@ def pipeline_from_weights(
     """
     restorer = None if restorer_path is None else _load_role(restorer_path, "restorer", device)
     localizer = _load_role(localizer_path, "localizer", device)
-    pipeline = Pipeline(restorer, localizer, precision=precision).prepare()
+    pipeline = Pipeline(restorer, localizer, precision=precision, window=read_window(localizer_path)).prepare()
     pipeline.weights_files = {
         "localizer": str(localizer_path),
         "restorer": None if restorer_path is None else str(restorer_path),
@@ -214,8 +216,8 @@ def localize_files(
     pipeline: Pipeline | ModelChooser,
     out: Path,
     *,
-    window: int = 512,
-    stride: int = 512,
+    window: int | None = None,
+    stride: int | None = None,
     batch_size: int | None = None,
     threshold: float = 0.5,
     save_restored: bool = False,
@@ -516,7 +518,7 @@ def _localize_one(
     float32 ``(H, W)`` map; the renderings are made in bands.
     """
     started = time.perf_counter()
-    window, stride = int(settings["window"]), int(settings["stride"])
+    window, stride = pipeline.windows(settings["window"], settings["stride"])  # type: ignore[arg-type]
     try:
         digest, size_bytes = sha256_file(path), path.stat().st_size
     except OSError as error:

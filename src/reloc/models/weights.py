@@ -14,6 +14,7 @@ missing, unexpected and mis-shaped key.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -33,11 +34,14 @@ __all__ = [
     "load_network",
     "check_spec_fits",
     "read_spec",
+    "read_window",
     "save_network",
 ]
 
 SPEC_KEY = "reloc.network"
 VERSION_KEY = "reloc.version"
+#: metadata key of the sliding window a localizer is meant to run with (JSON ``{"window", "stride"}``)
+WINDOW_KEY = "reloc.window"
 
 
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
@@ -45,7 +49,12 @@ def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[st
         save_file(tensors, str(temporary), metadata=metadata)
 
 
-def save_network(network: nn.Module, path: str | Path, spec: NetworkSpec | None = None) -> Path:
+def save_network(
+    network: nn.Module,
+    path: str | Path,
+    spec: NetworkSpec | None = None,
+    window: tuple[int, int] | None = None,
+) -> Path:
     """Write ``network``'s state dict (buffers included) to a safetensors file, atomically.
 
     Args:
@@ -53,6 +62,9 @@ def save_network(network: nn.Module, path: str | Path, spec: NetworkSpec | None 
             ``network.spec``), or any module when ``spec`` is given.
         path: destination file.
         spec: overrides ``network.spec``.
+        window: ``(side, stride)`` of the sliding windows a localizer is meant to run with
+            (e.g. the crop it was trained on), recorded for :func:`read_window`; ``None``:
+            none recorded (any window).
 
     Returns:
         The path written.
@@ -62,8 +74,39 @@ def save_network(network: nn.Module, path: str | Path, spec: NetworkSpec | None 
         raise WeightsError(f"{path}: the network has no spec; build it with reloc.models.create_network or pass spec=")
     tensors = {key: value.detach().cpu().contiguous().clone() for key, value in network.state_dict().items()}
     metadata = {SPEC_KEY: spec.to_json(), VERSION_KEY: __version__}
+    if window is not None:
+        side, stride = _checked_window(window, path)
+        metadata[WINDOW_KEY] = json.dumps({"window": side, "stride": stride})
     _atomic_save(tensors, Path(path), metadata)
     return Path(path)
+
+
+def read_window(path: str | Path) -> tuple[int, int] | None:
+    """``(side, stride)`` of the sliding windows the file's network is meant to run with
+    (:func:`save_network`'s ``window``), or ``None`` when the file records none.
+
+    Raises:
+        WeightsError: unreadable file, or a malformed record.
+    """
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+    except (SafetensorError, OSError) as error:
+        raise WeightsError(f"{path}: not a readable safetensors file ({error})") from error
+    if WINDOW_KEY not in metadata:
+        return None
+    try:
+        record = json.loads(metadata[WINDOW_KEY])
+        return _checked_window((record["window"], record["stride"]), path)
+    except (ValueError, KeyError, TypeError) as error:
+        raise WeightsError(f"{path}: malformed '{WINDOW_KEY}' metadata ({error})") from None
+
+
+def _checked_window(window: tuple[int, int], path: str | Path) -> tuple[int, int]:
+    side, stride = (int(value) for value in window)
+    if not 1 <= stride <= side:
+        raise ValueError(f"{path}: a window needs 1 <= stride <= side, got side {side}, stride {stride}")
+    return side, stride
 
 
 def read_spec(path: str | Path) -> NetworkSpec:

@@ -71,7 +71,8 @@ class ServeSettings:
         max_upload_bytes: largest accepted upload.
         max_pixels: largest accepted image (width x height, read from the header first).
         capacity: jobs that may wait for the worker; history: finished jobs kept.
-        window, stride: the sliding windows.
+        window, stride: the sliding windows; ``None``: each model's own
+            (:meth:`reloc.engine.inference.Pipeline.windows`).
     """
 
     work: Path
@@ -80,8 +81,8 @@ class ServeSettings:
     max_pixels: int = 50_000_000
     capacity: int = 16
     history: int = 200
-    window: int = 512
-    stride: int = 512
+    window: int | None = None
+    stride: int | None = None
 
 
 class ApiError(HTTPException):
@@ -258,9 +259,10 @@ def _prepare(
     except ImageError as exc:
         shutil.rmtree(folder, ignore_errors=True)
         raise ApiError(422, f"{name}: {exc.reason}") from exc
+    window, stride = served.pipeline.windows(settings.window, settings.stride)
     return Job(
         job_id, folder, name, facts, served, reason, model or models.default, image,
-        threshold=threshold, window=settings.window, stride=settings.stride,
+        threshold=threshold, window=window, stride=stride,
     )  # fmt: skip
 
 

@@ -61,6 +61,7 @@ class ServedModel:
             "source": self.source,
             "networks": self.networks,
             "restorer": self.has_restorer,
+            "window": list(self.pipeline.window),
             "card": self.card,
         }
 

@@ -57,7 +57,10 @@ async function connect() {
       option.selected = model.name === models.default;
       return option;
     }));
-    $("#server-status").textContent = `reloc ${health.version} \u00b7 windows ${models.window} px`;
+    const windows = models.window
+      ? `${models.window} px`
+      : [...new Set(models.models.filter((m) => m.window).map((m) => `${m.window[0]} px`))].join(" / ");
+    $("#server-status").textContent = `reloc ${health.version} \u00b7 windows ${windows}`;
     const megabytes = models.limits.max_upload_bytes / 2 ** 20;
     const megapixels = models.limits.max_pixels / 1e6;
     $("#limits").textContent = `PNG, JPEG, TIFF, BMP, WebP \u00b7 up to ${+megabytes.toFixed(1)} MB and ${+megapixels.toFixed(1)} megapixels each \u00b7 files stay on this server`;

@@ -1,0 +1,89 @@
+"""The sliding window a localizer's weights record: saved, read, and used wherever no
+``--window`` is given (``Pipeline``, ``localize``, ``eval``); an explicit window wins."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+from typer.testing import CliRunner
+
+from conftest import build_cached
+from reloc.cli import app
+from reloc.engine.inference import DEFAULT_WINDOW, Pipeline
+from reloc.engine.localize import localize_files, pipeline_from_weights
+from reloc.models.weights import WINDOW_KEY, WeightsError, read_window, save_network
+
+
+def _localizer():
+    return build_cached("localizer", "dfcn", width=0.25, faithful=False)
+
+
+@pytest.fixture
+def weights(tmp_path: Path) -> dict[str, Path]:
+    """The same tiny localizer saved with a recorded window (64, 32) and without one."""
+    files = {"window": tmp_path / "windowed.safetensors", "none": tmp_path / "plain.safetensors"}
+    save_network(_localizer(), files["window"], window=(64, 32))
+    save_network(_localizer(), files["none"])
+    return files
+
+
+def test_window_is_saved_and_read_back(weights):
+    assert read_window(weights["window"]) == (64, 32)
+    assert read_window(weights["none"]) is None
+    assert load_file(weights["window"]).keys() == load_file(weights["none"]).keys()  # metadata only
+
+
+def test_a_bad_window_is_refused_on_save_and_on_read(tmp_path: Path, weights):
+    with pytest.raises(ValueError, match="stride <= side"):
+        save_network(_localizer(), tmp_path / "bad.safetensors", window=(32, 64))
+    crafted = tmp_path / "crafted.safetensors"
+    save_file(load_file(weights["none"]), crafted, metadata={WINDOW_KEY: json.dumps({"window": 0, "stride": 0})})
+    with pytest.raises(WeightsError, match="malformed 'reloc.window'"):
+        read_window(crafted)
+
+
+def test_pipeline_windows_default_recorded_and_explicit():
+    plain = Pipeline(None, _localizer())
+    assert plain.windows() == (DEFAULT_WINDOW, DEFAULT_WINDOW)
+    recorded = Pipeline(None, _localizer(), window=(64, 32))
+    assert recorded.windows() == (64, 32)
+    assert recorded.windows(stride=16) == (64, 16)
+    assert recorded.windows(128) == (128, 128)  # an explicit window does not take the recorded stride
+    assert recorded.windows(128, 96) == (128, 96)
+    with pytest.raises(ValueError, match="stride"):
+        Pipeline(None, _localizer(), window=(32, 64))
+
+
+def test_predict_without_a_window_uses_the_recorded_one(weights):
+    pipeline = pipeline_from_weights(weights["window"], precision="fp32")
+    assert pipeline.window == (64, 32)
+    image = torch.rand(3, 100, 130)
+    calls = []
+    default = pipeline.predict(image, progress=lambda done, total: calls.append(total))
+    explicit = pipeline.predict(image, window=64, stride=32)
+    whole = pipeline.predict(image, window=512, stride=512)
+    torch.testing.assert_close(default, explicit, rtol=0, atol=0)
+    assert calls[0] == 3 * 4  # windows at rows 0, 32, 36 and columns 0, 32, 64, 66
+    assert not torch.allclose(default, whole)  # the recorded window is not the whole image
+
+
+def test_localize_records_the_window_it_used_and_the_option_overrides(weights, tmp_path: Path):
+    image = tmp_path / "in" / "photo.png"
+    image.parent.mkdir()
+    Image.new("RGB", (120, 90), (120, 60, 30)).save(image)
+    summary = localize_files([image], pipeline_from_weights(weights["window"]), tmp_path / "a", progress=False)
+    assert summary.ok
+    record = json.loads((tmp_path / "a" / "photo.json").read_text())
+    assert (record["window"], record["stride"]) == (64, 32)
+    result = CliRunner().invoke(
+        app,
+        ["localize", str(image), "--localizer", str(weights["window"]), "--window", "96", "--out", str(tmp_path / "b")],
+    )
+    assert result.exit_code == 0, result.output
+    record = json.loads((tmp_path / "b" / "photo.json").read_text())
+    assert (record["window"], record["stride"]) == (96, 96)
