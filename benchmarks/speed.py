@@ -122,8 +122,18 @@ def measure_peak(args, device: torch.device, sync) -> dict:
     if device.type == "cuda":
         dtypes["fp16"] = torch.float16
     result: dict = {"method": f"best of {args.peak_repeats} after a warm-up, torch threads {torch.get_num_threads()}"}
+    emulated = device.type == "cpu" and not cpu_has_bf16()
     for name, dtype in dtypes.items():
         entries = {}
+        if emulated and dtype == torch.bfloat16:  # a probe only: the full sizes take minutes each here
+            a = torch.randn(512, 512, generator=generator).to(device, dtype)
+            best = min(seconds(lambda a=a: torch.mm(a, a), 2, sync=sync))
+            entries["mm_512"] = round(2 * 512**3 / best / 1e9, 2)
+            result[f"{name}_measurements"] = entries
+            result[f"{name}_gflops"] = entries["mm_512"]
+            result[f"{name}_note"] = "emulated (no avx512_bf16 / AMX): a 512x512 matmul probe, best of 2"
+            print(f"peak {name} (emulated probe): {entries}", flush=True)
+            continue
         for n in sizes:
             a = torch.randn(n, n, generator=generator).to(device, dtype)
             b = torch.randn(n, n, generator=generator).to(device, dtype)
@@ -258,7 +268,9 @@ def pipeline_section(args, peak: dict, device: torch.device, sync) -> dict:
     }
     pipeline = Pipeline(restorer, localizer).prepare()
     maps = {}
-    reduced = ["bf16"] if device.type == "cpu" else ["bf16", "fp16"]
+    reduced = (["bf16"] if time_bf16(args) else []) if device.type == "cpu" else ["bf16", "fp16"]
+    if device.type == "cpu" and not reduced:
+        results["bf16"] = {"skipped": BF16_SKIPPED}
     for precision in ["fp32", *reduced]:
         pipeline.precision = precision
 
@@ -391,8 +403,18 @@ def onnx_runtime(network, image, expected, args, quantize: bool) -> dict:
     return result
 
 
+BF16_SKIPPED = "not timed: this CPU has no native bf16 (--bf16 auto), so autocast emulates it far slower than fp32"
+
+
+def time_bf16(args) -> bool:
+    """Whether the bf16 sections run: ``--bf16 on``, or ``auto`` on a CPU with native bf16."""
+    return args.bf16 == "on" or (args.bf16 == "auto" and cpu_has_bf16())
+
+
 def accuracy_section(args) -> dict:
     """fp32 against bf16 on a fixed synthetic evaluation set: per-image F1 / AUC and probabilities."""
+    if not time_bf16(args):
+        return {"skipped": BF16_SKIPPED}
     from reloc.data.catalog import load_dataset
     from reloc.data.datasets import WholeImages
     from reloc.data.synth import synthesize
@@ -505,7 +527,9 @@ def training_steps(args, device: torch.device, precision: str, paper_scale: bool
 
 def training_section(args) -> dict:
     out: dict = {}
-    for precision in ("fp32", "bf16"):
+    if not time_bf16(args):
+        out["bf16"] = {"skipped": BF16_SKIPPED}
+    for precision in ("fp32", "bf16") if time_bf16(args) else ("fp32",):
         child = run_child(args, "train", "--precision", precision)
         out[precision] = {
             key: child[key] for key in ("restoration", "localization", "precision", "batch", "crop", "networks")
@@ -545,6 +569,13 @@ def cuda_main(args) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for development (and the GPU check)")
+    parser.add_argument(
+        "--bf16",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="time bf16 (pipeline, accuracy, training): auto = only where the CPU has native bf16 "
+        "(emulated bf16 is ~50x slower than fp32 and would take hours); the bf16 peak is always probed",
+    )
     parser.add_argument("--device", default="cpu", help="cpu (default) or cuda[:N] for the GPU path")
     parser.add_argument("--onnx-networks", default=",".join(LOCALIZERS), help="localizers also run in ONNX Runtime")
     parser.add_argument("--no-memory", dest="memory", action="store_false", help="skip the 4000x3000 memory run")
@@ -634,8 +665,10 @@ def main() -> None:
     pipeline = record["pipeline"]
     summary = {
         "pipeline_fp32_mpx_s": pipeline["fp32"]["mpx_s"],
-        "pipeline_bf16_mpx_s": pipeline["bf16"]["mpx_s"],
-        "pipeline_bf16_over_fp32": round(pipeline["bf16"]["mpx_s"] / pipeline["fp32"]["mpx_s"], 3),
+        "pipeline_bf16_mpx_s": pipeline["bf16"].get("mpx_s"),
+        "pipeline_bf16_over_fp32": round(pipeline["bf16"]["mpx_s"] / pipeline["fp32"]["mpx_s"], 3)
+        if "mpx_s" in pipeline["bf16"]
+        else None,
         "auto_precision_here": dtype_name(resolve_precision("auto", "cpu")),
         "localizer_speedups": {name: entry["speedup"] for name, entry in (record["localizers"] or {}).items()},
         "skipped_sections": skipped,
@@ -654,9 +687,9 @@ def main() -> None:
         },
         "pipeline": {
             "fp32_mpx_s": pipeline["fp32"]["mpx_s"],
-            "bf16_mpx_s": pipeline["bf16"]["mpx_s"],
+            "bf16_mpx_s": pipeline["bf16"].get("mpx_s"),
             "fp32_share_of_peak": pipeline["fp32"]["share_of_peak"],
-            "bf16_share_of_peak": pipeline["bf16"]["share_of_peak"],
+            "bf16_share_of_peak": pipeline["bf16"].get("share_of_peak"),
             **pipeline,
         },
         "localizers": record["localizers"],
@@ -664,7 +697,7 @@ def main() -> None:
         "peak_rss_gb_4000x3000": record["memory"]["peak_rss_gb"] if record.get("memory") and not args.quick else None,
         "training": record["training"],
         **{
-            f"train_{step}_img_per_s_{p}": training[p][step]["img_per_s"] if training else None
+            f"train_{step}_img_per_s_{p}": training[p][step]["img_per_s"] if step in training.get(p, {}) else None
             for step in ("restoration", "localization")
             for p in ("fp32", "bf16")
         },

@@ -15,7 +15,7 @@ from reloc import pretrained
 from reloc.cli import app
 from reloc.engine.model_choice import ModelChooser, model_source
 from reloc.engine.tasks import resolve_weights
-from reloc.models.weights import WeightsError, load_network, read_spec
+from reloc.models.weights import WeightsError, load_network, read_spec, read_window
 
 
 @pytest.fixture
@@ -48,6 +48,13 @@ def test_every_model_loads_by_name_with_its_card(name: str):
         network = load_network(pretrained.weights_file(name, role))
         assert network.spec.kind == role
     assert ("restorer" in card["roles"]) == (name == "reloc")
+
+
+@pytest.mark.parametrize("name", pretrained.NAMES)
+def test_every_localizer_records_the_window_its_card_names(name: str):
+    """The recipe's window part chose it; localize, eval and serve run with it by default."""
+    window = read_window(pretrained.weights_file(name, "localizer"))
+    assert window is not None and list(window) == pretrained.card(name)["window"]
 
 
 def test_packaged_weights_are_small_and_in_the_package_data():
@@ -142,6 +149,8 @@ def test_localize_with_no_model_option_uses_auto(tmp_path: Path):
     assert "--model auto" in jpeg["model_reason"]
     for suffix in ("_heatmap.png", "_mask.png", "_overlay.png"):
         assert (tmp_path / "out" / f"web{suffix}").is_file()
+    chosen = pretrained.card(jpeg["model"])["window"]
+    assert [jpeg["window"], jpeg["stride"]] == chosen  # the model's own window, no --window given
 
 
 def test_localize_run_and_localizer_options_take_pretrained_names(tmp_path: Path):

@@ -187,7 +187,7 @@ def _pretrained_table() -> str:
     lines = [
         "pretrained models (use as pretrained:NAME; figures: per-image F1 / AUC on held-out photos, "
         "benchmarks/pretrained.py)",
-        f"{'name':<20} {'roles':<20} " + " ".join(f"{c:>13}" for c in columns),
+        f"{'name':<20} {'roles':<20} {'window':>7} " + " ".join(f"{c:>13}" for c in columns),
     ]
     for name in pretrained.NAMES:
         card = cards.get(name)
@@ -202,7 +202,10 @@ def _pretrained_table() -> str:
             return f"{values['f1']:.2f} / {values['auc']:.2f}".rjust(13)
 
         label = pretrained.PREFIX + name
-        lines.append(f"{label:<20} {'+'.join(card.get('roles', [])):<20} " + " ".join(cell(c) for c in columns))
+        window = "/".join(str(v) for v in card["window"]) if card.get("window") else "-"
+        lines.append(
+            f"{label:<20} {'+'.join(card.get('roles', [])):<20} {window:>7} " + " ".join(cell(c) for c in columns)
+        )
     lines.append(
         "`reloc localize` with no model option uses --model auto: "
         f"no JPEG or quality >= {pretrained.PLAIN_QUALITY} -> plain, "
