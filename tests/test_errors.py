@@ -41,7 +41,8 @@ def _run(arguments: list[str]):
     [
         (["--window", "0"], "--window"),
         (["--stride", "0"], "--stride"),
-        (["--stride", "1000"], "--stride"),
+        (["--window", "512", "--stride", "1000"], "--stride"),
+        (["--stride", "16"], "--stride"),  # without --window: the window depends on the model
         (["--batch-size", "0"], "--batch-size"),
         (["--threshold", "nan"], "--threshold"),
         (["--threshold", "2"], "--threshold"),

@@ -78,6 +78,11 @@ def _check_device(name: str) -> str:
 
 
 def _check_stride(window: int | None, stride: int | None) -> None:
+    if window is None and stride is not None:
+        raise typer.BadParameter(
+            "give --window with it: without --window each model runs with the window its weights record",
+            param_hint="--stride",
+        )
     if window is not None and stride is not None and stride > window:
         raise typer.BadParameter(
             f"{stride} is larger than --window {window}; pixels between windows would be left out",
@@ -693,6 +698,8 @@ def serve(
     from reloc.devices import pick_device
     from reloc.serve import serve as run_server
     from reloc.serve.models import ModelError, load_models
+
+    _check_stride(window, stride)
 
     try:
         import fastapi  # noqa: F401 - checked here, used by reloc.serve
