@@ -111,11 +111,11 @@ def bootstrap_interval(values: list[float], rng: np.random.Generator) -> list[fl
     return [round(float(np.percentile(means, 2.5)), 4), round(float(np.percentile(means, 97.5)), 4)]
 
 
-def evaluate_model(name: str, work: Path) -> None:
-    """Evaluate ``pretrained:name`` at every spec on both test sets; one part file per
-    (test set, spec), skipped when present."""
+def evaluate_model(name: str, work: Path, only: list[str] | None = None) -> None:
+    """Evaluate ``pretrained:name`` at every spec (or those in ``only``) on both test sets;
+    one part file per (test set, spec), skipped when present."""
     for recipe_settings, specs in ((False, SPECS), (True, RECIPE_SPECS)):
-        evaluate_on(name, work, recipe_settings, specs)
+        evaluate_on(name, work, recipe_settings, tuple(s for s in specs if not only or s in only))
 
 
 def evaluate_on(name: str, work: Path, recipe_settings: bool, specs: tuple[str, ...]) -> None:
@@ -305,11 +305,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", choices=MODELS, action="append", help="evaluate only these (repeatable)")
     parser.add_argument("--aggregate", action="store_true", help="only merge the parts")
+    parser.add_argument(
+        "--spec", choices=SPECS, action="append", help="evaluate only these distortions (repeatable; default all)"
+    )
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "pretrained-bench")
     args = parser.parse_args(argv)
     if not args.aggregate:
         for name in args.model or MODELS:
-            evaluate_model(name, args.work)
+            evaluate_model(name, args.work, args.spec)
     if args.aggregate or not args.model:
         aggregate(args.work, "python benchmarks/pretrained.py")
     return 0
