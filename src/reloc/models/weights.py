@@ -88,11 +88,7 @@ def read_window(path: str | Path) -> tuple[int, int] | None:
     Raises:
         WeightsError: unreadable file, or a malformed record.
     """
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError) as error:
-        raise WeightsError(f"{path}: not a readable safetensors file ({error})") from error
+    metadata = _read_metadata(path)
     if WINDOW_KEY not in metadata:
         return None
     try:
@@ -100,6 +96,15 @@ def read_window(path: str | Path) -> tuple[int, int] | None:
         return _checked_window((record["window"], record["stride"]), path)
     except (ValueError, KeyError, TypeError) as error:
         raise WeightsError(f"{path}: malformed '{WINDOW_KEY}' metadata ({error})") from None
+
+
+def _read_metadata(path: str | Path) -> dict[str, str]:
+    """The string metadata of a safetensors file (``{}`` when it has none)."""
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return handle.metadata() or {}
+    except (SafetensorError, OSError) as error:
+        raise WeightsError(f"{path}: not a readable safetensors file ({error})") from error
 
 
 def _checked_window(window: tuple[int, int], path: str | Path) -> tuple[int, int]:
@@ -112,11 +117,7 @@ def _checked_window(window: tuple[int, int], path: str | Path) -> tuple[int, int
 def read_spec(path: str | Path) -> NetworkSpec:
     """The network spec stored in one of our safetensors files."""
     path = Path(path)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError) as error:
-        raise WeightsError(f"{path}: not a readable safetensors file ({error})") from error
+    metadata = _read_metadata(path)
     if SPEC_KEY not in metadata:
         raise WeightsError(
             f"{path}: no '{SPEC_KEY}' metadata, so the network cannot be rebuilt from the file; "
