@@ -14,14 +14,22 @@ generator's settings, which training config makes which model); the training con
 - ``plain`` (M^P), then ``robust`` (M^{D|P}, JPEG 50-100) and ``reloc`` (Algorithm 1,
   JPEG 50-100), both started from plain's best localizer; the two run side by side, one
   torch thread each, with ``--jobs 2`` (the default);
-- ``window``: per model, the sliding window it runs best with, chosen on validation
-  images (never the test photos): every candidate of the recipe's ``inference`` on its
-  first ``images`` validation images at the model's ``distortion``, highest per-image AUC
-  wins (the localizers learn from small crops and do not carry over to whole images);
+- ``inference``: per model, the sliding window and the decision threshold it runs with,
+  chosen on validation images (never the test photos): every candidate window of the
+  recipe's ``inference`` on its first ``images`` validation images at the model's
+  ``distortion`` (a restorer in the recipe's ``restore_window``); the highest per-image
+  AUC picks the window (the localizers learn from
+  small crops and do not carry over to whole images), the highest per-image F1 in that
+  window picks the threshold among ``thresholds`` (trained on tamper-biased crops, they
+  over-predict tampering on whole images);
 - ``ship``: writes each run's best weights to ``src/reloc/pretrained/<name>/``, the
   localizer with its chosen window in its metadata (``reloc.window``: what ``localize``,
-  ``eval`` and ``serve`` use unless given ``--window``), and the cards (``cards.json``)
-  with the recipe's provenance; the measured figures are added by ``benchmarks/pretrained.py``.
+  ``eval`` and ``serve`` use unless given ``--window``) and its threshold folded into its
+  logits (:func:`reloc.models.calibration.calibrate`: probability 0.5 of the shipped
+  network is the chosen threshold of the trained one; ``reloc.calibration`` metadata),
+  a restorer with the recipe's ``restore_window`` recorded (it restores the image in
+  windows of that size before the localizer slides over it), and the cards (``cards.json``) with the recipe's provenance; the measured figures are
+  added by ``benchmarks/pretrained.py``.
 
 Every training part is a ``reloc train`` process: a killed part resumes from its last
 checkpoint (``reloc train --resume``), a finished one is skipped, so re-running the script
@@ -49,7 +57,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "release" / "recipe.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "pretrain.json"
 PACKAGE = ROOT / "src" / "reloc" / "pretrained"
-PARTS = ("data", "plain", "robust", "reloc", "window", "ship")
+PARTS = ("data", "plain", "robust", "reloc", "inference", "ship")
 SUMMARIES = {
     "plain": "DFCN x0.5 with the SRM high-pass front end, trained on uncompressed images (M^P)",
     "robust": "plain fine-tuned on JPEG crops of quality 50-100 (M^{D|P}, mixed quality)",
@@ -208,12 +216,16 @@ def train_summary(run: Path) -> dict:
     }
 
 
-def choose_windows(recipe: dict, work: Path) -> dict:
-    """Per model: every candidate window's validation F1 / AUC and the chosen ``[side, stride]``."""
+def choose_inference(recipe: dict, work: Path) -> dict:
+    """Per model: the sliding window and the decision threshold it runs with, chosen on
+    validation images (every candidate window's per-image AUC and F1 at every threshold)."""
     import torch
 
     from reloc import runs
-    from reloc.engine.evaluate import Situation, evaluate_situation, evaluation_samples
+    from reloc.data.datasets import WholeImages
+    from reloc.engine.evaluate import evaluation_samples
+    from reloc.engine.localize import pipeline_from_weights
+    from reloc.metrics import LocalizationMetrics
 
     settings = recipe["inference"]
     chosen = {}
@@ -221,42 +233,60 @@ def choose_windows(recipe: dict, work: Path) -> dict:
         run = work / name
         refs = evaluation_samples(work / "data", "val", [run])[: settings["images"]]
         restorer = runs.weights_path(run, "restorer")
-        situation = Situation(
-            name,
-            str(runs.weights_path(run, "localizer")),
-            str(restorer) if restorer.is_file() else None,
-            distorted=True,
+        pipeline = pipeline_from_weights(
+            runs.weights_path(run, "localizer"), restorer if restorer.is_file() else None, precision="fp32"
         )
+        if pipeline.restorer is not None:
+            pipeline.restore_window = tuple(settings["restore_window"])
         distortion = settings["distortion"][name]
+        images = WholeImages(refs, None if distortion == "none" else distortion, seed=settings["seed"])
+        view = "plain" if distortion == "none" else "distorted"
         rows = []
         for side, stride in settings["candidates"]:
             tick = time.perf_counter()
-            with torch.inference_mode():
-                record = evaluate_situation(
-                    situation, refs, distortion, device=torch.device("cpu"), window=side, stride=stride,
-                    seed=settings["seed"], pooled_auc=False, progress=False,
-                )  # fmt: skip
-            values = record["metrics"]["per-image"]
+            metrics = {t: LocalizationMetrics(threshold=t, pooled_auc=False) for t in settings["thresholds"]}
+            for index in range(len(images)):
+                sample = images[index]
+                with torch.inference_mode():
+                    probabilities = pipeline.predict(sample[view], window=side, stride=stride).numpy()
+                mask = sample["mask"][0].numpy() > 0.5
+                for metric in metrics.values():
+                    metric.update(probabilities, mask, sample["name"])
+            summaries = {t: metric.summary()["per-image"] for t, metric in metrics.items()}
             rows.append(
                 {
                     "window": [side, stride],
-                    "f1": round(values["f1"], 4),
-                    "auc": round(values["auc"], 4),
+                    "auc": round(next(iter(summaries.values()))["auc"], 4),
+                    "f1": {str(t): round(values["f1"], 4) for t, values in summaries.items()},
                     "seconds": round(time.perf_counter() - tick, 1),
                 }
             )
-            print(f"window {name}: {side}/{stride} at {distortion}: F1 {values['f1']:.3f} AUC {values['auc']:.3f}")
+            best_f1 = max(rows[-1]["f1"].items(), key=lambda item: item[1])
+            print(
+                f"inference {name}: {side}/{stride} at {distortion}: AUC {rows[-1]['auc']:.3f}, "
+                f"F1 {rows[-1]['f1'].get('0.5', float('nan')):.3f} at 0.5, best {best_f1[1]:.3f} at {best_f1[0]}"
+            )
         best = max(rows, key=lambda row: row["auc"])
-        chosen[name] = {"chosen": best["window"], "distortion": distortion, "images": len(refs), "candidates": rows}
+        threshold, f1 = max(best["f1"].items(), key=lambda item: item[1])
+        chosen[name] = {
+            "chosen": best["window"],
+            "restore_window": settings["restore_window"] if pipeline.restorer is not None else None,
+            "threshold": float(threshold),
+            "validation_f1": f1,
+            "distortion": distortion,
+            "images": len(refs),
+            "candidates": rows,
+        }
     return chosen
 
 
 def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
-    """Write the best weights into the package (the localizer with its chosen window) and
-    the cards (figures reset)."""
+    """Write the best weights into the package (the localizer with its chosen window
+    recorded and its chosen threshold folded into its logits) and the cards (figures reset)."""
     import torch
 
     from reloc import runs
+    from reloc.models.calibration import calibrate
     from reloc.models.weights import load_network, save_network
 
     cards = {}
@@ -269,20 +299,26 @@ def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
         target.mkdir(parents=True, exist_ok=True)
         for role in ("localizer", "restorer"):
             (target / f"{role}.safetensors").unlink(missing_ok=True)
-        window = results["parts"].get("window", {}).get(name, {}).get("chosen")
-        if window is None:
-            raise SystemExit(f"error: no window chosen for {name}; run the window part first")
+        inference = results["parts"].get("inference", {}).get(name)
+        if inference is None:
+            raise SystemExit(f"error: no window and threshold chosen for {name}; run the inference part first")
+        window, threshold = inference["chosen"], inference["threshold"]
+        restore_window = tuple(inference["restore_window"]) if inference.get("restore_window") else None
         for role in roles:
-            if role == "localizer":  # the same tensors, with the window recorded
-                save_network(load_network(best[role]), target / f"{role}.safetensors", window=tuple(window))
-            else:
-                shutil.copyfile(best[role], target / f"{role}.safetensors")
+            if role == "localizer":  # the window recorded, the threshold folded into the logits
+                localizer = calibrate(load_network(best[role]), threshold)
+                calibration = {"threshold": threshold, "chosen_on": f"{inference['images']} validation images"}
+                save_network(localizer, target / f"{role}.safetensors", window=tuple(window), calibration=calibration)
+            else:  # the same tensors, with the restorer's window recorded
+                save_network(load_network(best[role]), target / f"{role}.safetensors", window=restore_window)
         part = results["parts"].get(name, {})
         cards[name] = {
             "summary": SUMMARIES[name],
             "roles": roles,
             "trained_on": part.get("config", {}).get("data", {}).get("distortion"),
             "window": window,
+            "threshold": threshold,
+            "restore_window": inference.get("restore_window"),
             "recipe": {
                 "preset": recipe["preset"],
                 "config": recipe["models"][name]["config"],
@@ -376,10 +412,10 @@ def main(argv: list[str] | None = None) -> int:
                     entry.update(wall_seconds=round(wall, 1), commit=results["commit"])
                 results["parts"][name] = entry
             save_results(results, args.results)
-    if "window" in parts and not results["parts"].get("window", {}).get("finished"):
+    if "inference" in parts and not results["parts"].get("inference", {}).get("finished"):
         tick = time.perf_counter()
-        results["parts"]["window"] = {
-            **choose_windows(recipe, work),
+        results["parts"]["inference"] = {
+            **choose_inference(recipe, work),
             "finished": True,
             "commit": results["commit"],
             "wall_seconds": round(time.perf_counter() - tick, 1),

@@ -9,13 +9,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from safetensors import safe_open
 from typer.testing import CliRunner
 
 from reloc import pretrained
 from reloc.cli import app
 from reloc.engine.model_choice import ModelChooser, model_source
 from reloc.engine.tasks import resolve_weights
-from reloc.models.weights import WeightsError, load_network, read_spec, read_window
+from reloc.models.weights import CALIBRATION_KEY, WeightsError, load_network, read_spec, read_window
 
 
 @pytest.fixture
@@ -55,6 +56,14 @@ def test_every_localizer_records_the_window_its_card_names(name: str):
     """The recipe's window part chose it; localize, eval and serve run with it by default."""
     window = read_window(pretrained.weights_file(name, "localizer"))
     assert window is not None and list(window) == pretrained.card(name)["window"]
+
+
+@pytest.mark.parametrize("name", pretrained.NAMES)
+def test_every_localizer_records_the_threshold_folded_into_it(name: str):
+    """The recipe's inference part chose it on validation images; ship folded it into the logits."""
+    with safe_open(str(pretrained.weights_file(name, "localizer")), framework="pt") as handle:
+        record = json.loads(handle.metadata()[CALIBRATION_KEY])
+    assert 0 < record["threshold"] < 1 and record["threshold"] == pretrained.card(name)["threshold"]
 
 
 def test_packaged_weights_are_small_and_in_the_package_data():

@@ -87,3 +87,36 @@ def test_localize_records_the_window_it_used_and_the_option_overrides(weights, t
     assert result.exit_code == 0, result.output
     record = json.loads((tmp_path / "b" / "photo.json").read_text())
     assert (record["window"], record["stride"]) == (96, 96)
+
+
+def _restorer():
+    return build_cached("restorer", "scunet", preset="tiny", residual=False)
+
+
+def test_a_restore_window_restores_the_whole_image_first_then_slides_the_localizer(tmp_path: Path):
+    """With ``restore_window`` the restorer runs in its own windows, stitched, and the
+    localizer slides over the restored image: the same as the two pipelines run in turn."""
+    torch.manual_seed(0)
+    image = torch.rand(3, 70, 90)
+    restorer, localizer = _restorer().eval(), _localizer().eval()
+    split = Pipeline(restorer, localizer, window=(32, 16), restore_window=(64, 64)).eval()
+    calls: list[tuple[int, int]] = []
+    probabilities, restored = split.predict(image, return_restored=True, progress=lambda d, t: calls.append((d, t)))
+    expected_restored = Pipeline(restorer, localizer, window=(64, 64)).eval().predict(image, return_restored=True)[1]
+    expected = Pipeline(None, localizer, window=(32, 16)).eval().predict(expected_restored)
+    torch.testing.assert_close(restored, expected_restored)
+    torch.testing.assert_close(probabilities, expected)
+    together = Pipeline(restorer, localizer, window=(32, 16)).eval().predict(image)  # the paper's: window by window
+    assert not torch.allclose(together, probabilities)  # a real difference: the restorer saw other windows
+    total = 2 * 2 + 4 * 5  # restorer: 2 x 2 windows of 64; localizer: 4 x 5 windows of 32 every 16
+    assert calls[0] == (0, total) and calls[-1] == (total, total)
+    assert [done for done, _ in calls] == sorted(done for done, _ in calls)
+
+
+def test_pipeline_from_weights_runs_the_restorer_in_the_window_its_file_records(tmp_path: Path):
+    restorer_file = save_network(_restorer(), tmp_path / "restorer.safetensors", window=(512, 512))
+    localizer_file = save_network(_localizer(), tmp_path / "localizer.safetensors", window=(64, 32))
+    pipeline = pipeline_from_weights(localizer_file, restorer_file, precision="fp32")
+    assert pipeline.restore_window == (512, 512) and pipeline.window == (64, 32)
+    plain_restorer = save_network(_restorer(), tmp_path / "plain-restorer.safetensors")
+    assert pipeline_from_weights(localizer_file, plain_restorer, precision="fp32").restore_window is None

@@ -66,10 +66,14 @@ class Situation:
 
     def pipeline(self, device: torch.device, precision: str = "fp32") -> Pipeline:
         """The situation's networks on ``device``, prepared for inference (:meth:`Pipeline.prepare`),
-        with the sliding window the localizer's file records as their default, if any."""
+        with the sliding window the localizer's file records as their default, if any, and
+        the restorer in the window its file records, if any (:attr:`Pipeline.restore_window`)."""
         restorer = load_network(self.restorer, device) if self.restorer else None
         localizer = load_network(self.localizer, device)
-        return Pipeline(restorer, localizer, precision=precision, window=read_window(self.localizer)).prepare()
+        restore_window = read_window(self.restorer) if self.restorer else None
+        return Pipeline(
+            restorer, localizer, precision=precision, window=read_window(self.localizer), restore_window=restore_window
+        ).prepare()
 
 
 def standard_situations(
@@ -272,6 +276,7 @@ def evaluate_situation(
         "protocol": {
             "window": window,
             "stride": stride,
+            "restore_window": None if pipeline.restore_window is None else list(pipeline.restore_window),
             "seed": seed,
             "mask_resize": mask_resize,
             "precision": dtype_name(pipeline.compute_dtype()),

@@ -148,7 +148,8 @@ def pipeline_from_weights(
 
     Each file alone rebuilds its network (the spec is in its metadata); the pipeline's
     default sliding window is the one the localizer's file records, if any
-    (:func:`reloc.models.weights.read_window`).
+    (:func:`reloc.models.weights.read_window`), and the restorer runs in the window its
+    file records, if any (:attr:`Pipeline.restore_window`; else in the localizer's).
 
     Args:
         localizer_path: the localizer's safetensors file.
@@ -164,7 +165,10 @@ def pipeline_from_weights(
     """
     restorer = None if restorer_path is None else _load_role(restorer_path, "restorer", device)
     localizer = _load_role(localizer_path, "localizer", device)
-    pipeline = Pipeline(restorer, localizer, precision=precision, window=read_window(localizer_path)).prepare()
+    restore_window = None if restorer_path is None else read_window(restorer_path)
+    pipeline = Pipeline(
+        restorer, localizer, precision=precision, window=read_window(localizer_path), restore_window=restore_window
+    ).prepare()
     pipeline.weights_files = {
         "localizer": str(localizer_path),
         "restorer": None if restorer_path is None else str(restorer_path),
@@ -545,6 +549,7 @@ def _localize_one(
         network_input=list(network_input),
         padded=network_input != (min(window, height), min(window, width)),
         restored=pipeline.restorer is not None,
+        restore_window=None if pipeline.restore_window is None else list(pipeline.restore_window),
         **facts,
         versions=versions(),
         time_utc=utc_now().isoformat(),

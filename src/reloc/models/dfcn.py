@@ -155,6 +155,8 @@ class DFCN(nn.Module):
     pad_multiple: int = 1
     MIN_SIDE = 8
     """The smallest input side: three 2x2 poolings leave 1 pixel (``Pipeline`` pads smaller windows)."""
+    LOGIT_BIAS = "final_conv.bias"
+    """The parameter that shifts every output logit (:func:`reloc.models.calibration.calibrate`)."""
 
     def __init__(self, width: float = 1.0, faithful: bool = True, highpass: bool = False) -> None:
         super().__init__()

@@ -181,6 +181,8 @@ class SCSEUnet(nn.Module):
     #: sides of the input are padded (replication, bottom/right) to a multiple of this
     #: inside :meth:`forward` (five 2x downsamplings); :mod:`reloc.export` reads it
     pad_multiple: int = 32
+    LOGIT_BIAS = "final.0.bias"
+    """The parameter that shifts every output logit (:func:`reloc.models.calibration.calibrate`)."""
 
     def __init__(
         self,

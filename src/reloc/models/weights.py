@@ -42,6 +42,8 @@ SPEC_KEY = "reloc.network"
 VERSION_KEY = "reloc.version"
 #: metadata key of the sliding window a localizer is meant to run with (JSON ``{"window", "stride"}``)
 WINDOW_KEY = "reloc.window"
+#: Metadata key of the threshold folded into a localizer's logits (:mod:`reloc.models.calibration`).
+CALIBRATION_KEY = "reloc.calibration"
 
 
 def _atomic_save(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str]) -> None:
@@ -54,6 +56,7 @@ def save_network(
     path: str | Path,
     spec: NetworkSpec | None = None,
     window: tuple[int, int] | None = None,
+    calibration: dict | None = None,
 ) -> Path:
     """Write ``network``'s state dict (buffers included) to a safetensors file, atomically.
 
@@ -65,6 +68,9 @@ def save_network(
         window: ``(side, stride)`` of the sliding windows a localizer is meant to run with
             (e.g. the crop it was trained on), recorded for :func:`read_window`; ``None``:
             none recorded (any window).
+        calibration: how the file's logits were calibrated, e.g. ``{"threshold": 0.7,
+            "chosen_on": "..."}`` (:func:`reloc.models.calibration.calibrate` applied before
+            saving), recorded as JSON for provenance; ``None``: none recorded.
 
     Returns:
         The path written.
@@ -77,6 +83,8 @@ def save_network(
     if window is not None:
         side, stride = _checked_window(window, path)
         metadata[WINDOW_KEY] = json.dumps({"window": side, "stride": stride})
+    if calibration is not None:
+        metadata[CALIBRATION_KEY] = json.dumps(calibration)
     _atomic_save(tensors, Path(path), metadata)
     return Path(path)
 
