@@ -9,7 +9,9 @@ Test set: ``reloc synth`` with the generator's default settings on the held-out 
 :data:`PER_PHOTO` images per photo, :data:`SIZE` px. Every model (``pretrained:plain``,
 ``pretrained:robust``, ``pretrained:reloc``) is evaluated with the sliding window its
 weights record (what ``reloc localize`` uses by default) at every distortion of :data:`SPECS` (the same seeded distortion of each image for every model),
-per-image F1 / IoU at threshold 0.5 and AUC (``reloc.engine.evaluate``), with a 95%
+per-image F1 / IoU at threshold 0.5 (of the shipped networks, into which the release
+recipe folded the threshold it chose on validation images) and AUC
+(``reloc.engine.evaluate``), with a 95%
 bootstrap interval over test images. There is one training seed of each model, so the
 intervals say how sure the figures are about these test images, not about retraining.
 
@@ -157,6 +159,8 @@ def evaluate_on(name: str, work: Path, recipe_settings: bool, specs: tuple[str, 
             single_class=record["single_class"],
             undefined_f1=record["undefined_f1"],
             window=[record["protocol"]["window"], record["protocol"]["stride"]],
+            restore_window=record["protocol"]["restore_window"],
+            threads=torch.get_num_threads(),
             seconds=round(time.perf_counter() - tick, 1),
         )
         write_json_atomic(path, row)
@@ -239,15 +243,17 @@ def aggregate(work: Path, command: str) -> dict:
             "seed": SEED,
             "generator": "SynthSettings defaults",
             "protocol": "each model's recorded sliding window (its weights' reloc.window: side, stride; "
-            "per row under 'window'), threshold 0.5, per-image means",
+            "per row under 'window'; a restorer in its own recorded window, 'restore_window'), "
+            "threshold 0.5 of each shipped network (the recipe's validation-chosen threshold folded "
+            "into its logits: 'thresholds'), per-image means",
         },
+        "thresholds": {name: card.get("threshold") for name, card in pretrained.cards().items()},
         "training_seeds": 1,
         "intervals": "95% bootstrap over test images; one training seed per model, so no seed-level interval",
         "shipped_weights": json.loads((Path(str(pretrained._root())) / "cards.json").read_text()).get("commit"),
         "command": command,
         "commit": commit,
         "torch": torch.__version__,
-        "threads": torch.get_num_threads(),
     }
     write_json_atomic(RESULTS, result)
     write_text_atomic(RESULTS.with_suffix(".md"), markdown(result))

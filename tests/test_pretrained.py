@@ -53,7 +53,7 @@ def test_every_model_loads_by_name_with_its_card(name: str):
 
 @pytest.mark.parametrize("name", pretrained.NAMES)
 def test_every_localizer_records_the_window_its_card_names(name: str):
-    """The recipe's window part chose it; localize, eval and serve run with it by default."""
+    """The recipe's inference part chose it; localize, eval and serve run with it by default."""
     window = read_window(pretrained.weights_file(name, "localizer"))
     assert window is not None and list(window) == pretrained.card(name)["window"]
 
