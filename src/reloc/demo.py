@@ -28,8 +28,8 @@ DEMO_DISTORTION = "jpeg:75"
 #: the test set of the default demo: images per photo and side
 PER_PHOTO, SIZE = 6, 320
 #: the pretrained models' sliding window in the demo: their 64-px windows without overlap, a
-#: quarter of the work of the recorded 64/32 (validation AUC 0.763 against 0.769 for plain,
-#: see the model card), so the demo fits its 3 minutes
+#: quarter of the work of the recorded 64/32 (the previous round's plain: validation AUC 0.763
+#: against 0.769), so the demo fits its 3 minutes
 DEMO_WINDOW = (64, 64)
 
 
