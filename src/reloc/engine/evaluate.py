@@ -41,9 +41,9 @@ from reloc.data.io import ImageError, write_png
 from reloc.engine.distributed import DistContext
 from reloc.engine.grids import Grid
 from reloc.engine.inference import Pipeline
+from reloc.engine.localize import pipeline_from_weights
 from reloc.io_utils import write_json_atomic
 from reloc.metrics import LocalizationMetrics
-from reloc.models.weights import load_network, read_window
 from reloc.precision import dtype_name
 from reloc.runs import resolve_weights
 
@@ -65,15 +65,9 @@ class Situation:
     distorted: bool = True
 
     def pipeline(self, device: torch.device, precision: str = "fp32") -> Pipeline:
-        """The situation's networks on ``device``, prepared for inference (:meth:`Pipeline.prepare`),
-        with the sliding window the localizer's file records as their default, if any, and
-        the restorer in the window its file records, if any (:attr:`Pipeline.restore_window`)."""
-        restorer = load_network(self.restorer, device) if self.restorer else None
-        localizer = load_network(self.localizer, device)
-        restore_window = read_window(self.restorer) if self.restorer else None
-        return Pipeline(
-            restorer, localizer, precision=precision, window=read_window(self.localizer), restore_window=restore_window
-        ).prepare()
+        """The situation's networks on ``device``, prepared for inference, each in the window
+        its file records, if any (:func:`reloc.engine.localize.pipeline_from_weights`)."""
+        return pipeline_from_weights(self.localizer, self.restorer, device, precision)
 
 
 def standard_situations(
