@@ -17,8 +17,8 @@ generator's settings, which training config makes which model); the training con
 - ``inference``: per model, the sliding window and the decision threshold it runs with,
   chosen on validation images (never the test photos): every candidate window of the
   recipe's ``inference`` on its first ``images`` validation images at the model's
-  ``distortion`` (a restorer in the recipe's ``restore_window``); the highest per-image
-  AUC picks the window (the localizers learn from
+  ``distortion``, a model with a restorer in each of its ``restore_windows`` too; the
+  highest per-image AUC picks the window (the localizers learn from
   small crops and do not carry over to whole images), the highest per-image F1 in that
   window picks the threshold among ``thresholds`` (trained on tamper-biased crops, they
   over-predict tampering on whole images);
@@ -27,14 +27,17 @@ generator's settings, which training config makes which model); the training con
   ``eval`` and ``serve`` use unless given ``--window``) and its threshold folded into its
   logits (:func:`reloc.models.calibration.calibrate`: probability 0.5 of the shipped
   network is the chosen threshold of the trained one; ``reloc.calibration`` metadata),
-  a restorer with the recipe's ``restore_window`` recorded (it restores the image in
-  windows of that size before the localizer slides over it), and the cards (``cards.json``) with the recipe's provenance; the measured figures are
-  added by ``benchmarks/pretrained.py``.
+  a restorer with its chosen restorer window recorded (it restores the image in windows
+  of that size before the localizer slides over it; none recorded: window by window), and
+  the cards (``cards.json``) with the recipe's provenance; the measured figures are added
+  by ``benchmarks/pretrained.py``.
 
 Every training part is a ``reloc train`` process: a killed part resumes from its last
 checkpoint (``reloc train --resume``), a finished one is skipped, so re-running the script
-after a kill continues where it stopped. Provenance (commit, torch version, seeds, data
-summary, wall seconds per part) goes to ``benchmarks/results/pretrain.json`` after every part.
+after a kill continues where it stopped; ``--force`` redoes a finished ``inference`` part
+(after a change of the recipe's inference settings). Provenance (commit, torch version,
+seeds, data summary, wall seconds per part) goes to ``benchmarks/results/pretrain.json``
+after every part.
 """
 
 from __future__ import annotations
@@ -65,9 +68,9 @@ SUMMARIES = {
 }
 
 
-def load_recipe(preset: str) -> dict:
+def load_recipe(preset: str, path: Path = RECIPE) -> dict:
     """The recipe with ``presets[preset]`` applied (``synth`` merged, ``set`` and ``threads`` kept)."""
-    recipe = yaml.safe_load(RECIPE.read_text())
+    recipe = yaml.safe_load(path.read_text())
     presets = recipe.pop("presets")
     if preset not in presets:
         raise SystemExit(f"error: unknown preset {preset!r}; known: {', '.join(presets)}")
@@ -217,8 +220,9 @@ def train_summary(run: Path) -> dict:
 
 
 def choose_inference(recipe: dict, work: Path) -> dict:
-    """Per model: the sliding window and the decision threshold it runs with, chosen on
-    validation images (every candidate window's per-image AUC and F1 at every threshold)."""
+    """Per model: the sliding window, the restorer window (models with a restorer) and the
+    decision threshold it runs with, chosen on validation images (every candidate's per-image
+    AUC and F1 at every threshold)."""
     import torch
 
     from reloc import runs
@@ -236,41 +240,44 @@ def choose_inference(recipe: dict, work: Path) -> dict:
         pipeline = pipeline_from_weights(
             runs.weights_path(run, "localizer"), restorer if restorer.is_file() else None, precision="fp32"
         )
-        if pipeline.restorer is not None:
-            pipeline.restore_window = tuple(settings["restore_window"])
+        restore_windows = settings["restore_windows"] if pipeline.restorer is not None else [None]
         distortion = settings["distortion"][name]
         images = WholeImages(refs, None if distortion == "none" else distortion, seed=settings["seed"])
         view = "plain" if distortion == "none" else "distorted"
         rows = []
-        for side, stride in settings["candidates"]:
-            tick = time.perf_counter()
-            metrics = {t: LocalizationMetrics(threshold=t, pooled_auc=False) for t in settings["thresholds"]}
-            for index in range(len(images)):
-                sample = images[index]
-                with torch.inference_mode():
-                    probabilities = pipeline.predict(sample[view], window=side, stride=stride).numpy()
-                mask = sample["mask"][0].numpy() > 0.5
-                for metric in metrics.values():
-                    metric.update(probabilities, mask, sample["name"])
-            summaries = {t: metric.summary()["per-image"] for t, metric in metrics.items()}
-            rows.append(
-                {
-                    "window": [side, stride],
-                    "auc": round(next(iter(summaries.values()))["auc"], 4),
-                    "f1": {str(t): round(values["f1"], 4) for t, values in summaries.items()},
-                    "seconds": round(time.perf_counter() - tick, 1),
-                }
-            )
-            best_f1 = max(rows[-1]["f1"].items(), key=lambda item: item[1])
-            print(
-                f"inference {name}: {side}/{stride} at {distortion}: AUC {rows[-1]['auc']:.3f}, "
-                f"F1 {rows[-1]['f1'].get('0.5', float('nan')):.3f} at 0.5, best {best_f1[1]:.3f} at {best_f1[0]}"
-            )
+        for restore_window in restore_windows:
+            pipeline.restore_window = tuple(restore_window) if restore_window else None
+            for side, stride in settings["candidates"]:
+                tick = time.perf_counter()
+                metrics = {t: LocalizationMetrics(threshold=t, pooled_auc=False) for t in settings["thresholds"]}
+                for index in range(len(images)):
+                    sample = images[index]
+                    with torch.inference_mode():
+                        probabilities = pipeline.predict(sample[view], window=side, stride=stride).numpy()
+                    mask = sample["mask"][0].numpy() > 0.5
+                    for metric in metrics.values():
+                        metric.update(probabilities, mask, sample["name"])
+                summaries = {t: metric.summary()["per-image"] for t, metric in metrics.items()}
+                rows.append(
+                    {
+                        "window": [side, stride],
+                        "restore_window": restore_window,
+                        "auc": round(next(iter(summaries.values()))["auc"], 4),
+                        "f1": {str(t): round(values["f1"], 4) for t, values in summaries.items()},
+                        "seconds": round(time.perf_counter() - tick, 1),
+                    }
+                )
+                best_f1 = max(rows[-1]["f1"].items(), key=lambda item: item[1])
+                restoring = "" if pipeline.restorer is None else f", restorer {restore_window or 'window by window'}"
+                print(
+                    f"inference {name}: {side}/{stride}{restoring} at {distortion}: AUC {rows[-1]['auc']:.3f}, "
+                    f"F1 {rows[-1]['f1'].get('0.5', float('nan')):.3f} at 0.5, best {best_f1[1]:.3f} at {best_f1[0]}"
+                )
         best = max(rows, key=lambda row: row["auc"])
         threshold, f1 = max(best["f1"].items(), key=lambda item: item[1])
         chosen[name] = {
             "chosen": best["window"],
-            "restore_window": settings["restore_window"] if pipeline.restorer is not None else None,
+            "restore_window": best["restore_window"],
             "threshold": float(threshold),
             "validation_f1": f1,
             "distortion": distortion,
@@ -344,12 +351,16 @@ def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--recipe", type=Path, default=RECIPE, help="the recipe YAML (paths relative to the checkout)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "release")
     parser.add_argument("--part", choices=PARTS, action="append", help="run only these parts (repeatable)")
     parser.add_argument("--jobs", type=int, default=2, help="training parts run side by side (robust, reloc)")
     parser.add_argument("--results", type=Path, default=RESULTS, help="provenance JSON")
     parser.add_argument("--package", type=Path, default=PACKAGE, help="where ship puts weights and cards")
     parser.add_argument("--threads", type=int, help="torch threads of every training part (default: the recipe's)")
+    parser.add_argument(
+        "--force", action="store_true", help="redo the inference part even when recorded as finished"
+    )
     parser.add_argument("--list-parts", action="store_true")
     args = parser.parse_args(argv)
     if args.list_parts:
@@ -357,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     import torch
 
-    recipe = load_recipe(args.preset)
+    recipe = load_recipe(args.preset, args.recipe)
     if args.threads:
         for model in recipe["models"].values():
             model["threads"] = args.threads
@@ -412,7 +423,7 @@ def main(argv: list[str] | None = None) -> int:
                     entry.update(wall_seconds=round(wall, 1), commit=results["commit"])
                 results["parts"][name] = entry
             save_results(results, args.results)
-    if "inference" in parts and not results["parts"].get("inference", {}).get("finished"):
+    if "inference" in parts and (args.force or not results["parts"].get("inference", {}).get("finished")):
         tick = time.perf_counter()
         results["parts"]["inference"] = {
             **choose_inference(recipe, work),
