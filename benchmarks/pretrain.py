@@ -358,9 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS, help="provenance JSON")
     parser.add_argument("--package", type=Path, default=PACKAGE, help="where ship puts weights and cards")
     parser.add_argument("--threads", type=int, help="torch threads of every training part (default: the recipe's)")
-    parser.add_argument(
-        "--force", action="store_true", help="redo the inference part even when recorded as finished"
-    )
+    parser.add_argument("--force", action="store_true", help="redo the inference part even when recorded as finished")
     parser.add_argument("--list-parts", action="store_true")
     args = parser.parse_args(argv)
     if args.list_parts:
