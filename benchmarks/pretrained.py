@@ -200,6 +200,8 @@ def aggregate(work: Path, command: str) -> dict:
             found[name] = {spec: json.loads(path.read_text()) for spec, path in paths.items() if path.is_file()}
         return found
 
+    cards_path = Path(str(pretrained._root())) / "cards.json"
+    cards = json.loads(cards_path.read_text())
     models = collect("parts", SPECS)
     in_distribution = collect("parts-recipe-settings", RECIPE_SPECS)
     table3 = {
@@ -247,18 +249,16 @@ def aggregate(work: Path, command: str) -> dict:
             "threshold 0.5 of each shipped network (the recipe's validation-chosen threshold folded "
             "into its logits: 'thresholds'), per-image means",
         },
-        "thresholds": {name: card.get("threshold") for name, card in pretrained.cards().items()},
+        "thresholds": {name: card.get("threshold") for name, card in cards["models"].items()},
         "training_seeds": 1,
         "intervals": "95% bootstrap over test images; one training seed per model, so no seed-level interval",
-        "shipped_weights": json.loads((Path(str(pretrained._root())) / "cards.json").read_text()).get("commit"),
+        "shipped_weights": cards.get("commit"),
         "command": command,
         "commit": commit,
         "torch": torch.__version__,
     }
     write_json_atomic(RESULTS, result)
     write_text_atomic(RESULTS.with_suffix(".md"), markdown(result))
-    cards_path = Path(str(pretrained._root())) / "cards.json"
-    cards = json.loads(cards_path.read_text())
     for name, rows in models.items():
         cards["models"][name]["figures"] = {spec: {m: row[m] for m in METRICS} for spec, row in rows.items()}
     cards["figures_from"] = "benchmarks/results/pretrained.json"
