@@ -1,0 +1,77 @@
+"""benchmarks/pretrained.py's aggregation: the JSON layout the issue asks for, Table III from
+the same rows, the JPEG winner per quality, and the figures written into the cards."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from reloc import pretrained
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def bench(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("pretrained_bench", ROOT / "benchmarks" / "pretrained.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "pretrained_bench", module)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "RESULTS", tmp_path / "results" / "pretrained.json")
+    package = tmp_path / "package"
+    package.mkdir()
+    shutil.copy(pretrained._root() / "cards.json", package / "cards.json")
+    monkeypatch.setattr(pretrained, "_root", lambda: package)
+    return module
+
+
+def write_row(work: Path, folder: str, model: str, spec: str, auc: float) -> None:
+    row = {
+        "f1": round(auc / 2, 4),
+        "iou": round(auc / 3, 4),
+        "auc": round(auc, 4),
+        "ci95": {"f1": [0.1, 0.2], "iou": [0.05, 0.1], "auc": [auc - 0.05, auc + 0.05]},
+        "per_type": {},
+        "images": 4,
+        "window": [64, 32],
+        "restore_window": None,
+    }
+    path = work / folder / f"{model}__{spec.replace(':', '-')}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(row))
+
+
+def test_aggregate_writes_the_issue_layout_table_three_winners_and_card_figures(bench, tmp_path):
+    work = tmp_path / "work"
+    for index, spec in enumerate(bench.SPECS):
+        write_row(work, "parts", "plain", spec, 0.60)
+        write_row(work, "parts", "robust", spec, 0.70 + index / 100)
+        if spec != "jpeg:95":  # one row missing: reported as not measured, never invented
+            write_row(work, "parts", "reloc", spec, 0.90 if spec == "jpeg:60" else 0.65)
+    write_row(work, "parts-recipe-settings", "plain", "none", 0.80)
+
+    result = bench.aggregate(work, "python benchmarks/pretrained.py")
+
+    saved = json.loads(bench.RESULTS.read_text())
+    assert saved == json.loads(json.dumps(result))
+    assert set(saved["models"]) == {"plain", "robust", "reloc"}
+    assert saved["models"]["robust"]["jpeg:75"]["auc"] == pytest.approx(0.74)
+    assert set(saved["models"]["plain"]) == set(bench.SPECS) and "jpeg:95" not in saved["models"]["reloc"]
+    assert {"f1", "iou", "auc"} <= set(saved["models"]["plain"]["none"])
+    assert saved["command"] and saved["commit"] and saved["test_photos"]
+    assert saved["table3_qf75"]["D|P{D}"] == saved["models"]["robust"]["jpeg:75"]
+    assert saved["table3_qf75"]["P{D}"] == saved["models"]["plain"]["jpeg:75"]
+    assert saved["jpeg_winner"]["jpeg:60"] == "reloc" and saved["jpeg_winner"]["jpeg:75"] == "robust"
+    assert "jpeg:95" not in saved["jpeg_winner"]  # reloc not measured there: no winner claimed
+    assert saved["recipe_settings_test"]["models"]["plain"]["none"]["auc"] == 0.80
+
+    cards = json.loads((pretrained._root() / "cards.json").read_text())
+    assert cards["models"]["robust"]["figures"]["jpeg:75"] == {"f1": 0.37, "iou": 0.2467, "auc": 0.74}
+    assert "jpeg:95" not in cards["models"]["reloc"]["figures"]
+    table = bench.RESULTS.with_suffix(".md").read_text()
+    assert "| jpeg:95 | 0.300 / 0.200 / 0.600 | 0.385 / 0.257 / 0.770 | – |" in table
