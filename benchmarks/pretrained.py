@@ -73,6 +73,15 @@ def test_photos() -> list[str]:
     return [str(root / name) for name in recipe["held_out"]] + [str(p) for p in list_photos("default")]
 
 
+def test_photo_names() -> list[str]:
+    """The test photos as the card names them: the recipe's held-out names (relative to its
+    ``photos`` folder), then ``scikit-image/NAME`` for scikit-image's photos."""
+    from reloc.data.photos import list_photos
+
+    held_out = yaml.safe_load(RECIPE.read_text())["held_out"]
+    return [*held_out, *(f"scikit-image/{Path(p).name}" for p in list_photos("default"))]
+
+
 def make_test_set(work: Path, recipe_settings: bool = False) -> Path:
     """Synthesise the test images once, reused afterwards: with the generator's default
     settings, or (``recipe_settings``, the in-distribution check) with the release
@@ -235,10 +244,7 @@ def aggregate(work: Path, command: str) -> dict:
             "(the training distribution), for comparison with the default-settings rows",
         },
         "jpeg_winner": winner,
-        "test_photos": [
-            str(Path(p).relative_to(ROOT.parent)) if Path(p).is_relative_to(ROOT.parent) else Path(p).name
-            for p in test_photos()
-        ],
+        "test_photos": test_photo_names(),
         "test_set": {
             "per_photo": PER_PHOTO,
             "size": SIZE,

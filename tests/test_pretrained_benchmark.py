@@ -63,7 +63,8 @@ def test_aggregate_writes_the_issue_layout_table_three_winners_and_card_figures(
     assert saved["models"]["robust"]["jpeg:75"]["auc"] == pytest.approx(0.74)
     assert set(saved["models"]["plain"]) == set(bench.SPECS) and "jpeg:95" not in saved["models"]["reloc"]
     assert {"f1", "iou", "auc"} <= set(saved["models"]["plain"]["none"])
-    assert saved["command"] and saved["commit"] and saved["test_photos"]
+    assert saved["command"] and saved["commit"]
+    assert "kodak/kodim03.png" in saved["test_photos"] and "scikit-image/astronaut.png" in saved["test_photos"]
     assert saved["table3_qf75"]["D|P{D}"] == saved["models"]["robust"]["jpeg:75"]
     assert saved["table3_qf75"]["P{D}"] == saved["models"]["plain"]["jpeg:75"]
     assert saved["jpeg_winner"]["jpeg:60"] == "reloc" and saved["jpeg_winner"]["jpeg:75"] == "robust"
