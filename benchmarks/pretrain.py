@@ -219,6 +219,13 @@ def train_summary(run: Path) -> dict:
     }
 
 
+def pick_candidate(rows: list[dict], tolerance: float = 0.0) -> dict:
+    """The first of ``rows`` (in the recipe's listing order, cheapest first) whose per-image
+    ``auc`` is within ``tolerance`` of the best: smaller differences are ties."""
+    floor = round(max(row["auc"] for row in rows) - tolerance, 6)  # the AUCs are recorded to 4 decimals
+    return next(row for row in rows if row["auc"] >= floor)
+
+
 def choose_inference(recipe: dict, work: Path) -> dict:
     """Per model: the sliding window, the restorer window (models with a restorer) and the
     decision threshold it runs with, chosen on validation images (every candidate's per-image
@@ -273,7 +280,7 @@ def choose_inference(recipe: dict, work: Path) -> dict:
                     f"inference {name}: {side}/{stride}{restoring} at {distortion}: AUC {rows[-1]['auc']:.3f}, "
                     f"F1 {rows[-1]['f1'].get('0.5', float('nan')):.3f} at 0.5, best {best_f1[1]:.3f} at {best_f1[0]}"
                 )
-        best = max(rows, key=lambda row: row["auc"])
+        best = pick_candidate(rows, settings.get("auc_tolerance", 0.0))
         threshold, f1 = max(best["f1"].items(), key=lambda item: item[1])
         chosen[name] = {
             "chosen": best["window"],
