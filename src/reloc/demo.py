@@ -27,10 +27,20 @@ DEMO_RUNS = [("plain", "plain", 20), ("finetune", "finetune", 10), ("reloc", "re
 DEMO_DISTORTION = "jpeg:75"
 #: the test set of the default demo: images per photo and side
 PER_PHOTO, SIZE = 6, 320
-#: the pretrained models' sliding window in the demo: their 64-px windows without overlap, a
-#: quarter of the work of the recorded 64/32 (the previous round's plain: validation AUC 0.763
-#: against 0.769), so the demo fits its 3 minutes
-DEMO_WINDOW = (64, 64)
+#: pixels per class in the report's feature figure (t-SNE: most of the report's time)
+FEATURE_PIXELS = 600
+
+
+def demo_window() -> tuple[int, int]:
+    """The pretrained models' sliding window in the demo, ``(side, stride)``: the side
+    ``pretrained:plain`` records (the recipe chose it on validation images) without
+    overlap, a quarter of the work of the recorded stride of half a side, so the demo fits
+    its 3 minutes (the 64-px models of an earlier round: validation AUC 0.763 against
+    0.769 with overlap)."""
+    from reloc.pretrained import card
+
+    side = int(card("plain")["window"][0])
+    return side, side
 
 
 def run_demo(out: Path, train: bool = False, progress: bool = True) -> Path:
@@ -72,6 +82,7 @@ def run_demo(out: Path, train: bool = False, progress: bool = True) -> Path:
 
     typer.echo(f"[2/3] evaluating the four situations at {DEMO_DISTORTION} on {len(test)} images of {where}")
     tick = time.perf_counter()
+    window, stride = (size, size) if train else demo_window()
     with torch.inference_mode():
         records = run_evaluation(
             situations,
@@ -79,9 +90,8 @@ def run_demo(out: Path, train: bool = False, progress: bool = True) -> Path:
             [DEMO_DISTORTION],
             out,
             device=pick_device("auto"),
-            # trained runs: whole images; the pretrained models: 64-px windows (DEMO_WINDOW)
-            window=size if train else DEMO_WINDOW[0],
-            stride=size if train else DEMO_WINDOW[1],
+            window=window,  # trained runs: whole images; the pretrained models: demo_window()
+            stride=stride,
             keep_maps=4,
             progress=progress,
             dataset=str(dataset),
@@ -91,7 +101,7 @@ def run_demo(out: Path, train: bool = False, progress: bool = True) -> Path:
     typer.echo("[3/3] writing the report")
     tick = time.perf_counter()
     report = write_report(
-        records, out, [out], [runs / "reloc"] if train else [], title="reloc demo", feature_pixels=600
+        records, out, [out], [runs / "reloc"] if train else [], title="reloc demo", feature_pixels=FEATURE_PIXELS
     )
     timings["report"] = time.perf_counter() - tick
     timings["total"] = time.perf_counter() - started

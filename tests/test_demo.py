@@ -1,0 +1,32 @@
+"""``reloc demo`` on the shipped models, shrunk (one small image per photo): the report,
+the records in ``reloc eval``'s layout and the window it runs the models in."""
+
+import json
+
+from reloc import demo
+from reloc.pretrained import card
+
+
+def test_demo_window_is_plain_side_without_overlap():
+    side = card("plain")["window"][0]
+    assert demo.demo_window() == (side, side)
+
+
+def test_demo_writes_report_and_eval_records(tmp_path, monkeypatch):
+    monkeypatch.setattr(demo, "PER_PHOTO", 1)
+    monkeypatch.setattr(demo, "SIZE", 128)
+    monkeypatch.setattr(demo, "FEATURE_PIXELS", 50)
+    report = demo.run_demo(tmp_path, progress=False)
+
+    text = report.read_text()
+    assert "P{P}" in text and "ReLoc{D}" in text
+    assert "## Time on this machine" in text
+    records = [json.loads(p.read_text()) for p in sorted((tmp_path / "eval").glob("*.json"))]
+    situations = {r["situation"] for r in records}
+    assert {"P{P}", "P{D}", "D|P{D}", "ReLoc{D}"} <= situations
+    side, stride = demo.demo_window()
+    for record in records:
+        assert record["images"] == 4  # one per scikit-image photo
+        assert (record["protocol"]["window"], record["protocol"]["stride"]) == (side, stride)
+        assert 0.0 <= record["metrics"]["per-image"]["auc"] <= 1.0
+    assert any((tmp_path / "figures").glob("*.png"))
