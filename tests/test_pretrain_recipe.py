@@ -40,7 +40,9 @@ def recipe_run(pretrain, tmp_path_factory):
     recipe = yaml.safe_load(pretrain.RECIPE.read_text())
     recipe.update(photos=str(root / "photos"), held_out=["skimage/rocket.png"])
     recipe["synth"]["settings"]["val_fraction"] = 0.25
-    recipe["inference"].update(images=2, candidates=[[64, 32], [96, 96]], thresholds=[0.4, 0.5])
+    recipe["inference"].update(
+        images=2, candidates=[[64, 32], [96, 96]], thresholds=[0.4, 0.5], restore_windows=[[512, 512], None]
+    )
     (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
     paths = {
         "recipe": root / "recipe.yaml",
