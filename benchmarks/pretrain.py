@@ -70,7 +70,12 @@ SUMMARIES = {
 
 def load_recipe(preset: str, path: Path = RECIPE) -> dict:
     """The recipe with ``presets[preset]`` applied (``synth`` merged, ``set`` and ``threads`` kept)."""
-    recipe = yaml.safe_load(path.read_text())
+    try:
+        recipe = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as exc:
+        raise SystemExit(f"error: cannot read the recipe {path}: {exc}") from exc
+    if not isinstance(recipe, dict) or "presets" not in recipe:
+        raise SystemExit(f"error: {path} is not a release recipe (no 'presets')")
     presets = recipe.pop("presets")
     if preset not in presets:
         raise SystemExit(f"error: unknown preset {preset!r}; known: {', '.join(presets)}")

@@ -114,3 +114,11 @@ def test_a_second_run_skips_finished_parts_and_force_redoes_inference(pretrain, 
     assert json.loads(paths["results"].read_text())["parts"]["inference"] == before["inference"]
     assert pretrain.main([*argv, "--part", "inference", "--force"]) == 0
     assert "inference reloc: 64/32, restorer window by window" in capsys.readouterr().out
+
+
+def test_a_missing_or_foreign_recipe_is_a_clear_error(pretrain, tmp_path):
+    with pytest.raises(SystemExit, match="cannot read the recipe .*nope.yaml"):
+        pretrain.main(["--recipe", str(tmp_path / "nope.yaml")])
+    (tmp_path / "other.yaml").write_text("data: {crop: 64}\n")
+    with pytest.raises(SystemExit, match="other.yaml is not a release recipe"):
+        pretrain.main(["--recipe", str(tmp_path / "other.yaml")])
