@@ -36,7 +36,7 @@ Every training part is a ``reloc train`` process: a killed part resumes from its
 checkpoint (``reloc train --resume``), a finished one is skipped, so re-running the script
 after a kill continues where it stopped; ``--force`` redoes a finished ``inference`` part
 (after a change of the recipe's inference settings). Provenance (commit, torch version,
-seeds, data summary, wall seconds per part) goes to ``benchmarks/results/pretrain.json``
+the processor and its training precision, seeds, data summary, wall seconds per part) goes to ``benchmarks/results/pretrain.json``
 after every part.
 """
 
@@ -115,6 +115,19 @@ def load_results(path: Path) -> dict:
 
 def save_results(results: dict, path: Path) -> None:
     write_json_atomic(path, results)
+
+
+def machine_summary() -> dict:
+    """The processor the parts run on and the precision ``train.precision=auto`` trains in
+    there: the recipe's wall time depends on both (bf16 autocast only with native bf16)."""
+    from reloc.precision import CPU_BF16_FLAGS, cpu_flags, cpu_model, dtype_name, resolve_precision
+
+    return {
+        "cpu": cpu_model(),
+        "cpu_count": os.cpu_count(),
+        "bf16_flags": sorted(cpu_flags() & CPU_BF16_FLAGS),
+        "training_precision": dtype_name(resolve_precision("auto", "cpu")),
+    }
 
 
 def git_commit() -> str:
@@ -394,6 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         commit=git_commit(),
         torch=torch.__version__,
         python=sys.version.split()[0],
+        machine=machine_summary(),
         command=" ".join(["python", "benchmarks/pretrain.py", *(argv if argv is not None else sys.argv[1:])]),
     )
     parts = args.part or list(PARTS)

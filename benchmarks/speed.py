@@ -45,7 +45,6 @@ import copy
 import datetime
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
@@ -60,7 +59,7 @@ from reloc.engine.inference import Pipeline, retain_freed_memory, window_origins
 from reloc.models import create_localizer, create_restorer, segmentation_logits
 from reloc.models.fusion import prepare_for_inference
 from reloc.models.scunet import use_reference_path
-from reloc.precision import CPU_BF16_FLAGS, cpu_flags, cpu_has_bf16, dtype_name, resolve_precision
+from reloc.precision import CPU_BF16_FLAGS, cpu_flags, cpu_has_bf16, cpu_model, dtype_name, resolve_precision
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FLOP_NOTE = (
@@ -101,16 +100,6 @@ def count_flops(function) -> int:
     with FlopCounterMode(display=False) as counter:
         function()
     return counter.get_total_flops()
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def measure_peak(args, device: torch.device, sync) -> dict:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import platform
 from pathlib import Path
 
 import torch
@@ -38,6 +39,16 @@ def cpu_flags() -> frozenset[str]:
             if key.strip() in ("flags", "Features"):
                 return frozenset(value.split())
     return frozenset()
+
+
+def cpu_model() -> str:
+    """The processor's model name (``/proc/cpuinfo``; the platform's name elsewhere)."""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            if key.strip() == "model name":
+                return value.strip()
+    return platform.processor() or platform.machine()
 
 
 def cpu_has_bf16() -> bool:
