@@ -205,6 +205,21 @@ def test_cosine_schedule_follows_the_epoch(dataset, tmp_path):
     assert rates == pytest.approx(expected, rel=1e-4)
 
 
+def test_cosine_schedule_with_an_idle_network_warns_nothing(dataset, plain_run, tmp_path, recwarn):
+    # the localizer idles through the warm-up while its cosine schedule follows the epoch:
+    # torch's "scheduler before optimizer" warning is expected there and must not reach users
+    config = tiny_config(
+        dataset,
+        "train.task=reloc",
+        f"model.localizer_weights={plain_run}",
+        "train.epochs=2",
+        "train.restorer_warmup_epochs=1",
+        "optim.schedule=cosine",
+    )
+    train(config, tmp_path, progress=False)
+    assert not [w for w in recwarn if "lr_scheduler.step()" in str(w.message)]
+
+
 def test_restorer_warmup_trains_only_the_restorer_with_mae(dataset, plain_run, tmp_path, monkeypatch):
     from reloc.models.weights import load_network
 

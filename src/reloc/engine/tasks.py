@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import warnings
 from collections.abc import Iterator
 
@@ -188,7 +189,7 @@ class Task:
         validation loss. ``cosine``: step every scheduler (the rate follows the epoch)."""
         if self.config.optim.schedule == "cosine":
             with warnings.catch_warnings():  # a network idle so far (warm-up) still follows the epoch
-                warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step()`")
+                warnings.filterwarnings("ignore", message=re.escape("Detected call of `lr_scheduler.step()`"))
                 for scheduler in self.schedulers.values():
                     scheduler.step()
             return
