@@ -28,6 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reloc.precision import full_precision
+
 #: Convolutions per dense block the released definition always builds.
 REGISTERED_CONVS = 4
 
@@ -182,10 +184,12 @@ class DFCN(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         """Args: image ``(B, 3, H, W)``. Returns logits ``(B, 1, H, W)``."""
-        features = (
-            image if self.highpass is None else torch.cat((image, self.highpass(image)), dim=1)
-        )  # (B, 3|12, H, W)
-        b1 = self.dense_block1(features)  # (B, 16w, H/2, W/2)
+        with full_precision(image):  # every conv of the first block sees the pixels: float32
+            pixels = image.float()
+            features = (
+                pixels if self.highpass is None else torch.cat((pixels, self.highpass(pixels)), dim=1)
+            )  # (B, 3|12, H, W)
+            b1 = self.dense_block1(features)  # (B, 16w, H/2, W/2)
         b2 = self.dense_block2(b1)  # (B, 32w, H/4, W/4)
         b3 = self.dense_block3(b2)  # (B, 64w, H/8, W/8)
         b5 = self.dense_block5(self.dense_block4(b3))  # (B, 96w, H/8, W/8)

@@ -42,6 +42,7 @@ from timm.layers import DropPath, trunc_normal_
 from torch import nn
 
 from reloc.models.layers import pad_to_multiple
+from reloc.precision import full_precision
 
 #: Whether this torch has the fused oneDNN linear kernel (``torch.ops.mkldnn._linear_pointwise``,
 #: a private op, the one ``torch.compile`` itself uses): CPU inference (no autograd, float32)
@@ -440,7 +441,8 @@ class SCUNet(nn.Module):
         x0 = pad_to_multiple(image, self.pad_multiple, "replicate")  # (B, 3, H64, W64)
         if self.channels_last:
             x0 = x0.contiguous(memory_format=torch.channels_last)  # every conv then keeps it
-        x1 = self.m_head(x0)  # (B, dim, H64, W64)
+        with full_precision(x0):  # the head sees the pixels: float32 (reloc.precision)
+            x1 = self.m_head(x0.float())  # (B, dim, H64, W64)
         x2 = self.m_down1(x1)  # (B, 2dim, H64/2, W64/2)
         x3 = self.m_down2(x2)  # (B, 4dim, /4)
         x4 = self.m_down3(x3)  # (B, 8dim, /8)
