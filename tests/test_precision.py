@@ -72,6 +72,28 @@ def test_pipeline_bf16_runs_under_autocast_and_returns_float32():
     assert 0 < difference < 0.05  # bf16 rounding is visible (autocast is on) and small
 
 
+@pytest.mark.parametrize(
+    ("kind", "name", "kwargs", "layer"),
+    [
+        ("localizer", "dfcn", {"width": 0.25, "faithful": False, "highpass": True}, "dense_block1"),
+        ("restorer", "scunet", {"preset": "tiny"}, "m_head"),
+    ],
+)
+def test_the_layers_that_see_pixels_run_in_float32_under_bf16_autocast(kind, name, kwargs, layer):
+    # bf16 rounds an 8-bit image's k/255 to a 1/256 grid: the pixel-facing layers must not see that
+    network = build_cached(kind, name, **kwargs).eval()
+    image = torch.randint(0, 256, (1, 3, 64, 64)).float() / 255
+    outputs = {}
+    getattr(network, layer).register_forward_hook(lambda module, args, out: outputs.setdefault(len(outputs), out))
+    with torch.inference_mode():
+        full = network(image)
+        with precision.autocast("cpu", torch.bfloat16):
+            reduced = network(image)
+    assert outputs[1].dtype == torch.float32
+    assert torch.equal(outputs[0], outputs[1])  # the same float32 computation
+    assert not torch.equal(full, reduced.float())  # while the layers after it ran in bf16
+
+
 def _task(precision_name: str, amp: bool = True):
     from reloc.config import load_config
     from reloc.engine.tasks import create_task
