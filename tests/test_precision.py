@@ -13,6 +13,7 @@ from reloc import precision
 from reloc.devices import pick_device
 from reloc.engine.distributed import DistContext
 from reloc.engine.inference import Pipeline
+from reloc.models import segmentation_logits
 from reloc.precision import resolve_precision
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -77,6 +78,7 @@ def test_pipeline_bf16_runs_under_autocast_and_returns_float32():
     [
         ("localizer", "dfcn", {"width": 0.25, "faithful": False, "highpass": True}, "dense_block1"),
         ("restorer", "scunet", {"preset": "tiny"}, "m_head"),
+        ("localizer", "mvssnet", {}, "constrain_conv"),
     ],
 )
 def test_the_layers_that_see_pixels_run_in_float32_under_bf16_autocast(kind, name, kwargs, layer):
@@ -86,9 +88,9 @@ def test_the_layers_that_see_pixels_run_in_float32_under_bf16_autocast(kind, nam
     outputs = {}
     getattr(network, layer).register_forward_hook(lambda module, args, out: outputs.setdefault(len(outputs), out))
     with torch.inference_mode():
-        full = network(image)
+        full = segmentation_logits(network(image))  # a restorer's image, a localizer's logits
         with precision.autocast("cpu", torch.bfloat16):
-            reduced = network(image)
+            reduced = segmentation_logits(network(image))
     assert outputs[1].dtype == torch.float32
     assert torch.equal(outputs[0], outputs[1])  # the same float32 computation
     assert not torch.equal(full, reduced.float())  # while the layers after it ran in bf16

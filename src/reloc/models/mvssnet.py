@@ -78,6 +78,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from reloc.models.layers import pad_to_multiple
+from reloc.precision import full_precision
 
 #: Dilations of the three bottlenecks of ``layer4`` (DeepLab-v3 multi-grid, stride 1).
 LAYER4_DILATIONS = (1, 2, 4)
@@ -355,7 +356,8 @@ def resnet_features(resnet: nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
         ``[c1, c2, c3, c4]``: ``(B, 256, H/4, W/4)``, ``(B, 512, H/8, W/8)``,
         ``(B, 1024, H/16, W/16)``, ``(B, 2048, H/16, W/16)`` for the output-stride-16 ResNet-50.
     """
-    x = resnet.maxpool(F.relu(resnet.bn1(resnet.conv1(x))))  # (B, 64, H/4, W/4)
+    with full_precision(x):  # the stem sees the pixels: float32 (reloc.precision)
+        x = resnet.maxpool(F.relu(resnet.bn1(resnet.conv1(x.float()))))  # (B, 64, H/4, W/4)
     features = []
     for layer in (resnet.layer1, resnet.layer2, resnet.layer3, resnet.layer4):
         x = layer(x)
@@ -456,7 +458,8 @@ class MVSSNet(nn.Module):
         features = resnet_features(self.model, x)  # c1..c4, strides 4, 8, 16, 16
         edge = self.edge_logits(features)  # (B, 1, H'/4, W'/4)
 
-        noise = self.constrain_conv(self.grayscale(x))  # (B, 3, H', W')
+        with full_precision(x):  # the constrained (high-pass) conv sees the pixels: float32
+            noise = self.constrain_conv(self.grayscale(x.float()))  # (B, 3, H', W')
         noise_c4 = self.noise_extractor(noise)[-1]  # (B, 2048, H'/16, W'/16)
         fused = torch.cat([features[-1], noise_c4], dim=1)  # (B, 4096, H'/16, W'/16)
         seg = self.head(fused)  # (B, 1, H'/16, W'/16)
