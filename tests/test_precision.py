@@ -153,3 +153,21 @@ def test_cuda_pipeline_auto_precision_and_training_scaler():
     probabilities = pipeline.predict(torch.rand(3, 64, 64), window=64, stride=64)
     assert probabilities.dtype == torch.float32 and probabilities.device.type == "cpu"
     assert pipeline.compute_dtype() == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
+
+
+def test_the_precision_benchmark_switches_the_pixel_guard_off_and_back():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "precision.py"
+    spec = importlib.util.spec_from_file_location("precision_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    network = build_cached("localizer", "dfcn", width=0.25, faithful=False, highpass=True).eval()
+    dtypes = []
+    network.dense_block1.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    image = torch.rand(1, 3, 32, 32)
+    with torch.inference_mode(), precision.autocast("cpu", torch.bfloat16):
+        with bench.pixel_layers_in_bf16():  # "bf16 everywhere": the mode measured as "before"
+            network(image)
+        network(image)
+    assert dtypes == [torch.bfloat16, torch.float32]
