@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -52,15 +51,6 @@ def pixel_layers_in_bf16():
         yield
     finally:
         dfcn.full_precision, scunet.full_precision = saved
-
-
-def git_commit() -> str:
-    try:
-        return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 def evaluate_row(name: str, spec: str, mode: str, refs: list) -> dict:
@@ -104,6 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT / "benchmarks"))
+    import pretrain as recipe_script
     import pretrained as card_benchmark
     import torch
 
@@ -117,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     result.update(
         images=len(refs),
         command="python benchmarks/precision.py" + (f" --images {args.images}" if args.images else ""),
-        commit=git_commit(),
+        commit=recipe_script.git_commit(),
         torch=torch.__version__,
         cpu=cpu_model(),
         native_bf16=cpu_has_bf16(),
