@@ -79,6 +79,7 @@ def test_pipeline_bf16_runs_under_autocast_and_returns_float32():
         ("localizer", "dfcn", {"width": 0.25, "faithful": False, "highpass": True}, "dense_block1"),
         ("restorer", "scunet", {"preset": "tiny"}, "m_head"),
         ("localizer", "mvssnet", {}, "constrain_conv"),
+        ("localizer", "scse_unet", {"encoder": "resnet18"}, "encoder.conv1"),
     ],
 )
 def test_the_layers_that_see_pixels_run_in_float32_under_bf16_autocast(kind, name, kwargs, layer):
@@ -86,7 +87,7 @@ def test_the_layers_that_see_pixels_run_in_float32_under_bf16_autocast(kind, nam
     network = build_cached(kind, name, **kwargs).eval()
     image = torch.randint(0, 256, (1, 3, 64, 64)).float() / 255
     outputs = {}
-    getattr(network, layer).register_forward_hook(lambda module, args, out: outputs.setdefault(len(outputs), out))
+    network.get_submodule(layer).register_forward_hook(lambda module, args, out: outputs.setdefault(len(outputs), out))
     with torch.inference_mode():
         full = segmentation_logits(network(image))  # a restorer's image, a localizer's logits
         with precision.autocast("cpu", torch.bfloat16):

@@ -5,8 +5,8 @@ attention in the reduced type; norms, softmax and the outputs stay float32), so 
 results keep their float32 form and every caller sees float32 maps.
 
 The layers that see pixels run in float32 even then (:func:`full_precision`, used by DFCN's
-first block, SCUNet's head, MVSS-Net's ResNet stems and constrained convolution; not yet by
-SCSE-Unet, whose timm encoder stem follows the caller): bf16 keeps 8 significant bits, so an
+first block, SCUNet's head, MVSS-Net's ResNet stems and constrained convolution, SCSE-Unet's
+encoder stem up to its first feature map): bf16 keeps 8 significant bits, so an
 image in [0, 1] loses its last bit (``k / 255`` rounds to a 1/256 grid above 0.5), which is
 where tampering traces live. Measured on the release's DFCN x0.5 + high-pass, 24 validation
 images: trained in fp32 and run under bf16 autocast without the guard, per-image AUC

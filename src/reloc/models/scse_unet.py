@@ -49,6 +49,7 @@ from torch import nn
 
 from reloc.models.layers import pad_to_multiple
 from reloc.models.state_dicts import WeightsError, match_state_dict, read_state_dict
+from reloc.precision import full_precision
 
 #: Encoder feature strides the decoder is built for.
 ENCODER_REDUCTIONS = (2, 4, 8, 16, 32)
@@ -246,7 +247,7 @@ class SCSEUnet(nn.Module):
         if self.input_normalization == "symmetric":
             x = x * 2.0 - 1.0
         x = pad_to_multiple(x, self.pad_multiple)  # (B, 3, H', W'), H', W' divide by 32
-        features = self.encoder(x)  # 5 maps: (B, 128, H'/2, W'/2) ... (B, 2048, H'/32, W'/32)
+        features = self._encode(x)  # 5 maps: (B, 128, H'/2, W'/2) ... (B, 2048, H'/32, W'/32)
         y = features[4]  # (B, 2048, H'/32, W'/32)
         for j, fuse in enumerate(self.bottlenecks):
             stage = 3 - j  # 3, 2, 1, 0 -> strides 16, 8, 4, 2
@@ -255,6 +256,23 @@ class SCSEUnet(nn.Module):
         y = self.last_upsample(y)  # (B, last_width, H', W')
         logits = self.final(y)  # (B, 1, H', W')
         return logits[..., :height, :width]  # (B, 1, H, W)
+
+
+    def _encode(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The encoder's five feature maps from ``x`` ``(B, 3, H', W')``, as timm's
+        feature extractor returns them, with its stem (every module up to and including the
+        first returned map: the layers that see the pixels) in float32 under any autocast
+        (:mod:`reloc.precision`); the deeper stages follow the caller's precision."""
+        features: list[torch.Tensor] = []
+        for name, module in self.encoder.items():
+            if features:
+                x = module(x)
+            else:
+                with full_precision(x):
+                    x = module(x.float())
+            if name in self.encoder.return_layers:
+                features.append(x)
+        return features
 
 
 def build_scse_unet(**kwargs) -> SCSEUnet:
