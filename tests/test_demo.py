@@ -1,15 +1,10 @@
 """``reloc demo`` on the shipped models, shrunk (one small image per photo): the report,
-the records in ``reloc eval``'s layout and the window it runs the models in."""
+the records in ``reloc eval``'s layout and the windows it runs the models in."""
 
 import json
 
 from reloc import demo
 from reloc.pretrained import card
-
-
-def test_demo_window_is_plain_side_without_overlap():
-    side = card("plain")["window"][0]
-    assert demo.demo_window() == (side, side)
 
 
 def test_demo_writes_report_and_eval_records(tmp_path, monkeypatch):
@@ -24,9 +19,10 @@ def test_demo_writes_report_and_eval_records(tmp_path, monkeypatch):
     records = [json.loads(p.read_text()) for p in sorted((tmp_path / "eval").glob("*.json"))]
     situations = {r["situation"] for r in records}
     assert {"P{P}", "P{D}", "D|P{D}", "ReLoc{D}"} <= situations
-    side, stride = demo.demo_window()
+    models = {"P{P}": "plain", "P{D}": "plain", "D|P{D}": "robust", "ReLoc{D}": "reloc"}
     for record in records:
         assert record["images"] == 4  # one per scikit-image photo
-        assert (record["protocol"]["window"], record["protocol"]["stride"]) == (side, stride)
+        # each model in the window its weights record (the release recipe's validation choice)
+        assert [record["protocol"]["window"], record["protocol"]["stride"]] == card(models[record["situation"]])["window"]
         assert 0.0 <= record["metrics"]["per-image"]["auc"] <= 1.0
     assert any((tmp_path / "figures").glob("*.png"))

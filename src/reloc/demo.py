@@ -6,7 +6,8 @@ Default (``reloc demo``):
    them was used to train the shipped models);
 2. evaluate the paper's four situations at JPEG QF 75 with the pretrained models:
    P{P} and P{D} with ``pretrained:plain``, D|P{D} with ``pretrained:robust``, ReLoc{D}
-   with ``pretrained:reloc``; records in ``OUT/eval/*.json`` as ``reloc eval`` writes them;
+   with ``pretrained:reloc``, each in the sliding window its weights record (as ``reloc
+   localize`` runs it); records in ``OUT/eval/*.json`` as ``reloc eval`` writes them;
 3. write ``report.md`` (tables, qualitative maps, t-SNE of features).
 
 ``reloc demo --train`` instead trains CPU-scale ``plain``, ``finetune`` and ``reloc`` models
@@ -29,18 +30,6 @@ DEMO_DISTORTION = "jpeg:75"
 PER_PHOTO, SIZE = 6, 320
 #: pixels per class in the report's feature figure (t-SNE: most of the report's time)
 FEATURE_PIXELS = 600
-
-
-def demo_window() -> tuple[int, int]:
-    """The pretrained models' sliding window in the demo, ``(side, stride)``: the side
-    ``pretrained:plain`` records (the recipe chose it on validation images) without
-    overlap, a quarter of the work of the recorded stride of half a side, so the demo fits
-    its 3 minutes (the 64-px models of an earlier round: validation AUC 0.763 against
-    0.769 with overlap)."""
-    from reloc.pretrained import card
-
-    side = int(card("plain")["window"][0])
-    return side, side
 
 
 def run_demo(out: Path, train: bool = False, progress: bool = True) -> Path:
@@ -82,7 +71,8 @@ def run_demo(out: Path, train: bool = False, progress: bool = True) -> Path:
 
     typer.echo(f"[2/3] evaluating the four situations at {DEMO_DISTORTION} on {len(test)} images of {where}")
     tick = time.perf_counter()
-    window, stride = (size, size) if train else demo_window()
+    # trained runs: whole images; the pretrained models: the windows their weights record
+    window, stride = (size, size) if train else (None, None)
     with torch.inference_mode():
         records = run_evaluation(
             situations,
@@ -90,7 +80,7 @@ def run_demo(out: Path, train: bool = False, progress: bool = True) -> Path:
             [DEMO_DISTORTION],
             out,
             device=pick_device("auto"),
-            window=window,  # trained runs: whole images; the pretrained models: demo_window()
+            window=window,
             stride=stride,
             keep_maps=4,
             progress=progress,
