@@ -122,3 +122,39 @@ def test_a_missing_or_foreign_recipe_is_a_clear_error(pretrain, tmp_path):
     (tmp_path / "other.yaml").write_text("data: {crop: 64}\n")
     with pytest.raises(SystemExit, match="other.yaml is not a release recipe"):
         pretrain.main(["--recipe", str(tmp_path / "other.yaml")])
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [({"avx2", "amx_bf16", "avx512_bf16"}, "cpu"), ({"avx2", "avx512_bf16"}, "cpu-fp32"), ({"avx2"}, "cpu-fp32")],
+)
+def test_the_auto_preset_follows_the_processor(pretrain, monkeypatch, flags, expected):
+    from reloc import precision
+
+    monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
+    assert pretrain.load_recipe("auto")["preset"] == expected
+
+
+def test_a_preset_sets_every_model_and_each_model_on_its_own(pretrain, tmp_path):
+    recipe = yaml.safe_load(pretrain.RECIPE.read_text())
+    recipe["presets"]["mine"] = {"set": ["data.workers=1"], "models": {"plain": {"set": ["train.epochs=3"]}}}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    models = pretrain.load_recipe("mine", tmp_path / "recipe.yaml")["models"]
+    assert models["plain"]["overrides"] == ["data.workers=1", "train.epochs=3"]
+    assert models["robust"]["overrides"] == models["reloc"]["overrides"] == ["data.workers=1"]
+    command = pretrain.train_command({"models": models}, "plain", tmp_path / "work")
+    assert command[-4:] == ["--set", "data.workers=1", "--set", "train.epochs=3"]
+    # the shipped recipe's fp32 preset makes plain from 96-px crops, the configs as written from 128-px
+    fp32, written = pretrain.load_recipe("cpu-fp32")["models"], pretrain.load_recipe("cpu")["models"]
+    assert "data.crop=96" in fp32["plain"]["overrides"] and written["plain"]["overrides"] == []
+    recipe["presets"]["bad"] = {"models": {"nobody": {"set": []}}}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    with pytest.raises(SystemExit, match="preset 'bad' sets unknown models: nobody"):
+        pretrain.load_recipe("bad", tmp_path / "recipe.yaml")
+
+
+def test_the_recipe_wall_time_counts_the_side_by_side_stage_once(pretrain):
+    parts = {n: {"wall_seconds": s} for n, s in (("data", 10), ("plain", 100), ("robust", 50), ("reloc", 70))}
+    parts["inference"] = {"wall_seconds": 5}
+    assert pretrain.recipe_wall_seconds(parts) == 185
+    assert pretrain.recipe_wall_seconds({"plain": {"wall_seconds": None}}) == 0
