@@ -23,6 +23,8 @@ def test_demo_writes_report_and_eval_records(tmp_path, monkeypatch):
     for record in records:
         assert record["images"] == 4  # one per scikit-image photo
         # each model in the window its weights record (the release recipe's validation choice)
-        assert [record["protocol"]["window"], record["protocol"]["stride"]] == card(models[record["situation"]])["window"]
+        assert [record["protocol"]["window"], record["protocol"]["stride"]] == card(models[record["situation"]])[
+            "window"
+        ]
         assert 0.0 <= record["metrics"]["per-image"]["auc"] <= 1.0
     assert any((tmp_path / "figures").glob("*.png"))

@@ -257,7 +257,6 @@ class SCSEUnet(nn.Module):
         logits = self.final(y)  # (B, 1, H', W')
         return logits[..., :height, :width]  # (B, 1, H, W)
 
-
     def _encode(self, x: torch.Tensor) -> list[torch.Tensor]:
         """The encoder's five feature maps from ``x`` ``(B, 3, H', W')``, as timm's
         feature extractor returns them, with its stem (every module up to and including the
