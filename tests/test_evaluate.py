@@ -228,3 +228,17 @@ def test_printed_metrics_show_zero_as_zero():
     from reloc.cli import _metric
 
     assert (_metric(0.0), _metric(None), _metric(float("nan")), _metric(0.4567)) == ("0.000", "nan", "nan", "0.457")
+
+
+def test_the_report_names_one_window_or_each_situations_own():
+    from reloc.analysis.report import windows_sentence
+
+    def record(name, window, stride):
+        return {"situation": name, "protocol": {"window": window, "stride": stride}}
+
+    same = [record("P{P}", 128, 64), record("D|P{D}", 128, 64)]
+    assert windows_sentence(same) == "sliding windows 128 px, stride 64"
+    mixed = [record("P{P}", 128, 64), record("P{D}", 128, 64), record("D|P{D}", 512, 512)]
+    assert (
+        windows_sentence(mixed) == "sliding windows (side / stride, px): P{P} 128 / 64, P{D} 128 / 64, D|P{D} 512 / 512"
+    )

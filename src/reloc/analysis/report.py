@@ -329,6 +329,18 @@ def robustness_section(records: list[dict], out: Path) -> list[str]:
     return lines
 
 
+def windows_sentence(records: list[dict]) -> str:
+    """The sliding windows the records ran in: one for all (``sliding windows 128 px, stride
+    64``) or, where situations differ (each model in its recorded window), one per situation."""
+    windows = {r["situation"]: (r["protocol"]["window"], r["protocol"]["stride"]) for r in records}
+    if len(set(windows.values())) == 1:
+        window, stride = next(iter(windows.values()))
+        return f"sliding windows {window} px, stride {stride}"
+    return "sliding windows (side / stride, px): " + ", ".join(
+        f"{name} {window} / {stride}" for name, (window, stride) in windows.items()
+    )
+
+
 def write_report(
     records: list[dict],
     out: Path,
@@ -346,12 +358,11 @@ def write_report(
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"# {title}", ""]
     if records:
-        protocol = records[0]["protocol"]
         skipped = max(r.get("skipped", 0) for r in records)
         lines += [
             f"Test images: {records[0]['images']} from `{records[0].get('dataset', '?')}`"
             + (f" ({skipped} unreadable or mis-sized samples skipped)" if skipped else "")
-            + f"; sliding windows {protocol['window']} px, stride {protocol['stride']}.",
+            + f"; {windows_sentence(records)}.",
             "",
         ]
     protocols = list(dict.fromkeys(protocol_of(r) for r in records))
