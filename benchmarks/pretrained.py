@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -228,12 +228,9 @@ def aggregate(work: Path, command: str) -> dict:
             winner[spec] = max(
                 ("robust", "reloc"), key=lambda n: (models[n][spec]["auc"] or 0, models[n][spec]["f1"] or 0)
             )
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
-        ).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from pretrain import git_commit  # the recipe script's: one home for the commit lookup
+
     result = {
         "models": models,
         "table3_qf75": table3,
@@ -260,7 +257,7 @@ def aggregate(work: Path, command: str) -> dict:
         "intervals": "95% bootstrap over test images; one training seed per model, so no seed-level interval",
         "shipped_weights": cards.get("commit"),
         "command": command,
-        "commit": commit,
+        "commit": git_commit(),
         "torch": torch.__version__,
     }
     write_json_atomic(RESULTS, result)
