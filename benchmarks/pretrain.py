@@ -4,6 +4,8 @@
     python benchmarks/pretrain.py --part plain         # one part
     python benchmarks/pretrain.py --preset cpu-fp32    # a preset by name (cpu, cpu-fp32, gpu; recipe.yaml)
     python benchmarks/pretrain.py --list-parts
+    python benchmarks/pretrain.py --start-from-package --part plain-256 --part plain-384 \
+        --part robust-256 --part robust-384 --part inference --part ship   # context stages only
 
 The preset sizes the recipe for the machine (``configs/release/recipe.yaml``): ``auto`` picks
 ``cpu`` (the configs as written, sized for a CPU with AMX, which trains in bf16) or
@@ -15,26 +17,36 @@ generator's settings, which training config makes which model); the training con
 
 - ``data``: ``reloc.data.synth.synthesize`` makes the training set from every photo under
   ``photos`` except the held-out ones (split by photo into train / validation);
-- ``plain`` (M^P), then ``robust`` (M^{D|P}, JPEG 50-100) and ``reloc`` (Algorithm 1,
-  JPEG 50-100), both started from plain's best localizer; the two run side by side, one
-  torch thread each, with ``--jobs 2`` (the default);
-- ``inference``: per model, the sliding window and the decision threshold it runs with,
-  chosen on validation images (never the test photos): every candidate window of the
-  recipe's ``inference`` on its first ``images`` validation images at the model's
-  ``distortion``, a model with a restorer in each of its ``restore_windows`` too; the
-  highest per-image AUC picks the window (the localizers learn from
-  small crops and do not carry over to whole images), the highest per-image F1 in that
-  window picks the threshold among ``thresholds`` (trained on tamper-biased crops, they
-  over-predict tampering on whole images);
-- ``ship``: writes each run's best weights to ``src/reloc/pretrained/<name>/``, the
-  localizer with its chosen window in its metadata (``reloc.window``: what ``localize``,
-  ``eval`` and ``serve`` use unless given ``--window``) and its threshold folded into its
-  logits (:func:`reloc.models.calibration.calibrate`: probability 0.5 of the shipped
-  network is the chosen threshold of the trained one; ``reloc.calibration`` metadata),
-  a restorer with its chosen restorer window recorded (it restores the image in windows
-  of that size before the localizer slides over it; none recorded: window by window), and
-  the cards (``cards.json``) with the recipe's provenance; the measured figures are added
-  by ``benchmarks/pretrained.py``.
+- the training parts, the recipe's ``models``: ``plain`` (M^P), then ``robust`` (M^{D|P},
+  JPEG 50-100) and ``reloc`` (Algorithm 1, JPEG 50-100), both started from plain's best
+  localizer, then the context stages: ``plain-256`` and ``robust-256`` (8 epochs of 256-px
+  crops from plain's and robust's best localizers), then ``plain-384`` and ``robust-384``
+  (6 epochs of 384-px crops from those), which make the shipped ``plain`` and ``robust``
+  (``ships_as``; the last part of a model makes its weights). A part starts once the part it starts from has finished; up to
+  ``--jobs`` (default 2) run side by side, in the recipe's order, each with its own torch
+  threads. With ``--start-from-package`` a part whose start part has no run in the work
+  folder starts from the shipped weights of that model (``pretrained:NAME``) instead: how a
+  later stage is added to models trained before it existed;
+- ``inference``: per shipped model (its last part), the sliding window and the decision
+  threshold it runs with, chosen on validation images (never the test photos): every
+  candidate window of the recipe's ``inference`` on its first ``images`` validation images
+  at the model's ``distortion``, a model with a restorer in each of its ``restore_windows``
+  too; the highest per-image AUC picks the window (a localizer trained on crops need not
+  carry over to whole images), the highest per-image F1 in that window picks the
+  threshold among ``thresholds`` (trained on tamper-biased crops, they may over-predict
+  tampering on whole images);
+- ``ship``: writes the best weights of each shipped model's last part to
+  ``src/reloc/pretrained/<name>/``, the localizer with its chosen window in its metadata
+  (``reloc.window``: what ``localize``, ``eval`` and ``serve`` use unless given
+  ``--window``) and its threshold folded into its logits
+  (:func:`reloc.models.calibration.calibrate`: probability 0.5 of the shipped network is
+  the chosen threshold of the trained one; ``reloc.calibration`` metadata), a restorer
+  with its chosen restorer window recorded (it restores the image in windows of that size
+  before the localizer slides over it; none recorded: window by window), and the cards
+  (``cards.json``) with the recipe's provenance (each model's stages); the measured
+  figures are added by ``benchmarks/pretrained.py``. A model whose last part has no run
+  in the work folder (``--start-from-package`` runs that trained only some) keeps its
+  shipped files, card and inference choice.
 
 Every training part is a ``reloc train`` process: a killed part resumes from its last
 checkpoint (``reloc train --resume``), a finished one is skipped, so re-running the script
@@ -64,10 +76,11 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "release" / "recipe.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "pretrain.json"
 PACKAGE = ROOT / "src" / "reloc" / "pretrained"
-PARTS = ("data", "plain", "robust", "reloc", "inference", "ship")
 SUMMARIES = {
-    "plain": "DFCN x0.5 with the SRM high-pass front end, trained on uncompressed images (M^P)",
-    "robust": "plain fine-tuned on JPEG crops of quality 50-100 (M^{D|P}, mixed quality)",
+    "plain": "DFCN x0.5 with the SRM high-pass front end, trained on uncompressed images (M^P), "
+    "128-px crops, then 256 and 384",
+    "robust": "plain fine-tuned on JPEG crops of quality 50-100 (M^{D|P}, mixed quality), 128-px crops, "
+    "then 256 and 384",
     "reloc": "small SCUNet restorer + DFCN x0.5 trained by ReLoc's Algorithm 1 on JPEG 50-100, localizer from plain",
 }
 
@@ -83,8 +96,9 @@ def auto_preset() -> str:
 
 def load_recipe(preset: str, path: Path = RECIPE) -> dict:
     """The recipe with ``presets[preset]`` applied (``auto``: :func:`auto_preset`): ``synth``
-    merged, the overrides of every model (``set``) and of each (``models.NAME.set``) kept in
-    each model's ``overrides``, ``threads`` set."""
+    merged; each model's ``overrides`` are the preset's for every model (``set``), then the
+    model's own (``models.NAME.set`` of the recipe), then the preset's for that model (later
+    ones win); ``threads`` set. Every ``start`` must name an earlier model."""
     try:
         recipe = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -101,13 +115,34 @@ def load_recipe(preset: str, path: Path = RECIPE) -> dict:
     if unknown:
         raise SystemExit(f"error: preset {preset!r} sets unknown models: {', '.join(sorted(unknown))}")
     recipe["synth"] = {**recipe["synth"], **{k: v for k, v in chosen.get("synth", {}).items()}}
+    earlier: set[str] = set()
     for name, model in recipe["models"].items():
+        if model.get("start") is not None and model["start"] not in earlier:
+            raise SystemExit(f"error: model {name!r} starts from {model['start']!r}, which is not listed before it")
+        earlier.add(name)
         own = (chosen.get("models", {}).get(name) or {}).get("set", [])
-        model["overrides"] = [*chosen.get("set", []), *own]
+        model["overrides"] = [*chosen.get("set", []), *model.get("set", []), *own]
         if "threads" in chosen:
             model["threads"] = chosen["threads"]
     recipe["preset"] = preset
     return recipe
+
+
+def shipped_parts(recipe: dict) -> dict[str, str]:
+    """``{package model: the training part that makes it}``: each model's last listed part
+    (``ships_as``, default the part's own name), in the order the models first appear."""
+    shipped: dict[str, str] = {}
+    for name, model in recipe["models"].items():
+        shipped[model.get("ships_as", name)] = name
+    return shipped
+
+
+def stages_of(recipe: dict, part: str) -> list[str]:
+    """The training parts that lead to ``part``, first to last (``plain``, ``plain-256``)."""
+    chain = [part]
+    while recipe["models"][chain[0]].get("start"):
+        chain.insert(0, recipe["models"][chain[0]]["start"])
+    return chain
 
 
 def photo_split(recipe: dict) -> tuple[Path, list[Path], list[Path]]:
@@ -208,7 +243,32 @@ def make_data(recipe: dict, work: Path) -> dict:
     }
 
 
-def train_command(recipe: dict, name: str, work: Path) -> list[str]:
+def start_weights(recipe: dict, name: str, work: Path, from_package: bool = False) -> str | None:
+    """What part ``name`` starts from: the best localizer of its ``start`` part's run (the run
+    folder), or with ``from_package`` and no such run, that model's shipped weights
+    (``pretrained:NAME``); ``None`` for a part trained from scratch.
+
+    Raises:
+        SystemExit: the start part has no trained run (and not ``from_package``).
+    """
+    from reloc import runs
+
+    start = recipe["models"][name].get("start")
+    if start is None:
+        return None
+    run = work / start
+    if runs.weights_path(run, "localizer").is_file():
+        return str(run)
+    if from_package:
+        shipped = recipe["models"][start].get("ships_as", start)
+        return f"pretrained:{shipped}"
+    raise SystemExit(
+        f"error: {name} starts from {start}, which has no trained run in {work}: train {start} first, "
+        f"or pass --start-from-package to start from the shipped weights"
+    )
+
+
+def train_command(recipe: dict, name: str, work: Path, from_package: bool = False) -> list[str]:
     """The ``reloc train`` command of one part: fresh (config + overrides) or ``--resume``."""
     from reloc import runs
 
@@ -221,14 +281,15 @@ def train_command(recipe: dict, name: str, work: Path) -> list[str]:
         shutil.rmtree(run)  # started, no epoch finished: start over
     model = recipe["models"][name]
     command += ["--config", str(ROOT / model["config"]), "--set", f"data.dataset={work / 'data'}"]
-    if model.get("start"):
-        command += ["--set", f"model.localizer_weights={work / model['start']}"]
+    start = start_weights(recipe, name, work, from_package)
+    if start is not None:
+        command += ["--set", f"model.localizer_weights={start}"]
     for override in model["overrides"]:
         command += ["--set", override]
     return command
 
 
-def launch(recipe: dict, name: str, work: Path) -> subprocess.Popen | None:
+def launch(recipe: dict, name: str, work: Path, from_package: bool = False) -> subprocess.Popen | None:
     """Start one training part (None when it finished before)."""
     done, total = run_progress(work / name)
     if total and done >= total:
@@ -236,7 +297,7 @@ def launch(recipe: dict, name: str, work: Path) -> subprocess.Popen | None:
         return None
     threads = str(recipe["models"][name]["threads"])
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"}
-    command = train_command(recipe, name, work)
+    command = train_command(recipe, name, work, from_package)
     (work / "logs").mkdir(parents=True, exist_ok=True)
     log = open(work / "logs" / f"{name}.log", "a")  # noqa: SIM115 - closed when the process ends
     print(f"{name}: {' '.join(command[1:])} ({threads} thread(s); log {log.name})")
@@ -253,19 +314,22 @@ def train_summary(run: Path) -> dict:
         "epochs": len(rows),
         "train_seconds": round(sum(float(r["seconds"]) for r in rows), 1),
         "seed": config["train"]["seed"],
+        "started_from": config["model"].get("localizer_weights"),
         "config": config,
         "last_epoch": rows[-1],
     }
 
 
-def recipe_wall_seconds(parts: dict) -> float:
-    """The recipe's wall time from its parts' records: ``robust`` and ``reloc`` train side by
-    side (both record the stage's wall), so that stage counts once, by the longer of them."""
+def recipe_wall_seconds(results: dict) -> float:
+    """The recipe's wall time: the data and inference parts' walls plus the training parts'
+    (``training_wall_seconds``: the time spent training, over every invocation; parts that
+    ran side by side count once)."""
+    parts = results.get("parts", {})
 
     def wall(name: str) -> float:
         return parts.get(name, {}).get("wall_seconds") or 0.0
 
-    return round(wall("data") + wall("plain") + max(wall("robust"), wall("reloc")) + wall("inference"), 1)
+    return round(wall("data") + (results.get("training_wall_seconds") or 0.0) + wall("inference"), 1)
 
 
 def pick_candidate(rows: list[dict], tolerance: float = 0.0) -> dict:
@@ -276,9 +340,10 @@ def pick_candidate(rows: list[dict], tolerance: float = 0.0) -> dict:
 
 
 def choose_inference(recipe: dict, work: Path) -> dict:
-    """Per model: the sliding window, the restorer window (models with a restorer) and the
-    decision threshold it runs with, chosen on validation images (every candidate's per-image
-    AUC and F1 at every threshold)."""
+    """Per shipped model whose last part has a trained run (:func:`shipped_parts`): the
+    sliding window, the restorer window (models with a restorer) and the decision threshold
+    it runs with, chosen on validation images (every candidate's per-image AUC and F1 at
+    every threshold); models with no such run are left out."""
     import torch
 
     from reloc import runs
@@ -289,8 +354,12 @@ def choose_inference(recipe: dict, work: Path) -> dict:
 
     settings = recipe["inference"]
     chosen = {}
-    for name in recipe["models"]:
-        run = work / name
+    for name, part in shipped_parts(recipe).items():
+        run = work / part
+        if not runs.weights_path(run, "localizer").is_file():
+            print(f"inference {name}: {part} has no trained run in {work}, left as it is")
+            continue
+        started = time.perf_counter()
         refs = evaluation_samples(work / "data", "val", [run])[: settings["images"]]
         restorer = runs.weights_path(run, "restorer")
         pipeline = pipeline_from_weights(
@@ -332,6 +401,7 @@ def choose_inference(recipe: dict, work: Path) -> dict:
         best = pick_candidate(rows, settings.get("auc_tolerance", 0.0))
         threshold, f1 = max(best["f1"].items(), key=lambda item: item[1])
         chosen[name] = {
+            "part": part,
             "chosen": best["window"],
             "restore_window": best["restore_window"],
             "threshold": float(threshold),
@@ -339,32 +409,41 @@ def choose_inference(recipe: dict, work: Path) -> dict:
             "distortion": distortion,
             "images": len(refs),
             "candidates": rows,
+            "wall_seconds": round(time.perf_counter() - started, 1),
         }
     return chosen
 
 
 def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
-    """Write the best weights into the package (the localizer with its chosen window
-    recorded and its chosen threshold folded into its logits) and the cards (figures reset)."""
+    """Write the best weights of each shipped model's last part into the package (the
+    localizer with its chosen window recorded and its chosen threshold folded into its
+    logits) and the cards (figures reset). A model whose last part has no trained run in
+    ``work`` keeps its shipped files and card (a run of only some parts)."""
     import torch
 
     from reloc import runs
     from reloc.models.calibration import calibrate
     from reloc.models.weights import load_network, save_network
 
-    cards = {}
-    for name in recipe["models"]:
-        best = {role: runs.weights_path(work / name, role) for role in ("localizer", "restorer")}
+    cards_file = package / "cards.json"
+    shipped_cards = json.loads(cards_file.read_text())["models"] if cards_file.is_file() else {}
+    cards, kept = {}, []
+    for name, last in shipped_parts(recipe).items():
+        best = {role: runs.weights_path(work / last, role) for role in ("localizer", "restorer")}
         roles = [role for role, path in best.items() if path.is_file()]
-        if "localizer" not in roles:
-            raise SystemExit(f"error: {best['localizer']} is missing; train {name} first")
         target = package / name
+        if "localizer" not in roles:
+            if name in shipped_cards and (target / "localizer.safetensors").is_file():
+                cards[name] = shipped_cards[name]
+                kept.append(name)
+                continue
+            raise SystemExit(f"error: {best['localizer']} is missing; train {last} first")
+        inference = results["parts"].get("inference", {}).get(name)
+        if inference is None or inference.get("part", last) != last:
+            raise SystemExit(f"error: no window and threshold chosen for {name} ({last}); run the inference part first")
         target.mkdir(parents=True, exist_ok=True)
         for role in ("localizer", "restorer"):
             (target / f"{role}.safetensors").unlink(missing_ok=True)
-        inference = results["parts"].get("inference", {}).get(name)
-        if inference is None:
-            raise SystemExit(f"error: no window and threshold chosen for {name}; run the inference part first")
         window, threshold = inference["chosen"], inference["threshold"]
         restore_window = tuple(inference["restore_window"]) if inference.get("restore_window") else None
         for role in roles:
@@ -374,21 +453,29 @@ def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
                 save_network(localizer, target / f"{role}.safetensors", window=tuple(window), calibration=calibration)
             else:  # the same tensors, with the restorer's window recorded
                 save_network(load_network(best[role]), target / f"{role}.safetensors", window=restore_window)
-        part = results["parts"].get(name, {})
+        stages = []
+        for part_name in stages_of(recipe, last):
+            part = results["parts"].get(part_name, {})
+            stages.append(
+                {
+                    "part": part_name,
+                    "config": recipe["models"][part_name]["config"],
+                    "set": recipe["models"][part_name].get("set", []),
+                    "started_from": part.get("started_from"),
+                    "epochs": part.get("epochs"),
+                    "seed": part.get("seed"),
+                    "train_seconds": part.get("train_seconds"),
+                    "commit": part.get("commit"),
+                }
+            )
         cards[name] = {
             "summary": SUMMARIES[name],
             "roles": roles,
-            "trained_on": part.get("config", {}).get("data", {}).get("distortion"),
+            "trained_on": results["parts"].get(last, {}).get("config", {}).get("data", {}).get("distortion"),
             "window": window,
             "threshold": threshold,
             "restore_window": inference.get("restore_window"),
-            "recipe": {
-                "preset": recipe["preset"],
-                "config": recipe["models"][name]["config"],
-                "epochs": part.get("epochs"),
-                "seed": part.get("seed"),
-                "train_seconds": part.get("train_seconds"),
-            },
+            "recipe": {"preset": recipe["preset"], "stages": stages},
             "figures": {},
         }
     document = {
@@ -399,8 +486,59 @@ def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
         "data": results["parts"].get("data", {}),
         "models": cards,
     }
-    write_json_atomic(package / "cards.json", document)
-    print(f"shipped {', '.join(cards)} -> {package}")
+    write_json_atomic(cards_file, document)
+    print(
+        f"shipped {', '.join(n for n in cards if n not in kept)} -> {package}"
+        + (f" (kept: {', '.join(kept)})" if kept else "")
+    )
+
+
+def train_parts(recipe: dict, names: list[str], work: Path, results: dict, args: argparse.Namespace) -> None:
+    """Train ``names`` (in the recipe's order): a part starts once the part it starts from is
+    no longer pending here, up to ``args.jobs`` at a time; each finished part is recorded in
+    ``results`` (and saved) as it ends.
+
+    Raises:
+        SystemExit: a part failed (the others are waited for first; run again to resume).
+    """
+    pending, running, failed = list(names), {}, []
+    while pending or running:
+        for name in list(pending):
+            if len(running) >= max(args.jobs, 1) or failed:
+                break
+            if recipe["models"][name].get("start") in [*pending, *running]:
+                continue  # its start part is not trained yet
+            pending.remove(name)
+            running[name] = (launch(recipe, name, work, args.start_from_package), time.perf_counter())
+        if not running:
+            break  # only parts waiting for a failed one are left
+        time.sleep(0 if any(process is None for process, _ in running.values()) else 2)
+        for name, (process, tick) in list(running.items()):
+            if process is not None and process.poll() is None:
+                continue
+            del running[name]
+            if process is not None and process.returncode != 0:
+                failed.append(name)
+                continue
+            before = results["parts"].get(name, {})
+            if process is None and before.get("finished"):
+                continue  # finished and recorded by an earlier invocation
+            entry = {**train_summary(work / name), "finished": True}
+            if process is None:  # finished before, never recorded (that invocation was killed)
+                entry.update(
+                    wall_seconds=None,
+                    commit=None,
+                    note="trained by an earlier invocation that was stopped before recording it",
+                )
+            else:
+                wall = before.get("wall_seconds", 0.0) + time.perf_counter() - tick
+                entry.update(wall_seconds=round(wall, 1), commit=results["commit"], machine=results["machine"])
+            results["parts"][name] = entry
+            save_results(results, args.results)
+    if failed:
+        raise SystemExit(
+            f"error: part(s) {', '.join(failed)} failed; see {work / 'logs'}; run the script again to resume"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -410,20 +548,29 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--recipe", type=Path, default=RECIPE, help="the recipe YAML (paths relative to the checkout)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "release")
-    parser.add_argument("--part", choices=PARTS, action="append", help="run only these parts (repeatable)")
-    parser.add_argument("--jobs", type=int, default=2, help="training parts run side by side (robust, reloc)")
+    parser.add_argument("--part", action="append", help="run only these parts (repeatable; --list-parts names them)")
+    parser.add_argument("--jobs", type=int, default=2, help="training parts run side by side at most")
+    parser.add_argument(
+        "--start-from-package",
+        action="store_true",
+        help="a part whose start part has no run in --work starts from that model's shipped weights",
+    )
     parser.add_argument("--results", type=Path, default=RESULTS, help="provenance JSON")
     parser.add_argument("--package", type=Path, default=PACKAGE, help="where ship puts weights and cards")
     parser.add_argument("--threads", type=int, help="torch threads of every training part (default: the recipe's)")
     parser.add_argument("--force", action="store_true", help="redo the inference part even when recorded as finished")
     parser.add_argument("--list-parts", action="store_true")
     args = parser.parse_args(argv)
-    if args.list_parts:
-        print("\n".join(PARTS))
-        return 0
     import torch
 
     recipe = load_recipe(args.preset, args.recipe)
+    known = ["data", *recipe["models"], "inference", "ship"]
+    if args.list_parts:
+        print("\n".join(known))
+        return 0
+    unknown = [part for part in args.part or [] if part not in known]
+    if unknown:
+        raise SystemExit(f"error: unknown part(s) {', '.join(unknown)}; parts: {', '.join(known)}")
     preset = recipe["preset"]
     if args.threads:
         for model in recipe["models"].values():
@@ -442,7 +589,7 @@ def main(argv: list[str] | None = None) -> int:
         machine=machine_summary(),
         command=" ".join(["python", "benchmarks/pretrain.py", *(argv if argv is not None else sys.argv[1:])]),
     )
-    parts = args.part or list(PARTS)
+    parts = args.part or known
     started = time.perf_counter()
     if "data" in parts and not results["parts"].get("data", {}).get("finished"):
         tick = time.perf_counter()
@@ -452,46 +599,30 @@ def main(argv: list[str] | None = None) -> int:
             "wall_seconds": round(time.perf_counter() - tick, 1),
         }
         save_results(results, args.results)
-    stages = [[n] for n in ("plain",) if n in parts] + [[n for n in ("robust", "reloc") if n in parts]]
-    for stage in stages:
-        for group in [stage] if args.jobs > 1 else [[n] for n in stage]:
-            tick = time.perf_counter()
-            processes = {name: launch(recipe, name, work) for name in group}
-            failed = [name for name, process in processes.items() if process is not None and process.wait() != 0]
-            if failed:
-                save_results(results, args.results)
-                raise SystemExit(
-                    f"error: part(s) {', '.join(failed)} failed; see {work / 'logs'}; run the script again to resume"
-                )
-            for name, process in processes.items():
-                before = results["parts"].get(name, {})
-                if process is None and before.get("finished"):
-                    continue  # finished and recorded by an earlier invocation
-                entry = {**train_summary(work / name), "finished": True}
-                if process is None:  # finished before, never recorded (that invocation was killed)
-                    entry.update(
-                        wall_seconds=None,
-                        commit=None,
-                        note="trained by an earlier invocation that was stopped before recording it",
-                    )
-                else:
-                    wall = before.get("wall_seconds", 0.0) + time.perf_counter() - tick
-                    entry.update(wall_seconds=round(wall, 1), commit=results["commit"])
-                results["parts"][name] = entry
+    training = [name for name in recipe["models"] if name in parts]
+    if training:
+        tick = time.perf_counter()
+        try:
+            train_parts(recipe, training, work, results, args)
+        finally:
+            spent = results.get("training_wall_seconds", 0.0) + time.perf_counter() - tick
+            results["training_wall_seconds"] = round(spent, 1)
             save_results(results, args.results)
     if "inference" in parts and (args.force or not results["parts"].get("inference", {}).get("finished")):
-        tick = time.perf_counter()
+        chosen = {name: {**row, "commit": results["commit"]} for name, row in choose_inference(recipe, work).items()}
+        models = {**results["parts"].get("inference", {}), **chosen}  # models left out keep their choice
+        models = {name: row for name, row in models.items() if name in shipped_parts(recipe)}
         results["parts"]["inference"] = {
-            **choose_inference(recipe, work),
+            **models,
             "finished": True,
             "commit": results["commit"],
-            "wall_seconds": round(time.perf_counter() - tick, 1),
+            "wall_seconds": round(sum(row.get("wall_seconds") or 0.0 for row in models.values()), 1),
         }
         save_results(results, args.results)
     if "ship" in parts:
         ship(recipe, work, results, args.package)
     results["wall_seconds_this_invocation"] = round(time.perf_counter() - started, 1)
-    results["wall_seconds_total"] = recipe_wall_seconds(results["parts"])
+    results["wall_seconds_total"] = recipe_wall_seconds(results)
     save_results(results, args.results)
     return 0
 

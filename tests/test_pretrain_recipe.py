@@ -43,7 +43,7 @@ def recipe_run(pretrain, tmp_path_factory):
     recipe["inference"].update(
         images=2, candidates=[[64, 32], [96, 96]], thresholds=[0.4, 0.5], restore_windows=[[512, 512], None]
     )
-    (root / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    (root / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     paths = {
         "recipe": root / "recipe.yaml",
         "work": root / "work",
@@ -59,11 +59,19 @@ def test_every_part_finishes_and_records_its_provenance(recipe_run):
     paths, _ = recipe_run
     results = json.loads(paths["results"].read_text())
     assert results["preset"] == "smoke"
-    for part in ("data", "plain", "robust", "reloc", "inference"):
+    for part in ("data", "plain", "robust", "reloc", "plain-256", "robust-256", "plain-384", "robust-384", "inference"):
         assert results["parts"][part]["finished"], part
     data = results["parts"]["data"]
     assert data["held_out"] == ["skimage/rocket.png"] and data["training_photos"] == 4
     assert results["parts"]["plain"]["epochs"] == 2 and results["parts"]["plain"]["seed"] == 0
+    # each context stage started from its start part's run, after it (the smoke preset: 1 epoch)
+    parts = results["parts"]
+    assert parts["plain"]["started_from"] is None
+    assert parts["plain-256"]["started_from"] == str(paths["work"].resolve() / "plain")
+    assert parts["robust-256"]["started_from"] == str(paths["work"].resolve() / "robust")
+    assert parts["plain-384"]["started_from"] == str(paths["work"].resolve() / "plain-256")
+    assert parts["robust-256"]["epochs"] == 1 and parts["robust-256"]["config"]["data"]["batch_size"] == 4
+    assert results["training_wall_seconds"] > 0
 
 
 def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_files(recipe_run):
@@ -71,8 +79,10 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
     inference = json.loads(paths["results"].read_text())["parts"]["inference"]
     cards = json.loads((paths["package"] / "cards.json").read_text())["models"]
     tolerance = yaml.safe_load(paths["recipe"].read_text())["inference"]["auc_tolerance"]
+    parts = {"plain": "plain-384", "robust": "robust-384", "reloc": "reloc"}  # the last part of each
     for name in ("plain", "robust", "reloc"):
         chosen = inference[name]
+        assert chosen["part"] == parts[name]
         rows = chosen["candidates"]
         # a restorer tries every localizer window with each restorer window (null: window by window)
         assert len(rows) == (4 if name == "reloc" else 2)
@@ -91,6 +101,12 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
             chosen["restore_window"],
         )
         assert list(read_window(paths["package"] / name / "localizer.safetensors")) == chosen["chosen"]
+        chains = {
+            "plain": ["plain", "plain-256", "plain-384"],
+            "robust": ["plain", "robust", "robust-256", "robust-384"],
+            "reloc": ["plain", "reloc"],
+        }
+        assert [stage["part"] for stage in card["recipe"]["stages"]] == chains[name]
     restorer_window = read_window(paths["package"] / "reloc" / "restorer.safetensors")
     assert (list(restorer_window) if restorer_window else None) == inference["reloc"]["restore_window"]
 
@@ -153,8 +169,59 @@ def test_a_preset_sets_every_model_and_each_model_on_its_own(pretrain, tmp_path)
         pretrain.load_recipe("bad", tmp_path / "recipe.yaml")
 
 
-def test_the_recipe_wall_time_counts_the_side_by_side_stage_once(pretrain):
+def test_the_recipe_wall_time_counts_the_training_time_not_the_sum_of_the_parts(pretrain):
     parts = {n: {"wall_seconds": s} for n, s in (("data", 10), ("plain", 100), ("robust", 50), ("reloc", 70))}
     parts["inference"] = {"wall_seconds": 5}
-    assert pretrain.recipe_wall_seconds(parts) == 185
-    assert pretrain.recipe_wall_seconds({"plain": {"wall_seconds": None}}) == 0
+    assert pretrain.recipe_wall_seconds({"parts": parts, "training_wall_seconds": 170}) == 185
+    assert pretrain.recipe_wall_seconds({"parts": {"plain": {"wall_seconds": None}}}) == 0
+
+
+def test_context_stages_ship_as_their_model_and_a_start_must_come_first(pretrain, tmp_path):
+    recipe = pretrain.load_recipe("cpu")
+    assert pretrain.shipped_parts(recipe) == {"plain": "plain-384", "robust": "robust-384", "reloc": "reloc"}
+    assert pretrain.stages_of(recipe, "robust-384") == ["plain", "robust", "robust-256", "robust-384"]
+    assert recipe["models"]["plain-256"]["overrides"][0] == "data.crop=256"
+    # a preset's own setting for a part wins over the part's; the part's over the preset's for all
+    smoke = pretrain.load_recipe("smoke")["models"]["plain-256"]["overrides"]
+    own = ["data.crop=256", "data.batch_size=4", "optim.lr=0.0003", "train.epochs=8"]
+    assert smoke[-6:] == [*own, "data.crop=64", "train.epochs=1"] and smoke[0] == "data.steps_per_epoch=2"
+    raw = yaml.safe_load(pretrain.RECIPE.read_text())
+    raw["models"] = {"late": {"config": "x.yaml", "start": "plain"}, **raw["models"]}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(SystemExit, match="'late' starts from 'plain', which is not listed before it"):
+        pretrain.load_recipe("cpu", tmp_path / "recipe.yaml")
+
+
+def test_a_stage_added_later_starts_from_the_shipped_weights_and_the_rest_is_kept(pretrain, recipe_run, tmp_path):
+    import shutil
+
+    paths, argv = recipe_run
+    package = tmp_path / "package"
+    shutil.copytree(paths["package"], package)
+    work = tmp_path / "work"
+    shutil.copytree(paths["work"] / "data", work / "data")  # the data only: no earlier training part
+    results = tmp_path / "pretrain.json"
+    common = ["--preset", "smoke", "--threads", "1", f"--recipe={paths['recipe']}", f"--work={work}"]
+    common += [f"--results={results}", f"--package={package}"]
+    stage = ["--part", "plain-256", "--part", "plain-384", "--part", "inference", "--part", "ship"]
+    with pytest.raises(
+        SystemExit, match="plain-256 starts from plain, which has no trained run .*--start-from-package"
+    ):
+        pretrain.main([*common, *stage])
+    kept = {name: (package / name / "localizer.safetensors").read_bytes() for name in ("robust", "reloc")}
+    before = (package / "plain" / "localizer.safetensors").read_bytes()
+    assert pretrain.main([*common, *stage, "--start-from-package"]) == 0
+    recorded = json.loads(results.read_text())["parts"]
+    assert recorded["plain-256"]["started_from"] == "pretrained:plain"
+    assert recorded["plain-384"]["started_from"] == str(work.resolve() / "plain-256")
+    assert set(recorded["inference"]) >= {"plain"} and "robust" not in recorded["inference"]
+    assert (package / "plain" / "localizer.safetensors").read_bytes() != before
+    assert {name: (package / name / "localizer.safetensors").read_bytes() for name in kept} == kept
+    cards = json.loads((package / "cards.json").read_text())["models"]
+    original = json.loads((paths["package"] / "cards.json").read_text())["models"]
+    assert cards["robust"] == original["robust"] and cards["reloc"] == original["reloc"]
+    stages = cards["plain"]["recipe"]["stages"]
+    assert [(stage["part"], stage["started_from"]) for stage in stages[1:]] == [
+        ("plain-256", "pretrained:plain"),
+        ("plain-384", str(work.resolve() / "plain-256")),
+    ]
