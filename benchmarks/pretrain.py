@@ -128,12 +128,17 @@ def load_recipe(preset: str, path: Path = RECIPE) -> dict:
     return recipe
 
 
+def ships_as(recipe: dict, part: str) -> str:
+    """The package model training part ``part`` makes (``ships_as``, default its own name)."""
+    return recipe["models"][part].get("ships_as", part)
+
+
 def shipped_parts(recipe: dict) -> dict[str, str]:
     """``{package model: the training part that makes it}``: each model's last listed part
-    (``ships_as``, default the part's own name), in the order the models first appear."""
+    (:func:`ships_as`), in the order the models first appear."""
     shipped: dict[str, str] = {}
-    for name, model in recipe["models"].items():
-        shipped[model.get("ships_as", name)] = name
+    for name in recipe["models"]:
+        shipped[ships_as(recipe, name)] = name
     return shipped
 
 
@@ -260,8 +265,7 @@ def start_weights(recipe: dict, name: str, work: Path, from_package: bool = Fals
     if runs.weights_path(run, "localizer").is_file():
         return str(run)
     if from_package:
-        shipped = recipe["models"][start].get("ships_as", start)
-        return f"pretrained:{shipped}"
+        return f"pretrained:{ships_as(recipe, start)}"
     raise SystemExit(
         f"error: {name} starts from {start}, which has no trained run in {work}: train {start} first, "
         f"or pass --start-from-package to start from the shipped weights"
