@@ -59,7 +59,10 @@ def test_every_part_finishes_and_records_its_provenance(recipe_run):
     paths, _ = recipe_run
     results = json.loads(paths["results"].read_text())
     assert results["preset"] == "smoke"
-    for part in ("data", "plain", "robust", "reloc", "plain-256", "robust-256", "plain-384", "robust-384", "inference"):
+    for part in (
+        "data", "plain", "robust", "reloc", "plain-256", "robust-256", "plain-384", "robust-384",
+        "plain-384-long", "robust-384-long", "inference",
+    ):
         assert results["parts"][part]["finished"], part
     data = results["parts"]["data"]
     assert data["held_out"] == ["skimage/rocket.png"] and data["training_photos"] == 4
@@ -70,6 +73,7 @@ def test_every_part_finishes_and_records_its_provenance(recipe_run):
     assert parts["plain-256"]["started_from"] == str(paths["work"].resolve() / "plain")
     assert parts["robust-256"]["started_from"] == str(paths["work"].resolve() / "robust")
     assert parts["plain-384"]["started_from"] == str(paths["work"].resolve() / "plain-256")
+    assert parts["robust-384-long"]["started_from"] == str(paths["work"].resolve() / "robust-384")
     assert parts["robust-256"]["epochs"] == 1 and parts["robust-256"]["config"]["data"]["batch_size"] == 4
     assert results["training_wall_seconds"] > 0
 
@@ -79,7 +83,7 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
     inference = json.loads(paths["results"].read_text())["parts"]["inference"]
     cards = json.loads((paths["package"] / "cards.json").read_text())["models"]
     tolerance = yaml.safe_load(paths["recipe"].read_text())["inference"]["auc_tolerance"]
-    parts = {"plain": "plain-384", "robust": "robust-384", "reloc": "reloc"}  # the last part of each
+    parts = {"plain": "plain-384-long", "robust": "robust-384-long", "reloc": "reloc"}  # the last part of each
     for name in ("plain", "robust", "reloc"):
         chosen = inference[name]
         assert chosen["part"] == parts[name]
@@ -102,8 +106,8 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
         )
         assert list(read_window(paths["package"] / name / "localizer.safetensors")) == chosen["chosen"]
         chains = {
-            "plain": ["plain", "plain-256", "plain-384"],
-            "robust": ["plain", "robust", "robust-256", "robust-384"],
+            "plain": ["plain", "plain-256", "plain-384", "plain-384-long"],
+            "robust": ["plain", "robust", "robust-256", "robust-384", "robust-384-long"],
             "reloc": ["plain", "reloc"],
         }
         assert [stage["part"] for stage in card["recipe"]["stages"]] == chains[name]
@@ -178,8 +182,8 @@ def test_the_recipe_wall_time_counts_the_training_time_not_the_sum_of_the_parts(
 
 def test_context_stages_ship_as_their_model_and_a_start_must_come_first(pretrain, tmp_path):
     recipe = pretrain.load_recipe("cpu")
-    assert pretrain.shipped_parts(recipe) == {"plain": "plain-384", "robust": "robust-384", "reloc": "reloc"}
-    assert pretrain.stages_of(recipe, "robust-384") == ["plain", "robust", "robust-256", "robust-384"]
+    assert pretrain.shipped_parts(recipe) == {"plain": "plain-384-long", "robust": "robust-384-long", "reloc": "reloc"}
+    assert pretrain.stages_of(recipe, "robust-384-long") == ["plain", "robust", "robust-256", "robust-384", "robust-384-long"]
     assert recipe["models"]["plain-256"]["overrides"][0] == "data.crop=256"
     # a preset's own setting for a part wins over the part's; the part's over the preset's for all
     smoke = pretrain.load_recipe("smoke")["models"]["plain-256"]["overrides"]
@@ -203,7 +207,7 @@ def test_a_stage_added_later_starts_from_the_shipped_weights_and_the_rest_is_kep
     results = tmp_path / "pretrain.json"
     common = ["--preset", "smoke", "--threads", "1", f"--recipe={paths['recipe']}", f"--work={work}"]
     common += [f"--results={results}", f"--package={package}"]
-    stage = ["--part", "plain-256", "--part", "plain-384", "--part", "inference", "--part", "ship"]
+    stage = ["--part", "plain-256", "--part", "plain-384", "--part", "plain-384-long", "--part", "inference", "--part", "ship"]
     with pytest.raises(
         SystemExit, match="plain-256 starts from plain, which has no trained run .*--start-from-package"
     ):
@@ -224,4 +228,5 @@ def test_a_stage_added_later_starts_from_the_shipped_weights_and_the_rest_is_kep
     assert [(stage["part"], stage["started_from"]) for stage in stages[1:]] == [
         ("plain-256", "pretrained:plain"),
         ("plain-384", str(work.resolve() / "plain-256")),
+        ("plain-384-long", str(work.resolve() / "plain-384")),
     ]
