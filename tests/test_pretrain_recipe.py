@@ -60,8 +60,17 @@ def test_every_part_finishes_and_records_its_provenance(recipe_run):
     results = json.loads(paths["results"].read_text())
     assert results["preset"] == "smoke"
     for part in (
-        "data", "plain", "robust", "reloc", "plain-256", "robust-256", "plain-384", "robust-384",
-        "plain-384-long", "robust-384-long", "inference",
+        "data",
+        "plain",
+        "robust",
+        "reloc",
+        "plain-256",
+        "robust-256",
+        "plain-384",
+        "robust-384",
+        "plain-384-long",
+        "robust-384-long",
+        "inference",
     ):
         assert results["parts"][part]["finished"], part
     data = results["parts"]["data"]
@@ -183,7 +192,13 @@ def test_the_recipe_wall_time_counts_the_training_time_not_the_sum_of_the_parts(
 def test_context_stages_ship_as_their_model_and_a_start_must_come_first(pretrain, tmp_path):
     recipe = pretrain.load_recipe("cpu")
     assert pretrain.shipped_parts(recipe) == {"plain": "plain-384-long", "robust": "robust-384-long", "reloc": "reloc"}
-    assert pretrain.stages_of(recipe, "robust-384-long") == ["plain", "robust", "robust-256", "robust-384", "robust-384-long"]
+    assert pretrain.stages_of(recipe, "robust-384-long") == [
+        "plain",
+        "robust",
+        "robust-256",
+        "robust-384",
+        "robust-384-long",
+    ]
     assert recipe["models"]["plain-256"]["overrides"][0] == "data.crop=256"
     # a preset's own setting for a part wins over the part's; the part's over the preset's for all
     smoke = pretrain.load_recipe("smoke")["models"]["plain-256"]["overrides"]
@@ -207,7 +222,18 @@ def test_a_stage_added_later_starts_from_the_shipped_weights_and_the_rest_is_kep
     results = tmp_path / "pretrain.json"
     common = ["--preset", "smoke", "--threads", "1", f"--recipe={paths['recipe']}", f"--work={work}"]
     common += [f"--results={results}", f"--package={package}"]
-    stage = ["--part", "plain-256", "--part", "plain-384", "--part", "plain-384-long", "--part", "inference", "--part", "ship"]
+    stage = [
+        "--part",
+        "plain-256",
+        "--part",
+        "plain-384",
+        "--part",
+        "plain-384-long",
+        "--part",
+        "inference",
+        "--part",
+        "ship",
+    ]
     with pytest.raises(
         SystemExit, match="plain-256 starts from plain, which has no trained run .*--start-from-package"
     ):
