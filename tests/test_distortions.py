@@ -14,6 +14,7 @@ from PIL import Image
 
 from reloc.data.distortions import (
     Distortion,
+    DistortionMix,
     Step,
     distort_tensor,
     encode_jpeg,
@@ -270,3 +271,41 @@ def test_social_caps_the_long_side_then_compresses_and_keeps_the_size():
     uncapped = parse_distortion("social:2048")(image, np.random.default_rng(0))
     np.testing.assert_array_equal(uncapped, parse_distortion(f"jpeg:{quality}")(image, np.random.default_rng(0)))
     assert np.abs(capped - image).mean() > np.abs(uncapped - image).mean()  # the downscale loses detail
+
+
+def test_mix_draws_each_alternative_and_round_trips():
+    mix = parse_distortion(" jpeg:50 | none | blur:2 ")
+    assert isinstance(mix, DistortionMix)
+    assert str(mix) == "jpeg:50 | none | blur:2.0" and parse_distortion(str(mix)) == mix
+    image = _image(seed=3)
+    chains = [parse_distortion(spec) for spec in ("jpeg:50", "none", "blur:2")]
+    seen = set()
+    for seed in range(40):
+        result = mix(image, np.random.default_rng(seed))
+        matches = [
+            i for i, chain in enumerate(chains) if np.array_equal(result, chain(image, np.random.default_rng(0)))
+        ]
+        assert len(matches) == 1, f"seed {seed}: output equals {len(matches)} alternatives"
+        seen.add(matches[0])
+    assert seen == {0, 1, 2}
+
+
+def test_mix_is_seeded_and_works_on_tensors():
+    mix = parse_distortion("jpeg:30-90 | resize:0.5,jpeg:60")
+    batch = torch.rand(4, 3, 24, 24)
+    first = distort_tensor(batch, mix, np.random.default_rng(1))
+    np.testing.assert_array_equal(first, distort_tensor(batch, str(mix), np.random.default_rng(1)))
+    assert first.shape == batch.shape and not torch.equal(first, batch)
+
+
+@pytest.mark.parametrize("spec", ["jpeg:50 |", "| none", "jpeg:50 || none"])
+def test_mix_rejects_empty_alternatives(spec):
+    with pytest.raises(ValueError, match="empty alternative"):
+        parse_distortion(spec)
+
+
+def test_mix_rejects_bad_alternative_naming_it():
+    with pytest.raises(ValueError, match="sharpen"):
+        parse_distortion("jpeg:50 | sharpen:2")
+    with pytest.raises(ValueError, match="at least two"):
+        DistortionMix((Distortion(),))

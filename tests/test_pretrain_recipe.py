@@ -70,6 +70,7 @@ def test_every_part_finishes_and_records_its_provenance(recipe_run):
         "robust-384",
         "plain-384-long",
         "robust-384-long",
+        "robust-mix",
         "inference",
     ):
         assert results["parts"][part]["finished"], part
@@ -83,6 +84,8 @@ def test_every_part_finishes_and_records_its_provenance(recipe_run):
     assert parts["robust-256"]["started_from"] == str(paths["work"].resolve() / "robust")
     assert parts["plain-384"]["started_from"] == str(paths["work"].resolve() / "plain-256")
     assert parts["robust-384-long"]["started_from"] == str(paths["work"].resolve() / "robust-384")
+    assert parts["robust-mix"]["started_from"] == str(paths["work"].resolve() / "robust-384-long")
+    assert " | " in parts["robust-mix"]["config"]["data"]["distortion"]  # the mix of distortions
     assert parts["robust-256"]["epochs"] == 1 and parts["robust-256"]["config"]["data"]["batch_size"] == 4
     assert results["training_wall_seconds"] > 0
 
@@ -92,7 +95,7 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
     inference = json.loads(paths["results"].read_text())["parts"]["inference"]
     cards = json.loads((paths["package"] / "cards.json").read_text())["models"]
     tolerance = yaml.safe_load(paths["recipe"].read_text())["inference"]["auc_tolerance"]
-    parts = {"plain": "plain-384-long", "robust": "robust-384-long", "reloc": "reloc"}  # the last part of each
+    parts = {"plain": "plain-384-long", "robust": "robust-mix", "reloc": "reloc"}  # the last part of each
     for name in ("plain", "robust", "reloc"):
         chosen = inference[name]
         assert chosen["part"] == parts[name]
@@ -116,7 +119,7 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
         assert list(read_window(paths["package"] / name / "localizer.safetensors")) == chosen["chosen"]
         chains = {
             "plain": ["plain", "plain-256", "plain-384", "plain-384-long"],
-            "robust": ["plain", "robust", "robust-256", "robust-384", "robust-384-long"],
+            "robust": ["plain", "robust", "robust-256", "robust-384", "robust-384-long", "robust-mix"],
             "reloc": ["plain", "reloc"],
         }
         assert [stage["part"] for stage in card["recipe"]["stages"]] == chains[name]
@@ -191,13 +194,14 @@ def test_the_recipe_wall_time_counts_the_training_time_not_the_sum_of_the_parts(
 
 def test_context_stages_ship_as_their_model_and_a_start_must_come_first(pretrain, tmp_path):
     recipe = pretrain.load_recipe("cpu")
-    assert pretrain.shipped_parts(recipe) == {"plain": "plain-384-long", "robust": "robust-384-long", "reloc": "reloc"}
-    assert pretrain.stages_of(recipe, "robust-384-long") == [
+    assert pretrain.shipped_parts(recipe) == {"plain": "plain-384-long", "robust": "robust-mix", "reloc": "reloc"}
+    assert pretrain.stages_of(recipe, "robust-mix") == [
         "plain",
         "robust",
         "robust-256",
         "robust-384",
         "robust-384-long",
+        "robust-mix",
     ]
     assert recipe["models"]["plain-256"]["overrides"][0] == "data.crop=256"
     # a preset's own setting for a part wins over the part's; the part's over the preset's for all

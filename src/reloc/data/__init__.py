@@ -2,12 +2,13 @@
 
 from reloc.data.catalog import DatasetError, SampleRef, load_dataset, split_by_source, validate
 from reloc.data.datasets import TrainCrops, WholeImages
-from reloc.data.distortions import Distortion, distort_tensor, parse_distortion
+from reloc.data.distortions import Distortion, DistortionMix, distort_tensor, parse_distortion
 from reloc.data.io import ImageError, read_image, read_mask, to_numpy, to_tensor, write_png
 
 __all__ = [
     "DatasetError",
     "Distortion",
+    "DistortionMix",
     "ImageError",
     "SampleRef",
     "TrainCrops",

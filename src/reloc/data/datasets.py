@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import Dataset
 
 from reloc.data.catalog import SampleRef, load_pair
-from reloc.data.distortions import Distortion, parse_distortion
+from reloc.data.distortions import AnyDistortion, parse_distortion
 from reloc.data.io import to_tensor
 
 
@@ -33,7 +33,7 @@ class TrainCrops(Dataset):
     Args:
         refs: the samples.
         crop: crop side in pixels.
-        distortion: a :class:`Distortion`, a spec string, or ``None`` for no
+        distortion: a :class:`~reloc.data.distortions.Distortion` or mix, a spec string, or ``None`` for no
             ``"distorted"`` entry.
         seed: base seed, >= 0.
         tamper_bias: probability in [0, 1] of centring the crop on a tampered pixel.
@@ -46,7 +46,7 @@ class TrainCrops(Dataset):
         self,
         refs: list[SampleRef],
         crop: int = 128,
-        distortion: Distortion | str | None = None,
+        distortion: AnyDistortion | str | None = None,
         seed: int = 0,
         tamper_bias: float = 0.0,
         cache_mb: int = 0,
@@ -131,7 +131,7 @@ class WholeImages(Dataset):
 
     Args:
         refs: the samples.
-        distortion: a :class:`Distortion`, a spec string, or ``None`` for no
+        distortion: a :class:`~reloc.data.distortions.Distortion` or mix, a spec string, or ``None`` for no
             ``"distorted"`` entry.
         seed: base seed, >= 0.
         mask_resize: ``None`` or ``"nearest"`` (see :class:`TrainCrops`).
@@ -140,7 +140,7 @@ class WholeImages(Dataset):
     def __init__(
         self,
         refs: list[SampleRef],
-        distortion: Distortion | str | None = None,
+        distortion: AnyDistortion | str | None = None,
         seed: int = 0,
         mask_resize: str | None = None,
     ) -> None:
@@ -167,7 +167,7 @@ def _record(
     ref: SampleRef,
     image: np.ndarray,
     mask: np.ndarray,
-    distortion: Distortion | None,
+    distortion: AnyDistortion | None,
     rng: np.random.Generator,
 ) -> dict[str, torch.Tensor | str]:
     """Build the sample record from channel-last arrays."""
@@ -179,5 +179,5 @@ def _record(
     return record
 
 
-def _as_distortion(distortion: Distortion | str | None) -> Distortion | None:
+def _as_distortion(distortion: AnyDistortion | str | None) -> AnyDistortion | None:
     return parse_distortion(distortion) if isinstance(distortion, str) else distortion

@@ -36,6 +36,11 @@ floats otherwise). Kinds:
     drawn from :data:`SOCIAL_QUALITY` (70..85), then back to the original size
     (``cv2.INTER_LINEAR``) so it stays aligned with the mask.
 
+Alternatives separated by ``|`` make a mix: each call draws one of them uniformly
+(repeat one to make it likelier) and applies its chain, e.g.
+``jpeg:50-100 | resize:0.5-0.9,jpeg:60-100 | none`` (how ``pretrained:robust`` meets
+resized and uncompressed images as well as JPEGs).
+
 Images are float32 ``(H, W, 3)`` in [0, 1]; codecs get 8-bit pixels made by rounding,
 ``rint(x * 255)``, not truncation.
 """
@@ -105,7 +110,8 @@ _KINDS = {
 _USAGE = (
     "valid kinds: "
     + "; ".join(kind.usage for kind in _KINDS.values())
-    + "; chain steps with commas (e.g. 'resize:0.75,jpeg:80'), 'none' for no distortion"
+    + "; chain steps with commas (e.g. 'resize:0.75,jpeg:80'), 'none' for no distortion,"
+    + " ' | ' between chains for one of them drawn per image (e.g. 'jpeg:50-100 | none')"
 )
 
 
@@ -196,19 +202,64 @@ class Distortion:
         return ",".join(str(step) for step in self.steps) or "none"
 
 
-def parse_distortion(spec: str) -> Distortion:
-    """Parse a distortion spec such as ``"jpeg:75"``, ``"jpeg:70-100"`` or
-    ``"resize:0.75,jpeg:80"`` (see the module docstring for the kinds).
+@dataclass(frozen=True)
+class DistortionMix:
+    """One of several :class:`Distortion` chains, drawn uniformly per call.
+
+    ``str(mix)`` gives a spec (alternatives joined by ``" | "``) that
+    :func:`parse_distortion` turns back into an equal object.
+    """
+
+    alternatives: tuple[Distortion, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.alternatives) < 2:
+            raise ValueError(f"a distortion mix needs at least two alternatives, got {len(self.alternatives)}")
+
+    def __call__(self, image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Distort one image with an alternative drawn from ``rng``.
+
+        Args:
+            image: float32 ``(H, W, 3)`` RGB in [0, 1].
+            rng: random generator for the choice, then for the chosen chain.
+
+        Returns:
+            a new float32 ``(H, W, 3)`` array in [0, 1].
+        """
+        chosen = self.alternatives[int(rng.integers(len(self.alternatives)))]
+        return chosen(image, rng)
+
+    def __str__(self) -> str:
+        return " | ".join(str(alternative) for alternative in self.alternatives)
+
+
+AnyDistortion = Distortion | DistortionMix
+"""What :func:`parse_distortion` returns: a chain or a mix of chains."""
+
+
+def parse_distortion(spec: str) -> AnyDistortion:
+    """Parse a distortion spec such as ``"jpeg:75"``, ``"jpeg:70-100"``,
+    ``"resize:0.75,jpeg:80"`` or ``"jpeg:50-100 | none"`` (see the module docstring).
 
     Args:
         spec: the spec; kinds are case-insensitive, spaces around tokens are ignored.
 
     Returns:
-        the :class:`Distortion`.
+        the :class:`Distortion`, or a :class:`DistortionMix` when ``spec`` has ``|``.
 
     Raises:
-        ValueError: naming the bad token and listing the valid kinds.
+        ValueError: naming the bad token or the empty alternative, and listing the valid kinds.
     """
+    if "|" in spec:
+        alternatives = [text.strip() for text in spec.split("|")]
+        if not all(alternatives):
+            raise ValueError(f"empty alternative in distortion mix {spec!r}; write 'none' for no distortion")
+        return DistortionMix(tuple(_parse_chain(text) for text in alternatives))
+    return _parse_chain(spec)
+
+
+def _parse_chain(spec: str) -> Distortion:
+    """Parse one chain of comma-separated steps (no ``|``)."""
     if spec.strip().lower() in ("", "none"):
         return Distortion()
     steps = []
@@ -217,12 +268,12 @@ def parse_distortion(spec: str) -> Distortion:
     return Distortion(tuple(steps))
 
 
-def distort_tensor(plain: torch.Tensor, distortion: Distortion | str, rng: np.random.Generator) -> torch.Tensor:
+def distort_tensor(plain: torch.Tensor, distortion: AnyDistortion | str, rng: np.random.Generator) -> torch.Tensor:
     """Distort a tensor image or batch (values are detached from the graph).
 
     Args:
         plain: ``(3, H, W)`` or ``(B, 3, H, W)`` tensor in [0, 1], any device and float dtype.
-        distortion: a :class:`Distortion` or a spec string.
+        distortion: a :class:`Distortion`, a :class:`DistortionMix` or a spec string.
         rng: random generator, used by the batch items in order.
 
     Returns:
