@@ -27,6 +27,7 @@ reads them).
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -124,7 +125,8 @@ def bootstrap_interval(values: list[float], rng: np.random.Generator) -> list[fl
 
 def evaluate_model(name: str, work: Path, only: list[str] | None = None) -> None:
     """Evaluate ``pretrained:name`` at every spec (or those in ``only``) on both test sets;
-    one part file per (test set, spec), skipped when present."""
+    one part file per (test set, spec), skipped when present and made with the same weights
+    (their SHA-256 recorded in it), redone when the shipped weights changed."""
     for recipe_settings, specs in ((False, SPECS), (True, RECIPE_SPECS)):
         evaluate_on(name, work, recipe_settings, tuple(s for s in specs if not only or s in only))
 
@@ -139,11 +141,12 @@ def evaluate_on(name: str, work: Path, recipe_settings: bool, specs: tuple[str, 
     refs = load_dataset(make_test_set(work, recipe_settings))
     restorer = str(weights_file(name, "restorer")) if "restorer" in roles(name) else None
     situation = Situation(name, str(weights_file(name, "localizer")), restorer, distorted=True)
+    digest = weights_digest(name)
     parts = work / ("parts-recipe-settings" if recipe_settings else "parts")
     parts.mkdir(parents=True, exist_ok=True)
     for spec in specs:
         path = parts / f"{name}__{spec.replace(':', '-')}.json"
-        if path.is_file():
+        if path.is_file() and json.loads(path.read_text()).get("weights_sha256") == digest:
             continue
         tick = time.perf_counter()
         with torch.inference_mode():
@@ -171,6 +174,7 @@ def evaluate_on(name: str, work: Path, recipe_settings: bool, specs: tuple[str, 
             restore_window=record["protocol"]["restore_window"],
             threads=torch.get_num_threads(),
             seconds=round(time.perf_counter() - tick, 1),
+            weights_sha256=digest,
         )
         write_json_atomic(path, row)
         print(
@@ -178,6 +182,16 @@ def evaluate_on(name: str, work: Path, recipe_settings: bool, specs: tuple[str, 
             f"({row['images']} images, {row['seconds']:.0f} s)",
             flush=True,
         )
+
+
+def weights_digest(name: str) -> str:
+    """SHA-256 over the shipped weight files of ``pretrained:name`` (roles in order)."""
+    from reloc.pretrained import roles, weights_file
+
+    digest = hashlib.sha256()
+    for role in roles(name):
+        digest.update(weights_file(name, role).read_bytes())
+    return digest.hexdigest()
 
 
 def per_type(per_image: list[dict]) -> dict[str, dict[str, float | None]]:
@@ -202,11 +216,21 @@ def aggregate(work: Path, command: str) -> dict:
 
     from reloc import pretrained
 
+    digests = {name: weights_digest(name) for name in MODELS}
+
     def collect(folder: str, specs: tuple[str, ...]) -> dict[str, dict]:
         found: dict[str, dict] = {}
         for name in MODELS:
             paths = {spec: work / folder / f"{name}__{spec.replace(':', '-')}.json" for spec in specs}
             found[name] = {spec: json.loads(path.read_text()) for spec, path in paths.items() if path.is_file()}
+            stale = [
+                str(paths[spec]) for spec, row in found[name].items() if row.get("weights_sha256") != digests[name]
+            ]
+            if stale:
+                raise SystemExit(
+                    f"{len(stale)} part(s) of {name} were made with other weights than the shipped "
+                    f"pretrained:{name} ({', '.join(stale[:3])}...): run `benchmarks/pretrained.py --model {name}`"
+                )
         return found
 
     cards_path = Path(str(pretrained._root())) / "cards.json"
@@ -256,6 +280,7 @@ def aggregate(work: Path, command: str) -> dict:
         "training_seeds": 1,
         "intervals": "95% bootstrap over test images; one training seed per model, so no seed-level interval",
         "shipped_weights": cards.get("commit"),
+        "weights_sha256": digests,
         "command": command,
         "commit": git_commit(),
         "torch": torch.__version__,

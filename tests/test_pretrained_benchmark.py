@@ -24,14 +24,14 @@ def bench(tmp_path, monkeypatch):
     spec.loader.exec_module(module)
     monkeypatch.setattr(module, "RESULTS", tmp_path / "results" / "pretrained.json")
     package = tmp_path / "package"
-    package.mkdir()
-    shutil.copy(pretrained._root() / "cards.json", package / "cards.json")
+    shutil.copytree(Path(str(pretrained._root())), package)  # cards and weights: parts record the weights' digest
     monkeypatch.setattr(pretrained, "_root", lambda: package)
     return module
 
 
-def write_row(work: Path, folder: str, model: str, spec: str, auc: float) -> None:
+def write_row(work: Path, folder: str, model: str, spec: str, auc: float, digest: str) -> None:
     row = {
+        "weights_sha256": digest,
         "f1": round(auc / 2, 4),
         "iou": round(auc / 3, 4),
         "auc": round(auc, 4),
@@ -48,12 +48,13 @@ def write_row(work: Path, folder: str, model: str, spec: str, auc: float) -> Non
 
 def test_aggregate_writes_the_issue_layout_table_three_winners_and_card_figures(bench, tmp_path):
     work = tmp_path / "work"
+    digest = {name: bench.weights_digest(name) for name in bench.MODELS}
     for index, spec in enumerate(bench.SPECS):
-        write_row(work, "parts", "plain", spec, 0.60)
-        write_row(work, "parts", "robust", spec, 0.70 + index / 100)
+        write_row(work, "parts", "plain", spec, 0.60, digest["plain"])
+        write_row(work, "parts", "robust", spec, 0.70 + index / 100, digest["robust"])
         if spec != "jpeg:95":  # one row missing: reported as not measured, never invented
-            write_row(work, "parts", "reloc", spec, 0.90 if spec == "jpeg:60" else 0.65)
-    write_row(work, "parts-recipe-settings", "plain", "none", 0.80)
+            write_row(work, "parts", "reloc", spec, 0.90 if spec == "jpeg:60" else 0.65, digest["reloc"])
+    write_row(work, "parts-recipe-settings", "plain", "none", 0.80, digest["plain"])
 
     result = bench.aggregate(work, "python benchmarks/pretrained.py")
 
@@ -63,7 +64,7 @@ def test_aggregate_writes_the_issue_layout_table_three_winners_and_card_figures(
     assert saved["models"]["robust"]["jpeg:75"]["auc"] == pytest.approx(0.74)
     assert set(saved["models"]["plain"]) == set(bench.SPECS) and "jpeg:95" not in saved["models"]["reloc"]
     assert {"f1", "iou", "auc"} <= set(saved["models"]["plain"]["none"])
-    assert saved["command"] and saved["commit"]
+    assert saved["command"] and saved["commit"] and saved["weights_sha256"] == digest
     assert "kodak/kodim03.png" in saved["test_photos"] and "scikit-image/astronaut.png" in saved["test_photos"]
     assert saved["table3_qf75"]["D|P{D}"] == saved["models"]["robust"]["jpeg:75"]
     assert saved["table3_qf75"]["P{D}"] == saved["models"]["plain"]["jpeg:75"]
@@ -76,3 +77,15 @@ def test_aggregate_writes_the_issue_layout_table_three_winners_and_card_figures(
     assert "jpeg:95" not in cards["models"]["reloc"]["figures"]
     table = bench.RESULTS.with_suffix(".md").read_text()
     assert "| jpeg:95 | 0.300 / 0.200 / 0.600 | 0.385 / 0.257 / 0.770 | – |" in table
+
+
+def test_a_part_made_with_other_weights_is_refused_and_the_digest_follows_the_files(bench, tmp_path):
+    work = tmp_path / "work"
+    before = bench.weights_digest("robust")
+    for spec in bench.SPECS:
+        write_row(work, "parts", "robust", spec, 0.7, before)
+    weights = pretrained._root() / "robust" / "localizer.safetensors"
+    weights.write_bytes(weights.read_bytes() + b" ")  # the shipped weights changed after the parts
+    assert bench.weights_digest("robust") != before
+    with pytest.raises(SystemExit, match=r"part\(s\) of robust were made with other weights.*--model robust"):
+        bench.aggregate(work, "python benchmarks/pretrained.py")
