@@ -185,12 +185,22 @@ def evaluate_on(name: str, work: Path, recipe_settings: bool, specs: tuple[str, 
 
 
 def weights_digest(name: str) -> str:
-    """SHA-256 over the shipped weight files of ``pretrained:name`` (roles in order)."""
+    """SHA-256 of the content of ``pretrained:name``'s weight files (roles in order): each
+    file's metadata (keys sorted) and tensors (by name), not its bytes, since safetensors
+    writes the metadata in no fixed order and a re-shipped identical model differs in bytes."""
+    import torch
+    from safetensors import safe_open
+
     from reloc.pretrained import roles, weights_file
 
     digest = hashlib.sha256()
     for role in roles(name):
-        digest.update(weights_file(name, role).read_bytes())
+        with safe_open(str(weights_file(name, role)), framework="pt") as weights:
+            digest.update(json.dumps(weights.metadata(), sort_keys=True).encode())
+            for key in sorted(weights.keys()):
+                tensor = weights.get_tensor(key).contiguous().reshape(-1)
+                digest.update(f"{key} {tensor.dtype} {tuple(weights.get_slice(key).get_shape())}".encode())
+                digest.update(tensor.view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
