@@ -80,7 +80,7 @@ SUMMARIES = {
     "plain": "DFCN x0.5 with the SRM high-pass front end, trained on uncompressed images (M^P), "
     "128-px crops, then 256 and 384",
     "robust": "plain fine-tuned on JPEG crops of quality 50-100 (M^{D|P}, mixed quality), 128-px crops, "
-    "then 256 and 384",
+    "then 256 and 384, then 384 on a mix of JPEG, plain, resized and blurred crops",
     "reloc": "small SCUNet restorer + DFCN x0.5 trained by ReLoc's Algorithm 1 on JPEG 50-100, localizer from plain",
 }
 

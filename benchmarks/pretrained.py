@@ -54,6 +54,10 @@ SPECS = (
     "resize:0.5",
     "blur:1.0",
     "webp:80",
+    # resized or blurred before the last JPEG (a social-network upload, a retouched export):
+    # `--model auto` sends such files to a JPEG model by their quality
+    "resize:0.5,jpeg:75",
+    "blur:1.0,jpeg:75",
 )
 PER_PHOTO = 4
 #: the in-distribution check: test photos edited with the recipe's settings, at these specs
