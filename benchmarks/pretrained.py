@@ -202,9 +202,9 @@ def weights_digest(name: str) -> str:
         with safe_open(str(weights_file(name, role)), framework="pt") as weights:
             digest.update(json.dumps(weights.metadata(), sort_keys=True).encode())
             for key in sorted(weights.keys()):
-                tensor = weights.get_tensor(key).contiguous().reshape(-1)
-                digest.update(f"{key} {tensor.dtype} {tuple(weights.get_slice(key).get_shape())}".encode())
-                digest.update(tensor.view(torch.uint8).numpy().tobytes())
+                tensor = weights.get_tensor(key)
+                digest.update(f"{key} {tensor.dtype} {tuple(tensor.shape)}".encode())
+                digest.update(tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()
 
 
