@@ -110,9 +110,15 @@ def test_eval_on_an_unpacked_layout_skips_bad_masks_and_report_draws_curves(loca
     assert (tmp_path / "rep" / "figures" / "robustness-jpeg.png").stat().st_size > 5000
 
 
-def test_eval_refuses_unknown_grid_and_protocol(localizer, tmp_path):
+def test_eval_refuses_unknown_grid_protocol_and_distortion(localizer, tmp_path):
     tree = build_fake_tree("cocoglide", tmp_path / "cg", tampered=1, authentic=0)
     base = ["eval", "--dataset", str(tree.root), "--out", str(tmp_path / "o"), "--plain", str(localizer)]
-    for extra, message in ((["--grid", "nope"], "unknown grid"), (["--metric-protocol", "oracle"], "best-threshold")):
+    for extra, message in (
+        (["--grid", "nope"], "unknown grid"),
+        (["--metric-protocol", "oracle"], "best-threshold"),
+        (["--distortion", "jpeg:50 | sharpen:2"], "unknown kind 'sharpen'"),  # refused before any work
+        (["--distortion", "jpeg:75 |"], "empty alternative"),
+    ):
         result = CliRunner().invoke(app, base + extra)
         assert result.exit_code == 2 and message in result.output
+        assert not (tmp_path / "o").exists()

@@ -66,6 +66,17 @@ def _split(value: str) -> str:
 SPLIT_CHOICES = ("train", "val", "test", "all")
 
 
+def _distortion_spec(value: str) -> str:
+    """A distortion spec that parses (``reloc.data.distortions``), kept as written."""
+    from reloc.data.distortions import parse_distortion
+
+    try:
+        parse_distortion(value)
+    except ValueError as error:
+        raise typer.BadParameter(str(error)) from None
+    return value
+
+
 def _check_device(name: str) -> str:
     """Refuse a device name torch does not know, or CUDA on a machine without it."""
     from reloc.devices import pick_device
@@ -251,9 +262,9 @@ def evaluate(
     transfer: Annotated[
         Optional[list[str]], typer.Option(help="RELOC_RUN:PLAIN_RUN, restorer of one before the other's localizer.")
     ] = None,
-    distortions: Annotated[list[str], typer.Option("--distortion", help="Distortion spec (repeatable).")] = [  # noqa: B006
-        "jpeg:75"
-    ],
+    distortions: Annotated[
+        list[str], typer.Option("--distortion", parser=_distortion_spec, help="Distortion spec (repeatable).")
+    ] = ["jpeg:75"],  # noqa: B006
     grid: Annotated[
         Optional[str],
         typer.Option(help="Robustness grid (jpeg, benco, resize, webp, double-jpeg, social); replaces --distortion."),
