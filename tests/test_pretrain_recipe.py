@@ -41,7 +41,7 @@ def recipe_run(pretrain, tmp_path_factory):
     recipe.update(photos=str(root / "photos"), held_out=["skimage/rocket.png"])
     recipe["synth"]["settings"]["val_fraction"] = 0.25
     recipe["inference"].update(
-        images=2, candidates=[[64, 32], [96, 96]], thresholds=[0.4, 0.5], restore_windows=[[512, 512], None]
+        images=None, candidates=[[64, 32], [96, 96]], thresholds=[0.4, 0.5], restore_windows=[[512, 512], None]
     )
     (root / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     paths = {
@@ -96,9 +96,11 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
     cards = json.loads((paths["package"] / "cards.json").read_text())["models"]
     tolerance = yaml.safe_load(paths["recipe"].read_text())["inference"]["auc_tolerance"]
     parts = {"plain": "plain-384-long", "robust": "robust-mix", "reloc": "reloc"}  # the last part of each
+    validation = json.loads((paths["work"] / "data" / "manifest_val.json").read_text())
     for name in ("plain", "robust", "reloc"):
         chosen = inference[name]
         assert chosen["part"] == parts[name]
+        assert chosen["images"] == len(validation) > 2  # images: null chooses on every validation image
         rows = chosen["candidates"]
         # a restorer tries every localizer window with each restorer window (null: window by window)
         assert len(rows) == (4 if name == "reloc" else 2)
