@@ -1,0 +1,131 @@
+"""How far apart two trainings that differ only by their seed land, on the same test images.
+
+    python benchmarks/seed_spread.py --label "robust-mix, seed 0" RUNS/seed0/eval \\
+        --label "robust-mix, seed 1" RUNS/seed1/eval --out benchmarks/results/seed-spread-robust-mix.json
+
+Each folder holds the ``eval/*.json`` records ``reloc eval`` wrote for one training (the same
+dataset, distortions and window for every training). Per distortion the JSON has each
+training's per-image mean F1 / IoU / AUC and, for every training after the first, the paired
+difference from the first (the same images) with a 95% percentile bootstrap interval over
+images (``benchmarks/pretrained.py``'s). The spread between seeds is what a difference
+between two recipes has to exceed before it says anything about the recipes; the bootstrap
+interval alone only says how sure the figures are about these test images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from reloc.io_utils import write_json_atomic
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from pretrain import git_commit  # noqa: E402  (the recipe script's: one home for the commit lookup)
+from pretrained import bootstrap_interval  # noqa: E402  (one home for the interval over images)
+
+METRICS = ("f1", "iou", "auc")
+
+
+def read_records(folder: Path) -> dict[str, dict]:
+    """``reloc eval`` records of ``folder`` by distortion spec.
+
+    Raises:
+        SystemExit: no record in ``folder``, or two records of one distortion.
+    """
+    records: dict[str, dict] = {}
+    for path in sorted(folder.glob("*.json")):
+        record = json.loads(path.read_text())
+        if "per_image" not in record or "distortion" not in record:
+            continue
+        if record["distortion"] in records:
+            raise SystemExit(f"error: {folder} holds two records of {record['distortion']}; keep one per distortion")
+        records[record["distortion"]] = record
+    if not records:
+        raise SystemExit(f"error: no `reloc eval` record (*.json with per_image) in {folder}")
+    return records
+
+
+def paired_difference(first: list[dict], other: list[dict], metric: str, rng: np.random.Generator) -> dict:
+    """Mean of ``other - first`` over the images both list (by name) with its 95% bootstrap
+    interval; images where either value is missing (NaN: one class only) are left out."""
+    base = {row["name"]: row.get(metric) for row in first}
+    differences = []
+    for row in other:
+        a, b = base.get(row["name"]), row.get(metric)
+        if a is None or b is None or np.isnan(a) or np.isnan(b):
+            continue
+        differences.append(b - a)
+    return {
+        "mean": round(float(np.mean(differences)), 4) if differences else None,
+        "ci95": bootstrap_interval(differences, rng),
+        "images": len(differences),
+    }
+
+
+def spread(trainings: dict[str, dict[str, dict]], seed: int = 0) -> dict:
+    """Per distortion common to every training: each one's per-image means and the paired
+    differences of every later training from the first."""
+    labels = list(trainings)
+    common = [spec for spec in trainings[labels[0]] if all(spec in records for records in trainings.values())]
+    if not common:
+        raise SystemExit("error: the folders share no distortion")
+    rng = np.random.default_rng(seed)
+    rows = {}
+    for spec in common:
+        first = trainings[labels[0]][spec]["per_image"]
+        rows[spec] = {
+            "means": {
+                label: {m: round(records[spec]["metrics"]["per-image"][m], 4) for m in METRICS}
+                for label, records in trainings.items()
+            },
+            "difference_from_first": {
+                label: {m: paired_difference(first, records[spec]["per_image"], m, rng) for m in METRICS}
+                for label, records in list(trainings.items())[1:]
+            },
+            "images": len(first),
+        }
+    return rows
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("folders", nargs="+", type=Path, help="one `reloc eval` records folder per training")
+    parser.add_argument("--label", action="append", help="a name per folder, in order (default: the folder)")
+    parser.add_argument("--out", type=Path, required=True, help="the JSON to write")
+    parser.add_argument("--note", default="", help="how the trainings were made (kept in the JSON)")
+    args = parser.parse_args(argv)
+    if len(args.folders) < 2:
+        raise SystemExit("error: give at least two folders (trainings) to compare")
+    labels = args.label or [str(folder) for folder in args.folders]
+    if len(labels) != len(args.folders):
+        raise SystemExit(f"error: {len(labels)} labels for {len(args.folders)} folders")
+    trainings = {label: read_records(folder) for label, folder in zip(labels, args.folders)}
+    rows = spread(trainings)
+    write_json_atomic(
+        args.out,
+        {
+            "distortions": rows,
+            "weights": {label: next(iter(r.values()))["localizer"] for label, r in trainings.items()},
+            "note": args.note,
+            "command": " ".join(["python", "benchmarks/seed_spread.py", *(argv if argv is not None else sys.argv[1:])]),
+            "commit": git_commit(),
+        },
+    )
+    for spec, row in rows.items():
+        means = " | ".join(f"{label} {values['auc']:.3f}" for label, values in row["means"].items())
+        differences = " | ".join(
+            f"{label} {d['auc']['mean']:+.3f} [{d['auc']['ci95'][0]:+.3f}, {d['auc']['ci95'][1]:+.3f}]"
+            for label, d in row["difference_from_first"].items()
+            if d["auc"]["ci95"]
+        )
+        print(f"{spec:<12} AUC {means}; paired difference {differences}")
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,71 @@
+"""benchmarks/seed_spread.py: per-distortion means of each training and paired differences
+from the first over the images both evaluated."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def spread(monkeypatch):
+    spec = importlib.util.spec_from_file_location("seed_spread", ROOT / "benchmarks" / "seed_spread.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "seed_spread", module)
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec.loader.exec_module(module)
+    return module
+
+
+def write_record(folder: Path, distortion: str, aucs: dict[str, float]) -> None:
+    """A ``reloc eval`` record with per-image AUCs (F1 = AUC / 2, IoU = AUC / 3)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [{"name": n, "f1": a / 2, "iou": a / 3, "auc": a} for n, a in aucs.items()]
+    mean = {m: sum(r[m] for r in rows) / len(rows) for m in ("f1", "iou", "auc")}
+    record = {
+        "situation": "D|P{D}",
+        "distortion": distortion,
+        "metrics": {"per-image": mean},
+        "per_image": rows,
+        "localizer": str(folder / "localizer.safetensors"),
+    }
+    (folder / f"{distortion.replace(':', '-')}.json").write_text(json.dumps(record))
+
+
+def test_paired_differences_follow_the_images_by_name_and_skip_missing_values(spread, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    write_record(first, "jpeg:75", {"x": 0.6, "y": 0.8, "z": 0.7, "w": 0.5})
+    write_record(second, "jpeg:75", {"y": 0.9, "x": 0.7, "z": float("nan"), "w": 0.6})  # another order, one NaN
+    write_record(first, "none", {"x": 0.9, "y": 0.9})  # only in the first: not compared
+    out = tmp_path / "spread.json"
+    assert spread.main([str(first), str(second), "--label", "s0", "--label", "s1", "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    assert list(result["distortions"]) == ["jpeg:75"]
+    row = result["distortions"]["jpeg:75"]
+    assert row["means"]["s0"]["auc"] == pytest.approx(0.65)
+    difference = row["difference_from_first"]["s1"]["auc"]
+    assert difference["images"] == 3 and difference["mean"] == pytest.approx(0.1)
+    low, high = difference["ci95"]
+    assert low == pytest.approx(0.1) and high == pytest.approx(0.1)  # every paired difference is +0.1
+    assert row["difference_from_first"]["s1"]["f1"]["mean"] == pytest.approx(0.05)
+
+
+def test_unusable_inputs_are_refused_with_a_message(spread, tmp_path):
+    write_record(tmp_path / "a", "jpeg:75", {"x": 0.5, "y": 0.6})
+    (tmp_path / "empty").mkdir()
+    out = str(tmp_path / "o.json")
+    with pytest.raises(SystemExit, match="at least two folders"):
+        spread.main([str(tmp_path / "a"), "--out", out])
+    with pytest.raises(SystemExit, match="no `reloc eval` record"):
+        spread.main([str(tmp_path / "a"), str(tmp_path / "empty"), "--out", out])
+    write_record(tmp_path / "b", "none", {"x": 0.5, "y": 0.6})
+    with pytest.raises(SystemExit, match="share no distortion"):
+        spread.main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", out])
+    with pytest.raises(SystemExit, match="1 labels for 2 folders"):
+        spread.main([str(tmp_path / "a"), str(tmp_path / "a"), "--label", "x", "--out", out])
