@@ -31,9 +31,9 @@ generator's settings, which training config makes which model); the training con
   threshold it runs with, chosen on validation images (never the test photos): every
   candidate window of the recipe's ``inference`` on its first ``images`` validation images
   (null: all of them) at the model's ``distortion``, a model with a restorer in each of its
-  ``restore_windows`` too; the highest per-image AUC picks the window (a localizer trained on crops need not
-  carry over to whole images), the highest per-image F1 in that window picks the
-  threshold among ``thresholds`` (trained on tamper-biased crops, they may over-predict
+  ``restore_windows`` too; the highest per-image AUC picks the window (a localizer trained
+  on crops need not carry over to whole images), the highest per-image F1 in that window
+  picks the threshold among ``thresholds`` (trained on tamper-biased crops, they may over-predict
   tampering on whole images);
 - ``ship``: writes the best weights of each shipped model's last part to
   ``src/reloc/pretrained/<name>/``, the localizer with its chosen window in its metadata
