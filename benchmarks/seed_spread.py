@@ -1,9 +1,9 @@
 """How far apart two trainings that differ only by their seed land, on the same test images.
 
-    python benchmarks/seed_spread.py --label "robust-mix, seed 0" RUNS/seed0/eval \\
-        --label "robust-mix, seed 1" RUNS/seed1/eval --out benchmarks/results/seed-spread-robust-mix.json
+    python benchmarks/seed_spread.py RUNS/seed0 RUNS/seed1 --label "seed 0" --label "seed 1" \\
+        --out benchmarks/results/seed-spread-robust-mix.json
 
-Each folder holds the ``eval/*.json`` records ``reloc eval`` wrote for one training (the same
+Each folder is a ``reloc eval --out`` folder (or its ``eval/``) of one training (the same
 dataset, distortions and window for every training). Per distortion the JSON has each
 training's per-image mean F1 / IoU / AUC and, for every training after the first, the paired
 difference from the first (the same images) with a 95% percentile bootstrap interval over
@@ -15,12 +15,12 @@ interval alone only says how sure the figures are about these test images.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 
+from reloc.engine.evaluate import load_records
 from reloc.io_utils import write_json_atomic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -31,14 +31,14 @@ METRICS = ("f1", "iou", "auc")
 
 
 def read_records(folder: Path) -> dict[str, dict]:
-    """``reloc eval`` records of ``folder`` by distortion spec.
+    """``reloc eval`` records of ``folder`` (its ``eval/*.json``, or ``*.json``:
+    :func:`reloc.engine.evaluate.load_records`) by distortion spec.
 
     Raises:
         SystemExit: no record in ``folder``, or two records of one distortion.
     """
     records: dict[str, dict] = {}
-    for path in sorted(folder.glob("*.json")):
-        record = json.loads(path.read_text())
+    for record in load_records([folder]):
         if "per_image" not in record or "distortion" not in record:
             continue
         if record["distortion"] in records:
