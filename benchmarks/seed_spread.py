@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from reloc.engine.evaluate import load_records
+from reloc.errors import UsageError
 from reloc.io_utils import write_json_atomic
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -35,10 +36,15 @@ def read_records(folder: Path) -> dict[str, dict]:
     :func:`reloc.engine.evaluate.load_records`) by distortion spec.
 
     Raises:
-        SystemExit: no record in ``folder``, or two records of one distortion.
+        SystemExit: no record in ``folder``, a file there that is not JSON, or two records of
+            one distortion.
     """
+    try:
+        found = load_records([folder])
+    except UsageError as error:  # a file there that is not JSON
+        raise SystemExit(f"error: {error}") from None
     records: dict[str, dict] = {}
-    for record in load_records([folder]):
+    for record in found:
         if "per_image" not in record or "distortion" not in record:
             continue
         if record["distortion"] in records:

@@ -224,6 +224,17 @@ def test_two_unlabelled_reloc_runs_are_refused(tmp_path):
     assert result.exit_code == 2 and "two --reloc runs labelled 'ReLoc'" in result.output
 
 
+def test_report_names_a_corrupt_record_in_one_line(tmp_path):
+    records = tmp_path / "ev" / "eval"
+    records.mkdir(parents=True)
+    (records / "P_P___none.json").write_text('{"situation": "P{P}", "metr')  # cut off mid-write
+    result = CliRunner().invoke(app, ["report", str(tmp_path / "ev"), "--out", str(tmp_path / "report")])
+    assert result.exit_code == 2
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "P_P___none.json" in lines[0] and "not an evaluation record" in lines[0]
+    assert "Traceback" not in result.output and not (tmp_path / "report" / "report.md").exists()
+
+
 def test_printed_metrics_show_zero_as_zero():
     from reloc.cli import _metric
 

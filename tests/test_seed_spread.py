@@ -67,5 +67,8 @@ def test_unusable_inputs_are_refused_with_a_message(spread, tmp_path):
     write_record(tmp_path / "b", "none", {"x": 0.5, "y": 0.6})
     with pytest.raises(SystemExit, match="share no distortion"):
         spread.main([str(tmp_path / "a"), str(tmp_path / "b"), "--out", out])
+    (tmp_path / "empty" / "cut.json").write_text('{"distortion": "jpeg')  # a truncated record
+    with pytest.raises(SystemExit, match="cut.json: not an evaluation record"):
+        spread.main([str(tmp_path / "a"), str(tmp_path / "empty"), "--out", out])
     with pytest.raises(SystemExit, match="1 labels for 2 folders"):
         spread.main([str(tmp_path / "a"), str(tmp_path / "a"), "--label", "x", "--out", out])

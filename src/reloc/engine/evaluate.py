@@ -42,6 +42,7 @@ from reloc.engine.distributed import DistContext
 from reloc.engine.grids import Grid
 from reloc.engine.inference import Pipeline
 from reloc.engine.localize import pipeline_from_weights
+from reloc.errors import UsageError
 from reloc.io_utils import write_json_atomic
 from reloc.metrics import LocalizationMetrics
 from reloc.precision import dtype_name
@@ -341,12 +342,22 @@ def run_evaluation(
 
 
 def load_records(folders: list[Path]) -> list[dict]:
-    """Every evaluation record under ``folder/eval/*.json`` (or ``folder/*.json``)."""
+    """Every evaluation record under ``folder/eval/*.json`` (or ``folder/*.json``).
+
+    Raises:
+        UsageError: a file there that is not JSON (a truncated or foreign file), naming it.
+    """
     records = []
     for folder in folders:
         folder = Path(folder)
         files = sorted((folder / "eval").glob("*.json")) or sorted(folder.glob("*.json"))
-        records += [json.loads(path.read_text()) for path in files]
+        for path in files:
+            try:
+                records.append(json.loads(path.read_text()))
+            except (json.JSONDecodeError, UnicodeDecodeError) as error:
+                raise UsageError(
+                    str(path), f"not an evaluation record ({error}); remove it or re-run reloc eval"
+                ) from None
     return records
 
 
