@@ -298,3 +298,52 @@ def cv2_dilate(mask: np.ndarray, radius: int) -> np.ndarray:
 
     kernel = np.ones((2 * radius + 1, 2 * radius + 1), np.uint8)
     return cv2.dilate(mask.astype(np.uint8), kernel) > 0
+
+
+def test_hosts_are_enlarged_by_default_and_kept_at_their_size_without_enlarge_hosts(photos):
+    """chelsea is 451 x 300: at size 360 the default enlarges it, enlarge_hosts=False makes a
+    300-px sample from it as it is (the record says so), and the larger astronaut stays at 360."""
+    chelsea, astronaut = (
+        next(p for p in photos if p.stem == "chelsea"),
+        next(p for p in photos if p.stem == "astronaut"),
+    )
+    enlarged = render_sample("copymove", chelsea, np.random.default_rng(0), 360)
+    assert enlarged.image.shape == (360, 360, 3) and "side" not in enlarged.record
+    native = SynthSettings(enlarge_hosts=False)
+    sample = render_sample("splice", chelsea, np.random.default_rng(0), 360, native, astronaut)
+    assert sample.image.shape == (300, 300, 3) and sample.mask.shape == (300, 300)
+    assert sample.record["side"] == 300 and sample.record["resized"] == [300, 451]  # not resampled
+    host = host_crop(chelsea, sample.record["side"], sample.record["crop"])
+    np.testing.assert_array_equal(sample.host, host)
+    np.testing.assert_array_equal((sample.image != host).any(axis=2), sample.mask)
+    assert render_sample("removal", astronaut, np.random.default_rng(0), 360, native).image.shape == (360, 360, 3)
+
+
+def test_a_data_set_without_enlarged_hosts_has_samples_of_their_photos_size(photos, tmp_path):
+    summary = synthesize(
+        "default",
+        tmp_path / "out",
+        count=4,
+        seed=SEED,
+        size=360,
+        settings=SynthSettings(enlarge_hosts=False),
+        progress=False,
+    )
+    sides = {}
+    for record in _records(tmp_path / "out"):
+        with Image.open(tmp_path / "out" / "Tp" / f"{record['name']}.png") as image:
+            sides[record["source"]] = image.size
+        assert record.get("side", 360) == sides[record["source"]][0]
+    assert summary.count == 4 and sorted(set(sides.values())) == [(300, 300), (360, 360)]
+
+
+def test_reloc_synth_no_enlarge_hosts_keeps_small_photos_at_their_size(tmp_path):
+    from typer.testing import CliRunner
+
+    from reloc.cli import app
+
+    argv = ["synth", "--out", str(tmp_path / "out"), "--count", "4", "--size", "360", "--no-enlarge-hosts"]
+    result = CliRunner().invoke(app, [*argv, "--workers", "1"])
+    assert result.exit_code == 0, result.output
+    chelsea = [r for r in _records(tmp_path / "out") if r["source"].endswith("chelsea.png")]
+    assert chelsea and all(r["side"] == 300 for r in chelsea)

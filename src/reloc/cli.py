@@ -654,12 +654,19 @@ def synth(
         "splice,copymove,removal,text"
     ),
     size: Annotated[int, typer.Option(help="Side of the square output images.")] = 512,
+    enlarge_hosts: Annotated[
+        bool,
+        typer.Option(
+            help="Enlarge photos smaller than --size to it; --no-enlarge-hosts keeps them at their own size "
+            "(smaller samples) so no interpolation pattern a model could learn covers the image."
+        ),
+    ] = True,
     donors: Annotated[Optional[str], typer.Option(help="Another photo source for splice donors.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: up to 2).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace the files of an earlier run in OUT.")] = False,
 ) -> None:
     """Generate realistic tampered images with exact masks from real photos."""
-    from reloc.data.synth import synthesize
+    from reloc.data.synth import SynthSettings, synthesize
 
     try:
         summary = synthesize(
@@ -669,6 +676,7 @@ def synth(
             seed=seed,
             types=[t.strip() for t in types.split(",") if t.strip()],
             size=size,
+            settings=SynthSettings(enlarge_hosts=enlarge_hosts),
             donors=donors,
             workers=workers,
             overwrite=overwrite,

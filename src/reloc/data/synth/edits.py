@@ -11,6 +11,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from PIL import Image
 
 from reloc.data.io import read_image
 
@@ -41,6 +42,16 @@ def load_host(path: str | os.PathLike[str], size: int) -> np.ndarray:
     """A photo resized so that its short side is ``size`` (area interpolation when
     shrinking, cubic when enlarging), as read-only uint8 RGB ``(H, W, 3)``. Cached."""
     return _load_host_cached(str(Path(path)), int(size))
+
+
+def sample_side(path: str | os.PathLike[str], size: int, enlarge: bool = True) -> int:
+    """The side of the square samples made from the photo at ``path`` at ``size``: ``size``,
+    or with ``enlarge`` False and a photo whose short side is below it, that short side
+    (:attr:`SynthSettings.enlarge_hosts`)."""
+    if enlarge:
+        return int(size)
+    with Image.open(path) as image:
+        return min(int(size), *image.size)
 
 
 def host_crop(path: str | os.PathLike[str], size: int, crop: Sequence[int]) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 from reloc.data.catalog import SPLITS
 from reloc.data.io import write_png
 from reloc.data.photos import list_photos, photo_ids
-from reloc.data.synth.edits import _copymove, _r, _removal, _splice, jpeg_roundtrip, load_host, unsharp
+from reloc.data.synth.edits import _copymove, _r, _removal, _splice, jpeg_roundtrip, load_host, sample_side, unsharp
 from reloc.data.synth.settings import TAMPER_TYPES, Sample, SynthSettings, SynthSummary, _Redraw
 from reloc.data.synth.text import _text
 from reloc.io_utils import write_json_atomic, write_text_atomic
@@ -55,6 +55,8 @@ def render_sample(
     settings = settings or SynthSettings()
     if kind not in TAMPER_TYPES:
         raise ValueError(f"unknown tampering type {kind!r}; expected one of {TAMPER_TYPES}")
+    requested = size
+    size = sample_side(host_path, size, settings.enlarge_hosts)
     full = load_host(host_path, size)
     y = int(rng.integers(0, full.shape[0] - size + 1))
     x = int(rng.integers(0, full.shape[1] - size + 1))
@@ -94,6 +96,7 @@ def render_sample(
             record = {
                 "crop": [y, x],
                 "resized": [int(full.shape[0]), int(full.shape[1])],
+                **({"side": size} if size != requested else {}),
                 "area": _r(area, 5),
                 "attempts": attempt,
                 **info,

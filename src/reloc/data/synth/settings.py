@@ -112,6 +112,12 @@ class SynthSettings:
     """Unsharp-mask amount range (``out = x + amount * (x - blur(x))``)."""
     post_sharpen_sigma_range: tuple[float, float] = (0.6, 1.6)
     """Unsharp-mask Gaussian sigma range (px)."""
+    enlarge_hosts: bool = True
+    """Enlarge (cubic) a photo whose short side is below ``size`` to it. False leaves such a
+    photo at its own size, so its samples are smaller squares (their side is the photo's
+    short side): an enlarged host carries an interpolation pattern over the whole image
+    that every edit breaks, a trace of the generator that real photos rarely have and a
+    localizer learns to rely on (README model card)."""
     # --- removal --------------------------------------------------------------------------
     inpaint_methods: tuple[str, ...] = ("telea", "ns")
     """``cv2.inpaint`` algorithms a removal picks from (uniformly)."""
