@@ -17,12 +17,16 @@ generator's settings, which training config makes which model); the training con
 
 - ``data``: ``reloc.data.synth.synthesize`` makes the training set from every photo under
   ``photos`` except the held-out ones (split by photo into train / validation);
+  ``data-NAME`` makes each of the recipe's ``extra_data`` sets the same way (the same
+  photos and split, some settings changed: ``native`` enlarges no photo), for the parts
+  with ``data: NAME``;
 - the training parts, the recipe's ``models``: ``plain`` (M^P), then ``robust`` (M^{D|P},
   JPEG 50-100) and ``reloc`` (Algorithm 1, JPEG 50-100), both started from plain's best
   localizer, then the context stages: ``plain-256`` and ``robust-256`` (8 epochs of 256-px
   crops from plain's and robust's best localizers), then ``plain-384`` and ``robust-384``
-  (6 epochs of 384-px crops from those), which make the shipped ``plain`` and ``robust``
-  (``ships_as``; the last part of a model makes its weights). A part starts once the part it starts from has finished; up to
+  (6 epochs of 384-px crops from those), the long stages, ``robust-mix``, and the native
+  stages ``plain-native`` and ``robust-native`` (on ``data-native``), which make the
+  shipped ``plain`` and ``robust`` (``ships_as``; the last part of a model makes its weights). A part starts once the part it starts from has finished; up to
   ``--jobs`` (default 2) run side by side, in the recipe's order, each with its own torch
   threads. With ``--start-from-package`` a part whose start part has no run in the work
   folder starts from the shipped weights of that model (``pretrained:NAME``) instead: how a
@@ -78,9 +82,10 @@ RESULTS = ROOT / "benchmarks" / "results" / "pretrain.json"
 PACKAGE = ROOT / "src" / "reloc" / "pretrained"
 SUMMARIES = {
     "plain": "DFCN x0.5 with the SRM high-pass front end, trained on uncompressed images (M^P), "
-    "128-px crops, then 256 and 384",
+    "128-px crops, then 256 and 384, then 320 of photos never enlarged",
     "robust": "plain fine-tuned on JPEG crops of quality 50-100 (M^{D|P}, mixed quality), 128-px crops, "
-    "then 256 and 384, then 384 on a mix of JPEG, plain, resized and blurred crops",
+    "then 256 and 384, then 384 and 320 (photos never enlarged) on a mix of JPEG, plain, resized and "
+    "blurred crops",
     "reloc": "small SCUNet restorer + DFCN x0.5 trained by ReLoc's Algorithm 1 on JPEG 50-100, localizer from plain",
 }
 
@@ -115,8 +120,16 @@ def load_recipe(preset: str, path: Path = RECIPE) -> dict:
     if unknown:
         raise SystemExit(f"error: preset {preset!r} sets unknown models: {', '.join(sorted(unknown))}")
     recipe["synth"] = {**recipe["synth"], **{k: v for k, v in chosen.get("synth", {}).items()}}
+    extra = recipe.get("extra_data") or {}
+    for name, spec in (chosen.get("extra_data") or {}).items():
+        if name not in extra:
+            raise SystemExit(f"error: preset {preset!r} sets unknown extra data set {name!r}")
+        extra[name] = {**extra[name], **spec}
+    recipe["extra_data"] = extra
     earlier: set[str] = set()
     for name, model in recipe["models"].items():
+        if model.get("data") is not None and model["data"] not in extra:
+            raise SystemExit(f"error: model {name!r} trains on data set {model['data']!r}, not in extra_data")
         if model.get("start") is not None and model["start"] not in earlier:
             raise SystemExit(f"error: model {name!r} starts from {model['start']!r}, which is not listed before it")
         earlier.add(name)
@@ -126,6 +139,25 @@ def load_recipe(preset: str, path: Path = RECIPE) -> dict:
             model["threads"] = chosen["threads"]
     recipe["preset"] = preset
     return recipe
+
+
+def data_parts(recipe: dict) -> dict[str, dict]:
+    """``{data part: its synth spec}``: ``data`` (the recipe's ``synth``), then ``data-NAME``
+    for each of ``extra_data`` (``synth`` with that set's keys replaced, ``settings`` merged
+    key by key). Each part writes the folder of its name in the work folder."""
+    parts = {"data": recipe["synth"]}
+    for name, spec in recipe.get("extra_data", {}).items():
+        merged = {**recipe["synth"], **{k: v for k, v in spec.items() if k != "settings"}}
+        merged["settings"] = {**recipe["synth"].get("settings", {}), **spec.get("settings", {})}
+        parts[f"data-{name}"] = merged
+    return parts
+
+
+def data_of(recipe: dict, part: str) -> str:
+    """The data part training part ``part`` trains and validates on (``data``, or
+    ``data-NAME`` for a part with ``data: NAME``)."""
+    name = recipe["models"][part].get("data")
+    return "data" if name is None else f"data-{name}"
 
 
 def ships_as(recipe: dict, part: str) -> str:
@@ -215,17 +247,18 @@ def run_progress(run: Path) -> tuple[int, int]:
 
 
 # --- parts -------------------------------------------------------------------------------
-def make_data(recipe: dict, work: Path) -> dict:
-    """Synthesise the training set (train / val photos only); returns the data summary."""
+def make_data(recipe: dict, work: Path, part: str = "data") -> dict:
+    """Synthesise data part ``part``'s training set (train / val photos only; every data
+    part splits the photos alike) into ``work / part``; returns the data summary."""
     from reloc.data.synth import synthesize
     from reloc.data.synth.settings import SynthSettings
 
     root, training, held_out = photo_split(recipe)
-    synth = recipe["synth"]
+    synth = data_parts(recipe)[part]
     settings = SynthSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in synth["settings"].items()})
     summary = synthesize(
         [str(p) for p in training],
-        work / "data",
+        work / part,
         count=int(synth["count"]),
         seed=int(synth["seed"]),
         size=int(synth["size"]),
@@ -284,7 +317,7 @@ def train_command(recipe: dict, name: str, work: Path, from_package: bool = Fals
     if run.exists():
         shutil.rmtree(run)  # started, no epoch finished: start over
     model = recipe["models"][name]
-    command += ["--config", str(ROOT / model["config"]), "--set", f"data.dataset={work / 'data'}"]
+    command += ["--config", str(ROOT / model["config"]), "--set", f"data.dataset={work / data_of(recipe, name)}"]
     start = start_weights(recipe, name, work, from_package)
     if start is not None:
         command += ["--set", f"model.localizer_weights={start}"]
@@ -299,6 +332,9 @@ def launch(recipe: dict, name: str, work: Path, from_package: bool = False) -> s
     if total and done >= total:
         print(f"{name}: finished before ({done} epochs), skipped")
         return None
+    data = work / data_of(recipe, name)
+    if not (data / "manifest.json").is_file():
+        raise SystemExit(f"error: {name} trains on {data}, which is not made yet: run the {data.name} part first")
     threads = str(recipe["models"][name]["threads"])
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"}
     command = train_command(recipe, name, work, from_package)
@@ -333,7 +369,8 @@ def recipe_wall_seconds(results: dict) -> float:
     def wall(name: str) -> float:
         return parts.get(name, {}).get("wall_seconds") or 0.0
 
-    return round(wall("data") + (results.get("training_wall_seconds") or 0.0) + wall("inference"), 1)
+    data = sum(wall(name) for name in parts if name == "data" or name.startswith("data-"))
+    return round(data + (results.get("training_wall_seconds") or 0.0) + wall("inference"), 1)
 
 
 def pick_candidate(rows: list[dict], tolerance: float = 0.0) -> dict:
@@ -364,7 +401,7 @@ def choose_inference(recipe: dict, work: Path) -> dict:
             print(f"inference {name}: {part} has no trained run in {work}, left as it is")
             continue
         started = time.perf_counter()
-        refs = evaluation_samples(work / "data", "val", [run])[: settings["images"]]
+        refs = evaluation_samples(work / data_of(recipe, part), "val", [run])[: settings["images"]]
         restorer = runs.weights_path(run, "restorer")
         pipeline = pipeline_from_weights(
             runs.weights_path(run, "localizer"), restorer if restorer.is_file() else None, precision="fp32"
@@ -463,6 +500,7 @@ def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
             stages.append(
                 {
                     "part": part_name,
+                    "data": data_of(recipe, part_name),
                     "config": recipe["models"][part_name]["config"],
                     "set": recipe["models"][part_name].get("set", []),
                     "started_from": part.get("started_from"),
@@ -488,6 +526,7 @@ def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
         "commit": results.get("commit"),
         "torch": torch.__version__,
         "data": results["parts"].get("data", {}),
+        "extra_data": {part: results["parts"].get(part, {}) for part in data_parts(recipe) if part != "data"},
         "models": cards,
     }
     write_json_atomic(cards_file, document)
@@ -568,7 +607,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     recipe = load_recipe(args.preset, args.recipe)
-    known = ["data", *recipe["models"], "inference", "ship"]
+    known = [*data_parts(recipe), *recipe["models"], "inference", "ship"]
     if args.list_parts:
         print("\n".join(known))
         return 0
@@ -595,14 +634,15 @@ def main(argv: list[str] | None = None) -> int:
     )
     parts = args.part or known
     started = time.perf_counter()
-    if "data" in parts and not results["parts"].get("data", {}).get("finished"):
-        tick = time.perf_counter()
-        results["parts"]["data"] = {
-            **make_data(recipe, work),
-            "finished": True,
-            "wall_seconds": round(time.perf_counter() - tick, 1),
-        }
-        save_results(results, args.results)
+    for data_part in data_parts(recipe):
+        if data_part in parts and not results["parts"].get(data_part, {}).get("finished"):
+            tick = time.perf_counter()
+            results["parts"][data_part] = {
+                **make_data(recipe, work, data_part),
+                "finished": True,
+                "wall_seconds": round(time.perf_counter() - tick, 1),
+            }
+            save_results(results, args.results)
     training = [name for name in recipe["models"] if name in parts]
     if training:
         tick = time.perf_counter()

@@ -1,4 +1,5 @@
-"""How far apart two trainings that differ only by their seed land, on the same test images.
+"""How far apart two trainings land on the same test images: two that differ only by their
+seed (the spread a retraining brings), or a model before and after a change.
 
     python benchmarks/seed_spread.py RUNS/seed0 RUNS/seed1 --label "seed 0" --label "seed 1" \\
         --out benchmarks/results/seed-spread-robust-mix.json

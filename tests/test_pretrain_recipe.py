@@ -71,6 +71,9 @@ def test_every_part_finishes_and_records_its_provenance(recipe_run):
         "plain-384-long",
         "robust-384-long",
         "robust-mix",
+        "data-native",
+        "plain-native",
+        "robust-native",
         "inference",
     ):
         assert results["parts"][part]["finished"], part
@@ -87,6 +90,13 @@ def test_every_part_finishes_and_records_its_provenance(recipe_run):
     assert parts["robust-mix"]["started_from"] == str(paths["work"].resolve() / "robust-384-long")
     assert " | " in parts["robust-mix"]["config"]["data"]["distortion"]  # the mix of distortions
     assert parts["robust-256"]["epochs"] == 1 and parts["robust-256"]["config"]["data"]["batch_size"] == 4
+    # the native stages train on the second data set, made without enlarging any photo
+    native = parts["data-native"]
+    assert native["settings"]["enlarge_hosts"] is False and data["settings"]["enlarge_hosts"] is True
+    assert native["training_photos"] == 4 and native["size"] == 96
+    for name, start in (("plain-native", "plain-384-long"), ("robust-native", "robust-mix")):
+        assert parts[name]["started_from"] == str(paths["work"].resolve() / start)
+        assert parts[name]["config"]["data"]["dataset"] == str(paths["work"].resolve() / "data-native")
     assert results["training_wall_seconds"] > 0
 
 
@@ -95,11 +105,12 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
     inference = json.loads(paths["results"].read_text())["parts"]["inference"]
     cards = json.loads((paths["package"] / "cards.json").read_text())["models"]
     tolerance = yaml.safe_load(paths["recipe"].read_text())["inference"]["auc_tolerance"]
-    parts = {"plain": "plain-384-long", "robust": "robust-mix", "reloc": "reloc"}  # the last part of each
-    validation = json.loads((paths["work"] / "data" / "manifest_val.json").read_text())
+    parts = {"plain": "plain-native", "robust": "robust-native", "reloc": "reloc"}  # the last part of each
+    data = {"plain": "data-native", "robust": "data-native", "reloc": "data"}  # which it validates on
     for name in ("plain", "robust", "reloc"):
         chosen = inference[name]
         assert chosen["part"] == parts[name]
+        validation = json.loads((paths["work"] / data[name] / "manifest_val.json").read_text())
         assert chosen["images"] == len(validation) > 2  # images: null chooses on every validation image
         rows = chosen["candidates"]
         # a restorer tries every localizer window with each restorer window (null: window by window)
@@ -120,11 +131,12 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
         )
         assert list(read_window(paths["package"] / name / "localizer.safetensors")) == chosen["chosen"]
         chains = {
-            "plain": ["plain", "plain-256", "plain-384", "plain-384-long"],
-            "robust": ["plain", "robust", "robust-256", "robust-384", "robust-384-long", "robust-mix"],
+            "plain": ["plain", "plain-256", "plain-384", "plain-384-long", "plain-native"],
+            "robust": ["plain", "robust", "robust-256", "robust-384", "robust-384-long", "robust-mix", "robust-native"],
             "reloc": ["plain", "reloc"],
         }
         assert [stage["part"] for stage in card["recipe"]["stages"]] == chains[name]
+        assert card["recipe"]["stages"][-1]["data"] == data[name]
     restorer_window = read_window(paths["package"] / "reloc" / "restorer.safetensors")
     assert (list(restorer_window) if restorer_window else None) == inference["reloc"]["restore_window"]
 
@@ -196,15 +208,17 @@ def test_the_recipe_wall_time_counts_the_training_time_not_the_sum_of_the_parts(
 
 def test_context_stages_ship_as_their_model_and_a_start_must_come_first(pretrain, tmp_path):
     recipe = pretrain.load_recipe("cpu")
-    assert pretrain.shipped_parts(recipe) == {"plain": "plain-384-long", "robust": "robust-mix", "reloc": "reloc"}
-    assert pretrain.stages_of(recipe, "robust-mix") == [
+    assert pretrain.shipped_parts(recipe) == {"plain": "plain-native", "robust": "robust-native", "reloc": "reloc"}
+    assert pretrain.stages_of(recipe, "robust-native") == [
         "plain",
         "robust",
         "robust-256",
         "robust-384",
         "robust-384-long",
         "robust-mix",
+        "robust-native",
     ]
+    assert pretrain.data_of(recipe, "robust-native") == "data-native" and pretrain.data_of(recipe, "plain") == "data"
     assert recipe["models"]["plain-256"]["overrides"][0] == "data.crop=256"
     # a preset's own setting for a part wins over the part's; the part's over the preset's for all
     smoke = pretrain.load_recipe("smoke")["models"]["plain-256"]["overrides"]
@@ -215,6 +229,23 @@ def test_context_stages_ship_as_their_model_and_a_start_must_come_first(pretrain
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     with pytest.raises(SystemExit, match="'late' starts from 'plain', which is not listed before it"):
         pretrain.load_recipe("cpu", tmp_path / "recipe.yaml")
+    raw["models"].pop("late")
+    raw["models"]["plain-native"]["data"] = "nowhere"
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(SystemExit, match="'plain-native' trains on data set 'nowhere', not in extra_data"):
+        pretrain.load_recipe("cpu", tmp_path / "recipe.yaml")
+
+
+def test_extra_data_sets_are_the_synth_settings_with_their_own_keys(pretrain, tmp_path):
+    recipe = pretrain.load_recipe("cpu")
+    sets = pretrain.data_parts(recipe)
+    assert list(sets) == ["data", "data-native"]
+    native, main = sets["data-native"], sets["data"]
+    assert (native["size"], native["count"], native["seed"]) == (320, main["count"], main["seed"])
+    assert native["settings"] == {**main["settings"], "enlarge_hosts": False}
+    assert pretrain.data_parts(pretrain.load_recipe("smoke"))["data-native"]["size"] == 96  # the preset's
+    with pytest.raises(SystemExit, match="robust-native trains on .*data-native, which is not made yet"):
+        pretrain.launch(recipe, "robust-native", tmp_path / "work")
 
 
 def test_a_stage_added_later_starts_from_the_shipped_weights_and_the_rest_is_kept(pretrain, recipe_run, tmp_path):
@@ -224,7 +255,8 @@ def test_a_stage_added_later_starts_from_the_shipped_weights_and_the_rest_is_kep
     package = tmp_path / "package"
     shutil.copytree(paths["package"], package)
     work = tmp_path / "work"
-    shutil.copytree(paths["work"] / "data", work / "data")  # the data only: no earlier training part
+    for data in ("data", "data-native"):  # the data only: no earlier training part
+        shutil.copytree(paths["work"] / data, work / data)
     results = tmp_path / "pretrain.json"
     common = ["--preset", "smoke", "--threads", "1", f"--recipe={paths['recipe']}", f"--work={work}"]
     common += [f"--results={results}", f"--package={package}"]
@@ -235,6 +267,8 @@ def test_a_stage_added_later_starts_from_the_shipped_weights_and_the_rest_is_kep
         "plain-384",
         "--part",
         "plain-384-long",
+        "--part",
+        "plain-native",
         "--part",
         "inference",
         "--part",
@@ -261,4 +295,5 @@ def test_a_stage_added_later_starts_from_the_shipped_weights_and_the_rest_is_kep
         ("plain-256", "pretrained:plain"),
         ("plain-384", str(work.resolve() / "plain-256")),
         ("plain-384-long", str(work.resolve() / "plain-384")),
+        ("plain-native", str(work.resolve() / "plain-384-long")),
     ]
