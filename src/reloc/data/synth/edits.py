@@ -11,7 +11,6 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from reloc.data.io import read_image
 
@@ -22,9 +21,11 @@ from reloc.data.synth.settings import _INPAINT, _SHAPES, INTERPOLATIONS, SynthSe
 
 
 @functools.lru_cache(maxsize=128)  # about 1.2 MB per photo at size 512
-def _load_host_cached(path: str, size: int) -> np.ndarray:
+def _load_host_cached(path: str, size: int, enlarge: bool) -> np.ndarray:
     image = read_image(path)
     height, width = image.shape[:2]
+    if not enlarge:
+        size = min(size, height, width)
     factor = size / min(height, width)
     if height <= width:
         new_h, new_w = size, max(size, int(round(width * factor)))
@@ -38,20 +39,12 @@ def _load_host_cached(path: str, size: int) -> np.ndarray:
     return pixels
 
 
-def load_host(path: str | os.PathLike[str], size: int) -> np.ndarray:
+def load_host(path: str | os.PathLike[str], size: int, enlarge: bool = True) -> np.ndarray:
     """A photo resized so that its short side is ``size`` (area interpolation when
-    shrinking, cubic when enlarging), as read-only uint8 RGB ``(H, W, 3)``. Cached."""
-    return _load_host_cached(str(Path(path)), int(size))
-
-
-def sample_side(path: str | os.PathLike[str], size: int, enlarge: bool = True) -> int:
-    """The side of the square samples made from the photo at ``path`` at ``size``: ``size``,
-    or with ``enlarge`` False and a photo whose short side is below it, that short side
+    shrinking, cubic when enlarging), as read-only uint8 RGB ``(H, W, 3)``. Cached.
+    With ``enlarge`` False a photo whose short side is below ``size`` keeps its own size
     (:attr:`SynthSettings.enlarge_hosts`)."""
-    if enlarge:
-        return int(size)
-    with Image.open(path) as image:
-        return min(int(size), *image.size)
+    return _load_host_cached(str(Path(path)), int(size), bool(enlarge))
 
 
 def host_crop(path: str | os.PathLike[str], size: int, crop: Sequence[int]) -> np.ndarray:

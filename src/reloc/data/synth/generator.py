@@ -21,7 +21,7 @@ import numpy as np
 from reloc.data.catalog import SPLITS
 from reloc.data.io import write_png
 from reloc.data.photos import list_photos, photo_ids
-from reloc.data.synth.edits import _copymove, _r, _removal, _splice, jpeg_roundtrip, load_host, sample_side, unsharp
+from reloc.data.synth.edits import _copymove, _r, _removal, _splice, jpeg_roundtrip, load_host, unsharp
 from reloc.data.synth.settings import TAMPER_TYPES, Sample, SynthSettings, SynthSummary, _Redraw
 from reloc.data.synth.text import _text
 from reloc.io_utils import write_json_atomic, write_text_atomic
@@ -56,8 +56,8 @@ def render_sample(
     if kind not in TAMPER_TYPES:
         raise ValueError(f"unknown tampering type {kind!r}; expected one of {TAMPER_TYPES}")
     requested = size
-    size = sample_side(host_path, size, settings.enlarge_hosts)
-    full = load_host(host_path, size)
+    full = load_host(host_path, size, settings.enlarge_hosts)
+    size = min(full.shape[:2])  # the sample's side: smaller than requested for a photo kept at its size
     y = int(rng.integers(0, full.shape[0] - size + 1))
     x = int(rng.integers(0, full.shape[1] - size + 1))
     host = full[y : y + size, x : x + size].copy()
