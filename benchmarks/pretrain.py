@@ -100,10 +100,12 @@ def auto_preset() -> str:
 
 
 def load_recipe(preset: str, path: Path = RECIPE) -> dict:
-    """The recipe with ``presets[preset]`` applied (``auto``: :func:`auto_preset`): ``synth``
-    merged; each model's ``overrides`` are the preset's for every model (``set``), then the
-    model's own (``models.NAME.set`` of the recipe), then the preset's for that model (later
-    ones win); ``threads`` set. Every ``start`` must name an earlier model."""
+    """The recipe with ``presets[preset]`` applied (``auto``: :func:`auto_preset`): ``synth``,
+    ``extra_data`` and ``inference`` merged; a model the preset marks ``skip: true`` is
+    dropped, and the preset's ``start`` or ``data`` of a model replace the recipe's; each
+    model's ``overrides`` are the preset's for every model (``set``), then the model's own
+    (``models.NAME.set`` of the recipe), then the preset's for that model (later ones win);
+    ``threads`` set. Every ``start`` must name an earlier model that is not skipped."""
     try:
         recipe = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -126,6 +128,15 @@ def load_recipe(preset: str, path: Path = RECIPE) -> dict:
             raise SystemExit(f"error: preset {preset!r} sets unknown extra data set {name!r}")
         extra[name] = {**extra[name], **spec}
     recipe["extra_data"] = extra
+    recipe["inference"] = {**recipe["inference"], **(chosen.get("inference") or {})}
+    recipe["summaries"] = chosen.get("summaries") or {}
+    for name, spec in (chosen.get("models") or {}).items():
+        spec = spec or {}
+        if spec.get("skip"):
+            del recipe["models"][name]
+        for key in ("start", "data"):
+            if key in spec:
+                recipe["models"][name][key] = spec[key]
     earlier: set[str] = set()
     for name, model in recipe["models"].items():
         if model.get("data") is not None and model["data"] not in extra:
@@ -144,13 +155,15 @@ def load_recipe(preset: str, path: Path = RECIPE) -> dict:
 def data_parts(recipe: dict) -> dict[str, dict]:
     """``{data part: its synth spec}``: ``data`` (the recipe's ``synth``), then ``data-NAME``
     for each of ``extra_data`` (``synth`` with that set's keys replaced, ``settings`` merged
-    key by key). Each part writes the folder of its name in the work folder."""
+    key by key); only those some training part trains on. Each part writes the folder of
+    its name in the work folder."""
     parts = {"data": recipe["synth"]}
     for name, spec in recipe.get("extra_data", {}).items():
         merged = {**recipe["synth"], **{k: v for k, v in spec.items() if k != "settings"}}
         merged["settings"] = {**recipe["synth"].get("settings", {}), **spec.get("settings", {})}
         parts[f"data-{name}"] = merged
-    return parts
+    used = {data_of(recipe, name) for name in recipe["models"]}
+    return {part: spec for part, spec in parts.items() if part in used}
 
 
 def data_of(recipe: dict, part: str) -> str:
@@ -187,6 +200,8 @@ def photo_split(recipe: dict) -> tuple[Path, list[Path], list[Path]]:
     from reloc.data.photos import list_photos
 
     root = (ROOT / recipe["photos"]).resolve()
+    if not root.is_dir():
+        raise SystemExit(f"error: photo folder {root} not found (the recipe's photos, or --photos)")
     held_out = [root / name for name in recipe["held_out"]]
     missing = [str(p) for p in held_out if not p.is_file()]
     if missing:
@@ -211,19 +226,30 @@ def save_results(results: dict, path: Path) -> None:
 
 
 def machine_summary() -> dict:
-    """The processor the parts run on and the precision ``train.precision=auto`` trains in
-    there: the recipe's wall time depends on both (bf16 autocast only with native bf16)."""
+    """The processor the parts run on, the GPU where there is one, and the precision
+    ``train.precision=auto`` trains in there: the recipe's wall time depends on them (bf16
+    autocast only with native bf16)."""
+    import torch
+
     from reloc.precision import CPU_BF16_FLAGS, cpu_flags, cpu_model, dtype_name, resolve_precision
 
-    return {
+    summary = {
         "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "bf16_flags": sorted(cpu_flags() & CPU_BF16_FLAGS),
         "training_precision": dtype_name(resolve_precision("auto", "cpu")),
     }
+    if torch.cuda.is_available():
+        summary["gpu"] = torch.cuda.get_device_name()
+        summary["gpu_training_precision"] = dtype_name(resolve_precision("auto", "cuda"))
+    return summary
 
 
 def git_commit() -> str:
+    """The checkout's commit; ``RELOC_COMMIT`` where the checkout travelled without its
+    ``.git`` (a GPU machine given a copy of the working tree)."""
+    if os.environ.get("RELOC_COMMIT"):
+        return os.environ["RELOC_COMMIT"]
     try:
         return subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=True
@@ -264,6 +290,7 @@ def make_data(recipe: dict, work: Path, part: str = "data") -> dict:
         size=int(synth["size"]),
         settings=settings,
         overwrite=True,
+        workers=os.cpu_count(),
     )
     print(summary)
     folders: dict[str, int] = {}
@@ -384,7 +411,8 @@ def choose_inference(recipe: dict, work: Path) -> dict:
     """Per shipped model whose last part has a trained run (:func:`shipped_parts`): the
     sliding window, the restorer window (models with a restorer) and the decision threshold
     it runs with, chosen on validation images (every candidate's per-image AUC and F1 at
-    every threshold); models with no such run are left out."""
+    every threshold; on the GPU where there is one, in fp32); models with no such run are
+    left out."""
     import torch
 
     from reloc import runs
@@ -404,7 +432,10 @@ def choose_inference(recipe: dict, work: Path) -> dict:
         refs = evaluation_samples(work / data_of(recipe, part), "val", [run])[: settings["images"]]
         restorer = runs.weights_path(run, "restorer")
         pipeline = pipeline_from_weights(
-            runs.weights_path(run, "localizer"), restorer if restorer.is_file() else None, precision="fp32"
+            runs.weights_path(run, "localizer"),
+            restorer if restorer.is_file() else None,
+            precision="fp32",
+            device="cuda" if torch.cuda.is_available() else "cpu",
         )
         restore_windows = settings["restore_windows"] if pipeline.restorer is not None else [None]
         distortion = settings["distortion"][name]
@@ -502,7 +533,7 @@ def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
                     "part": part_name,
                     "data": data_of(recipe, part_name),
                     "config": recipe["models"][part_name]["config"],
-                    "set": recipe["models"][part_name].get("set", []),
+                    "set": recipe["models"][part_name]["overrides"],
                     "started_from": part.get("started_from"),
                     "epochs": part.get("epochs"),
                     "seed": part.get("seed"),
@@ -511,7 +542,7 @@ def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
                 }
             )
         cards[name] = {
-            "summary": SUMMARIES[name],
+            "summary": recipe.get("summaries", {}).get(name, SUMMARIES[name]),
             "roles": roles,
             "trained_on": results["parts"].get(last, {}).get("config", {}).get("data", {}).get("distortion"),
             "window": window,
@@ -591,6 +622,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--recipe", type=Path, default=RECIPE, help="the recipe YAML (paths relative to the checkout)")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "release")
+    parser.add_argument(
+        "--photos",
+        help="the photo folder instead of the recipe's (e.g. a copy by benchmarks/shrink_photos.py, "
+        "which makes the same data at its size)",
+    )
     parser.add_argument("--part", action="append", help="run only these parts (repeatable; --list-parts names them)")
     parser.add_argument("--jobs", type=int, default=2, help="training parts run side by side at most")
     parser.add_argument(
@@ -601,12 +637,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS, help="provenance JSON")
     parser.add_argument("--package", type=Path, default=PACKAGE, help="where ship puts weights and cards")
     parser.add_argument("--threads", type=int, help="torch threads of every training part (default: the recipe's)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a config override of every training part, after the recipe's (repeatable; e.g. train.epochs=2 "
+        "for a trial of a preset on a new machine)",
+    )
     parser.add_argument("--force", action="store_true", help="redo the inference part even when recorded as finished")
     parser.add_argument("--list-parts", action="store_true")
     args = parser.parse_args(argv)
     import torch
 
     recipe = load_recipe(args.preset, args.recipe)
+    if args.photos:
+        recipe["photos"] = str(Path(args.photos).resolve())
     known = [*data_parts(recipe), *recipe["models"], "inference", "ship"]
     if args.list_parts:
         print("\n".join(known))
@@ -615,8 +661,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         raise SystemExit(f"error: unknown part(s) {', '.join(unknown)}; parts: {', '.join(known)}")
     preset = recipe["preset"]
-    if args.threads:
-        for model in recipe["models"].values():
+    for model in recipe["models"].values():
+        model["overrides"] = [*model["overrides"], *args.set]
+        if args.threads:
             model["threads"] = args.threads
     work = args.work.resolve()
     work.mkdir(parents=True, exist_ok=True)
