@@ -50,7 +50,8 @@ def recipe_run(pretrain, tmp_path_factory):
         "results": root / "pretrain.json",
         "package": root / "package",
     }
-    argv = ["--preset", "smoke", "--threads", "1", *(f"--{k}={v}" for k, v in paths.items())]
+    argv = ["--preset", "smoke", "--threads", "1", "--set", "data.tamper_bias=0.5"]
+    argv += [f"--{k}={v}" for k, v in paths.items()]
     assert pretrain.main(argv) == 0
     return paths, argv
 
@@ -74,6 +75,9 @@ def test_every_part_finishes_and_records_its_provenance(recipe_run):
         "data-native",
         "plain-native",
         "robust-native",
+        "data-native4000",
+        "plain-wide",
+        "robust-wide",
         "inference",
     ):
         assert results["parts"][part]["finished"], part
@@ -98,6 +102,8 @@ def test_every_part_finishes_and_records_its_provenance(recipe_run):
         assert parts[name]["started_from"] == str(paths["work"].resolve() / start)
         assert parts[name]["config"]["data"]["dataset"] == str(paths["work"].resolve() / "data-native")
     assert results["training_wall_seconds"] > 0
+    # --set reaches every training part, after the recipe's settings
+    assert {part["config"]["data"]["tamper_bias"] for name, part in parts.items() if "config" in part} == {0.5}
 
 
 def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_files(recipe_run):
@@ -105,8 +111,8 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
     inference = json.loads(paths["results"].read_text())["parts"]["inference"]
     cards = json.loads((paths["package"] / "cards.json").read_text())["models"]
     tolerance = yaml.safe_load(paths["recipe"].read_text())["inference"]["auc_tolerance"]
-    parts = {"plain": "plain-native", "robust": "robust-native", "reloc": "reloc"}  # the last part of each
-    data = {"plain": "data-native", "robust": "data-native", "reloc": "data"}  # which it validates on
+    parts = {"plain": "plain-wide", "robust": "robust-wide", "reloc": "reloc"}  # the last part of each
+    data = {"plain": "data-native4000", "robust": "data-native4000", "reloc": "data"}  # which it validates on
     for name in ("plain", "robust", "reloc"):
         chosen = inference[name]
         assert chosen["part"] == parts[name]
@@ -131,8 +137,17 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
         )
         assert list(read_window(paths["package"] / name / "localizer.safetensors")) == chosen["chosen"]
         chains = {
-            "plain": ["plain", "plain-256", "plain-384", "plain-384-long", "plain-native"],
-            "robust": ["plain", "robust", "robust-256", "robust-384", "robust-384-long", "robust-mix", "robust-native"],
+            "plain": ["plain", "plain-256", "plain-384", "plain-384-long", "plain-native", "plain-wide"],
+            "robust": [
+                "plain",
+                "robust",
+                "robust-256",
+                "robust-384",
+                "robust-384-long",
+                "robust-mix",
+                "robust-native",
+                "robust-wide",
+            ],
             "reloc": ["plain", "reloc"],
         }
         assert [stage["part"] for stage in card["recipe"]["stages"]] == chains[name]
@@ -208,7 +223,7 @@ def test_the_recipe_wall_time_counts_the_training_time_not_the_sum_of_the_parts(
 
 def test_context_stages_ship_as_their_model_and_a_start_must_come_first(pretrain, tmp_path):
     recipe = pretrain.load_recipe("cpu")
-    assert pretrain.shipped_parts(recipe) == {"plain": "plain-native", "robust": "robust-native", "reloc": "reloc"}
+    assert pretrain.shipped_parts(recipe) == {"plain": "plain-wide", "robust": "robust-wide", "reloc": "reloc"}
     assert pretrain.stages_of(recipe, "robust-native") == [
         "plain",
         "robust",
@@ -239,7 +254,11 @@ def test_context_stages_ship_as_their_model_and_a_start_must_come_first(pretrain
 def test_extra_data_sets_are_the_synth_settings_with_their_own_keys(pretrain, tmp_path):
     recipe = pretrain.load_recipe("cpu")
     sets = pretrain.data_parts(recipe)
-    assert list(sets) == ["data", "data-native"]
+    assert list(sets) == ["data", "data-native", "data-native4000"]
+    assert (sets["data-native4000"]["count"], sets["data-native4000"]["settings"]) == (
+        4000,
+        sets["data-native"]["settings"],
+    )
     native, main = sets["data-native"], sets["data"]
     assert (native["size"], native["count"], native["seed"]) == (320, main["count"], main["seed"])
     assert native["settings"] == {**main["settings"], "enlarge_hosts": False}
@@ -255,7 +274,7 @@ def test_a_stage_added_later_starts_from_the_shipped_weights_and_the_rest_is_kep
     package = tmp_path / "package"
     shutil.copytree(paths["package"], package)
     work = tmp_path / "work"
-    for data in ("data", "data-native"):  # the data only: no earlier training part
+    for data in ("data", "data-native", "data-native4000"):  # the data only: no earlier training part
         shutil.copytree(paths["work"] / data, work / data)
     results = tmp_path / "pretrain.json"
     common = ["--preset", "smoke", "--threads", "1", f"--recipe={paths['recipe']}", f"--work={work}"]
@@ -269,6 +288,8 @@ def test_a_stage_added_later_starts_from_the_shipped_weights_and_the_rest_is_kep
         "plain-384-long",
         "--part",
         "plain-native",
+        "--part",
+        "plain-wide",
         "--part",
         "inference",
         "--part",
@@ -296,4 +317,58 @@ def test_a_stage_added_later_starts_from_the_shipped_weights_and_the_rest_is_kep
         ("plain-384", str(work.resolve() / "plain-256")),
         ("plain-384-long", str(work.resolve() / "plain-384")),
         ("plain-native", str(work.resolve() / "plain-384-long")),
+        ("plain-wide", str(work.resolve() / "plain-native")),
     ]
+
+
+def test_a_preset_may_skip_parts_and_give_a_part_another_start_data_and_summary(pretrain, tmp_path):
+    raw = yaml.safe_load(pretrain.RECIPE.read_text())
+    skipped = [name for name in raw["models"] if name not in ("plain", "robust", "reloc", "plain-native")]
+    raw["presets"]["short"] = {
+        "models": {
+            **{name: {"skip": True} for name in skipped},
+            "plain": {"data": "native"},
+            "plain-native": {"start": "plain", "set": ["train.epochs=1"]},
+        },
+        "inference": {"images": 7},
+        "summaries": {"plain": "a shorter plain"},
+    }
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    recipe = pretrain.load_recipe("short", tmp_path / "recipe.yaml")
+    assert list(recipe["models"]) == ["plain", "robust", "reloc", "plain-native"]
+    assert pretrain.stages_of(recipe, "plain-native") == ["plain", "plain-native"]
+    assert pretrain.shipped_parts(recipe) == {"plain": "plain-native", "robust": "robust", "reloc": "reloc"}
+    assert list(pretrain.data_parts(recipe)) == ["data", "data-native"]  # robust and reloc still train on data
+    assert pretrain.data_of(recipe, "plain") == "data-native"
+    assert recipe["inference"]["images"] == 7 and recipe["inference"]["candidates"] == raw["inference"]["candidates"]
+    assert recipe["summaries"] == {"plain": "a shorter plain"}
+    raw["presets"]["broken"] = {"models": {"plain": {"skip": True}}}  # robust would start from nothing
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
+    with pytest.raises(SystemExit, match="'robust' starts from 'plain', which is not listed before it"):
+        pretrain.load_recipe("broken", tmp_path / "recipe.yaml")
+
+
+def test_the_gpu_preset_trains_on_cuda_on_native_data_in_three_parts(pretrain):
+    recipe = pretrain.load_recipe("gpu")
+    assert list(recipe["models"]) == ["plain", "robust", "reloc"]
+    assert list(pretrain.data_parts(recipe)) == ["data-native"]  # the 512-px set is not made
+    assert pretrain.data_parts(recipe)["data-native"]["settings"]["enlarge_hosts"] is False
+    for model in recipe["models"].values():
+        assert "train.device=cuda" in model["overrides"] and model["data"] == "native"
+    assert set(recipe["summaries"]) == {"plain", "robust", "reloc"}
+
+
+def test_photos_given_on_the_command_line_replace_the_recipes(pretrain, tmp_path):
+    with pytest.raises(SystemExit, match=f"photo folder {tmp_path / 'none'} not found"):
+        pretrain.main(
+            [
+                "--part",
+                "data",
+                "--photos",
+                str(tmp_path / "none"),
+                "--work",
+                str(tmp_path / "w"),
+                "--results",
+                str(tmp_path / "r.json"),
+            ]
+        )
