@@ -165,3 +165,20 @@ def test_with_absolute_paths_resolves_relative_dataset_and_weights_only(tmp_path
         "model.localizer_weights": "pretrained:plain",
         "model.restorer_weights": str(tmp_path),
     }
+
+
+@pytest.mark.parametrize("flag, expected", [([], [True]), (["--no-keep-freed-memory"], [])])
+def test_train_keeps_freed_memory_unless_told_not_to(tmp_path, monkeypatch, flag, expected):
+    """``reloc train`` sets glibc's malloc to keep freed memory (as localize and eval do) before it trains."""
+    from typer.testing import CliRunner
+
+    from reloc.cli import app
+    from reloc.engine import inference
+
+    calls = []
+    monkeypatch.setattr(inference, "retain_freed_memory", lambda: calls.append(True) or True)
+    (tmp_path / "broken.yaml").write_text("train: {epochs: 3\n")
+    result = CliRunner().invoke(
+        app, ["train", "--out", str(tmp_path / "run"), "--config", str(tmp_path / "broken.yaml"), *flag]
+    )
+    assert result.exit_code == 2 and calls == expected

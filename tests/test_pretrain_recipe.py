@@ -358,6 +358,18 @@ def test_the_gpu_preset_trains_on_cuda_on_native_data_in_three_parts(pretrain):
     assert set(recipe["summaries"]) == {"plain", "robust", "reloc"}
 
 
+def test_the_2_hour_cpu_preset_trains_three_parts_on_the_4000_sample_native_set(pretrain):
+    recipe = pretrain.load_recipe("cpu-2h")
+    assert list(recipe["models"]) == ["plain", "robust", "reloc"]
+    assert list(pretrain.data_parts(recipe)) == ["data-native4000"]
+    assert pretrain.data_parts(recipe)["data-native4000"]["count"] == 4000
+    assert recipe["models"]["plain"]["threads"] == 2 and recipe["models"]["robust"]["threads"] == 1
+    for name, model in recipe["models"].items():
+        assert model["data"] == "native4000" and model.get("start") == (None if name == "plain" else "plain")
+        assert not any(override.startswith("train.device") for override in model["overrides"])
+    assert set(recipe["summaries"]) == {"plain", "robust", "reloc"}
+
+
 def test_photos_given_on_the_command_line_replace_the_recipes(pretrain, tmp_path):
     with pytest.raises(SystemExit, match=f"photo folder {tmp_path / 'none'} not found"):
         pretrain.main(

@@ -129,8 +129,8 @@ DeviceOption = Annotated[
 KeepMemoryOption = Annotated[
     bool,
     typer.Option(
-        help="Let glibc's malloc keep freed memory for reuse (CPU inference about a third faster; "
-        "the process keeps its peak memory until it exits)."
+        help="Let glibc's malloc keep freed memory for reuse (CPU inference about a third faster, CPU "
+        "training about a fifth; the process keeps its peak memory until it exits)."
     ),
 ]
 PrecisionOption = Annotated[
@@ -615,15 +615,19 @@ def train(
     ] = None,
     resume: Annotated[bool, typer.Option(help="Continue the run in OUT from its last checkpoint.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
+    keep_freed_memory: KeepMemoryOption = True,
 ) -> None:
     """Train one situation (plain, finetune, reloc, joint); works under torchrun for several GPUs."""
     from reloc import runs
     from reloc.config import load_config
     from reloc.data.catalog import DatasetError
     from reloc.data.io import ImageError
+    from reloc.engine.inference import retain_freed_memory
     from reloc.engine.tasks import NonFiniteLossError
     from reloc.engine.trainer import train as run_training
 
+    if keep_freed_memory:
+        retain_freed_memory()
     try:
         if resume and (config or option):
             raise ValueError("--resume continues OUT/config.yaml as it is; do not pass --config or --set with it")
