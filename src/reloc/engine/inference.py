@@ -25,7 +25,7 @@ float rounding):
   again, which cost about a third of the time. It changes the whole process, so nothing
   in the library calls it: the application decides (``reloc localize``, ``reloc eval`` and
   ``reloc train`` call it unless ``--no-keep-freed-memory``; a 30-step training epoch of
-  8 x 256-px DFCN crops on one core took 94 s with it instead of 121 s, same losses).
+  8 x 256-px DFCN crops at one thread took 93 s with it instead of 126 s, same losses).
 
 ``torch.compile`` of :meth:`Pipeline.run` was measured too and is not used: with the
 above it was no faster than eager (2% slower), after seconds of compilation.
