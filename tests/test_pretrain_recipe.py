@@ -187,7 +187,7 @@ def test_a_missing_or_foreign_recipe_is_a_clear_error(pretrain, tmp_path):
 
 @pytest.mark.parametrize(
     ("flags", "expected"),
-    [({"avx2", "amx_bf16", "avx512_bf16"}, "cpu"), ({"avx2", "avx512_bf16"}, "cpu-fp32"), ({"avx2"}, "cpu-fp32")],
+    [({"avx2", "amx_bf16", "avx512_bf16"}, "cpu-2h"), ({"avx2", "avx512_bf16"}, "cpu-2h"), ({"avx2"}, "cpu-fp32")],
 )
 def test_the_auto_preset_follows_the_processor(pretrain, monkeypatch, flags, expected):
     from reloc import precision
@@ -374,6 +374,8 @@ def test_photos_given_on_the_command_line_replace_the_recipes(pretrain, tmp_path
     with pytest.raises(SystemExit, match=f"photo folder {tmp_path / 'none'} not found"):
         pretrain.main(
             [
+                "--preset",
+                "cpu",
                 "--part",
                 "data",
                 "--photos",
