@@ -1,13 +1,18 @@
-"""Shared fixtures: networks are built once per test session (the big ones take seconds)."""
+"""Shared fixtures: networks are built once per test session (the big ones take seconds);
+the scripts of benchmarks/ loaded as modules."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from pathlib import Path
+from types import ModuleType
 
 import pytest
 import torch
 
 REFERENCE_KEYS = Path(__file__).resolve().parent / "data" / "state-dict-keys"
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 
 _NETWORKS: dict[tuple, torch.nn.Module] = {}
 
@@ -38,3 +43,17 @@ def reference_shapes(filename: str) -> dict[str, tuple[int, ...]]:
 def _deterministic():
     torch.manual_seed(0)
     yield
+
+
+def load_benchmark(script: str, name: str, monkeypatch: pytest.MonkeyPatch | None = None) -> ModuleType:
+    """``benchmarks/SCRIPT`` executed as the module ``name``, entered in ``sys.modules`` first
+    (dataclasses look their module up while it executes): for this test only with
+    ``monkeypatch``, else for the session unless a module of that name is there already."""
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / script)
+    module = importlib.util.module_from_spec(spec)
+    if monkeypatch is None:
+        sys.modules.setdefault(name, module)
+    else:
+        monkeypatch.setitem(sys.modules, name, module)
+    spec.loader.exec_module(module)
+    return module

@@ -3,10 +3,7 @@ choices of the inference part written into the shipped files, resuming, ``--forc
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,18 +11,13 @@ import yaml
 from PIL import Image
 from skimage import data as skimage_data
 
+from conftest import load_benchmark
 from reloc.models.weights import read_window
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def pretrain():
-    spec = importlib.util.spec_from_file_location("pretrain", ROOT / "benchmarks" / "pretrain.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("pretrain", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("pretrain.py", "pretrain")
 
 
 @pytest.fixture(scope="module")

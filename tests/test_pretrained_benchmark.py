@@ -3,27 +3,21 @@ the same rows, the JPEG winner per quality, and the figures written into the car
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from conftest import load_benchmark
 from reloc import pretrained
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
 def bench(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("pretrained_bench", ROOT / "benchmarks" / "pretrained.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "pretrained_bench", module)
-    spec.loader.exec_module(module)
+    module = load_benchmark("pretrained.py", "pretrained_bench", monkeypatch)
     monkeypatch.setattr(module, "RESULTS", tmp_path / "results" / "pretrained.json")
     package = tmp_path / "package"
     shutil.copytree(Path(str(pretrained._root())), package)  # cards and weights: parts record the weights' digest

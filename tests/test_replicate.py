@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from conftest import load_benchmark
 
 
 @pytest.fixture()
 def replicate(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("replicate", ROOT / "benchmarks" / "replicate.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "replicate", module)  # dataclasses look their module up while executing it
-    spec.loader.exec_module(module)
+    module = load_benchmark("replicate.py", "replicate", monkeypatch)
     monkeypatch.setattr(module, "RESULTS", tmp_path / "results")
     monkeypatch.setattr(module, "SEED_RESULTS", tmp_path / "results" / "replicate")
     return module

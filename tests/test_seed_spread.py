@@ -3,24 +3,20 @@ from the first over the images both evaluated."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 
 import pytest
+
+from conftest import load_benchmark
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
 def spread(monkeypatch):
-    spec = importlib.util.spec_from_file_location("seed_spread", ROOT / "benchmarks" / "seed_spread.py")
-    module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "seed_spread", module)
     monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("seed_spread.py", "seed_spread", monkeypatch)
 
 
 def write_record(folder: Path, distortion: str, aucs: dict[str, float]) -> None:

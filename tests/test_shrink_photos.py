@@ -3,8 +3,6 @@ makes the same data as the photos themselves."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -12,19 +10,14 @@ import pytest
 from PIL import Image
 from skimage import data as skimage_data
 
+from conftest import load_benchmark
 from reloc.data.synth import synthesize
 from reloc.data.synth.settings import SynthSettings
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def shrink():
-    spec = importlib.util.spec_from_file_location("shrink_photos", ROOT / "benchmarks" / "shrink_photos.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules.setdefault("shrink_photos", module)
-    spec.loader.exec_module(module)
-    return module
+    return load_benchmark("shrink_photos.py", "shrink_photos")
 
 
 def _photos(folder: Path, names: tuple[str, ...]) -> list[Path]:
