@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import copy
+import json
+import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from conftest import build_cached
+from conftest import build_cached, load_benchmark
 from reloc import precision
 from reloc.devices import pick_device
 from reloc.engine.distributed import DistContext
@@ -156,13 +159,8 @@ def test_cuda_pipeline_auto_precision_and_training_scaler():
     assert pipeline.compute_dtype() == (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
 
 
-def test_the_precision_benchmark_switches_the_pixel_guard_off_and_back():
-    import importlib.util
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "precision.py"
-    spec = importlib.util.spec_from_file_location("precision_bench", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+def test_the_precision_benchmark_switches_the_pixel_guard_off_and_back(monkeypatch):
+    bench = load_benchmark("precision.py", "precision_bench", monkeypatch)
     network = build_cached("localizer", "dfcn", width=0.25, faithful=False, highpass=True).eval()
     dtypes = []
     network.dense_block1.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
@@ -172,3 +170,28 @@ def test_the_precision_benchmark_switches_the_pixel_guard_off_and_back():
             network(image)
         network(image)
     assert dtypes == [torch.bfloat16, torch.float32]
+
+
+def test_the_precision_benchmark_measures_again_the_rows_of_other_weights(tmp_path, monkeypatch):
+    bench = load_benchmark("precision.py", "precision_bench", monkeypatch)
+    digests = {"plain": "shipped now", "robust": "before", "reloc": "before"}
+    # the scripts main() imports: the weights' digests and the test set (two images), faked
+    monkeypatch.setitem(sys.modules, "pretrained", SimpleNamespace(weights_digest=digests.get, make_test_set=str))
+    monkeypatch.setitem(sys.modules, "pretrain", SimpleNamespace(git_commit=lambda: "commit"))
+    monkeypatch.setattr("reloc.data.catalog.load_dataset", lambda folder: ["image a", "image b"])
+    measured = []
+
+    def row(name, spec, mode, refs):
+        measured.append((name, mode))
+        return {"f1": 0.5, "iou": 0.4, "auc": 0.9, "auc_per_image": [0.8, 1.0], "images": len(refs), "seconds": 0.0}
+
+    monkeypatch.setattr(bench, "evaluate_row", row)
+    out = tmp_path / "precision.json"
+    earlier = {"f1": 0.1, "iou": 0.1, "auc": 0.6, "auc_per_image": [0.5, 0.7], "images": 2, "weights_sha256": "before"}
+    keys = [f"{name} {spec} {mode}" for name, spec in bench.ROWS for mode in bench.MODES]
+    out.write_text(json.dumps({"images": 2, "rows": {key: earlier for key in keys}}))
+    bench.main(["--work", str(tmp_path), "--out", str(out)])
+    assert measured == [("plain", mode) for mode in bench.MODES]  # only the rows of new weights
+    rows = json.loads(out.read_text())["rows"]
+    assert {key: rows[key]["weights_sha256"] for key in keys} == {key: digests[key.split()[0]] for key in keys}
+    assert rows["plain none fp32"]["auc"] == 0.9 and rows["robust jpeg:75 fp32"]["auc"] == 0.6
