@@ -70,6 +70,9 @@ def test_every_part_finishes_and_records_its_provenance(recipe_run):
         "data-native4000",
         "plain-wide",
         "robust-wide",
+        "data-native8000",
+        "plain-8k",
+        "robust-8k",
         "inference",
     ):
         assert results["parts"][part]["finished"], part
@@ -103,8 +106,8 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
     inference = json.loads(paths["results"].read_text())["parts"]["inference"]
     cards = json.loads((paths["package"] / "cards.json").read_text())["models"]
     tolerance = yaml.safe_load(paths["recipe"].read_text())["inference"]["auc_tolerance"]
-    parts = {"plain": "plain-wide", "robust": "robust-wide", "reloc": "reloc"}  # the last part of each
-    data = {"plain": "data-native4000", "robust": "data-native4000", "reloc": "data"}  # which it validates on
+    parts = {"plain": "plain-8k", "robust": "robust-8k", "reloc": "reloc"}  # the last part of each
+    data = {"plain": "data-native8000", "robust": "data-native8000", "reloc": "data"}  # which it validates on
     for name in ("plain", "robust", "reloc"):
         chosen = inference[name]
         assert chosen["part"] == parts[name]
@@ -129,7 +132,7 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
         )
         assert list(read_window(paths["package"] / name / "localizer.safetensors")) == chosen["chosen"]
         chains = {
-            "plain": ["plain", "plain-256", "plain-384", "plain-384-long", "plain-native", "plain-wide"],
+            "plain": ["plain", "plain-256", "plain-384", "plain-384-long", "plain-native", "plain-wide", "plain-8k"],
             "robust": [
                 "plain",
                 "robust",
@@ -139,6 +142,7 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
                 "robust-mix",
                 "robust-native",
                 "robust-wide",
+                "robust-8k",
             ],
             "reloc": ["plain", "reloc"],
         }
@@ -191,7 +195,7 @@ def test_the_auto_preset_follows_the_processor(pretrain, monkeypatch, flags, exp
 def test_a_preset_sets_every_model_and_each_model_on_its_own(pretrain, tmp_path):
     recipe = yaml.safe_load(pretrain.RECIPE.read_text())
     recipe["presets"]["mine"] = {"set": ["data.workers=1"], "models": {"plain": {"set": ["train.epochs=3"]}}}
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))  # parts in their order
     models = pretrain.load_recipe("mine", tmp_path / "recipe.yaml")["models"]
     assert models["plain"]["overrides"] == ["data.workers=1", "train.epochs=3"]
     assert models["robust"]["overrides"] == models["reloc"]["overrides"] == ["data.workers=1"]
@@ -201,7 +205,7 @@ def test_a_preset_sets_every_model_and_each_model_on_its_own(pretrain, tmp_path)
     fp32, written = pretrain.load_recipe("cpu-fp32")["models"], pretrain.load_recipe("cpu")["models"]
     assert "data.crop=96" in fp32["plain"]["overrides"] and written["plain"]["overrides"] == []
     recipe["presets"]["bad"] = {"models": {"nobody": {"set": []}}}
-    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe))
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     with pytest.raises(SystemExit, match="preset 'bad' sets unknown models: nobody"):
         pretrain.load_recipe("bad", tmp_path / "recipe.yaml")
 
@@ -215,7 +219,7 @@ def test_the_recipe_wall_time_counts_the_training_time_not_the_sum_of_the_parts(
 
 def test_context_stages_ship_as_their_model_and_a_start_must_come_first(pretrain, tmp_path):
     recipe = pretrain.load_recipe("cpu")
-    assert pretrain.shipped_parts(recipe) == {"plain": "plain-wide", "robust": "robust-wide", "reloc": "reloc"}
+    assert pretrain.shipped_parts(recipe) == {"plain": "plain-8k", "robust": "robust-8k", "reloc": "reloc"}
     assert pretrain.stages_of(recipe, "robust-native") == [
         "plain",
         "robust",
@@ -246,7 +250,7 @@ def test_context_stages_ship_as_their_model_and_a_start_must_come_first(pretrain
 def test_extra_data_sets_are_the_synth_settings_with_their_own_keys(pretrain, tmp_path):
     recipe = pretrain.load_recipe("cpu")
     sets = pretrain.data_parts(recipe)
-    assert list(sets) == ["data", "data-native", "data-native4000"]
+    assert list(sets) == ["data", "data-native", "data-native4000", "data-native8000"]
     assert (sets["data-native4000"]["count"], sets["data-native4000"]["settings"]) == (
         4000,
         sets["data-native"]["settings"],
@@ -266,7 +270,7 @@ def test_a_stage_added_later_starts_from_the_shipped_weights_and_the_rest_is_kep
     package = tmp_path / "package"
     shutil.copytree(paths["package"], package)
     work = tmp_path / "work"
-    for data in ("data", "data-native", "data-native4000"):  # the data only: no earlier training part
+    for data in ("data", "data-native", "data-native4000", "data-native8000"):  # the data only: no training part
         shutil.copytree(paths["work"] / data, work / data)
     results = tmp_path / "pretrain.json"
     common = ["--preset", "smoke", "--threads", "1", f"--recipe={paths['recipe']}", f"--work={work}"]
@@ -282,6 +286,8 @@ def test_a_stage_added_later_starts_from_the_shipped_weights_and_the_rest_is_kep
         "plain-native",
         "--part",
         "plain-wide",
+        "--part",
+        "plain-8k",
         "--part",
         "inference",
         "--part",
@@ -310,6 +316,7 @@ def test_a_stage_added_later_starts_from_the_shipped_weights_and_the_rest_is_kep
         ("plain-384-long", str(work.resolve() / "plain-384")),
         ("plain-native", str(work.resolve() / "plain-384-long")),
         ("plain-wide", str(work.resolve() / "plain-native")),
+        ("plain-8k", str(work.resolve() / "plain-wide")),
     ]
 
 
