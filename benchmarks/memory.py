@@ -33,6 +33,9 @@ import time
 from pathlib import Path
 
 import numpy as np
+from results_io import read_results
+
+from reloc.io_utils import write_json_atomic
 
 RESULTS = Path(__file__).resolve().parent / "results" / "memory.json"
 
@@ -126,11 +129,10 @@ def main() -> None:
         "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}",
         "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS"),
     }
-    results = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    results = read_results(args.out, {})
     key = f"{args.side}px-{args.localizer}" + ("-restored" if args.save_restored else "")
     results[key] = record
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    write_json_atomic(args.out, results, indent=2)
     print(json.dumps(record, indent=2))
 
 

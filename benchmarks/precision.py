@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from results_io import read_results
 
 from reloc.io_utils import write_json_atomic
 
@@ -104,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     from reloc.precision import cpu_has_bf16, cpu_model
 
     refs = load_dataset(card_benchmark.make_test_set(args.work))[: args.images]
-    result = json.loads(args.out.read_text()) if args.out.is_file() else {"rows": {}}
+    result = read_results(args.out, {"rows": {}})
     if result.get("images") not in (None, len(refs)):
         result = {"rows": {}}  # another test-set size: start over
     result.update(

@@ -64,7 +64,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
 import shutil
 import subprocess
@@ -73,6 +72,7 @@ import time
 from pathlib import Path
 
 import yaml
+from results_io import read_results
 
 from reloc.io_utils import write_json_atomic
 
@@ -218,7 +218,7 @@ def photo_split(recipe: dict) -> tuple[Path, list[Path], list[Path]]:
 
 # --- bookkeeping -----------------------------------------------------------------------
 def load_results(path: Path) -> dict:
-    return json.loads(path.read_text()) if path.is_file() else {"parts": {}}
+    return read_results(path, {"parts": {}})
 
 
 def save_results(results: dict, path: Path) -> None:
@@ -498,7 +498,7 @@ def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
     from reloc.models.weights import load_network, save_network
 
     cards_file = package / "cards.json"
-    shipped_cards = json.loads(cards_file.read_text())["models"] if cards_file.is_file() else {}
+    shipped_cards = read_results(cards_file, {"models": {}})["models"]
     cards, kept = {}, []
     for name, last in shipped_parts(recipe).items():
         best = {role: runs.weights_path(work / last, role) for role in ("localizer", "restorer")}

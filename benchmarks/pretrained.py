@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from results_io import read_results
 
 from reloc.io_utils import write_json_atomic, write_text_atomic
 
@@ -150,7 +151,7 @@ def evaluate_on(name: str, work: Path, recipe_settings: bool, specs: tuple[str, 
     parts.mkdir(parents=True, exist_ok=True)
     for spec in specs:
         path = parts / f"{name}__{spec.replace(':', '-')}.json"
-        if path.is_file() and json.loads(path.read_text()).get("weights_sha256") == digest:
+        if read_results(path, {}).get("weights_sha256") == digest:
             continue
         tick = time.perf_counter()
         with torch.inference_mode():
@@ -236,7 +237,7 @@ def aggregate(work: Path, command: str) -> dict:
         found: dict[str, dict] = {}
         for name in MODELS:
             paths = {spec: work / folder / f"{name}__{spec.replace(':', '-')}.json" for spec in specs}
-            found[name] = {spec: json.loads(path.read_text()) for spec, path in paths.items() if path.is_file()}
+            found[name] = {spec: read_results(path) for spec, path in paths.items() if path.is_file()}
             stale = [
                 str(paths[spec]) for spec, row in found[name].items() if row.get("weights_sha256") != digests[name]
             ]
@@ -248,7 +249,7 @@ def aggregate(work: Path, command: str) -> dict:
         return found
 
     cards_path = Path(str(pretrained._root())) / "cards.json"
-    cards = json.loads(cards_path.read_text())
+    cards = read_results(cards_path)
     models = collect("parts", SPECS)
     in_distribution = collect("parts-recipe-settings", RECIPE_SPECS)
     table3 = {

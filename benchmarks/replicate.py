@@ -66,6 +66,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from results_io import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -95,9 +96,7 @@ def result_path(seed: int) -> Path:
 
 def load_results(seed: int) -> dict:
     path = result_path(seed)
-    if path.is_file():
-        return json.loads(path.read_text())
-    return {"seed": seed, "parts": {}, "seconds": {}}
+    return read_results(path, {"seed": seed, "parts": {}, "seconds": {}})
 
 
 def save_results(seed: int, results: dict) -> None:
@@ -676,7 +675,7 @@ def paired_differences(seeds: list[dict]) -> dict:
 def aggregate() -> dict:
     from reloc.data.catalog import SPLITS
 
-    seeds = [json.loads(p.read_text()) for p in sorted(SEED_RESULTS.glob("seed-*.json"))]
+    seeds = [read_results(p) for p in sorted(SEED_RESULTS.glob("seed-*.json"))]
     if not seeds:
         raise SystemExit(f"no seed results in {SEED_RESULTS}")
     table4: dict[str, list] = {}

@@ -48,7 +48,11 @@ def _deterministic():
 def load_benchmark(script: str, name: str, monkeypatch: pytest.MonkeyPatch | None = None) -> ModuleType:
     """``benchmarks/SCRIPT`` executed as the module ``name``, entered in ``sys.modules`` first
     (dataclasses look their module up while it executes): for this test only with
-    ``monkeypatch``, else for the session unless a module of that name is there already."""
+    ``monkeypatch``, else for the session unless a module of that name is there already.
+    The benchmarks folder goes on the end of ``sys.path`` (a script run as ``python
+    benchmarks/SCRIPT`` has it first): the scripts import their shared ``results_io`` by name."""
+    if str(BENCHMARKS) not in sys.path:
+        sys.path.append(str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / script)
     module = importlib.util.module_from_spec(spec)
     if monkeypatch is None:

@@ -172,13 +172,30 @@ def test_the_precision_benchmark_switches_the_pixel_guard_off_and_back(monkeypat
     assert dtypes == [torch.bfloat16, torch.float32]
 
 
-def test_the_precision_benchmark_measures_again_the_rows_of_other_weights(tmp_path, monkeypatch):
+def _precision_benchmark_on_fakes(monkeypatch, digests: dict[str, str]):
+    """benchmarks/precision.py with what its main() imports faked: the weights' digests and
+    the test set (two images)."""
     bench = load_benchmark("precision.py", "precision_bench", monkeypatch)
-    digests = {"plain": "shipped now", "robust": "before", "reloc": "before"}
-    # the scripts main() imports: the weights' digests and the test set (two images), faked
     monkeypatch.setitem(sys.modules, "pretrained", SimpleNamespace(weights_digest=digests.get, make_test_set=str))
     monkeypatch.setitem(sys.modules, "pretrain", SimpleNamespace(git_commit=lambda: "commit"))
     monkeypatch.setattr("reloc.data.catalog.load_dataset", lambda folder: ["image a", "image b"])
+    return bench
+
+
+def test_the_precision_benchmark_stops_on_a_damaged_results_file_and_keeps_it(tmp_path, monkeypatch):
+    bench = _precision_benchmark_on_fakes(monkeypatch, {"plain": "a", "robust": "b", "reloc": "c"})
+    monkeypatch.setattr(bench, "evaluate_row", lambda *args: pytest.fail("measured despite the damaged file"))
+    out = tmp_path / "precision.json"
+    out.write_text('{"images": 2, "rows": {"plain none fp32": {"auc": 0.9')  # cut off mid-row
+    with pytest.raises(SystemExit) as stopped:
+        bench.main(["--work", str(tmp_path), "--out", str(out)])
+    assert str(stopped.value).startswith(f"error: {out}: not a readable results file")
+    assert out.read_text().endswith('{"auc": 0.9')  # left as it was
+
+
+def test_the_precision_benchmark_measures_again_the_rows_of_other_weights(tmp_path, monkeypatch):
+    digests = {"plain": "shipped now", "robust": "before", "reloc": "before"}
+    bench = _precision_benchmark_on_fakes(monkeypatch, digests)
     measured = []
 
     def row(name, spec, mode, refs):
