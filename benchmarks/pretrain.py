@@ -26,7 +26,10 @@ generator's settings, which training config makes which model); the training con
   crops from plain's and robust's best localizers), then ``plain-384`` and ``robust-384``
   (6 epochs of 384-px crops from those), the long stages, ``robust-mix``, and the native
   stages ``plain-native`` and ``robust-native`` (on ``data-native``), which make the
-  shipped ``plain`` and ``robust`` (``ships_as``; the last part of a model makes its weights). A part starts once the part it starts from has finished; up to
+  shipped ``plain`` and ``robust`` (``ships_as``; the last part of a model makes its weights),
+  and ``reloc-8k``, Algorithm 1 again with its localizer from ``plain-8k`` and its restorer
+  from ``reloc`` (``restorer_start``), which makes the shipped ``reloc``. A part starts once
+  the parts it starts from have finished; up to
   ``--jobs`` (default 2) run side by side, in the recipe's order, each with its own torch
   threads. With ``--start-from-package`` a part whose start part has no run in the work
   folder starts from the shipped weights of that model (``pretrained:NAME``) instead: how a
@@ -80,6 +83,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "release" / "recipe.yaml"
 RESULTS = ROOT / "benchmarks" / "results" / "pretrain.json"
 PACKAGE = ROOT / "src" / "reloc" / "pretrained"
+#: The recipe key naming the part each network of a training part starts from.
+START_KEYS = {"localizer": "start", "restorer": "restorer_start"}
 SUMMARIES = {
     "plain": "DFCN x0.5 with the SRM high-pass front end, trained on uncompressed images (M^P), "
     "128-px crops, then 256 and 384, then 320 and 256 of photos never enlarged (1100, then 4000 samples)",
@@ -105,7 +110,8 @@ def load_recipe(preset: str, path: Path = RECIPE) -> dict:
     dropped, and the preset's ``start`` or ``data`` of a model replace the recipe's; each
     model's ``overrides`` are the preset's for every model (``set``), then the model's own
     (``models.NAME.set`` of the recipe), then the preset's for that model (later ones win);
-    ``threads`` set. Every ``start`` must name an earlier model that is not skipped."""
+    ``threads`` set. Every ``start`` and ``restorer_start`` must name an earlier model that
+    is not skipped."""
     try:
         recipe = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -134,15 +140,16 @@ def load_recipe(preset: str, path: Path = RECIPE) -> dict:
         spec = spec or {}
         if spec.get("skip"):
             del recipe["models"][name]
-        for key in ("start", "data"):
+        for key in ("start", "restorer_start", "data"):
             if key in spec:
                 recipe["models"][name][key] = spec[key]
     earlier: set[str] = set()
     for name, model in recipe["models"].items():
         if model.get("data") is not None and model["data"] not in extra:
             raise SystemExit(f"error: model {name!r} trains on data set {model['data']!r}, not in extra_data")
-        if model.get("start") is not None and model["start"] not in earlier:
-            raise SystemExit(f"error: model {name!r} starts from {model['start']!r}, which is not listed before it")
+        for key in START_KEYS.values():
+            if model.get(key) is not None and model[key] not in earlier:
+                raise SystemExit(f"error: model {name!r} {key}: {model[key]!r} is not listed before it")
         earlier.add(name)
         own = (chosen.get("models", {}).get(name) or {}).get("set", [])
         model["overrides"] = [*chosen.get("set", []), *model.get("set", []), *own]
@@ -188,11 +195,17 @@ def shipped_parts(recipe: dict) -> dict[str, str]:
 
 
 def stages_of(recipe: dict, part: str) -> list[str]:
-    """The training parts that lead to ``part``, first to last (``plain``, ``plain-256``)."""
-    chain = [part]
-    while recipe["models"][chain[0]].get("start"):
-        chain.insert(0, recipe["models"][chain[0]]["start"])
-    return chain
+    """The training parts that lead to ``part`` through ``start`` or ``restorer_start``, in
+    the recipe's order, ``part`` last (``plain``, ``plain-256``)."""
+    leading, waiting = {part}, [part]
+    while waiting:
+        model = recipe["models"][waiting.pop()]
+        for key in START_KEYS.values():
+            earlier = model.get(key)
+            if earlier is not None and earlier not in leading:
+                leading.add(earlier)
+                waiting.append(earlier)
+    return [name for name in recipe["models"] if name in leading]
 
 
 def photo_split(recipe: dict) -> tuple[Path, list[Path], list[Path]]:
@@ -308,27 +321,30 @@ def make_data(recipe: dict, work: Path, part: str = "data") -> dict:
     }
 
 
-def start_weights(recipe: dict, name: str, work: Path, from_package: bool = False) -> str | None:
-    """What part ``name`` starts from: the best localizer of its ``start`` part's run (the run
-    folder), or with ``from_package`` and no such run, that model's shipped weights
-    (``pretrained:NAME``); ``None`` for a part trained from scratch.
+def start_weights(
+    recipe: dict, name: str, work: Path, from_package: bool = False, role: str = "localizer"
+) -> str | None:
+    """Where part ``name``'s ``role`` network starts: the best one of the run of the part its
+    :data:`START_KEYS` entry names (the run folder), or with ``from_package`` and no such
+    run, that model's shipped weights (``pretrained:NAME``); ``None`` where the recipe names
+    no part (trained from scratch; a restorer from the identity).
 
     Raises:
         SystemExit: the start part has no trained run (and not ``from_package``).
     """
     from reloc import runs
 
-    start = recipe["models"][name].get("start")
+    start = recipe["models"][name].get(START_KEYS[role])
     if start is None:
         return None
     run = work / start
-    if runs.weights_path(run, "localizer").is_file():
+    if runs.weights_path(run, role).is_file():
         return str(run)
     if from_package:
         return f"pretrained:{ships_as(recipe, start)}"
     raise SystemExit(
-        f"error: {name} starts from {start}, which has no trained run in {work}: train {start} first, "
-        f"or pass --start-from-package to start from the shipped weights"
+        f"error: {name}'s {role} starts from {start}, which has no trained {role} in {work}: train {start} "
+        f"first, or pass --start-from-package to start from the shipped weights"
     )
 
 
@@ -345,9 +361,10 @@ def train_command(recipe: dict, name: str, work: Path, from_package: bool = Fals
         shutil.rmtree(run)  # started, no epoch finished: start over
     model = recipe["models"][name]
     command += ["--config", str(ROOT / model["config"]), "--set", f"data.dataset={work / data_of(recipe, name)}"]
-    start = start_weights(recipe, name, work, from_package)
-    if start is not None:
-        command += ["--set", f"model.localizer_weights={start}"]
+    for role in START_KEYS:
+        start = start_weights(recipe, name, work, from_package, role)
+        if start is not None:
+            command += ["--set", f"model.{role}_weights={start}"]
     for override in model["overrides"]:
         command += ["--set", override]
     return command
@@ -382,6 +399,7 @@ def train_summary(run: Path) -> dict:
         "train_seconds": round(sum(float(r["seconds"]) for r in rows), 1),
         "seed": config["train"]["seed"],
         "started_from": config["model"].get("localizer_weights"),
+        "restorer_started_from": config["model"].get("restorer_weights"),
         "config": config,
         "last_epoch": rows[-1],
     }
@@ -535,6 +553,7 @@ def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
                     "config": recipe["models"][part_name]["config"],
                     "set": recipe["models"][part_name]["overrides"],
                     "started_from": part.get("started_from"),
+                    "restorer_started_from": part.get("restorer_started_from"),
                     "epochs": part.get("epochs"),
                     "seed": part.get("seed"),
                     "train_seconds": part.get("train_seconds"),
@@ -580,8 +599,8 @@ def train_parts(recipe: dict, names: list[str], work: Path, results: dict, args:
         for name in list(pending):
             if len(running) >= max(args.jobs, 1) or failed:
                 break
-            if recipe["models"][name].get("start") in [*pending, *running]:
-                continue  # its start part is not trained yet
+            if any(recipe["models"][name].get(key) in [*pending, *running] for key in START_KEYS.values()):
+                continue  # a part it starts from is not trained yet
             pending.remove(name)
             running[name] = (launch(recipe, name, work, args.start_from_package), time.perf_counter())
         if not running:

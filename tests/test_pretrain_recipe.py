@@ -73,6 +73,7 @@ def test_every_part_finishes_and_records_its_provenance(recipe_run):
         "data-native8000",
         "plain-8k",
         "robust-8k",
+        "reloc-8k",
         "inference",
     ):
         assert results["parts"][part]["finished"], part
@@ -96,6 +97,10 @@ def test_every_part_finishes_and_records_its_provenance(recipe_run):
     for name, start in (("plain-native", "plain-384-long"), ("robust-native", "robust-mix")):
         assert parts[name]["started_from"] == str(paths["work"].resolve() / start)
         assert parts[name]["config"]["data"]["dataset"] == str(paths["work"].resolve() / "data-native")
+    # reloc-8k: its localizer from plain's last stage, its restorer from reloc's
+    assert parts["reloc-8k"]["started_from"] == str(paths["work"].resolve() / "plain-8k")
+    assert parts["reloc-8k"]["restorer_started_from"] == str(paths["work"].resolve() / "reloc")
+    assert parts["reloc"]["restorer_started_from"] is None
     assert results["training_wall_seconds"] > 0
     # --set reaches every training part, after the recipe's settings
     assert {part["config"]["data"]["tamper_bias"] for name, part in parts.items() if "config" in part} == {0.5}
@@ -106,8 +111,8 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
     inference = json.loads(paths["results"].read_text())["parts"]["inference"]
     cards = json.loads((paths["package"] / "cards.json").read_text())["models"]
     tolerance = yaml.safe_load(paths["recipe"].read_text())["inference"]["auc_tolerance"]
-    parts = {"plain": "plain-8k", "robust": "robust-8k", "reloc": "reloc"}  # the last part of each
-    data = {"plain": "data-native8000", "robust": "data-native8000", "reloc": "data"}  # which it validates on
+    parts = {"plain": "plain-8k", "robust": "robust-8k", "reloc": "reloc-8k"}  # the last part of each
+    data = {"plain": "data-native8000", "robust": "data-native8000", "reloc": "data-native8000"}  # validated on
     for name in ("plain", "robust", "reloc"):
         chosen = inference[name]
         assert chosen["part"] == parts[name]
@@ -144,7 +149,18 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
                 "robust-wide",
                 "robust-8k",
             ],
-            "reloc": ["plain", "reloc"],
+            # the localizer's stages and the restorer's, in the recipe's order
+            "reloc": [
+                "plain",
+                "reloc",
+                "plain-256",
+                "plain-384",
+                "plain-384-long",
+                "plain-native",
+                "plain-wide",
+                "plain-8k",
+                "reloc-8k",
+            ],
         }
         assert [stage["part"] for stage in card["recipe"]["stages"]] == chains[name]
         assert card["recipe"]["stages"][-1]["data"] == data[name]
@@ -219,7 +235,7 @@ def test_the_recipe_wall_time_counts_the_training_time_not_the_sum_of_the_parts(
 
 def test_context_stages_ship_as_their_model_and_a_start_must_come_first(pretrain, tmp_path):
     recipe = pretrain.load_recipe("cpu")
-    assert pretrain.shipped_parts(recipe) == {"plain": "plain-8k", "robust": "robust-8k", "reloc": "reloc"}
+    assert pretrain.shipped_parts(recipe) == {"plain": "plain-8k", "robust": "robust-8k", "reloc": "reloc-8k"}
     assert pretrain.stages_of(recipe, "robust-native") == [
         "plain",
         "robust",
@@ -238,7 +254,7 @@ def test_context_stages_ship_as_their_model_and_a_start_must_come_first(pretrain
     raw = yaml.safe_load(pretrain.RECIPE.read_text())
     raw["models"] = {"late": {"config": "x.yaml", "start": "plain"}, **raw["models"]}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    with pytest.raises(SystemExit, match="'late' starts from 'plain', which is not listed before it"):
+    with pytest.raises(SystemExit, match="'late' start: 'plain' is not listed before it"):
         pretrain.load_recipe("cpu", tmp_path / "recipe.yaml")
     raw["models"].pop("late")
     raw["models"]["plain-native"]["data"] = "nowhere"
@@ -294,7 +310,8 @@ def test_a_stage_added_later_starts_from_the_shipped_weights_and_the_rest_is_kep
         "ship",
     ]
     with pytest.raises(
-        SystemExit, match="plain-256 starts from plain, which has no trained run .*--start-from-package"
+        SystemExit,
+        match="plain-256's localizer starts from plain, which has no trained localizer .*--start-from-package",
     ):
         pretrain.main([*common, *stage])
     kept = {name: (package / name / "localizer.safetensors").read_bytes() for name in ("robust", "reloc")}
@@ -343,7 +360,7 @@ def test_a_preset_may_skip_parts_and_give_a_part_another_start_data_and_summary(
     assert recipe["summaries"] == {"plain": "a shorter plain"}
     raw["presets"]["broken"] = {"models": {"plain": {"skip": True}}}  # robust would start from nothing
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    with pytest.raises(SystemExit, match="'robust' starts from 'plain', which is not listed before it"):
+    with pytest.raises(SystemExit, match="'robust' start: 'plain' is not listed before it"):
         pretrain.load_recipe("broken", tmp_path / "recipe.yaml")
 
 
