@@ -147,9 +147,9 @@ def load_recipe(preset: str, path: Path = RECIPE) -> dict:
     for name, model in recipe["models"].items():
         if model.get("data") is not None and model["data"] not in extra:
             raise SystemExit(f"error: model {name!r} trains on data set {model['data']!r}, not in extra_data")
-        for key in START_KEYS.values():
-            if model.get(key) is not None and model[key] not in earlier:
-                raise SystemExit(f"error: model {name!r} {key}: {model[key]!r} is not listed before it")
+        for key, start in start_parts(model).items():
+            if start not in earlier:
+                raise SystemExit(f"error: model {name!r} {key}: {start!r} is not listed before it")
         earlier.add(name)
         own = (chosen.get("models", {}).get(name) or {}).get("set", [])
         model["overrides"] = [*chosen.get("set", []), *model.get("set", []), *own]
@@ -194,15 +194,19 @@ def shipped_parts(recipe: dict) -> dict[str, str]:
     return shipped
 
 
+def start_parts(model: dict) -> dict[str, str]:
+    """The parts a training part's networks start from, by recipe key (:data:`START_KEYS`
+    values, e.g. ``{"start": "plain-8k", "restorer_start": "reloc"}``); keys not set are left out."""
+    return {key: model[key] for key in START_KEYS.values() if model.get(key) is not None}
+
+
 def stages_of(recipe: dict, part: str) -> list[str]:
     """The training parts that lead to ``part`` through ``start`` or ``restorer_start``, in
     the recipe's order, ``part`` last (``plain``, ``plain-256``)."""
     leading, waiting = {part}, [part]
     while waiting:
-        model = recipe["models"][waiting.pop()]
-        for key in START_KEYS.values():
-            earlier = model.get(key)
-            if earlier is not None and earlier not in leading:
+        for earlier in start_parts(recipe["models"][waiting.pop()]).values():
+            if earlier not in leading:
                 leading.add(earlier)
                 waiting.append(earlier)
     return [name for name in recipe["models"] if name in leading]
@@ -599,7 +603,7 @@ def train_parts(recipe: dict, names: list[str], work: Path, results: dict, args:
         for name in list(pending):
             if len(running) >= max(args.jobs, 1) or failed:
                 break
-            if any(recipe["models"][name].get(key) in [*pending, *running] for key in START_KEYS.values()):
+            if any(start in [*pending, *running] for start in start_parts(recipe["models"][name]).values()):
                 continue  # a part it starts from is not trained yet
             pending.remove(name)
             running[name] = (launch(recipe, name, work, args.start_from_package), time.perf_counter())
