@@ -21,7 +21,9 @@ P{D} = plain at ``jpeg:75``, D|P{D} = robust at ``jpeg:75`` and ReLoc{D} = reloc
 
 Each (model, distortion) result is kept in ``--work``/parts/ as it finishes, so a killed
 run resumes; the figures also go into the package's ``cards.json`` (``--model auto``
-reads them).
+reads them). A row with no part file is taken from the results file being replaced where
+that row was made with the same weights (their digest), so after re-shipping one model a
+fresh machine measures only that model before ``--aggregate``.
 """
 
 from __future__ import annotations
@@ -232,8 +234,12 @@ def aggregate(work: Path, command: str) -> dict:
     from reloc import pretrained
 
     digests = {name: weights_digest(name) for name in MODELS}
+    previous = read_results(RESULTS, {})
 
-    def collect(folder: str, specs: tuple[str, ...]) -> dict[str, dict]:
+    def collect(folder: str, specs: tuple[str, ...], earlier: dict[str, dict]) -> dict[str, dict]:
+        """Each model's rows: its part files in ``work/folder``, else the row of the results
+        file being replaced (``earlier``) where it was made with the same weights (a fresh
+        machine re-measures only the models that changed)."""
         found: dict[str, dict] = {}
         for name in MODELS:
             paths = {spec: work / folder / f"{name}__{spec.replace(':', '-')}.json" for spec in specs}
@@ -246,12 +252,24 @@ def aggregate(work: Path, command: str) -> dict:
                     f"{len(stale)} part(s) of {name} were made with other weights than the shipped "
                     f"pretrained:{name} ({', '.join(stale[:3])}...): run `benchmarks/pretrained.py --model {name}`"
                 )
+            kept = {
+                spec: row
+                for spec, row in earlier.get(name, {}).items()
+                if spec in specs and spec not in found[name] and row.get("weights_sha256") == digests[name]
+            }
+            if kept:
+                print(f"{name}: {len(kept)} row(s) of {folder} kept from {RESULTS.name} (the same weights)")
+            found[name] = {
+                spec: found[name].get(spec) or kept[spec] for spec in specs if spec in found[name] or spec in kept
+            }
         return found
 
     cards_path = Path(str(pretrained._root())) / "cards.json"
     cards = read_results(cards_path)
-    models = collect("parts", SPECS)
-    in_distribution = collect("parts-recipe-settings", RECIPE_SPECS)
+    models = collect("parts", SPECS, previous.get("models", {}))
+    in_distribution = collect(
+        "parts-recipe-settings", RECIPE_SPECS, previous.get("recipe_settings_test", {}).get("models", {})
+    )
     table3 = {
         label: models.get(model, {}).get(spec)
         for label, model, spec in (

@@ -90,3 +90,32 @@ def test_a_part_made_with_other_weights_is_refused_and_the_digest_follows_the_fi
     assert bench.weights_digest("robust") != before
     with pytest.raises(SystemExit, match=r"part\(s\) of robust were made with other weights.*--model robust"):
         bench.aggregate(work, "python benchmarks/pretrained.py")
+
+
+def test_rows_without_part_files_are_kept_from_the_results_only_for_unchanged_weights(bench, tmp_path):
+    work = tmp_path / "work"
+    digest = {name: bench.weights_digest(name) for name in bench.MODELS}
+    for spec in bench.SPECS:
+        for name in bench.MODELS:
+            write_row(work, "parts", name, spec, 0.7, digest[name])
+    write_row(work, "parts-recipe-settings", "robust", "jpeg:75", 0.8, digest["robust"])
+    bench.aggregate(work, "python benchmarks/pretrained.py")
+
+    fresh = tmp_path / "fresh"  # a new machine: only reloc, re-shipped with other weights, is measured again
+    weights = pretrained._root() / "reloc" / "localizer.safetensors"
+    tensors, metadata = load_file(weights), safe_open(str(weights), "pt").metadata()
+    first = next(iter(tensors))
+    tensors[first] = tensors[first] + 1
+    save_file(tensors, weights, metadata=metadata)
+    write_row(fresh, "parts", "reloc", "jpeg:75", 0.9, bench.weights_digest("reloc"))
+
+    saved = bench.aggregate(fresh, "python benchmarks/pretrained.py")
+
+    assert set(saved["models"]["plain"]) == set(bench.SPECS)  # unchanged weights: kept
+    assert saved["models"]["robust"]["jpeg:75"]["auc"] == pytest.approx(0.7)
+    assert saved["recipe_settings_test"]["models"]["robust"]["jpeg:75"]["auc"] == pytest.approx(0.8)
+    assert saved["models"]["reloc"] == {"jpeg:75": saved["models"]["reloc"]["jpeg:75"]}  # old reloc rows dropped
+    assert saved["models"]["reloc"]["jpeg:75"]["auc"] == pytest.approx(0.9)
+    cards = json.loads((pretrained._root() / "cards.json").read_text())
+    assert set(cards["models"]["reloc"]["figures"]) == {"jpeg:75"}
+    assert cards["models"]["plain"]["figures"]["jpeg:50"]["auc"] == pytest.approx(0.7)
