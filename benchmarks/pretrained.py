@@ -259,9 +259,8 @@ def aggregate(work: Path, command: str) -> dict:
             }
             if kept:
                 print(f"{name}: {len(kept)} row(s) of {folder} kept from {RESULTS.name} (the same weights)")
-            found[name] = {
-                spec: found[name].get(spec) or kept[spec] for spec in specs if spec in found[name] or spec in kept
-            }
+            rows = {**kept, **found[name]}
+            found[name] = {spec: rows[spec] for spec in specs if spec in rows}  # in the order of specs
         return found
 
     cards_path = Path(str(pretrained._root())) / "cards.json"
