@@ -25,10 +25,12 @@ generator's settings, which training config makes which model); the training con
   localizer, then the context stages: ``plain-256`` and ``robust-256`` (8 epochs of 256-px
   crops from plain's and robust's best localizers), then ``plain-384`` and ``robust-384``
   (6 epochs of 384-px crops from those), the long stages, ``robust-mix``, and the native
-  stages ``plain-native`` and ``robust-native`` (on ``data-native``), which make the
-  shipped ``plain`` and ``robust`` (``ships_as``; the last part of a model makes its weights),
-  and ``reloc-8k``, Algorithm 1 again with its localizer from ``plain-8k`` and its restorer
-  from ``reloc`` (``restorer_start``), which makes the shipped ``reloc``. A part starts once
+  stages ``plain-native`` and ``robust-native`` (on ``data-native``), the wide and the 8k
+  stages, whose last, ``plain-8k`` and ``robust-8k``, make the shipped ``plain`` and
+  ``robust`` (``ships_as``; the last part of a model makes its weights), and ``reloc-8k``,
+  Algorithm 1 again with its localizer from ``plain-8k`` and its restorer from ``reloc``
+  (``restorer_start``), then ``reloc-256`` (both networks from ``reloc-8k``, 256-px crops),
+  which makes the shipped ``reloc``. A part starts once
   the parts it starts from have finished; up to
   ``--jobs`` (default 2) run side by side, in the recipe's order, each with its own torch
   threads. With ``--start-from-package`` a part whose start part has no run in the work

@@ -74,6 +74,7 @@ def test_every_part_finishes_and_records_its_provenance(recipe_run):
         "plain-8k",
         "robust-8k",
         "reloc-8k",
+        "reloc-256",
         "inference",
     ):
         assert results["parts"][part]["finished"], part
@@ -100,6 +101,9 @@ def test_every_part_finishes_and_records_its_provenance(recipe_run):
     # reloc-8k: its localizer from plain's last stage, its restorer from reloc's
     assert parts["reloc-8k"]["started_from"] == str(paths["work"].resolve() / "plain-8k")
     assert parts["reloc-8k"]["restorer_started_from"] == str(paths["work"].resolve() / "reloc")
+    # reloc-256 goes on from reloc-8k: both networks
+    assert parts["reloc-256"]["started_from"] == str(paths["work"].resolve() / "reloc-8k")
+    assert parts["reloc-256"]["restorer_started_from"] == str(paths["work"].resolve() / "reloc-8k")
     assert parts["reloc"]["restorer_started_from"] is None
     assert results["training_wall_seconds"] > 0
     # --set reaches every training part, after the recipe's settings
@@ -111,7 +115,7 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
     inference = json.loads(paths["results"].read_text())["parts"]["inference"]
     cards = json.loads((paths["package"] / "cards.json").read_text())["models"]
     tolerance = yaml.safe_load(paths["recipe"].read_text())["inference"]["auc_tolerance"]
-    parts = {"plain": "plain-8k", "robust": "robust-8k", "reloc": "reloc-8k"}  # the last part of each
+    parts = {"plain": "plain-8k", "robust": "robust-8k", "reloc": "reloc-256"}  # the last part of each
     data = {"plain": "data-native8000", "robust": "data-native8000", "reloc": "data-native8000"}  # validated on
     for name in ("plain", "robust", "reloc"):
         chosen = inference[name]
@@ -160,6 +164,7 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
                 "plain-wide",
                 "plain-8k",
                 "reloc-8k",
+                "reloc-256",
             ],
         }
         assert [stage["part"] for stage in card["recipe"]["stages"]] == chains[name]
@@ -235,7 +240,7 @@ def test_the_recipe_wall_time_counts_the_training_time_not_the_sum_of_the_parts(
 
 def test_context_stages_ship_as_their_model_and_a_start_must_come_first(pretrain, tmp_path):
     recipe = pretrain.load_recipe("cpu")
-    assert pretrain.shipped_parts(recipe) == {"plain": "plain-8k", "robust": "robust-8k", "reloc": "reloc-8k"}
+    assert pretrain.shipped_parts(recipe) == {"plain": "plain-8k", "robust": "robust-8k", "reloc": "reloc-256"}
     assert pretrain.stages_of(recipe, "robust-native") == [
         "plain",
         "robust",
