@@ -56,6 +56,18 @@ def read_records(folder: Path) -> dict[str, dict]:
     return records
 
 
+def weights_of(records: dict[str, dict]) -> dict[str, str | None]:
+    """The localizer (and restorer) of a training's records, with their SHA-256 where the
+    records have them (``reloc eval`` writes them: a ``pretrained:NAME`` path is the same in
+    every release)."""
+    record = next(iter(records.values()))
+    return {
+        key: record.get(key)
+        for key in ("localizer", "localizer_sha256", "restorer", "restorer_sha256")
+        if record.get(key) is not None
+    }
+
+
 def paired_difference(first: list[dict], other: list[dict], metric: str, rng: np.random.Generator) -> dict:
     """Mean of ``other - first`` over the images both list (by name) with its 95% bootstrap
     interval; images where either value is missing (NaN: one class only) are left out."""
@@ -116,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         args.out,
         {
             "distortions": rows,
-            "weights": {label: next(iter(r.values()))["localizer"] for label, r in trainings.items()},
+            "weights": {label: weights_of(records) for label, records in trainings.items()},
             "note": args.note,
             "command": " ".join(["python", "benchmarks/seed_spread.py", *(argv if argv is not None else sys.argv[1:])]),
             "commit": git_commit(),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -85,6 +86,9 @@ def test_eval_writes_a_record_per_situation_and_report_renders(runs, tmp_path):
     assert record["images"] == 6 and len(record["per_image"]) == 6
     assert 0 <= record["metrics"]["per-image"]["auc"] <= 1
     assert record["restorer"].endswith("restorer.safetensors")
+    assert record["restorer_sha256"] == hashlib.sha256(Path(record["restorer"]).read_bytes()).hexdigest()
+    assert record["localizer_sha256"] == hashlib.sha256(Path(record["localizer"]).read_bytes()).hexdigest()
+    assert records[record_filename("P{P}", "none")]["restorer_sha256"] is None
 
     result = cli.invoke(
         app,

@@ -50,6 +50,7 @@ def test_paired_differences_follow_the_images_by_name_and_skip_missing_values(sp
     low, high = difference["ci95"]
     assert low == pytest.approx(0.1) and high == pytest.approx(0.1)  # every paired difference is +0.1
     assert row["difference_from_first"]["s1"]["f1"]["mean"] == pytest.approx(0.05)
+    assert result["weights"]["s1"] == {"localizer": str(second / "localizer.safetensors")}  # no digest recorded
 
 
 def test_unusable_inputs_are_refused_with_a_message(spread, tmp_path):

@@ -41,7 +41,7 @@ from reloc.data.io import ImageError, write_png
 from reloc.engine.distributed import DistContext
 from reloc.engine.grids import Grid
 from reloc.engine.inference import Pipeline
-from reloc.engine.localize import pipeline_from_weights
+from reloc.engine.localize import pipeline_from_weights, sha256_file
 from reloc.errors import UsageError
 from reloc.io_utils import write_json_atomic
 from reloc.metrics import LocalizationMetrics
@@ -279,6 +279,10 @@ def evaluate_situation(
         },
         "localizer": situation.localizer,
         "restorer": situation.restorer,
+        # The path alone does not say which weights ran (pretrained:NAME resolves to the same
+        # path in every release): the digests do.
+        "localizer_sha256": sha256_file(situation.localizer),
+        "restorer_sha256": None if situation.restorer is None else sha256_file(situation.restorer),
         "seconds": round(time.perf_counter() - started, 2),
         "per_image": metrics.per_image,
     }
