@@ -75,6 +75,7 @@ def test_every_part_finishes_and_records_its_provenance(recipe_run):
         "robust-8k",
         "reloc-8k",
         "reloc-256",
+        "reloc-320",
         "inference",
     ):
         assert results["parts"][part]["finished"], part
@@ -104,6 +105,9 @@ def test_every_part_finishes_and_records_its_provenance(recipe_run):
     # reloc-256 goes on from reloc-8k: both networks
     assert parts["reloc-256"]["started_from"] == str(paths["work"].resolve() / "reloc-8k")
     assert parts["reloc-256"]["restorer_started_from"] == str(paths["work"].resolve() / "reloc-8k")
+    # reloc-320 goes on from reloc-256: both networks
+    assert parts["reloc-320"]["started_from"] == str(paths["work"].resolve() / "reloc-256")
+    assert parts["reloc-320"]["restorer_started_from"] == str(paths["work"].resolve() / "reloc-256")
     assert parts["reloc"]["restorer_started_from"] is None
     assert results["training_wall_seconds"] > 0
     # --set reaches every training part, after the recipe's settings
@@ -115,7 +119,7 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
     inference = json.loads(paths["results"].read_text())["parts"]["inference"]
     cards = json.loads((paths["package"] / "cards.json").read_text())["models"]
     tolerance = yaml.safe_load(paths["recipe"].read_text())["inference"]["auc_tolerance"]
-    parts = {"plain": "plain-8k", "robust": "robust-8k", "reloc": "reloc-256"}  # the last part of each
+    parts = {"plain": "plain-8k", "robust": "robust-8k", "reloc": "reloc-320"}  # the last part of each
     data = {"plain": "data-native8000", "robust": "data-native8000", "reloc": "data-native8000"}  # validated on
     for name in ("plain", "robust", "reloc"):
         chosen = inference[name]
@@ -165,6 +169,7 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
                 "plain-8k",
                 "reloc-8k",
                 "reloc-256",
+                "reloc-320",
             ],
         }
         assert [stage["part"] for stage in card["recipe"]["stages"]] == chains[name]
@@ -240,7 +245,7 @@ def test_the_recipe_wall_time_counts_the_training_time_not_the_sum_of_the_parts(
 
 def test_context_stages_ship_as_their_model_and_a_start_must_come_first(pretrain, tmp_path):
     recipe = pretrain.load_recipe("cpu")
-    assert pretrain.shipped_parts(recipe) == {"plain": "plain-8k", "robust": "robust-8k", "reloc": "reloc-256"}
+    assert pretrain.shipped_parts(recipe) == {"plain": "plain-8k", "robust": "robust-8k", "reloc": "reloc-320"}
     assert pretrain.stages_of(recipe, "robust-native") == [
         "plain",
         "robust",
