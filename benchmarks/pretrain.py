@@ -29,8 +29,9 @@ generator's settings, which training config makes which model); the training con
   stages, whose last, ``plain-8k`` and ``robust-8k``, make the shipped ``plain`` and
   ``robust`` (``ships_as``; the last part of a model makes its weights), and ``reloc-8k``,
   Algorithm 1 again with its localizer from ``plain-8k`` and its restorer from ``reloc``
-  (``restorer_start``), then ``reloc-256`` (both networks from ``reloc-8k``, 256-px crops),
-  which makes the shipped ``reloc``. A part starts once
+  (``restorer_start``), then ``reloc-256`` (both networks from ``reloc-8k``, 256-px crops)
+  and ``reloc-320`` (both from ``reloc-256``, 320-px crops), which makes the shipped
+  ``reloc``. A part starts once
   the parts it starts from have finished; up to
   ``--jobs`` (default 2) run side by side, in the recipe's order, each with its own torch
   threads. With ``--start-from-package`` a part whose start part has no run in the work
