@@ -5,7 +5,10 @@ seed (the spread a retraining brings), or a model before and after a change.
         --out benchmarks/results/seed-spread-robust-mix.json
 
 Each folder is a ``reloc eval --out`` folder (or its ``eval/``) of one training (the same
-dataset, distortions and window for every training). Per distortion the JSON has each
+dataset, distortions and window for every training). A folder that holds several situations
+(``reloc eval --plain`` writes P{P} and P{D}, both with a ``none`` record) needs
+``--situation`` to say which one to compare: one name for every folder, or one per folder in
+order, e.g. ``--situation "P{D}" --situation "ReLoc{D}"``. Per distortion the JSON has each
 training's per-image mean F1 / IoU / AUC and, for every training after the first, the paired
 difference from the first (the same images) with a 95% percentile bootstrap interval over
 images (``benchmarks/pretrained.py``'s). The spread between seeds is what a difference
@@ -32,13 +35,14 @@ from pretrained import bootstrap_interval  # noqa: E402  (one home for the inter
 METRICS = ("f1", "iou", "auc")
 
 
-def read_records(folder: Path) -> dict[str, dict]:
+def read_records(folder: Path, situation: str | None = None) -> dict[str, dict]:
     """``reloc eval`` records of ``folder`` (its ``eval/*.json``, or ``*.json``:
-    :func:`reloc.engine.evaluate.load_records`) by distortion spec.
+    :func:`reloc.engine.evaluate.load_records`) by distortion spec, only those of
+    ``situation`` where one is given.
 
     Raises:
-        SystemExit: no record in ``folder``, a file there that is not JSON, or two records of
-            one distortion.
+        SystemExit: no (such) record in ``folder``, a file there that is not JSON, or two
+            records of one distortion.
     """
     try:
         found = load_records([folder])
@@ -48,11 +52,18 @@ def read_records(folder: Path) -> dict[str, dict]:
     for record in found:
         if "per_image" not in record or "distortion" not in record:
             continue
+        if situation is not None and record.get("situation") != situation:
+            continue
         if record["distortion"] in records:
-            raise SystemExit(f"error: {folder} holds two records of {record['distortion']}; keep one per distortion")
+            situations = sorted({str(records[record["distortion"]].get("situation")), str(record.get("situation"))})
+            raise SystemExit(
+                f"error: {folder} holds two records of {record['distortion']} (situations {', '.join(situations)}); "
+                "name the one to compare with --situation"
+            )
         records[record["distortion"]] = record
     if not records:
-        raise SystemExit(f"error: no `reloc eval` record (*.json with per_image) in {folder}")
+        which = f" of situation {situation}" if situation is not None else ""
+        raise SystemExit(f"error: no `reloc eval` record{which} (*.json with per_image) in {folder}")
     return records
 
 
@@ -115,6 +126,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", nargs="+", type=Path, help="one `reloc eval` records folder per training")
     parser.add_argument("--label", action="append", help="a name per folder, in order (default: the folder)")
     parser.add_argument("--out", type=Path, required=True, help="the JSON to write")
+    parser.add_argument(
+        "--situation",
+        action="append",
+        help="compare only records of this situation, e.g. 'P{D}': one for every folder, or one per folder in order",
+    )
     parser.add_argument("--note", default="", help="how the trainings were made (kept in the JSON)")
     args = parser.parse_args(argv)
     if len(args.folders) < 2:
@@ -122,13 +138,25 @@ def main(argv: list[str] | None = None) -> int:
     labels = args.label or [str(folder) for folder in args.folders]
     if len(labels) != len(args.folders):
         raise SystemExit(f"error: {len(labels)} labels for {len(args.folders)} folders")
-    trainings = {label: read_records(folder) for label, folder in zip(labels, args.folders)}
+    situations = args.situation or [None]
+    if len(situations) == 1:
+        situations = situations * len(args.folders)
+    if len(situations) != len(args.folders):
+        raise SystemExit(
+            f"error: {len(situations)} situations for {len(args.folders)} folders; give one, or one per folder"
+        )
+    trainings = {
+        label: read_records(folder, situation) for label, folder, situation in zip(labels, args.folders, situations)
+    }
     rows = spread(trainings)
     write_json_atomic(
         args.out,
         {
             "distortions": rows,
             "weights": {label: weights_of(records) for label, records in trainings.items()},
+            "situations": {
+                label: next(iter(records.values())).get("situation") for label, records in trainings.items()
+            },
             "note": args.note,
             "command": " ".join(["python", "benchmarks/seed_spread.py", *(argv if argv is not None else sys.argv[1:])]),
             "commit": git_commit(),

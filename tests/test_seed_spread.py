@@ -19,19 +19,20 @@ def spread(monkeypatch):
     return load_benchmark("seed_spread.py", "seed_spread", monkeypatch)
 
 
-def write_record(folder: Path, distortion: str, aucs: dict[str, float]) -> None:
-    """A ``reloc eval`` record with per-image AUCs (F1 = AUC / 2, IoU = AUC / 3)."""
+def write_record(folder: Path, distortion: str, aucs: dict[str, float], situation: str = "D|P{D}") -> None:
+    """A ``reloc eval`` record of ``situation`` with per-image AUCs (F1 = AUC / 2, IoU = AUC / 3)."""
     folder.mkdir(parents=True, exist_ok=True)
     rows = [{"name": n, "f1": a / 2, "iou": a / 3, "auc": a} for n, a in aucs.items()]
     mean = {m: sum(r[m] for r in rows) / len(rows) for m in ("f1", "iou", "auc")}
     record = {
-        "situation": "D|P{D}",
+        "situation": situation,
         "distortion": distortion,
         "metrics": {"per-image": mean},
         "per_image": rows,
         "localizer": str(folder / "localizer.safetensors"),
     }
-    (folder / f"{distortion.replace(':', '-')}.json").write_text(json.dumps(record))
+    name = f"{situation.replace('|', '_').replace('{', '_').replace('}', '')}__{distortion.replace(':', '-')}"
+    (folder / f"{name}.json").write_text(json.dumps(record))
 
 
 def test_paired_differences_follow_the_images_by_name_and_skip_missing_values(spread, tmp_path):
@@ -69,3 +70,27 @@ def test_unusable_inputs_are_refused_with_a_message(spread, tmp_path):
         spread.main([str(tmp_path / "a"), str(tmp_path / "empty"), "--out", out])
     with pytest.raises(SystemExit, match="1 labels for 2 folders"):
         spread.main([str(tmp_path / "a"), str(tmp_path / "a"), "--label", "x", "--out", out])
+
+
+def test_a_folder_of_several_situations_is_compared_by_the_named_one(spread, tmp_path):
+    plain, reloc = tmp_path / "plain", tmp_path / "reloc"
+    write_record(plain, "none", {"x": 0.9, "y": 0.7}, situation="P{P}")  # what `reloc eval --plain` writes
+    write_record(plain, "none", {"x": 0.9, "y": 0.7}, situation="P{D}")
+    write_record(plain, "jpeg:75", {"x": 0.6, "y": 0.5}, situation="P{D}")
+    write_record(reloc, "none", {"x": 0.8, "y": 0.8}, situation="ReLoc{D}")
+    write_record(reloc, "jpeg:75", {"x": 0.8, "y": 0.7}, situation="ReLoc{D}")
+    out = tmp_path / "o.json"
+    with pytest.raises(SystemExit, match=r"two records of none \(situations P\{D\}, P\{P\}\).*--situation"):
+        spread.main([str(plain), str(reloc), "--out", str(out)])
+    with pytest.raises(SystemExit, match="3 situations for 2 folders"):
+        spread.main(
+            [str(plain), str(reloc), "--situation", "P{D}", "--situation", "a", "--situation", "b", "--out", str(out)]
+        )
+    with pytest.raises(SystemExit, match=r"no `reloc eval` record of situation P\{D\}"):  # one name for both folders
+        spread.main([str(plain), str(reloc), "--situation", "P{D}", "--out", str(out)])
+    argv = [str(plain), str(reloc), "--situation", "P{D}", "--situation", "ReLoc{D}", "--out", str(out)]
+    assert spread.main(argv) == 0
+    result = json.loads(out.read_text())
+    assert result["situations"] == {str(plain): "P{D}", str(reloc): "ReLoc{D}"}
+    assert result["distortions"]["jpeg:75"]["difference_from_first"][str(reloc)]["auc"]["mean"] == pytest.approx(0.2)
+    assert result["distortions"]["none"]["difference_from_first"][str(reloc)]["auc"]["mean"] == pytest.approx(0.0)
