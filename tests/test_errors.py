@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from conftest import build_cached
 from reloc.cli import app
-from reloc.errors import EXIT_INTERNAL, EXIT_USAGE, one_line
+from reloc.errors import EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_USAGE, one_line
 from reloc.models.weights import SPEC_KEY, WeightsError, check_spec_fits, load_network, save_network
 
 
@@ -147,3 +147,21 @@ def test_a_spec_declaring_a_huge_network_is_refused_before_building(tmp_path: Pa
         load_network(crafted)
     genuine = save_network(network, tmp_path / "genuine.safetensors")
     assert check_spec_fits(genuine).kwargs == {"width": 0.25, "faithful": False}
+
+
+@pytest.mark.parametrize(
+    ("arguments", "code"),
+    [(["models"], EXIT_BROKEN_PIPE), (["synth", "--help"], 1)],  # help is printed by rich, which exits 1
+)
+def test_a_reader_that_goes_away_ends_the_command_quietly(arguments, code):
+    """``reloc models | head``: here the pipe closes before reloc writes (it is still importing)."""
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "reloc", *arguments], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    process.stdout.close()  # the reader is gone before the first line
+    stderr = process.stderr.read().decode()
+    assert process.wait(timeout=120) == code, stderr
+    assert stderr == ""  # no "internal error", no traceback

@@ -15,6 +15,9 @@ exit code     meaning
 70            :data:`EXIT_INTERNAL`: a bug (``EX_SOFTWARE`` of ``sysexits.h``); the
               traceback is saved to ``reloc-error-<time>.log`` in the command's output
               folder (the temporary folder when it has none) and its path is printed
+120           :data:`EXIT_BROKEN_PIPE`: the reader of standard output went away (``reloc models
+              | head``); the rest of the output is dropped quietly, as ``SIGPIPE`` would
+              (help text is printed by rich, which ends such a command with 1)
 ============  ===========================================================================
 
 Expected errors print exactly one line on stderr, ``error: <what>: <why>``, never a
@@ -50,6 +53,16 @@ EXITS = tuple({getattr(_click, "Exit", typer.Exit), typer.Exit})
 EXIT_INPUTS_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERNAL = 70
+EXIT_BROKEN_PIPE = 120  # Python's own exit code when flushing standard output fails
+
+
+def _drop_standard_output() -> None:
+    """Point standard output at the null device: its reader is gone, and Python's flush at
+    exit would otherwise fail again (the recipe of Python's ``signal`` documentation)."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
 MAX_LINE = 400
 """Characters of an error message kept on its one line."""
 
@@ -163,6 +176,9 @@ class GuardedGroup(TyperGroup):
         except ABORTS:
             _error_line("aborted")
             code = 130
+        except BrokenPipeError:  # while printing help or a usage line
+            _drop_standard_output()
+            code = EXIT_BROKEN_PIPE
         code = code if isinstance(code, int) else 0
         if not standalone_mode:
             return code
@@ -177,6 +193,9 @@ class GuardedGroup(TyperGroup):
         except expected_types() as error:
             _error_line(describe(error))
             raise typer.Exit(EXIT_USAGE) from None
+        except BrokenPipeError:
+            _drop_standard_output()
+            raise typer.Exit(EXIT_BROKEN_PIPE) from None
         except Exception as error:  # noqa: BLE001 - anything else is a bug: keep its traceback
             log = write_crash_log(self._output_folder(ctx, arguments), error, arguments)
             _error_line(one_line(f"internal error: {type(error).__name__}: {error}"))
