@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import load_benchmark
+from reloc.engine.evaluate import record_filename
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,8 +32,7 @@ def write_record(folder: Path, distortion: str, aucs: dict[str, float], situatio
         "per_image": rows,
         "localizer": str(folder / "localizer.safetensors"),
     }
-    name = f"{situation.replace('|', '_').replace('{', '_').replace('}', '')}__{distortion.replace(':', '-')}"
-    (folder / f"{name}.json").write_text(json.dumps(record))
+    (folder / record_filename(situation, distortion)).write_text(json.dumps(record))
 
 
 def test_paired_differences_follow_the_images_by_name_and_skip_missing_values(spread, tmp_path):

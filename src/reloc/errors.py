@@ -176,9 +176,6 @@ class GuardedGroup(TyperGroup):
         except ABORTS:
             _error_line("aborted")
             code = 130
-        except BrokenPipeError:  # while printing help or a usage line
-            _drop_standard_output()
-            code = EXIT_BROKEN_PIPE
         code = code if isinstance(code, int) else 0
         if not standalone_mode:
             return code
