@@ -100,7 +100,7 @@ SUMMARIES = {
 
 def auto_preset() -> str:
     """The CPU preset for this processor: ``cpu-2h`` where it computes bf16 natively (AMX or
-    ``avx512_bf16``: the whole recipe took 95 min on a 2-core AMD EPYC with avx512_bf16),
+    ``avx512_bf16``: the whole recipe took 97 min on a 2-core AMD EPYC with avx512_bf16),
     ``cpu-fp32`` anywhere else (the smaller sizing meant to fit the 2 hours in fp32)."""
     from reloc.precision import cpu_has_bf16
 
