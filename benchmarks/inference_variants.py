@@ -1,0 +1,167 @@
+"""Two inference-time variants of the shipped models, measured on validation images against
+the model ``--model auto`` runs alone: mirror averaging (test-time augmentation) and
+averaging the maps of several shipped models (an ensemble).
+
+    python benchmarks/inference_variants.py     # -> benchmarks/results/inference-variants.json
+
+The images are the first ``--images`` validation images of the ``cpu`` recipe's
+``data-native8000`` part (synthesised into ``--work`` if missing, ~3 min): the set the
+shipped models' windows and thresholds were chosen on, from photos held out of training
+and never among the test photos. Per distortion (plain, JPEG 75, JPEG 90):
+
+- the baseline is the model ``--model auto`` picks there (``plain`` for plain images,
+  ``robust`` for JPEGs, by the card);
+- ``mirror-h`` averages the baseline's map of the image and of the image mirrored left to
+  right (mapped back); ``mirror-4`` also the up-down and both-ways mirrors (2x and 4x the time);
+- ``a+b`` (and ``a+b+c``) averages the shipped models' maps (each at its recorded window,
+  its validation-chosen threshold folded into its logits, so 0.5 is each one's threshold).
+
+Each variant gets its per-image mean AUC and F1 at each threshold, and its paired difference
+from the baseline (AUC, and F1 at 0.5) with a 95% bootstrap interval over the images. One
+training seed per model: the intervals cover the images, not retraining.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from reloc import pretrained
+from reloc.data.datasets import WholeImages
+from reloc.engine.evaluate import evaluation_samples
+from reloc.engine.localize import pipeline_from_weights
+from reloc.io_utils import write_json_atomic
+from reloc.metrics import LocalizationMetrics
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import pretrain  # noqa: E402  (the recipe: its data part and commit lookup)
+from seed_spread import paired_difference  # noqa: E402  (one home for the paired interval)
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_PART = "data-native8000"
+DISTORTIONS = {"none": "plain", "jpeg:75": "robust", "jpeg:90": "robust"}
+"""Distortion -> the model ``--model auto`` runs on it (by the current card)."""
+MIRRORS = {"mirror-h": [(), (-1,)], "mirror-4": [(), (-1,), (-2,), (-2, -1)]}
+"""Variant -> the flipped dimensions of each view averaged (``()``: the image as it is)."""
+THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def mirrored_map(pipeline, image: torch.Tensor, dims: tuple[int, ...]) -> np.ndarray:
+    """``(H, W)`` probabilities of ``image`` ``(3, H, W)`` mirrored along ``dims``, mirrored back."""
+    if not dims:
+        return pipeline.predict(image).numpy()
+    return pipeline.predict(image.flip(dims)).flip(dims).numpy()  # negative dims: the same axes of the map
+
+
+def score(maps: list[np.ndarray], masks: list[np.ndarray], names: list[str]) -> dict:
+    """Per-image mean AUC and F1 at every threshold, and the per-image records at 0.5."""
+    metrics = {t: LocalizationMetrics(threshold=t, pooled_auc=False) for t in THRESHOLDS}
+    for probabilities, mask, name in zip(maps, masks, names):
+        for metric in metrics.values():
+            metric.update(probabilities, mask, name)
+    summaries = {t: metric.summary()["per-image"] for t, metric in metrics.items()}
+    f1 = {str(t): round(values["f1"], 4) for t, values in summaries.items()}
+    best = max(f1.items(), key=lambda item: item[1])
+    return {
+        "auc": round(summaries[0.5]["auc"], 4),
+        "f1": f1,
+        "best_f1": {"threshold": float(best[0]), "f1": best[1]},
+        "records": metrics[0.5].per_image,
+    }
+
+
+def measure(distortion: str, refs: list, pipelines: dict, rng: np.random.Generator) -> dict:
+    """Every variant's figures at ``distortion`` (see the module docstring)."""
+    baseline = DISTORTIONS[distortion]
+    images = WholeImages(refs, None if distortion == "none" else distortion, seed=0)
+    view = "plain" if distortion == "none" else "distorted"
+    flips = sorted({dims for views in MIRRORS.values() for dims in views})
+    mirrored = {dims: [] for dims in flips}
+    plain_maps = {name: [] for name in pipelines}
+    masks, names = [], []
+    started = time.perf_counter()
+    for index in tqdm(range(len(images)), desc=distortion, leave=False):
+        sample = images[index]
+        for name, pipeline in pipelines.items():
+            plain_maps[name].append(mirrored_map(pipeline, sample[view], ()))
+        for dims in flips:
+            mirrored[dims].append(
+                plain_maps[baseline][-1] if not dims else mirrored_map(pipelines[baseline], sample[view], dims)
+            )
+        masks.append(sample["mask"][0].numpy() > 0.5)
+        names.append(sample["name"])
+    variants = {name: score(plain_maps[name], masks, names) for name in pipelines}
+    for variant, views in MIRRORS.items():
+        averaged = [np.mean([mirrored[dims][i] for dims in views], axis=0) for i in range(len(masks))]
+        variants[f"{baseline} {variant}"] = score(averaged, masks, names)
+    for size in range(2, len(pipelines) + 1):
+        for combo in itertools.combinations(pipelines, size):
+            averaged = [np.mean([plain_maps[name][i] for name in combo], axis=0) for i in range(len(masks))]
+            variants["+".join(combo)] = score(averaged, masks, names)
+    base = variants[baseline]["records"]
+    for name, figures in variants.items():
+        records = figures.pop("records")
+        if name != baseline:
+            figures["minus_baseline"] = {m: paired_difference(base, records, m, rng) for m in ("auc", "f1")}
+    return {
+        "baseline": baseline,
+        "images": len(masks),
+        "seconds": round(time.perf_counter() - started, 1),
+        "variants": variants,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=ROOT / "runs" / "inference-variants")
+    parser.add_argument("--images", type=int, default=200, help="validation images (the first N)")
+    parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "inference-variants.json")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    recipe = pretrain.load_recipe("cpu")
+    data = args.work / DATA_PART
+    if not (data / "manifest.json").is_file():
+        pretrain.make_data(recipe, args.work, DATA_PART)
+    refs = evaluation_samples(data, "val", [])[: args.images]
+    pipelines = {
+        name: pipeline_from_weights(
+            pretrained.weights_file(name, "localizer"),
+            pretrained.weights_file(name, "restorer") if "restorer" in pretrained.card(name)["roles"] else None,
+            precision="fp32",
+        )
+        for name in pretrained.NAMES
+    }
+    rng = np.random.default_rng(0)
+    results = {
+        "command": "python benchmarks/inference_variants.py"
+        + (f" --images {args.images}" if args.images != 200 else ""),
+        "commit": pretrain.git_commit(),
+        "torch": torch.__version__,
+        "images": f"the first {len(refs)} validation images of the cpu recipe's {DATA_PART} part",
+        "protocol": "per-image means; each model at its recorded window and folded threshold (0.5), fp32",
+        "distortions": {},
+    }
+    for distortion in DISTORTIONS:
+        results["distortions"][distortion] = row = measure(distortion, refs, pipelines, rng)
+        for name, figures in row["variants"].items():
+            delta = figures.get("minus_baseline", {}).get("auc", {})
+            print(
+                f"{distortion:8} {name:22} AUC {figures['auc']:.4f}  F1@0.5 {figures['f1']['0.5']:.4f}"
+                + (f"  dAUC {delta['mean']:+.4f} {delta['ci95']}" if delta else "  (baseline)")
+            )
+        write_json_atomic(args.out, results)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
