@@ -9,14 +9,15 @@ The images are the first ``--images`` validation images of the ``cpu`` recipe's
 shipped models' windows and thresholds were chosen on, from photos held out of training
 and never among the test photos. Per distortion (plain, JPEG 75, JPEG 90):
 
-- the baseline is the model ``--model auto`` picks there (``plain`` for plain images,
-  ``robust`` for JPEGs, by the card);
+- the baseline is the model ``--model auto`` picks there (:func:`reloc.pretrained.choose`:
+  ``plain`` for plain images, for JPEGs the best by the card);
 - ``mirror-h`` averages the baseline's map of the image and of the image mirrored left to
   right (mapped back); ``mirror-4`` also the up-down and both-ways mirrors (2x and 4x the time);
 - ``a+b`` (and ``a+b+c``) averages the shipped models' maps (each at its recorded window,
   its validation-chosen threshold folded into its logits, so 0.5 is each one's threshold).
 
-Each variant gets its per-image mean AUC and F1 at each threshold, and its paired difference
+Each variant gets its per-image mean AUC and F1 at each of the recipe's ``inference``
+thresholds (its images, distortion seed and thresholds are the inference part's), and its paired difference
 from the baseline (AUC, and F1 at 0.5) with a 95% bootstrap interval over the images. One
 training seed per model: the intervals cover the images, not retraining.
 """
@@ -36,7 +37,7 @@ from tqdm import tqdm
 from reloc import pretrained
 from reloc.data.datasets import WholeImages
 from reloc.engine.evaluate import evaluation_samples
-from reloc.engine.localize import pipeline_from_weights
+from reloc.engine.model_choice import ModelChooser
 from reloc.io_utils import write_json_atomic
 from reloc.metrics import LocalizationMetrics
 
@@ -46,11 +47,9 @@ from seed_spread import paired_difference  # noqa: E402  (one home for the paire
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA_PART = "data-native8000"
-DISTORTIONS = {"none": "plain", "jpeg:75": "robust", "jpeg:90": "robust"}
-"""Distortion -> the model ``--model auto`` runs on it (by the current card)."""
+DISTORTIONS = ("none", "jpeg:75", "jpeg:90")
 MIRRORS = {"mirror-h": [(), (-1,)], "mirror-4": [(), (-1,), (-2,), (-2, -1)]}
 """Variant -> the flipped dimensions of each view averaged (``()``: the image as it is)."""
-THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def mirrored_map(pipeline, image: torch.Tensor, dims: tuple[int, ...]) -> np.ndarray:
@@ -60,9 +59,10 @@ def mirrored_map(pipeline, image: torch.Tensor, dims: tuple[int, ...]) -> np.nda
     return pipeline.predict(image.flip(dims)).flip(dims).numpy()  # negative dims: the same axes of the map
 
 
-def score(maps: list[np.ndarray], masks: list[np.ndarray], names: list[str]) -> dict:
-    """Per-image mean AUC and F1 at every threshold, and the per-image records at 0.5."""
-    metrics = {t: LocalizationMetrics(threshold=t, pooled_auc=False) for t in THRESHOLDS}
+def score(maps: list[np.ndarray], masks: list[np.ndarray], names: list[str], thresholds: list[float]) -> dict:
+    """Per-image mean AUC and F1 at each of ``thresholds`` (0.5 among them), and the
+    per-image records at 0.5."""
+    metrics = {t: LocalizationMetrics(threshold=t, pooled_auc=False) for t in thresholds}
     for probabilities, mask, name in zip(maps, masks, names):
         for metric in metrics.values():
             metric.update(probabilities, mask, name)
@@ -77,34 +77,36 @@ def score(maps: list[np.ndarray], masks: list[np.ndarray], names: list[str]) -> 
     }
 
 
-def measure(distortion: str, refs: list, pipelines: dict, rng: np.random.Generator) -> dict:
-    """Every variant's figures at ``distortion`` (see the module docstring)."""
-    baseline = DISTORTIONS[distortion]
-    images = WholeImages(refs, None if distortion == "none" else distortion, seed=0)
-    view = "plain" if distortion == "none" else "distorted"
-    flips = sorted({dims for views in MIRRORS.values() for dims in views})
-    mirrored = {dims: [] for dims in flips}
+def measure(distortion: str, refs: list, pipelines: dict, settings: dict, rng: np.random.Generator) -> dict:
+    """Every variant's figures at ``distortion`` (see the module docstring); ``settings``:
+    the recipe's ``inference`` part (its distortion ``seed`` and ``thresholds``)."""
+    plain = distortion == "none"
+    baseline = pretrained.choose(None if plain else int(distortion.split(":")[1])).name
+    images = WholeImages(refs, None if plain else distortion, seed=settings["seed"])
+    view = "plain" if plain else "distorted"
     plain_maps = {name: [] for name in pipelines}
+    mirrored = {(): plain_maps[baseline]}  # the unmirrored view is the baseline's own map
+    flips = sorted({dims for views in MIRRORS.values() for dims in views if dims})
+    mirrored.update({dims: [] for dims in flips})
     masks, names = [], []
+    thresholds = settings["thresholds"]
     started = time.perf_counter()
     for index in tqdm(range(len(images)), desc=distortion, leave=False):
         sample = images[index]
         for name, pipeline in pipelines.items():
             plain_maps[name].append(mirrored_map(pipeline, sample[view], ()))
         for dims in flips:
-            mirrored[dims].append(
-                plain_maps[baseline][-1] if not dims else mirrored_map(pipelines[baseline], sample[view], dims)
-            )
+            mirrored[dims].append(mirrored_map(pipelines[baseline], sample[view], dims))
         masks.append(sample["mask"][0].numpy() > 0.5)
         names.append(sample["name"])
-    variants = {name: score(plain_maps[name], masks, names) for name in pipelines}
+    variants = {name: score(plain_maps[name], masks, names, thresholds) for name in pipelines}
     for variant, views in MIRRORS.items():
         averaged = [np.mean([mirrored[dims][i] for dims in views], axis=0) for i in range(len(masks))]
-        variants[f"{baseline} {variant}"] = score(averaged, masks, names)
+        variants[f"{baseline} {variant}"] = score(averaged, masks, names, thresholds)
     for size in range(2, len(pipelines) + 1):
         for combo in itertools.combinations(pipelines, size):
             averaged = [np.mean([plain_maps[name][i] for name in combo], axis=0) for i in range(len(masks))]
-            variants["+".join(combo)] = score(averaged, masks, names)
+            variants["+".join(combo)] = score(averaged, masks, names, thresholds)
     base = variants[baseline]["records"]
     for name, figures in variants.items():
         records = figures.pop("records")
@@ -121,29 +123,26 @@ def measure(distortion: str, refs: list, pipelines: dict, rng: np.random.Generat
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "inference-variants")
-    parser.add_argument("--images", type=int, default=200, help="validation images (the first N)")
+    parser.add_argument(
+        "--images", type=int, help="validation images, the first N (default: the recipe's inference images)"
+    )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "inference-variants.json")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     recipe = pretrain.load_recipe("cpu")
+    settings = recipe["inference"]
+    images = args.images or settings["images"]
     data = args.work / DATA_PART
     if not (data / "manifest.json").is_file():
         pretrain.make_data(recipe, args.work, DATA_PART)
-    refs = evaluation_samples(data, "val", [])[: args.images]
-    pipelines = {
-        name: pipeline_from_weights(
-            pretrained.weights_file(name, "localizer"),
-            pretrained.weights_file(name, "restorer") if "restorer" in pretrained.card(name)["roles"] else None,
-            precision="fp32",
-        )
-        for name in pretrained.NAMES
-    }
+    refs = evaluation_samples(data, "val", [])[:images]
+    chooser = ModelChooser.from_option("auto", precision="fp32")  # the pretrained models as localize runs them
+    pipelines = {name: chooser.pipeline(name) for name in pretrained.NAMES}
     rng = np.random.default_rng(0)
     results = {
-        "command": "python benchmarks/inference_variants.py"
-        + (f" --images {args.images}" if args.images != 200 else ""),
+        "command": "python benchmarks/inference_variants.py" + (f" --images {args.images}" if args.images else ""),
         "commit": pretrain.git_commit(),
         "torch": torch.__version__,
         "images": f"the first {len(refs)} validation images of the cpu recipe's {DATA_PART} part",
@@ -151,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         "distortions": {},
     }
     for distortion in DISTORTIONS:
-        results["distortions"][distortion] = row = measure(distortion, refs, pipelines, rng)
+        results["distortions"][distortion] = row = measure(distortion, refs, pipelines, settings, rng)
         for name, figures in row["variants"].items():
             delta = figures.get("minus_baseline", {}).get("auc", {})
             print(

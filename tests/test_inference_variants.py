@@ -3,20 +3,15 @@ variants are scored per image at every threshold."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
 
 from conftest import load_benchmark
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture()
 def variants(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     return load_benchmark("inference_variants.py", "inference_variants", monkeypatch)
 
 
@@ -40,7 +35,7 @@ def test_scores_are_per_image_means_with_the_best_threshold(variants):
     mask[:2] = True
     exact = mask.astype(np.float32) * 0.9 + 0.05  # right at every threshold in (0.05, 0.95)
     inverse = 1.0 - exact
-    figures = variants.score([exact, inverse], [mask, mask], ["a", "b"])
+    figures = variants.score([exact, inverse], [mask, mask], ["a", "b"], [0.3, 0.5, 0.7])
     assert figures["auc"] == pytest.approx(0.5)  # AUC 1 and 0
     assert figures["f1"]["0.5"] == pytest.approx(0.5)  # F1 1 and 0
     assert [record["name"] for record in figures["records"]] == ["a", "b"]

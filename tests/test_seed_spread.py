@@ -11,12 +11,9 @@ import pytest
 from conftest import load_benchmark
 from reloc.engine.evaluate import record_filename
 
-ROOT = Path(__file__).resolve().parents[1]
-
 
 @pytest.fixture()
 def spread(monkeypatch):
-    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
     return load_benchmark("seed_spread.py", "seed_spread", monkeypatch)
 
 
