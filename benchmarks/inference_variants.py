@@ -38,6 +38,7 @@ from reloc import pretrained
 from reloc.data.datasets import WholeImages
 from reloc.engine.evaluate import evaluation_samples
 from reloc.engine.model_choice import ModelChooser
+from reloc.errors import describe, expected_types
 from reloc.io_utils import write_json_atomic
 from reloc.metrics import LocalizationMetrics
 
@@ -129,20 +130,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "inference-variants.json")
     args = parser.parse_args(argv)
+    if args.images is not None and args.images < 1:
+        parser.error(f"--images must be at least 1, got {args.images}")
     if args.threads:
         torch.set_num_threads(args.threads)
     recipe = pretrain.load_recipe("cpu")
     settings = recipe["inference"]
-    images = args.images or settings["images"]
+    images = settings["images"] if args.images is None else args.images
     data = args.work / DATA_PART
     if not (data / "manifest.json").is_file():
         pretrain.make_data(recipe, args.work, DATA_PART)
-    refs = evaluation_samples(data, "val", [])[:images]
-    chooser = ModelChooser.from_option("auto", precision="fp32")  # the pretrained models as localize runs them
-    pipelines = {name: chooser.pipeline(name) for name in pretrained.NAMES}
+    try:  # a damaged data folder or packaged model: one line, no traceback
+        refs = evaluation_samples(data, "val", [])[:images]
+        chooser = ModelChooser.from_option("auto", precision="fp32")  # the pretrained models as localize runs them
+        pipelines = {name: chooser.pipeline(name) for name in pretrained.NAMES}
+    except (*expected_types(), pretrained.PretrainedError) as error:
+        raise SystemExit(f"error: {describe(error)}") from None
     rng = np.random.default_rng(0)
     results = {
-        "command": "python benchmarks/inference_variants.py" + (f" --images {args.images}" if args.images else ""),
+        "command": "python benchmarks/inference_variants.py"
+        + (f" --images {args.images}" if args.images is not None else ""),
         "commit": pretrain.git_commit(),
         "torch": torch.__version__,
         "images": f"the first {len(refs)} validation images of the cpu recipe's {DATA_PART} part",

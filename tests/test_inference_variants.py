@@ -40,3 +40,16 @@ def test_scores_are_per_image_means_with_the_best_threshold(variants):
     assert figures["f1"]["0.5"] == pytest.approx(0.5)  # F1 1 and 0
     assert [record["name"] for record in figures["records"]] == ["a", "b"]
     assert figures["best_f1"]["f1"] == max(figures["f1"].values())
+
+
+def test_bad_arguments_and_a_damaged_data_folder_end_in_one_line(variants, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        variants.main(["--images", "0"])
+    assert exit_info.value.code == 2 and "--images must be at least 1" in capsys.readouterr().err
+    manifest = tmp_path / variants.DATA_PART / "manifest.json"
+    manifest.parent.mkdir()
+    manifest.write_text("{not json")
+    with pytest.raises(SystemExit) as exit_info:
+        variants.main(["--work", str(tmp_path), "--out", str(tmp_path / "out.json")])
+    assert str(exit_info.value.code).startswith(f"error: {manifest}")
+    assert not (tmp_path / "out.json").exists()
