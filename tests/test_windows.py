@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -16,7 +17,8 @@ from conftest import build_cached
 from reloc.cli import app
 from reloc.engine.inference import DEFAULT_WINDOW, Pipeline
 from reloc.engine.localize import localize_files, pipeline_from_weights
-from reloc.models.weights import WINDOW_KEY, WeightsError, read_window, save_network
+from reloc.data.io import read_probability_png
+from reloc.models.weights import WINDOW_KEY, WeightsError, read_whole_image_pixels, read_window, save_network
 
 
 def _localizer():
@@ -68,7 +70,7 @@ def test_predict_without_a_window_uses_the_recorded_one(weights):
     explicit = pipeline.predict(image, window=64, stride=32)
     whole = pipeline.predict(image, window=512, stride=512)
     torch.testing.assert_close(default, explicit, rtol=0, atol=0)
-    assert calls[0] == 3 * 4  # windows at rows 0, 32, 36 and columns 0, 32, 64, 66
+    assert calls[0] == 3 * 4  # windows at rows 0, 32, 40 and columns 0, 32, 64, 72 (on the 8-px grid)
     assert not torch.allclose(default, whole)  # the recorded window is not the whole image
 
 
@@ -120,3 +122,48 @@ def test_pipeline_from_weights_runs_the_restorer_in_the_window_its_file_records(
     assert pipeline.restore_window == (512, 512) and pipeline.window == (64, 32)
     plain_restorer = save_network(_restorer(), tmp_path / "plain-restorer.safetensors")
     assert pipeline_from_weights(localizer_file, plain_restorer, precision="fp32").restore_window is None
+
+
+def test_whole_image_budget_is_saved_read_and_used(tmp_path: Path, weights):
+    path = save_network(_localizer(), tmp_path / "whole.safetensors", window=(64, 32), whole_image_pixels=100 * 130)
+    assert read_whole_image_pixels(path) == 100 * 130
+    assert read_whole_image_pixels(weights["window"]) == 0 and read_whole_image_pixels(weights["none"]) == 0
+    pipeline = pipeline_from_weights(path, precision="fp32")
+    assert pipeline.whole_image_pixels == 100 * 130
+    image = torch.rand(3, 100, 130)
+    torch.testing.assert_close(pipeline.predict(image), pipeline.predict(image, window=130, stride=130))
+    with pytest.raises(ValueError, match="give window"):
+        save_network(_localizer(), tmp_path / "no-window.safetensors", whole_image_pixels=10)
+    for bad in (True, -1, 1.5, "many"):
+        crafted = tmp_path / "crafted.safetensors"
+        record = {"window": 64, "stride": 32, "whole_image_pixels": bad}
+        save_file(load_file(weights["none"]), crafted, metadata={WINDOW_KEY: json.dumps(record)})
+        with pytest.raises(WeightsError, match="malformed 'reloc.window'"):
+            read_whole_image_pixels(crafted)
+
+
+def test_localize_records_how_it_ran_and_saves_the_probabilities(tmp_path: Path):
+    path = save_network(_localizer(), tmp_path / "whole.safetensors", window=(64, 32), whole_image_pixels=90 * 120)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.effect_noise((120, 90), 60).convert("RGB").save(folder / "small.png")
+    Image.effect_noise((200, 90), 60).convert("RGB").save(folder / "large.png")
+    pipeline = pipeline_from_weights(path, precision="fp32")
+    summary = localize_files([folder], pipeline, tmp_path / "out", progress=False, save_probability=True)
+    assert summary.ok
+    small = json.loads((tmp_path / "out" / "small.json").read_text())
+    large = json.loads((tmp_path / "out" / "large.json").read_text())
+    assert small["inference"] == {
+        "mode": "whole",
+        "window": 120,
+        "stride": 120,
+        "blend": "taper",
+        "whole_image_pixels": 10800,
+    }
+    assert large["inference"]["mode"] == "tiles" and (large["window"], large["stride"]) == (64, 32)
+    saved = read_probability_png(tmp_path / "out" / "small_probability.png")
+    pixels = torch.from_numpy(np.asarray(Image.open(folder / "small.png").convert("RGB"))).permute(2, 0, 1)
+    expected = pipeline.predict(pixels).numpy()
+    assert saved.shape == expected.shape == (90, 120) and saved.dtype == np.float32
+    assert np.abs(saved - expected).max() <= 0.5 / 65535 + 1e-7
+    assert read_probability_png(tmp_path / "out" / "large_probability.png").shape == (90, 200)

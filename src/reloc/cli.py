@@ -107,8 +107,8 @@ WindowOption = Annotated[
     typer.Option(
         min=1,
         show_default=False,
-        help="Sliding-window side in pixels [default: the window the localizer's weights record "
-        "(the pretrained models: their training crop), else 512].",
+        help="Sliding-window side in pixels [default: what the localizer's weights record: one whole-image "
+        "pass up to their pixel budget, else tiles of their window (512 for the pretrained models); else 512].",
     ),
 ]
 StrideOption = Annotated[
@@ -435,6 +435,9 @@ def localize(
         float, typer.Option(parser=_probability, help="Probability above which a pixel is marked tampered, in (0, 1).")
     ] = 0.5,
     save_restored: Annotated[bool, typer.Option(help="Also write the restored image.")] = False,
+    save_probability: Annotated[
+        bool, typer.Option(help="Also write the raw probabilities as a 16-bit grey PNG (value = p x 65535).")
+    ] = False,
     recursive: Annotated[bool, typer.Option(help="Descend into sub-folders of folder inputs.")] = False,
     max_pixels: Annotated[
         Optional[int],
@@ -488,6 +491,7 @@ def localize(
         batch_size=batch_size,
         threshold=threshold,
         save_restored=save_restored,
+        save_probability=save_probability,
         recursive=recursive,
         max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
         dist=dist,

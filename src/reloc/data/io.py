@@ -287,6 +287,46 @@ def write_png(path: str | os.PathLike, array: np.ndarray, *, overwrite: bool = T
         Image.fromarray(np.ascontiguousarray(pixels)).save(temporary, format="PNG")
 
 
+PROBABILITY_SCALE = 65535
+"""A probability ``p`` is stored in a 16-bit PNG as ``rint(p * PROBABILITY_SCALE)``."""
+
+
+def write_probability_png(path: str | os.PathLike, probabilities: np.ndarray, *, overwrite: bool = True) -> None:
+    """Write a probability map ``(H, W)`` in [0, 1] as a 16-bit grey PNG, atomically
+    (``rint(p * 65535)``: at most 7.7e-6 from the float32 value; :func:`read_probability_png`
+    reads it back).
+
+    Raises:
+        ValueError: not an ``(H, W)`` float array, or NaN values.
+        FileExistsError: ``path`` exists and ``overwrite`` is ``False``.
+    """
+    array = np.asarray(probabilities)
+    if array.ndim != 2 or not np.issubdtype(array.dtype, np.floating):
+        raise ValueError(f"expected a float (H, W) probability map, got {array.dtype} {array.shape}")
+    if np.isnan(array).any():
+        raise ValueError("cannot write a probability map containing NaN")
+    pixels = np.rint(np.clip(array, 0.0, 1.0) * PROBABILITY_SCALE).astype(np.uint16)
+    encoded, data = cv2.imencode(".png", pixels)
+    if not encoded:
+        raise ValueError(f"{path}: OpenCV could not encode the probability map")
+    with atomic_path(Path(path), overwrite=overwrite) as temporary:
+        Path(temporary).write_bytes(data.tobytes())
+
+
+def read_probability_png(path: str | os.PathLike) -> np.ndarray:
+    """A probability map written by :func:`write_probability_png`: float32 ``(H, W)`` in [0, 1].
+
+    Raises:
+        ImageError: the file is missing, unreadable, or not a 16-bit grey PNG.
+    """
+    pixels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if pixels is None:
+        raise ImageError(path, "not a readable PNG")
+    if pixels.dtype != np.uint16 or pixels.ndim != 2:
+        raise ImageError(path, f"not a 16-bit grey probability PNG ({pixels.dtype}, shape {pixels.shape})")
+    return pixels.astype(np.float32) / PROBABILITY_SCALE
+
+
 def float_to_uint8(image: np.ndarray) -> np.ndarray:
     """Quantise a float image in [0, 1] to 8 bits by rounding (``rint(x * 255)``).
 

@@ -4,9 +4,14 @@
 transferability; ``restorer=None`` localizes the input as it is. The restored image is
 clamped to [0, 1] before localization (the released SCUNet does not clamp its output).
 
-:meth:`Pipeline.predict` runs one image of any size by the paper's sliding-window
-protocol: windows of ``window`` pixels every ``stride`` pixels (a last window flush with
-each far side), probabilities of overlapping windows averaged. By default each window is
+:meth:`Pipeline.predict` runs one image of any size in sliding windows of ``window``
+pixels every ``stride`` pixels, or in one whole-image pass (:attr:`Pipeline.whole_image_pixels`:
+images up to that many pixels, when the caller names no window). Window origins lie on
+the image's 8-px JPEG grid (:data:`GRID`), so every window sees the blocks in the phase
+the models were trained on; the last window on each side reaches the far edge (its few
+pixels past it are filled by replication). Overlapping windows are blended with a
+tapered weight (``blend="taper"``, the default: no seams where windows meet) or averaged
+uniformly (``blend="mean"``, the paper's protocol). By default each window is
 restored and localized in turn (the paper's protocol); a pipeline given a
 ``restore_window`` restores the image in windows of that size first, stitches it, and
 localizes the restored image in its own windows: a localizer trained on small crops then
@@ -101,12 +106,21 @@ def default_batch_size(device: torch.device, window_pixels: int) -> int:
     return ACCELERATOR_BATCH
 
 
+GRID = 8
+"""The JPEG block side: window origins are multiples of it (when the stride allows)."""
+BLENDS = ("taper", "mean")
+"""How :meth:`Pipeline.predict` merges overlapping windows: tapered weights, or the plain mean."""
+
+
 def window_origins(length: int, window: int, stride: int) -> list[int]:
     """Start offsets of the sliding windows along one side of an image.
 
-    ``0, stride, 2 * stride, ...`` while a window fits, plus one last window flush with the
-    end when the last regular window does not reach it, so every pixel is covered. A side
-    no longer than ``window`` gives ``[0]``: the image runs whole along that side.
+    With ``stride >= GRID`` the origins are multiples of :data:`GRID` (the stride rounded
+    down to one): ``0, s, 2s, ...`` while a window fits, plus one last window that
+    reaches the far end, starting at the smallest multiple of :data:`GRID` that lets it
+    (it may pass the end by up to ``GRID - 1`` pixels, which :meth:`Pipeline.predict`
+    fills by replication). With a smaller stride the last window is flush with the end.
+    A side no longer than ``window`` gives ``[0]``: the image runs whole along that side.
 
     Args:
         length: the side, in pixels (>= 1).
@@ -123,10 +137,19 @@ def window_origins(length: int, window: int, stride: int) -> list[int]:
         raise ValueError(f"stride {stride} > window {window} would leave pixels out of every window")
     if length <= window:
         return [0]
-    origins = list(range(0, length - window + 1, stride))
-    if origins[-1] + window < length:
-        origins.append(length - window)
-    return origins
+    grid = GRID if stride >= GRID else 1
+    step = stride - stride % grid
+    last = -(-(length - window) // grid) * grid  # the first grid origin whose window reaches the end
+    return [*range(0, last, step), last]
+
+
+def taper(side: int, stride: int) -> torch.Tensor:
+    """Blending weights ``(side,)`` of one window along one axis: 1 in the middle, falling
+    linearly over ``side - stride`` pixels (at least :data:`GRID`, at most half the side)
+    towards each end, never 0. Overlapping windows are weighted by its outer product."""
+    ramp = min(max(side - stride, GRID), max(side // 2, 1))
+    position = torch.arange(side, dtype=torch.float32) + 0.5
+    return torch.minimum(position, side - position).div(ramp).clamp(max=1.0)
 
 
 class Pipeline(nn.Module):
@@ -145,9 +168,13 @@ class Pipeline(nn.Module):
             localizer runs in ``window`` on the stitched restored image (e.g. the window a
             restorer's weights record); ``None``: the restorer runs in the localizer's
             windows, window by window (the paper's protocol).
+        whole_image_pixels: images of at most this many pixels run in one whole-image
+            pass of the localizer when :meth:`predict` is given no window (larger ones in
+            ``window``'s tiles: the memory budget of a whole pass); 0: always tiles.
+        blend: how overlapping windows merge, one of :data:`BLENDS`.
 
     Raises:
-        ValueError: an unknown ``precision``, or a window with ``stride > side``.
+        ValueError: an unknown ``precision`` or ``blend``, or a window with ``stride > side``.
     """
 
     def __init__(
@@ -157,10 +184,16 @@ class Pipeline(nn.Module):
         precision: str = "fp32",
         window: tuple[int, int] | None = None,
         restore_window: tuple[int, int] | None = None,
+        whole_image_pixels: int = 0,
+        blend: str = "taper",
     ) -> None:
         super().__init__()
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+        if blend not in BLENDS:
+            raise ValueError(f"blend must be one of {BLENDS}, got {blend!r}")
+        if whole_image_pixels < 0:
+            raise ValueError(f"whole_image_pixels must be >= 0, got {whole_image_pixels}")
         self.restorer = restorer
         self.localizer = localizer
         side, stride = window or (DEFAULT_WINDOW, DEFAULT_WINDOW)
@@ -174,6 +207,9 @@ class Pipeline(nn.Module):
         #: the files the networks were loaded from, by role (set by ``pipeline_from_weights``)
         self.weights_files: dict[str, str | None] = {}
         self.precision = precision
+        #: images up to this many pixels run whole when :meth:`predict` is given no window
+        self.whole_image_pixels = whole_image_pixels
+        self.blend = blend
 
     def compute_dtype(self) -> torch.dtype:
         """The dtype the networks compute in on the pipeline's device (``precision`` resolved)."""
@@ -229,6 +265,20 @@ class Pipeline(nn.Module):
             getattr(network, "MIN_SIDE", 1) for network in (self.restorer, self.localizer) if network is not None
         )
 
+    def plan(
+        self, height: int, width: int, window: int | None = None, stride: int | None = None
+    ) -> tuple[int, int, bool]:
+        """``(side, stride, whole)``: how :meth:`predict` runs an ``height x width`` image
+        for these arguments. Without a ``window``, an image of at most
+        :attr:`whole_image_pixels` pixels runs whole (``side`` its longer side,
+        ``whole=True``); otherwise :meth:`windows`. ``whole`` is also true when the image
+        fits in one window."""
+        if window is None and stride is None and 0 < height * width <= self.whole_image_pixels:
+            side = max(height, width)
+            return side, side, True
+        side, stride = self.windows(window, stride)
+        return side, stride, height <= side and width <= side
+
     def network_input(self, height: int, width: int, window: int) -> tuple[int, int]:
         """The ``(h, w)`` each window of an ``height x width`` image runs at in :meth:`predict`
         (after padding to :attr:`min_side`, if needed)."""
@@ -252,14 +302,17 @@ class Pipeline(nn.Module):
         return_restored: bool = False,
         progress: Callable[[int, int], None] | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Tamper probabilities of one image of any size, by sliding windows.
+        """Tamper probabilities of one image of any size, by sliding windows or whole.
 
-        Windows of ``min(window, H) x min(window, W)`` pixels are cut from ``image`` at the
-        origins of :func:`window_origins` on each side, restored and localized
-        ``batch_size`` at a time under ``torch.inference_mode()`` on the device of the
-        pipeline's first parameter; each pixel gets the mean over the windows covering it.
-        A window with a side under :attr:`min_side` (a tiny image, or a tiny ``window``) is
-        padded on the bottom/right by replication and its output cropped back. With a
+        :meth:`plan` decides: one whole-image pass, or windows of ``min(window, H) x
+        min(window, W)`` pixels cut from ``image`` at the origins of
+        :func:`window_origins` on each side, restored and localized ``batch_size`` at a
+        time under ``torch.inference_mode()`` on the device of the pipeline's first
+        parameter; each pixel gets the :attr:`blend` of the windows covering it (tapered
+        weights, or the plain mean). A window that passes the image's far edge (grid-aligned
+        origins), or has a side under :attr:`min_side` (a tiny image, or a tiny
+        ``window``), is padded on the bottom/right by replication and its output cropped
+        back. With a
         :attr:`restore_window` (and a restorer) the restorer first runs alone in windows of
         that size, stitched the same way, and the localizer then slides over the restored
         image (float32, 12 bytes per pixel more memory). Only one
@@ -273,7 +326,8 @@ class Pipeline(nn.Module):
                 image takes a quarter of the memory), already distorted (e.g.
                 JPEG-compressed), on any device; it may be a non-contiguous view.
             window: window side in pixels; an image smaller than it on both sides runs
-                whole; ``None``: the pipeline's :attr:`window` (see :meth:`windows`).
+                whole; ``None``: whole up to :attr:`whole_image_pixels`, else the
+                pipeline's :attr:`window` (see :meth:`plan`).
             stride: step between windows, ``1 <= stride <= window``; ``None``: see :meth:`windows`.
             batch_size: windows per forward pass; ``None``: :func:`default_batch_size`
                 (one window at a time on the CPU, which is fastest there, 4 on a GPU).
@@ -294,8 +348,8 @@ class Pipeline(nn.Module):
             raise ValueError(f"expected an image (3, H, W), got shape {tuple(image.shape)}")
         if batch_size is not None and batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        window, stride = self.windows(window, stride)
         height, width = image.shape[1:]
+        window, stride, _ = self.plan(height, width, window, stride)
         if self.restorer is None or self.restore_window is None:
 
             def restore_and_localize(batch: torch.Tensor) -> torch.Tensor:
@@ -330,12 +384,18 @@ class Pipeline(nn.Module):
         progress: Callable[[int, int], None] | None,
     ) -> torch.Tensor:
         """``compute`` over the ``(side, stride)`` windows of ``image`` ``(3, H, W)``, stitched:
-        float32 ``(channels, H, W)`` on the CPU, each pixel the mean over its windows."""
+        float32 ``(channels, H, W)`` on the CPU, each pixel the :attr:`blend` of its windows
+        (a weighted mean; the weights of a window are separable, so are their sums)."""
         side, stride = window
         height, width = image.shape[1:]
         rows, columns = window_origins(height, side, stride), window_origins(width, side, stride)
         boxes = [(top, left) for top in rows for left in columns]
         size = (min(side, height), min(side, width))
+        row_weight, column_weight = (
+            (taper(size[0], stride), taper(size[1], stride))
+            if self.blend == "taper"
+            else (torch.ones(size[0]), torch.ones(size[1]))
+        )
         device = next(self.parameters()).device
         if batch_size is None:
             batch_size = default_batch_size(device, size[0] * size[1])
@@ -347,13 +407,15 @@ class Pipeline(nn.Module):
                 chunk = boxes[start : start + batch_size]
                 outputs = self._run_windows(image, chunk, size, device, compute)
                 for (top, left), output in zip(chunk, outputs):
-                    sums[:, top : top + size[0], left : left + size[1]] += output
+                    rows_in, columns_in = min(size[0], height - top), min(size[1], width - left)
+                    weight = row_weight[:rows_in, None] * column_weight[None, :columns_in]
+                    sums[:, top : top + rows_in, left : left + columns_in] += output[:, :rows_in, :columns_in] * weight
                 if progress is not None:
                     progress(start + len(chunk), len(boxes))
-        row_counts, column_counts = _coverage(rows, size[0], height), _coverage(columns, size[1], width)
-        for top in range(0, height, _DIVIDE_ROWS):  # the means, in place, a band of rows at a time
+        row_sums, column_sums = _coverage(rows, row_weight, height), _coverage(columns, column_weight, width)
+        for top in range(0, height, _DIVIDE_ROWS):  # the weighted means, in place, a band of rows at a time
             band = slice(top, top + _DIVIDE_ROWS)
-            sums[:, band] /= row_counts[band, None] * column_counts[None, :]
+            sums[:, band] /= row_sums[band, None] * column_sums[None, :]
         return sums
 
     def _run_windows(
@@ -364,14 +426,22 @@ class Pipeline(nn.Module):
         device: torch.device,
         compute: Callable[[torch.Tensor], torch.Tensor],
     ) -> torch.Tensor:
-        """``compute`` on the windows of ``image`` ``(3, H, W)`` at ``origins`` (top, left).
+        """``compute`` on the windows of ``image`` ``(3, H, W)`` at ``origins`` (top, left);
+        a window passing the image's far edge is filled by replication.
 
         Returns:
             float32 ``(N, C, h, w)`` on the CPU, ``(h, w) = size``, the channels ``compute``'s.
         """
         height, width = size
-        batch = torch.stack([image[:, top : top + height, left : left + width] for top, left in origins]).to(device)
-        batch = batch.to(torch.float32) / 255.0 if batch.dtype == torch.uint8 else batch.to(torch.float32)
+        crops = []
+        for top, left in origins:
+            crop = image[:, top : top + height, left : left + width].to(device)
+            crop = crop.to(torch.float32) / 255.0 if crop.dtype == torch.uint8 else crop.to(torch.float32)
+            missing_rows, missing_columns = height - crop.shape[1], width - crop.shape[2]
+            if missing_rows or missing_columns:
+                crop = F.pad(crop[None], (0, missing_columns, 0, missing_rows), mode="replicate")[0]
+            crops.append(crop)
+        batch = torch.stack(crops)
         padded_height, padded_width = max(height, self.min_side), max(width, self.min_side)
         if (padded_height, padded_width) != (height, width):
             batch = F.pad(batch, (0, padded_width - width, 0, padded_height - height), mode="replicate")
@@ -387,10 +457,11 @@ _DIVIDE_ROWS = 256
 """Rows per band when :meth:`Pipeline.predict` divides its sums by the window counts."""
 
 
-def _coverage(origins: list[int], window: int, length: int) -> torch.Tensor:
-    """How many windows of side ``window`` starting at ``origins`` cover each of ``length`` positions, float32."""
-    counts = torch.zeros(length + 1)
+def _coverage(origins: list[int], weight: torch.Tensor, length: int) -> torch.Tensor:
+    """The summed ``weight`` ``(side,)`` of the windows starting at ``origins`` at each of
+    ``length`` positions (windows passing the end are cut), float32 ``(length,)``."""
+    sums = torch.zeros(length)
     for origin in origins:
-        counts[origin] += 1
-        counts[origin + window] -= 1
-    return counts.cumsum(0)[:length]
+        covered = min(len(weight), length - origin)
+        sums[origin : origin + covered] += weight[:covered]
+    return sums

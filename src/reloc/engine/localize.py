@@ -6,7 +6,9 @@
 
 For each image the output folder gets ``<stem>_heatmap.png`` (probabilities coloured),
 ``<stem>_mask.png`` (probability > threshold, {0, 255}), ``<stem>_overlay.png`` (the
-image tinted red where tampered), optionally ``<stem>_restored.png``, and ``<stem>.json``
+image tinted red where tampered), optionally ``<stem>_restored.png`` and
+``<stem>_probability.png`` (the raw probabilities as a 16-bit grey PNG,
+:func:`reloc.data.io.read_probability_png` reads it back), and ``<stem>.json``
 (the numbers of :func:`image_report`, the protocol, and provenance: the input's absolute
 path and SHA-256, the networks and their weights' SHA-256, whether a restorer ran, the
 reloc / torch / Python versions, the UTC time). The batch gets ``summary.json``: every
@@ -61,13 +63,20 @@ import torch
 from tqdm import tqdm
 
 from reloc import __version__
-from reloc.data.io import IMAGE_SUFFIXES, ImageError, float_to_uint8, read_image, write_png
+from reloc.data.io import (
+    IMAGE_SUFFIXES,
+    ImageError,
+    float_to_uint8,
+    read_image,
+    write_png,
+    write_probability_png,
+)
 from reloc.engine.distributed import DistContext
 from reloc.engine.inference import Pipeline
 from reloc.engine.model_choice import ModelChooser
 from reloc.errors import UsageError, utc_now
 from reloc.io_utils import write_json_atomic
-from reloc.models.weights import WeightsError, load_network, read_spec, read_window
+from reloc.models.weights import WeightsError, load_network, read_spec, read_whole_image_pixels, read_window
 from reloc.visualize import heatmap, overlay
 
 """Suffixes (lower case) of the files taken from a folder; files named directly are always tried."""
@@ -148,8 +157,9 @@ def pipeline_from_weights(
 
     Each file alone rebuilds its network (the spec is in its metadata); the pipeline's
     default sliding window is the one the localizer's file records, if any
-    (:func:`reloc.models.weights.read_window`), and the restorer runs in the window its
-    file records, if any (:attr:`Pipeline.restore_window`; else in the localizer's).
+    (:func:`reloc.models.weights.read_window`), with its whole-image budget
+    (:func:`reloc.models.weights.read_whole_image_pixels`), and the restorer runs in the
+    window its file records, if any (:attr:`Pipeline.restore_window`; else in the localizer's).
 
     Args:
         localizer_path: the localizer's safetensors file.
@@ -167,7 +177,12 @@ def pipeline_from_weights(
     localizer = _load_role(localizer_path, "localizer", device)
     restore_window = None if restorer_path is None else read_window(restorer_path)
     pipeline = Pipeline(
-        restorer, localizer, precision=precision, window=read_window(localizer_path), restore_window=restore_window
+        restorer,
+        localizer,
+        precision=precision,
+        window=read_window(localizer_path),
+        restore_window=restore_window,
+        whole_image_pixels=read_whole_image_pixels(localizer_path),
     ).prepare()
     pipeline.weights_files = {
         "localizer": str(localizer_path),
@@ -225,6 +240,7 @@ def localize_files(
     batch_size: int | None = None,
     threshold: float = 0.5,
     save_restored: bool = False,
+    save_probability: bool = False,
     progress: bool = True,
     recursive: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
@@ -245,6 +261,8 @@ def localize_files(
             (``batch_size=None``: its per-device default).
         threshold: probability above which a pixel counts as tampered (mask, fraction), in [0, 1].
         save_restored: also write ``<stem>_restored.png``.
+        save_probability: also write ``<stem>_probability.png``, the probabilities as a
+            16-bit PNG (``rint(p * 65535)``).
         progress: show a tqdm progress bar.
         recursive: descend into sub-folders of folder inputs.
         max_pixels: refuse images with more pixels (checked in the header, before decoding).
@@ -267,7 +285,9 @@ def localize_files(
     started, clock = utc_now(), time.perf_counter()
     expansion = expand_inputs(inputs, recursive=recursive)
     stems = unique_stems(expansion.files, reserved=RESERVED_STEMS)
-    names = [SUMMARY_NAME, ERROR_LOG_NAME] + [name for stem in stems for name in output_names(stem, save_restored)]
+    names = [SUMMARY_NAME, ERROR_LOG_NAME] + [
+        name for stem in stems for name in output_names(stem, save_restored, save_probability)
+    ]
     # one process chooses (and creates) the output folder; the others use its choice
     chosen_folder = choose_output_folder(out, names, started) if dist.is_main else None
     started, (folder, note) = dist.gather((started, chosen_folder))[0]
@@ -280,6 +300,7 @@ def localize_files(
         "batch_size": batch_size,
         "threshold": threshold,
         "max_pixels": max_pixels,
+        "save_probability": save_probability,
     }
     shard = dist.shard(list(zip(expansion.files, stems)))  # this process's files, with their positions
     done: list[tuple[int, dict[str, object]]] = []
@@ -342,9 +363,10 @@ def localize_files(
     return summary
 
 
-def output_names(stem: str, save_restored: bool) -> list[str]:
-    """The files one image writes: heat map, mask, overlay, (restored,) JSON."""
+def output_names(stem: str, save_restored: bool, save_probability: bool = False) -> list[str]:
+    """The files one image writes: heat map, mask, overlay, (restored,) (probability,) JSON."""
     suffixes = ["_heatmap.png", "_mask.png", "_overlay.png"] + (["_restored.png"] if save_restored else [])
+    suffixes += ["_probability.png"] if save_probability else []
     return [stem + suffix for suffix in suffixes] + [f"{stem}.json"]
 
 
@@ -522,7 +544,6 @@ def _localize_one(
     float32 ``(H, W)`` map; the renderings are made in bands.
     """
     started = time.perf_counter()
-    window, stride = pipeline.windows(settings["window"], settings["stride"])  # type: ignore[arg-type]
     try:
         digest, size_bytes = sha256_file(path), path.stat().st_size
     except OSError as error:
@@ -531,14 +552,17 @@ def _localize_one(
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a read-only decoded buffer; it is never written
         tensor = torch.from_numpy(image).permute(2, 0, 1)  # (3, H, W) view, no copy
+    height, width = image.shape[:2]
+    window, stride, whole = pipeline.plan(height, width, settings["window"], settings["stride"])  # type: ignore[arg-type]
     prediction = pipeline.predict(tensor, window, stride, settings["batch_size"], return_restored=save_restored)  # type: ignore[arg-type]
     probabilities = (prediction[0] if save_restored else prediction).numpy()
-    height, width = probabilities.shape
     write_png(out / f"{stem}_heatmap.png", heatmap(probabilities), overwrite=False)
     write_png(out / f"{stem}_mask.png", probabilities > settings["threshold"], overwrite=False)
     write_png(out / f"{stem}_overlay.png", overlay(image, probabilities), overwrite=False)
     if save_restored:
         write_png(out / f"{stem}_restored.png", chw_to_uint8(prediction[1]), overwrite=False)
+    if settings["save_probability"]:
+        write_probability_png(out / f"{stem}_probability.png", probabilities, overwrite=False)
     network_input = pipeline.network_input(height, width, window)
     numbers = image_report(probabilities, float(settings["threshold"]))  # type: ignore[arg-type]
     numbers.update(
@@ -546,6 +570,7 @@ def _localize_one(
         input={"path": str(path.absolute()), "sha256": digest, "bytes": size_bytes},
         window=window,
         stride=stride,
+        inference=inference_facts(pipeline, whole, window, stride),
         network_input=list(network_input),
         padded=network_input != (min(window, height), min(window, width)),
         restored=pipeline.restorer is not None,
@@ -556,6 +581,18 @@ def _localize_one(
         seconds=round(time.perf_counter() - started, 3),
     )
     write_json_atomic(out / f"{stem}.json", numbers, indent=2, overwrite=False, allow_nan=False)
+
+
+def inference_facts(pipeline: Pipeline, whole: bool, window: int, stride: int) -> dict[str, object]:
+    """How an image was run, for its JSON: ``mode`` (``whole``: one pass; ``tiles``), the
+    window and stride, the blend of overlapping windows, and the whole-image budget."""
+    return {
+        "mode": "whole" if whole else "tiles",
+        "window": window,
+        "stride": stride,
+        "blend": pipeline.blend,
+        "whole_image_pixels": pipeline.whole_image_pixels,
+    }
 
 
 def chw_to_uint8(image: torch.Tensor, band_rows: int = 512) -> np.ndarray:

@@ -34,6 +34,7 @@ __all__ = [
     "load_network",
     "check_spec_fits",
     "read_spec",
+    "read_whole_image_pixels",
     "read_window",
     "save_network",
 ]
@@ -57,6 +58,7 @@ def save_network(
     spec: NetworkSpec | None = None,
     window: tuple[int, int] | None = None,
     calibration: dict | None = None,
+    whole_image_pixels: int = 0,
 ) -> Path:
     """Write ``network``'s state dict (buffers included) to a safetensors file, atomically.
 
@@ -68,6 +70,9 @@ def save_network(
         window: ``(side, stride)`` of the sliding windows a localizer is meant to run with
             (e.g. the crop it was trained on), recorded for :func:`read_window`; ``None``:
             none recorded (any window).
+        whole_image_pixels: images up to this many pixels run in one whole-image pass
+            (:attr:`reloc.engine.inference.Pipeline.whole_image_pixels`), recorded with
+            ``window`` (which it needs); 0: always ``window``'s tiles.
         calibration: how the file's logits were calibrated, e.g. ``{"threshold": 0.7,
             "chosen_on": "..."}`` (:func:`reloc.models.calibration.calibrate` applied before
             saving), recorded as JSON for provenance; ``None``: none recorded.
@@ -82,7 +87,12 @@ def save_network(
     metadata = {SPEC_KEY: spec.to_json(), VERSION_KEY: __version__}
     if window is not None:
         side, stride = _checked_window(window, path)
-        metadata[WINDOW_KEY] = json.dumps({"window": side, "stride": stride})
+        record = {"window": side, "stride": stride}
+        if whole_image_pixels:
+            record["whole_image_pixels"] = _checked_pixels(whole_image_pixels, path)
+        metadata[WINDOW_KEY] = json.dumps(record)
+    elif whole_image_pixels:
+        raise ValueError(f"{path}: whole_image_pixels is recorded with a window; give window= too")
     if calibration is not None:
         metadata[CALIBRATION_KEY] = json.dumps(calibration)
     _atomic_save(tensors, Path(path), metadata)
@@ -104,6 +114,29 @@ def read_window(path: str | Path) -> tuple[int, int] | None:
         return _checked_window((record["window"], record["stride"]), path)
     except (ValueError, KeyError, TypeError) as error:
         raise WeightsError(f"{path}: malformed '{WINDOW_KEY}' metadata ({error})") from None
+
+
+def read_whole_image_pixels(path: str | Path) -> int:
+    """The largest image (in pixels) the file's network runs on in one whole-image pass
+    (:func:`save_network`'s ``whole_image_pixels``); 0 when the file records none.
+
+    Raises:
+        WeightsError: unreadable file, or a malformed record.
+    """
+    metadata = _read_metadata(path)
+    if WINDOW_KEY not in metadata:
+        return 0
+    try:
+        record = json.loads(metadata[WINDOW_KEY])
+        return _checked_pixels(record.get("whole_image_pixels", 0), path)
+    except (ValueError, AttributeError, TypeError) as error:
+        raise WeightsError(f"{path}: malformed '{WINDOW_KEY}' metadata ({error})") from None
+
+
+def _checked_pixels(pixels: object, path: str | Path) -> int:
+    if isinstance(pixels, bool) or not isinstance(pixels, int) or pixels < 0:
+        raise ValueError(f"{path}: whole_image_pixels must be an integer >= 0, got {pixels!r}")
+    return pixels
 
 
 def _read_metadata(path: str | Path) -> dict[str, str]:
