@@ -101,7 +101,7 @@ def test_paired_differences_pool_seeds_and_bound_the_mean(replicate):
 
 
 def test_seed_interval_is_the_student_t_interval_of_the_seed_means(replicate):
-    # the README's per-seed F1 differences of ReLoc{D} - D|P{D}: mean -0.016, sd 0.016, t(0.975, 2) = 4.303
+    # docs/results/replication.md's per-seed F1 differences of ReLoc{D} - D|P{D}: mean -0.016, sd 0.016, t(0.975, 2) = 4.303
     low, high = replicate.seed_interval([-0.001, -0.033, -0.014])
     assert low == pytest.approx(-0.016 - 4.303 * 0.016083 / 3**0.5, abs=2e-4) and high > 0  # spans zero
     assert replicate.seed_interval([0.5]) is None

@@ -269,7 +269,7 @@ def evaluate(
         Optional[str],
         typer.Option(help="Robustness grid (jpeg, benco, resize, webp, double-jpeg, social); replaces --distortion."),
     ] = None,
-    metric_protocol: Annotated[str, typer.Option(help="paper, best-threshold or inverted (see README).")] = "paper",
+    metric_protocol: Annotated[str, typer.Option(help="paper, best-threshold or inverted (see the docs).")] = "paper",
     exclude_border: Annotated[int, typer.Option(help="Ignore this many pixels each side of the mask boundary.")] = 0,
     mask_resize: Annotated[
         Optional[str],
@@ -441,7 +441,7 @@ def localize(
     recursive: Annotated[bool, typer.Option(help="Descend into sub-folders of folder inputs.")] = False,
     max_pixels: Annotated[
         Optional[int],
-        typer.Option(min=1, help="Refuse images with more pixels (default 400 M pixels, about 8.4 GB; see README)."),
+        typer.Option(min=1, help="Refuse images with more pixels (default 400 M pixels, about 8.4 GB of memory)."),
     ] = None,
     device: DeviceOption = "auto",
     keep_freed_memory: KeepMemoryOption = True,
@@ -754,6 +754,9 @@ def serve(
         stride=stride,
     )
 
+
+click_app = typer.main.get_command(app)
+"""The click command behind ``app``, for tools that read click (the docs' CLI reference)."""
 
 if __name__ == "__main__":
     app()

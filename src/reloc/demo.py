@@ -106,7 +106,7 @@ def run_demo(out: Path, train: bool = False, progress: bool = True) -> Path:
     else:
         lines += [
             "",
-            "Models: the pretrained models shipped with reloc (`reloc models`; card in the README). "
+            "Models: the pretrained models shipped with reloc (`reloc models`; cards in docs/models/). "
             "Test images: synthetic edits of photos the models never saw; a heat map is evidence to "
             "examine, not a verdict.",
         ]

@@ -37,8 +37,14 @@ def atomic_path(path: str | os.PathLike, *, overwrite: bool = True) -> Iterator[
     Raises:
         FileExistsError: ``path`` exists and ``overwrite`` is ``False``.
 
-    >>> with atomic_path("out/model.safetensors") as temporary:
-    ...     save_file(tensors, temporary)
+    >>> import tempfile
+    >>> folder = tempfile.TemporaryDirectory()
+    >>> target = Path(folder.name) / "out" / "notes.txt"
+    >>> with atomic_path(target) as temporary:
+    ...     _ = temporary.write_text("done")
+    >>> target.read_text()
+    'done'
+    >>> folder.cleanup()
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

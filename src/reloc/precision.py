@@ -11,7 +11,7 @@ image in [0, 1] loses its last bit (``k / 255`` rounds to a 1/256 grid above 0.5
 where tampering traces live. Measured on the release's DFCN x0.5 + high-pass, 24 validation
 images: trained in fp32 and run under bf16 autocast without the guard, per-image AUC
 0.843 -> 0.797; trained under bf16 autocast without it (8000 steps) and run in fp32,
-0.859 -> 0.728 (README "Performance", ``benchmarks/precision.py``).
+0.859 -> 0.728 (docs/results/precision.md, ``benchmarks/precision.py``).
 
 ``auto`` is decided at run time from what the hardware reports, never from a list of
 machine names:

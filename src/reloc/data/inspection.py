@@ -87,7 +87,7 @@ class Inspection:
             lines.append(f"tampered share per mask (mean): {self.tampered_share:.1%}")
             if self.tampered_share > POLARITY_SUSPECT:
                 lines.append(
-                    "  note: most mask pixels count as tampered; is the polarity inverted? (see the README's layouts)"
+                    "  note: most mask pixels count as tampered; is the polarity inverted? (see the docs' public layouts)"
                 )
         for title, items in (
             ("without a mask", self.missing),

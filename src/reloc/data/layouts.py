@@ -9,7 +9,7 @@ an authentic image, the source photo when the names reveal it, and the mask's
 
 The conventions (folder names, mask names and mask polarity) follow the datasets' own
 distributions and the readers of photoholmes (``src/photoholmes/datasets``) and
-IMDL-BenCo; the README's "Public layouts" table names the source of each.
+IMDL-BenCo; the "Public layouts" table of docs/research/datasets.md names the source of each.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Layout:
     Attributes:
         name: short id (``casia2``, ``coverage``, ...).
         title: the dataset's name.
-        signature: the file-naming signature recognised, for messages and the README.
+        signature: the file-naming signature recognised, for messages and the docs.
         mask_rule: how its masks mark tampering.
         detect: ``folder -> bool``, cheap (lists a few folders, opens no image).
         read: ``folder -> Listing``.

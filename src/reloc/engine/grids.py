@@ -34,7 +34,7 @@ class Grid:
 
     Attributes:
         name: e.g. ``benco``.
-        description: what it reproduces (for the README and the report).
+        description: what it reproduces (for the docs and the report).
         axis: x-axis label of each family.
         points: the distortions, in evaluation order.
     """

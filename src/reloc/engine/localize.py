@@ -257,8 +257,9 @@ def localize_files(
             (its ``model``, ``jpeg_quality`` and ``model_reason`` go into the JSON).
         out: output folder, created if needed; when it holds a file with one of the
             batch's output names, a fresh sub-folder of it is used (see the module doc).
-        window, stride, batch_size: the sliding windows of :meth:`Pipeline.predict`
-            (``batch_size=None``: its per-device default).
+        window: sliding-window side of :meth:`Pipeline.predict` (``None``: the pipeline's).
+        stride: step between windows (``None``: the pipeline's).
+        batch_size: windows per pass (``None``: the per-device default).
         threshold: probability above which a pixel counts as tampered (mask, fraction), in [0, 1].
         save_restored: also write ``<stem>_restored.png``.
         save_probability: also write ``<stem>_probability.png``, the probabilities as a

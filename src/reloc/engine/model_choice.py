@@ -1,9 +1,14 @@
 """Which model localizes a file: a fixed one, or the ``--model auto`` rule over the pretrained models.
 
+>>> import io
+>>> from PIL import Image
+>>> suspect = io.BytesIO()
+>>> Image.new("RGB", (64, 64), "gray").save(suspect, "JPEG", quality=75)
 >>> chooser = ModelChooser.from_option("auto", device="cpu")
->>> pipeline, facts = chooser.choose(Path("suspect.jpg"))
+>>> pipeline, facts = chooser.choose(suspect.getvalue())      # a path or the file's bytes
 >>> facts
-{'model': 'pretrained:reloc', 'jpeg_quality': 75, 'model_reason': 'JPEG quality 75: reloc has ...'}
+{'model': 'pretrained:robust', 'jpeg_quality': 75, 'model_reason': '--model auto: JPEG quality 75: robust has ...',
+ 'restorer_used': False}
 
 A model is named by ``pretrained:NAME`` (or just ``NAME``), a run folder (its best
 localizer and, when it has one, its restorer) or a localizer weights file. ``auto``

@@ -2,6 +2,8 @@
 
 >>> restorer = create_restorer("scunet", preset="small")
 >>> localizer = create_localizer("dfcn")
+>>> sum(parameter.numel() for parameter in localizer.parameters())
+2553489
 
 Every network created here remembers how it was built (``network.spec``), so
 :func:`reloc.models.weights.save_network` can store that in the weights file and

@@ -3,8 +3,14 @@
 Our own format is safetensors with the network's spec (role, registry name, builder
 arguments) in the file's metadata, so a weights file alone rebuilds its network:
 
->>> save_network(localizer, "dfcn.safetensors")
->>> same = load_network("dfcn.safetensors")
+>>> import tempfile
+>>> from reloc.models import create_localizer
+>>> folder = tempfile.TemporaryDirectory()
+>>> path = save_network(create_localizer("dfcn", width=0.5), Path(folder.name) / "dfcn.safetensors")
+>>> same = load_network(path)                      # the file alone rebuilds the network
+>>> same.spec.name, same.spec.kwargs
+('dfcn', {'width': 0.5})
+>>> folder.cleanup()
 
 Foreign checkpoints (the public SCUNet ``.pth`` files, the ReLoc authors' localizer
 weights) are matched to a network by key name, through the network's key map where the

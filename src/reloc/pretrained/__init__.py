@@ -9,9 +9,10 @@ are made by ``benchmarks/pretrain.py`` (the recipe in ``configs/release/``).
 >>> from reloc import pretrained
 >>> pretrained.names()
 ['plain', 'robust', 'reloc']
->>> pretrained.weights_file("reloc", "restorer")          # a Path inside the installed package
+>>> pretrained.weights_file("reloc", "restorer").name     # a Path inside the installed package
+'restorer.safetensors'
 >>> pretrained.choose(jpeg_quality=75)                      # the --model auto rule
-Choice(name='reloc', jpeg_quality=75, reason='...')
+Choice(name='robust', jpeg_quality=75, reason='JPEG quality 75: robust has the best card figures at QF 75')
 
 Every option that takes a run folder or a weights file also takes ``pretrained:NAME``;
 they all go through :func:`reloc.engine.tasks.resolve_weights`, which calls

@@ -1,7 +1,12 @@
 """What an analyst checks first about an uploaded file, before any network runs.
 
->>> facts = file_facts(Path("upload.bin").read_bytes())
->>> facts["sha256"], facts["format"], facts["jpeg_quality"], facts["exif"]["Software"]
+>>> import io
+>>> from PIL import Image
+>>> upload = io.BytesIO()
+>>> Image.new("RGB", (32, 16), "white").save(upload, "JPEG", quality=90)
+>>> facts = file_facts(upload.getvalue())
+>>> facts["format"], facts["width"], facts["height"], facts["jpeg_quality"], facts["jpeg_standard_tables"]
+('JPEG', 32, 16, 90, True)
 
 Everything is read with Pillow from the bytes as uploaded (the SHA-256 is of those exact
 bytes); nothing is decoded beyond the header, the quantisation tables and the EXIF block.

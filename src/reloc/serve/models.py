@@ -6,8 +6,9 @@ page and the API use. ``auto`` is not a network: it is the ``--model auto`` rule
 per file from its estimated JPEG quality, so it is offered only when those three are.
 
 >>> models = load_models(models=["auto"], runs=[], localizer=None, restorer=None)
->>> models.resolve("auto", jpeg_quality=75)
-(ServedModel(name='pretrained:reloc', ...), 'JPEG quality 75: reloc has the better card figures at QF 75')
+>>> served, reason = models.resolve("auto", jpeg_quality=75)
+>>> served.name, reason
+('pretrained:robust', 'auto: JPEG quality 75: robust has the best card figures at QF 75')
 """
 
 from __future__ import annotations

@@ -117,7 +117,7 @@ class SynthSettings:
     photo at its own size, so its samples are smaller squares (their side is the photo's
     short side): an enlarged host carries an interpolation pattern over the whole image
     that every edit breaks, a trace of the generator that real photos rarely have and a
-    localizer learns to rely on (README model card)."""
+    localizer learns to rely on (docs/results/experiments.md)."""
     # --- removal --------------------------------------------------------------------------
     inpaint_methods: tuple[str, ...] = ("telea", "ns")
     """``cv2.inpaint`` algorithms a removal picks from (uniformly)."""

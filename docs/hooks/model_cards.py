@@ -1,0 +1,157 @@
+"""MkDocs hook: the model pages, generated from the package's model cards and the results files.
+
+``src/reloc/pretrained/cards.json`` (what each shipped model is, how it was trained, its
+figures) and the results file it names (``figures_from``: ``benchmarks/results/pretrained.json``,
+intervals, per-type figures, the test set's protocol) are rendered through the Jinja2
+templates in ``docs/templates/`` into ``models/index.md`` (the zoo) and ``models/<name>.md``
+(one card per model), so the cards cannot drift from the data. ``scripts/render_readme.py``
+renders the README's model table from the same data with :func:`readme_table`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+ROOT = Path(__file__).resolve().parents[2]
+CARDS = ROOT / "src" / "reloc" / "pretrained" / "cards.json"
+TEMPLATES = ROOT / "docs" / "templates"
+HEADLINE = ("none", "jpeg:75", "jpeg:90")
+"""The distortions of the README's model table (and the zoo's first table)."""
+REQUIRED = ("summary", "roles", "trained_on", "window", "threshold", "figures", "recipe")
+"""Fields every card must have: a card without one fails the docs build."""
+
+
+class CardError(ValueError):
+    """A model card or results file lacks what the generated pages need."""
+
+
+def load(cards_path: Path = CARDS) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``(cards.json, the results file it names)`` as dictionaries."""
+    cards = json.loads(cards_path.read_text(encoding="utf-8"))
+    results_path = ROOT / cards.get("figures_from", "")
+    if not results_path.is_file():
+        raise CardError(f"{cards_path}: figures_from {cards.get('figures_from')!r} is not a file")
+    return cards, json.loads(results_path.read_text(encoding="utf-8"))
+
+
+def _files(name: str, roles: list[str]) -> list[dict[str, Any]]:
+    """The packaged weights files of a model: role, path, size in MB and SHA-256 of the bytes."""
+    rows = []
+    for role in roles:
+        path = CARDS.parent / name / f"{role}.safetensors"
+        if not path.is_file():
+            raise CardError(f"pretrained:{name} lists role {role!r} but {path} is missing")
+        data = path.read_bytes()
+        rows.append(
+            {
+                "role": role,
+                "path": path.relative_to(ROOT).as_posix(),
+                "mb": len(data) / 1e6,
+                "sha256": hashlib.sha256(data).hexdigest(),
+            }
+        )
+    return rows
+
+
+def _best_rows(models: dict[str, Any]) -> dict[str, list[str]]:
+    """For each model, the distortions at which its per-image AUC is the best of the shipped models."""
+    best: dict[str, list[str]] = {name: [] for name in models}
+    distortions = [key for key in next(iter(models.values()))["figures"]]
+    for distortion in distortions:
+        scored = {name: card["figures"].get(distortion, {}).get("auc") for name, card in models.items()}
+        scored = {name: value for name, value in scored.items() if value is not None}
+        if scored:
+            best[max(scored, key=scored.get)].append(distortion)
+    return best
+
+
+def context(cards_path: Path = CARDS) -> dict[str, Any]:
+    """Everything the templates show, checked: a card missing a required field raises :class:`CardError`."""
+    cards, results = load(cards_path)
+    models = cards.get("models") or {}
+    if not models:
+        raise CardError(f"{cards_path}: no models")
+    for name, card in models.items():
+        missing = [key for key in REQUIRED if not card.get(key)]
+        if missing:
+            raise CardError(f"{cards_path}: the card of {name!r} lacks {', '.join(missing)}")
+    best = _best_rows(models)
+    measured = results.get("models", {})
+    out = []
+    for name, card in models.items():
+        rows = []
+        for distortion, values in card["figures"].items():
+            interval = measured.get(name, {}).get(distortion, {}).get("ci95", {})
+            rows.append({"distortion": distortion, **values, "ci95": interval})
+        datasets = {"data": cards["data"], **cards.get("extra_data", {})}
+        used = list(dict.fromkeys(stage["data"] for stage in card["recipe"]["stages"]))
+        out.append(
+            {
+                "name": name,
+                "card": card,
+                "rows": rows,
+                "best": best[name],
+                "files": _files(name, card["roles"]),
+                "datasets": {key: datasets[key] for key in used if key in datasets},
+                "train_hours": sum(stage.get("train_seconds") or 0 for stage in card["recipe"]["stages"]) / 3600,
+                "recipe_settings": results.get("recipe_settings_test", {}).get("models", {}).get(name, {}),
+            }
+        )
+    return {
+        "cards": cards,
+        "results": results,
+        "models": out,
+        "headline": HEADLINE,
+        "situations": results.get("table3_qf75", {}),
+        "source": CARDS.relative_to(ROOT).as_posix(),
+        "figures_from": cards["figures_from"],
+    }
+
+
+def _environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["f3"] = lambda value: "-" if value is None else f"{value:.3f}"
+    env.filters["code"] = lambda value: f"`{value}`".replace("|", "\\|")
+    env.filters["cell"] = lambda value: str(value).replace("|", "\\|")
+    return env
+
+
+def render_card(name: str, data: dict[str, Any] | None = None) -> str:
+    """The Markdown of ``models/<name>.md``."""
+    data = data or context()
+    model = next((model for model in data["models"] if model["name"] == name), None)
+    if model is None:
+        raise CardError(f"no card for {name!r}")
+    return _environment().get_template("model_card.md.j2").render(model=model, **data)
+
+
+def render_index(data: dict[str, Any] | None = None) -> str:
+    """The Markdown of ``models/index.md``: every shipped model side by side."""
+    return _environment().get_template("models_index.md.j2").render(**(data or context()))
+
+
+def readme_table(data: dict[str, Any] | None = None) -> str:
+    """The README's model table (the block between ``<!-- models:start -->`` and ``<!-- models:end -->``)."""
+    return _environment().get_template("readme_models.md.j2").render(**(data or context())).strip() + "\n"
+
+
+def on_files(files, config):  # noqa: ANN001 (MkDocs hook signature)
+    """Add the generated model pages to the site."""
+    from mkdocs.structure.files import File
+
+    data = context()
+    files.append(File.generated(config, "models/index.md", content=render_index(data)))
+    for model in data["models"]:
+        files.append(File.generated(config, f"models/{model['name']}.md", content=render_card(model["name"], data)))
+    return files
