@@ -65,8 +65,12 @@ MODES: dict[str, dict[str, object]] = {
     "tiles-512-256": {"window": 512, "stride": 256, "blend": "taper"},
     "tiles-1024-768": {"window": 1024, "stride": 768, "blend": "taper"},
     "whole": {"window": None, "stride": None, "blend": "taper"},
+    "default": {"window": "recorded", "stride": None, "blend": "taper"},
 }
-"""Inference modes compared: the localizer's window, stride and blend (``whole``: one pass)."""
+"""Inference modes: the localizer's window, stride and blend (``whole``: one pass;
+``default``: what the weights record, as ``reloc localize`` runs them)."""
+WINDOW_MODES = ("tiles-512", "tiles-512-256", "tiles-1024-768", "whole")
+SEAM_MODES = ("tiles-512", "tiles-512-256", "default")
 WINDOW_DISTORTIONS = ("none", "jpeg:90")
 WINDOW_MODELS = ("plain", "robust")
 """The window study's models: the two DFCN localizers (``reloc``'s is one too, behind its restorer)."""
@@ -103,6 +107,8 @@ def predict(pipeline: Pipeline, image: np.ndarray, mode: str) -> np.ndarray:
     settings = MODES[mode]
     pipeline.blend = settings["blend"]
     tensor = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)
+    if settings["window"] == "recorded":
+        return pipeline.predict(tensor).numpy()
     if settings["window"] is None:
         side = max(image.shape[:2])
         return pipeline.predict(tensor, window=side, stride=side).numpy()
@@ -153,15 +159,16 @@ def casia_part(args, work: Path) -> dict:
             print(f"skipped {error.path}: {error.reason}", file=sys.stderr)
             continue
         image = (image * 255).round().astype(np.uint8)
-        choice = models.choose(ref.image)[1]["model"].split(":")[1]
         for model in MODELS:
             key = f"{model}/{Path(ref.image).name}"
             if key in records:
                 continue
             scores = image_scores(predict(models.pipeline(model), image, "whole"), mask > 0.5)
-            records.add({"key": key, "model": model, "image": Path(ref.image).name, "auto": choice,
+            records.add({"key": key, "model": model, "image": Path(ref.image).name,
                          "quality": jpeg_quality_from_file(ref.image), **scores})  # fmt: skip
     rows = list(records.rows.values())
+    for row in rows:  # the rule as it is now (routing.json), from the quality each file carries
+        row["auto"] = pretrained.choose(row["quality"]).name
     kinds = {"all": "", "splice": "Sp_D_", "copy-move": "Sp_S_"}
     table: dict[str, dict] = {}
     for model in (*MODELS, "auto"):
@@ -223,16 +230,17 @@ def camera_part(
             if all(key in records for key in keys):
                 continue
             image, quality = distorted(plain, spec, index)
-            auto = pretrained.choose(quality).name if spec == "none" or spec.startswith("jpeg:") else None
+            routed = spec == "none" or spec.startswith("jpeg:")  # a file a user holds: PNG or JPEG
             for model in models_measured:
                 for mode in modes:
                     key = f"{spec}/{model}/{mode}/{index}"
                     if key not in records:
                         scores = image_scores(predict(models.pipeline(model), image, mode), truth)
-                        records.add(
-                            {"key": key, "distortion": spec, "model": model, "mode": mode, "auto": auto, **scores}
-                        )
+                        records.add({"key": key, "distortion": spec, "model": model, "mode": mode,
+                                     "routed": routed, "quality": quality, **scores})  # fmt: skip
     rows = list(records.rows.values())
+    for row in rows:  # social: the upsampled image is no file a user holds, so no --model auto row
+        row["auto"] = pretrained.choose(row["quality"]).name if row.get("routed") else None
     table: dict[str, dict] = {}
     for spec in distortions:
         for mode in modes:
@@ -250,7 +258,8 @@ def border_columns(length: int, mode: str) -> list[int]:
     from reloc.engine.inference import window_origins
 
     settings = MODES[mode]
-    side, stride = (TILE, TILE) if settings["window"] is None else (settings["window"], settings["stride"])
+    whole = not isinstance(settings["window"], int)  # whole, or as recorded (whole up to the budget)
+    side, stride = (TILE, TILE) if whole else (settings["window"], settings["stride"])
     origins = window_origins(length, side, stride)
     edges = {o for o in origins[1:]} | {o + side for o in origins[:-1]}
     return sorted(e for e in edges if 0 < e < length)
@@ -281,7 +290,7 @@ def seam_part(args, work: Path) -> dict:
         for path in tqdm(files, desc=f"seam {kind}", unit="image"):
             image = read_image(path, compact=True)
             pipeline, facts = models.choose(path)
-            for mode in MODES:
+            for mode in SEAM_MODES:
                 key = f"{kind}/{mode}/{Path(path).name}"
                 if key not in records:
                     seam, inside = seam_figures(predict(pipeline, image, mode), mode)
@@ -297,7 +306,7 @@ def seam_part(args, work: Path) -> dict:
                     )
     table: dict[str, dict] = {}
     for kind in ("authentic", "tampered"):
-        for mode in MODES:
+        for mode in SEAM_MODES:
             rows = [r for r in records.rows.values() if r["kind"] == kind and r["mode"] == mode]
             seam, inside = float(np.nanmean([r["seam"] for r in rows])), float(np.mean([r["inside"] for r in rows]))
             table.setdefault(kind, {})[mode] = {"seam": round(seam, 5), "inside": round(inside, 5),
@@ -329,6 +338,60 @@ def timing_part(args, work: Path) -> dict:
     return {"image": "4000x3000 JPEG (quality 92)", "threads": torch.get_num_threads(), "rows": rows}
 
 
+ROUTING = ROOT / "src" / "reloc" / "pretrained" / "routing.json"
+MIN_ROUTING_IMAGES = 10
+"""A quality whose measured set has fewer images does not get an entry of its own."""
+
+
+def best_model(models: dict[str, dict]) -> str:
+    """The model of the highest per-image AUC mean, then F1 (``{model: {"auc", "f1"}}`` of summaries)."""
+    return max(models, key=lambda m: (models[m]["auc"]["mean"] or 0.0, models[m]["f1"]["mean"] or 0.0))
+
+
+def route_part(results: dict) -> dict:
+    """The ``--model auto`` rule from the ``casia`` and ``camera`` parts, written to ``routing.json``.
+
+    Each measured JPEG quality (casia1-dev's files by their own quality; the camera-size set
+    at each JPEG distortion) gets the model of the best per-image AUC there (then F1);
+    files without JPEG tables get the best model on the camera-size set's PNGs (edits on
+    photos with a JPEG history, saved losslessly). Chosen on the sets it is then measured
+    on: a development estimate.
+    """
+    parts = results.get("parts", {})
+    if "casia" not in parts or "camera" not in parts:
+        raise SystemExit("error: the route part needs the casia and camera parts measured first")
+
+    def figures(models: dict[str, dict]) -> dict[str, dict]:
+        return {m: {"auc": v["auc"]["mean"], "f1": v["f1"]["mean"], "images": v["auc"]["n"]} for m, v in models.items()}
+
+    entries = []
+    for quality, models in parts["casia"]["by_jpeg_quality"].items():
+        if min(v["auc"]["n"] for v in models.values()) >= MIN_ROUTING_IMAGES:
+            entries.append({"quality": int(quality), "model": best_model(models),
+                            "measured_on": f"casia1-dev's forgeries saved at QF {quality}", "figures": figures(models)})  # fmt: skip
+    camera = parts["camera"]["table"]
+    for spec, modes in camera.items():
+        models = {m: v for m, v in modes["default"].items() if m in MODELS}
+        if spec.startswith("jpeg:"):
+            quality = int(spec.split(":")[1])
+            entries.append({"quality": quality, "model": best_model(models),
+                            "measured_on": f"camera-size edits saved at QF {quality}", "figures": figures(models)})  # fmt: skip
+    plain = {m: v for m, v in camera["none"]["default"].items() if m in MODELS}
+    rule = {
+        "chosen_on": "benchmarks/results/real/real.json: casia1-dev as distributed and the camera-size set "
+        "(development sets: the same images measure the rule, so its rows are optimistic)",
+        "command": "python benchmarks/real.py --parts route",
+        "metric": "per-image AUC (paper protocol), then F1 at 0.5",
+        "no_jpeg": {"model": best_model(plain), "measured_on": "camera-size edits saved losslessly (PNG)",
+                    "figures": figures(plain)},
+        "jpeg": sorted(entries, key=lambda entry: entry["quality"]),
+    }  # fmt: skip
+    write_json_atomic(ROUTING, rule, indent=1, allow_nan=False)
+    pretrained.routing.cache_clear()
+    return {"routing": str(ROUTING.relative_to(ROOT)), "rule": {str(e["quality"]): e["model"] for e in rule["jpeg"]},
+            "no_jpeg": rule["no_jpeg"]["model"]}  # fmt: skip
+
+
 def processor() -> dict[str, str]:
     """The CPU model and its bf16-relevant flags, as every timing records."""
     model, flags = platform.processor(), ""
@@ -341,7 +404,64 @@ def processor() -> dict[str, str]:
     return {"model": model, "flags": flags, "threads": str(torch.get_num_threads())}
 
 
-PARTS = ("casia", "windows", "camera", "seam", "timing")
+def cell(summary: dict | None) -> str:
+    """``0.512 [0.480, 0.544]`` from a :func:`bootstrap_mean` result (``-`` when empty)."""
+    if not summary or summary.get("mean") is None:
+        return "-"
+    return f"{summary['mean']:.3f} [{summary['low']:.3f}, {summary['high']:.3f}]"
+
+
+def markdown(results: dict) -> str:
+    """The result file's tables as Markdown (real data first, then the camera-size set)."""
+    parts, lines = results.get("parts", {}), ["<!-- made by benchmarks/real.py from real.json; do not edit -->", ""]
+    if "casia" in parts:
+        casia = parts["casia"]
+        lines += [f"### casia1-dev as distributed ({casia['images']} forgeries; per-image means, 95% intervals over images)", "",
+                  "| model | kind | F1 (paper, 0.5) | IoU | AUC | F1 (best threshold) |", "| --- | --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+        for model, kinds in casia["table"].items():
+            for kind in ("all", "splice", "copy-move"):
+                row = kinds[kind]
+                lines.append(
+                    f"| {model} | {kind} ({row['auc']['n']}) | {cell(row['f1'])} | {cell(row['iou'])} | {cell(row['auc'])} | {cell(row['best_f1'])} |"
+                )
+        picked = casia["table"]["auto"].get("picked", {})
+        lines += ["", "`--model auto` ran " + ", ".join(f"`{m}` on {n}" for m, n in picked.items()) + " of the files."]
+        lines += [f"Skipped (named): {item['file']}: {item['reason']}." for item in casia.get("skipped", [])]
+        lines.append("")
+    for name, title in (("camera", "Camera-size set"), ("windows", "Window study")):
+        if name not in parts:
+            continue
+        part = parts[name]
+        lines += [f"### {title} ({part['images']} synthetic edits of 1536 px on the large photos; AUC / F1, 95% intervals)", "",
+                  "| distortion | mode | model | AUC | F1 | F1 (best threshold) |", "| --- | --- | --- | ---: | ---: | ---: |"]  # fmt: skip
+        for spec, modes in part["table"].items():
+            for mode, models in modes.items():
+                for model, row in models.items():
+                    lines.append(
+                        f"| {spec} | {mode} | {model} | {cell(row['auc'])} | {cell(row['f1'])} | {cell(row['best_f1'])} |"
+                    )
+        lines.append("")
+    if "seam" in parts:
+        lines += ["### Seams (mean absolute jump of the probability: across window edges / elsewhere)", "",
+                  "| images | mode | across edges | elsewhere | ratio |", "| --- | --- | ---: | ---: | ---: |"]  # fmt: skip
+        for kind, modes in parts["seam"]["table"].items():
+            for mode, row in modes.items():
+                lines.append(
+                    f"| {kind} ({row['images']}) | {mode} | {row['seam']:.4f} | {row['inside']:.4f} | {row['ratio']:.2f} |"
+                )
+        lines.append("")
+    if "timing" in parts:
+        timing = parts["timing"]
+        lines += [f"### One {timing['image']} through `reloc localize` defaults ({timing['processor']['model']}, {timing['threads']} threads)", "",
+                  "| precision | wall time (s) | peak RSS (GB) | model | mode |", "| --- | ---: | ---: | --- | --- |"]  # fmt: skip
+        for precision, row in timing["rows"].items():
+            mode = (row.get("inference") or {}).get("mode", "-")
+            lines.append(f"| {precision} | {row['seconds']} | {row['peak_rss_gb']} | {row['model']} | {mode} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+PARTS = ("casia", "windows", "camera", "route", "seam", "timing")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -374,10 +494,12 @@ def main(argv: list[str] | None = None) -> int:
             result = casia_part(args, args.work)
         elif part == "windows":
             result = camera_part(
-                args, args.work, WINDOW_DISTORTIONS, tuple(MODES), "windows", WINDOW_MODELS, args.window_images
+                args, args.work, WINDOW_DISTORTIONS, WINDOW_MODES, "windows", WINDOW_MODELS, args.window_images
             )
         elif part == "camera":
-            result = camera_part(args, args.work, CAMERA_DISTORTIONS, (DEFAULT_MODE,), "camera")
+            result = camera_part(args, args.work, CAMERA_DISTORTIONS, ("default",), "camera")
+        elif part == "route":
+            result = route_part(results)
         elif part == "seam":
             result = seam_part(args, args.work)
         else:
@@ -386,11 +508,10 @@ def main(argv: list[str] | None = None) -> int:
         results.setdefault("parts", {})[part] = result
         args.out.parent.mkdir(parents=True, exist_ok=True)
         write_json_atomic(args.out, results, indent=1, allow_nan=False)
+        args.out.with_suffix(".md").write_text(markdown(results), encoding="utf-8")
         print(f"{part}: done in {result['seconds']} s -> {args.out}")
     return 0
 
-
-DEFAULT_MODE = "whole"
 
 if __name__ == "__main__":
     raise SystemExit(main())

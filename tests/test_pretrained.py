@@ -28,8 +28,10 @@ def packaged(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     shutil.copytree(Path(str(pretrained._root())), root, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
     monkeypatch.setattr(pretrained, "_root", lambda: root)
     pretrained.cards.cache_clear()
+    pretrained.routing.cache_clear()
     yield root
     pretrained.cards.cache_clear()
+    pretrained.routing.cache_clear()
 
 
 def _image(path: Path, quality: int | None = None, size: int = 48) -> Path:
@@ -70,7 +72,7 @@ def test_packaged_weights_are_small_and_in_the_package_data():
     total = sum(p.stat().st_size for p in Path(str(pretrained._root())).glob("*/*.safetensors"))
     assert 0 < total <= 25 * 2**20
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
-    assert '"reloc.pretrained" = ["cards.json", "*/*.safetensors"]' in pyproject
+    assert '"reloc.pretrained" = ["cards.json", "routing.json", "*/*.safetensors"]' in pyproject
 
 
 def test_resolve_weights_takes_pretrained_names():
@@ -93,41 +95,53 @@ def test_model_source_of_names_and_run_folders(tmp_path: Path):
     assert source.localizer.endswith("localizer.safetensors") and source.restorer is None
 
 
-@pytest.mark.parametrize(("quality", "expected"), [(None, "plain"), (98, "plain"), (100, "plain")])
-def test_auto_sends_uncompressed_and_near_lossless_files_to_plain(quality, expected):
-    assert pretrained.choose(quality).name == expected
+def test_auto_follows_the_packaged_routing_rule():
+    rule = pretrained.routing()
+    assert pretrained.choose(None).name == rule["no_jpeg"]["model"]
+    for entry in rule["jpeg"]:
+        choice = pretrained.choose(entry["quality"])
+        assert choice.name == entry["model"] and f"QF {entry['quality']}" in choice.reason
 
 
-def test_auto_picks_the_jpeg_model_with_the_better_card_figures(packaged: Path):
-    cards = json.loads((packaged / "cards.json").read_text())
-    cards["models"]["robust"]["figures"] = {"jpeg:50": {"f1": 0.3, "auc": 0.80}, "jpeg:90": {"f1": 0.5, "auc": 0.9}}
-    cards["models"]["reloc"]["figures"] = {"jpeg:50": {"f1": 0.2, "auc": 0.85}, "jpeg:90": {"f1": 0.6, "auc": 0.7}}
-    cards["models"]["plain"]["figures"] = {
-        "jpeg:50": {"f1": 0.1, "auc": 0.6},
-        "jpeg:90": {"f1": 0.7, "auc": 0.95},
-        "none": {"f1": 0.8, "auc": 0.99},
+def test_auto_picks_the_model_measured_best_at_the_nearest_quality(packaged: Path):
+    rule = {
+        "chosen_on": "a test",
+        "no_jpeg": {"model": "robust", "measured_on": "PNGs with a JPEG history"},
+        "jpeg": [
+            {"quality": 50, "model": "reloc", "measured_on": "set A"},
+            {"quality": 90, "model": "plain", "measured_on": "set B"},
+        ],
     }
-    (packaged / "cards.json").write_text(json.dumps(cards))
-    pretrained.cards.cache_clear()
-    assert pretrained.choose(52).name == "reloc"  # nearest measured QF 50: reloc's AUC is higher
-    assert pretrained.choose(88).name == "plain"  # nearest QF 90: plain's card is best there
-    assert "QF 90" in pretrained.choose(88).reason
-    del cards["models"]["plain"]["figures"]["jpeg:90"]
-    (packaged / "cards.json").write_text(json.dumps(cards))
-    pretrained.cards.cache_clear()
-    assert pretrained.choose(88).name == "robust"  # then robust's AUC beats reloc's
+    (packaged / "routing.json").write_text(json.dumps(rule))
+    pretrained.routing.cache_clear()
+    try:
+        assert pretrained.choose(None).name == "robust" and "PNGs with a JPEG history" in pretrained.choose(None).reason
+        assert pretrained.choose(52).name == "reloc"  # nearest measured QF 50
+        assert pretrained.choose(88).name == "plain" and "QF 90 (set B)" in pretrained.choose(88).reason
+        assert pretrained.choose(70).name == "plain"  # equally near: the higher quality's entry
+        rule["jpeg"][1]["model"] = "nonesuch"
+        (packaged / "routing.json").write_text(json.dumps(rule))
+        pretrained.routing.cache_clear()
+        with pytest.raises(pretrained.PretrainedError, match="unknown model"):
+            pretrained.choose(88)
+        (packaged / "routing.json").write_text("{")
+        pretrained.routing.cache_clear()
+        with pytest.raises(pretrained.PretrainedError, match="cannot be read"):
+            pretrained.choose(88)
+    finally:
+        pretrained.routing.cache_clear()
 
 
 def test_chooser_reads_the_quality_from_the_file(tmp_path: Path):
     chooser = ModelChooser.from_option("auto")
     _, facts = chooser.choose(_image(tmp_path / "a.png"))
-    assert facts["model"] == "pretrained:plain" and facts["jpeg_quality"] is None
+    assert facts["model"] == "pretrained:" + pretrained.choose(None).name and facts["jpeg_quality"] is None
     _, facts = chooser.choose(_image(tmp_path / "b.jpg", quality=70))
     assert facts["jpeg_quality"] == 70
     assert facts["model"] == "pretrained:" + pretrained.choose(70).name
     assert facts["restorer_used"] == (facts["model"] == "pretrained:reloc")
     _, facts = chooser.choose(_image(tmp_path / "c.jpg", quality=99))
-    assert facts["model"] == "pretrained:plain" and facts["jpeg_quality"] == 99
+    assert facts["model"] == "pretrained:" + pretrained.choose(99).name and facts["jpeg_quality"] == 99
 
 
 def test_missing_or_corrupt_packaged_files_give_clear_errors(packaged: Path):

@@ -330,10 +330,17 @@ def packaged(tmp_path, monkeypatch, weights):
             (root / name / f"{role}.safetensors").write_bytes(weights[role].read_bytes())
         cards[name] = {"summary": f"tiny {name}", "roles": roles, "figures": figures.get(name, {})}
     (root / "cards.json").write_text(json.dumps({"models": cards}))
+    rule = {
+        "no_jpeg": {"model": "plain", "measured_on": "a test"},
+        "jpeg": [{"quality": 75, "model": "reloc", "measured_on": "a test"}],
+    }
+    (root / "routing.json").write_text(json.dumps(rule))
     monkeypatch.setattr(pretrained, "_root", lambda: root)
     pretrained.cards.cache_clear()
+    pretrained.routing.cache_clear()
     yield root
     pretrained.cards.cache_clear()
+    pretrained.routing.cache_clear()
 
 
 def test_default_serves_pretrained_models_with_the_auto_rule(packaged, tmp_path):
@@ -346,7 +353,7 @@ def test_default_serves_pretrained_models_with_the_auto_rule(packaged, tmp_path)
         assert png["model"] == "pretrained:plain" and "not a JPEG" in png["model_reason"]
         assert png["requested_model"] == "auto" and "restored" not in png["urls"]
         jpeg = upload(client, image_bytes(fmt="JPEG", quality=75), name="a.jpg").json()
-        assert jpeg["model"] == "pretrained:reloc" and "best card figures at QF 75" in jpeg["model_reason"]
+        assert jpeg["model"] == "pretrained:reloc" and "measured best at QF 75" in jpeg["model_reason"]
         assert "restored" in jpeg["urls"]
         report = client.get(jpeg["urls"]["report"]).text
         assert "tiny reloc" in report and "auc 0.720" in report

@@ -222,10 +222,11 @@ def _pretrained_table() -> str:
         lines.append(
             f"{label:<20} {'+'.join(card.get('roles', [])):<20} {window:>7} " + " ".join(cell(c) for c in columns)
         )
+    rule = pretrained.routing()
+    jpeg = ", ".join(f"QF {entry['quality']} -> {entry['model']}" for entry in rule["jpeg"])
     lines.append(
-        "`reloc localize` with no model option uses --model auto: "
-        f"no JPEG or quality >= {pretrained.PLAIN_QUALITY} -> plain, "
-        "else the model whose card is best at that quality."
+        "`reloc localize` with no model option uses --model auto, measured on real forgeries and camera-size "
+        f"photos: no JPEG -> {rule['no_jpeg']['model']}; JPEGs by the nearest measured quality: {jpeg}."
     )
     return "\n".join(lines)
 

@@ -3,7 +3,9 @@
 Each model is a folder ``reloc/pretrained/<NAME>/`` holding ``localizer.safetensors`` and,
 for a ReLoc model, ``restorer.safetensors`` (each file rebuilds its network, see
 :func:`reloc.models.weights.load_network`); ``cards.json`` beside them holds each model's
-card (what it was trained on, by which command, and its measured figures). The weights
+card (what it was trained on, by which command, and its measured figures), and
+``routing.json`` the ``--model auto`` rule measured on real forgeries and camera-size
+photos by ``benchmarks/real.py`` (:func:`choose`). The weights
 are made by ``benchmarks/pretrain.py`` (the recipe in ``configs/release/``).
 
 >>> from reloc import pretrained
@@ -33,8 +35,6 @@ PREFIX = "pretrained:"
 NAMES: tuple[str, ...] = ("plain", "robust", "reloc")
 """The models, in the order ``reloc models`` lists them."""
 ROLES: tuple[str, ...] = ("localizer", "restorer")
-PLAIN_QUALITY = 98
-"""``--model auto``: a JPEG of at least this estimated quality counts as uncompressed."""
 
 
 class PretrainedError(ValueError):
@@ -119,39 +119,39 @@ def weights_file(name: str, role: str) -> Path:
     return path
 
 
+@lru_cache(maxsize=1)
+def routing() -> dict[str, Any]:
+    """The ``--model auto`` rule (``routing.json``): ``{"no_jpeg": {"model", "measured_on"},
+    "jpeg": [{"quality", "model", "measured_on", ...}, ...], "chosen_on", ...}``."""
+    path = _root() / "routing.json"
+    try:
+        rule = json.loads(path.read_text(encoding="utf-8"))
+        entries = [rule["no_jpeg"], *rule["jpeg"]]
+        valid = bool(rule["jpeg"]) and all(entry["model"] in NAMES for entry in entries)
+        valid = valid and all(isinstance(entry["quality"], int) for entry in rule["jpeg"])
+    except FileNotFoundError as exc:
+        raise PretrainedError(f"the packaged --model auto rule is missing ({path}); reinstall reloc") from exc
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise PretrainedError(f"the packaged --model auto rule {path} cannot be read: {exc}; reinstall reloc") from exc
+    if not valid:
+        raise PretrainedError(f"the packaged --model auto rule {path} names no JPEG quality or an unknown model")
+    return rule
+
+
 def choose(jpeg_quality: int | None) -> Choice:
     """The ``--model auto`` rule for a file whose estimated JPEG quality is ``jpeg_quality``.
 
-    Uncompressed files (``None``) and JPEGs of quality >= :data:`PLAIN_QUALITY` go to
-    ``plain``; other JPEGs to the model whose card shows the best figures (higher
-    per-image AUC, then F1) at the nearest measured JPEG quality. The JPEG models
-    ``robust`` and ``reloc`` are the intended candidates, but ``plain`` competes too: a
-    JPEG-trained model is not always better on JPEGs (see the card), and the rule should
-    send each file to the model measured best for it.
+    A file with no JPEG tables (``None``) goes to the model :func:`routing` measured best
+    on such files; a JPEG to the model measured best at the nearest measured quality
+    (per-image AUC on real forgeries and camera-size photos, ``benchmarks/real.py``).
     """
+    rule = routing()
     if jpeg_quality is None:
-        return Choice("plain", None, "not a JPEG (no quantisation tables): the plain-image model")
-    if jpeg_quality >= PLAIN_QUALITY:
-        return Choice("plain", jpeg_quality, f"JPEG quality {jpeg_quality} >= {PLAIN_QUALITY}: as good as uncompressed")
-    best, measured = _best_jpeg_model(jpeg_quality)
-    if measured is None:
-        return Choice(best, jpeg_quality, f"JPEG quality {jpeg_quality}: the JPEG model (no card figures to compare)")
-    return Choice(best, jpeg_quality, f"JPEG quality {jpeg_quality}: {best} has the best card figures at QF {measured}")
-
-
-def _best_jpeg_model(quality: int) -> tuple[str, int | None]:
-    """``(name, measured QF)`` of the model with the best card figures nearest ``quality``."""
-    figures = {name: card(name).get("figures", {}) for name in ("robust", "reloc", "plain") if name in cards()}
-    measured = sorted(
-        {int(key.split(":")[1]) for values in figures.values() for key in values if key.startswith("jpeg:")}
+        entry = rule["no_jpeg"]
+        reason = f"not a JPEG (no quantisation tables): {entry['model']} measured best on {entry['measured_on']}"
+        return Choice(entry["model"], None, reason)
+    entry = min(rule["jpeg"], key=lambda item: (abs(item["quality"] - jpeg_quality), -item["quality"]))
+    reason = (
+        f"JPEG quality {jpeg_quality}: {entry['model']} measured best at QF {entry['quality']} ({entry['measured_on']})"
     )
-    if not measured:
-        return ("reloc" if "reloc" in figures else "robust"), None
-    nearest = min(measured, key=lambda q: (abs(q - quality), q))
-    key = f"jpeg:{nearest}"
-
-    def merit(name: str) -> tuple[float, float]:
-        values = figures[name].get(key) or {}
-        return (values.get("auc") or 0.0, values.get("f1") or 0.0)
-
-    return max((name for name in figures if key in figures[name]), key=merit), nearest
+    return Choice(entry["model"], jpeg_quality, reason)
