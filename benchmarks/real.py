@@ -325,7 +325,7 @@ def timing_part(args, work: Path) -> dict:
     for precision in precisions:
         with tempfile.TemporaryDirectory() as out:
             command = ["/usr/bin/time", "-v", sys.executable, "-m", "reloc", "localize", str(photo), "--out", out,
-                       "--precision", precision, "--no-progress"]  # fmt: skip
+                       "--precision", precision]  # fmt: skip
             started = time.perf_counter()
             done = subprocess.run(command, capture_output=True, text=True)
             wall = time.perf_counter() - started

@@ -257,3 +257,28 @@ def test_the_report_names_one_window_or_each_situations_own():
     assert (
         windows_sentence(mixed) == "sliding windows (side / stride, px): P{P} 128 / 64, P{D} 128 / 64, D|P{D} 512 / 512"
     )
+
+
+def test_eval_tiling_default_or_the_papers(runs, tmp_path):
+    """``--tiling paper`` stamps and runs the paper's windows (flush, averaged); the default runs as localize."""
+    base = [
+        "eval",
+        "--dataset",
+        str(runs["dataset"]),
+        "--plain",
+        str(runs["plain"]),
+        "--window",
+        "64",
+        "--stride",
+        "40",
+    ]
+    stamps = {}
+    for tiling in ("default", "paper"):
+        result = CliRunner().invoke(app, [*base, "--out", str(tmp_path / tiling), "--tiling", tiling])
+        assert result.exit_code == 0, result.output
+        record = json.loads((tmp_path / tiling / "eval" / record_filename("P{P}", "none")).read_text())
+        stamps[tiling] = record["protocol"]
+    assert (stamps["paper"]["blend"], stamps["paper"]["grid"], stamps["paper"]["tiling"]) == ("mean", 1, "paper")
+    assert (stamps["default"]["blend"], stamps["default"]["grid"]) == ("taper", 8)
+    result = CliRunner().invoke(app, [*base, "--out", str(tmp_path / "bad"), "--tiling", "tiles"])
+    assert result.exit_code == 2 and "--tiling" in result.output

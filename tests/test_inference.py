@@ -60,7 +60,7 @@ def test_window_origins_examples_and_errors():
         window_origins(0, 16, 16)
 
 
-def _reference(pipeline: Pipeline, image: torch.Tensor, window: int, stride: int):
+def _reference(pipeline: Pipeline, image: torch.Tensor, window: int, stride: int, grid: int = GRID):
     """Window by window, one forward each, overlaps averaged: (H, W) and (3, H, W)."""
     _, height, width = image.shape
     probability_sum = torch.zeros(height, width, dtype=torch.float64)
@@ -68,8 +68,8 @@ def _reference(pipeline: Pipeline, image: torch.Tensor, window: int, stride: int
     count = torch.zeros(height, width, dtype=torch.float64)
     h, w = min(window, height), min(window, width)
     with torch.no_grad():
-        for top in window_origins(height, window, stride):
-            for left in window_origins(width, window, stride):
+        for top in window_origins(height, window, stride, grid):
+            for left in window_origins(width, window, stride, grid):
                 crop = image[None, :, top : top + h, left : left + w]
                 rows, columns = crop.shape[2:]  # a window past the far edge is filled by replication
                 crop = torch.nn.functional.pad(crop, (0, w - columns, 0, h - rows), mode="replicate")
@@ -105,6 +105,14 @@ def test_predict_equals_hand_stitched_reference():
     probabilities = pipeline.predict(image, window=128, stride=128, batch_size=4)
     assert probabilities.shape == (300, 200)
     torch.testing.assert_close(probabilities, expected, rtol=0, atol=1e-5)
+
+
+def test_the_papers_tiling_is_flush_with_the_far_sides_and_averaged():
+    assert window_origins(300, 128, 128, grid=1) == [0, 128, 172]  # the last window flush with the end
+    pipeline = Pipeline(None, _localizer(), blend="mean", grid=1)
+    image = torch.rand(3, 300, 200)
+    expected, _ = _reference(pipeline, image, 128, 128, grid=1)
+    torch.testing.assert_close(pipeline.predict(image, window=128, stride=128), expected, rtol=0, atol=1e-5)
 
 
 def test_predict_with_restorer_stitches_probabilities_and_restored_image():

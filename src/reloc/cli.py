@@ -283,6 +283,13 @@ def evaluate(
     window: WindowOption = None,
     stride: StrideOption = None,
     batch_size: BatchOption = None,
+    tiling: Annotated[
+        str,
+        typer.Option(
+            help="default: as reloc localize runs images (whole up to the weights' budget, else windows on the "
+            "8-px JPEG grid, tapered); paper: 512-px windows flush with the far sides, overlaps averaged."
+        ),
+    ] = "default",
     save_maps: Annotated[int, typer.Option(help="Probability maps to keep per situation (for reports).")] = 4,
     pooled_auc: Annotated[bool, typer.Option(help="Also compute AUC over all pixels pooled.")] = True,
     device: DeviceOption = "auto",
@@ -296,7 +303,7 @@ def evaluate(
     from reloc.data.catalog import DatasetError
     from reloc.devices import pick_device
     from reloc.engine.distributed import DistContext
-    from reloc.engine.evaluate import evaluation_samples, run_evaluation, standard_situations
+    from reloc.engine.evaluate import TILINGS, evaluation_samples, run_evaluation, standard_situations
     from reloc.engine.grids import get_grid
     from reloc.engine.inference import retain_freed_memory
     from reloc.metrics import PROTOCOLS
@@ -305,6 +312,8 @@ def evaluate(
     _check_stride(window, stride)
     if metric_protocol not in PROTOCOLS:
         raise typer.BadParameter(f"--metric-protocol must be one of {', '.join(PROTOCOLS)}, got {metric_protocol!r}")
+    if tiling not in TILINGS:
+        raise typer.BadParameter(f"must be one of {', '.join(TILINGS)}, got {tiling!r}", param_hint="--tiling")
     if mask_resize not in (None, "nearest"):
         raise typer.BadParameter(f"--mask-resize takes 'nearest', got {mask_resize!r}")
     if exclude_border < 0:
@@ -359,6 +368,7 @@ def evaluate(
         mask_resize=mask_resize,
         precision=precision,
         dist=dist,
+        tiling=tiling,
     )
     dist.close()
     if not dist.is_main:

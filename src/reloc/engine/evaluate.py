@@ -10,8 +10,10 @@ Situations (the paper's notation, ``M{I}``: model M tested on images I):
 - ``R(A)+L(B){D}``: the restorer of ReLoc run A in front of the localizer of plain run B
   (Table V, transferability).
 
-Each image is distorted whole (seeded per image), then cut into sliding windows (the
-paper: 512 x 512, stride 512, last row/column flush with the border). The images are the
+Each image is distorted whole (seeded per image), then run as ``reloc localize`` runs it
+(``tiling="default"``: whole up to the budget the weights record, else windows on the 8-px
+JPEG grid, tapered) or by the paper's protocol (``tiling="paper"``: 512 x 512 windows,
+stride 512, last row/column flush with the border, overlaps averaged). The images are the
 split the runs were trained with (``RUN/split.json``, see :func:`evaluation_samples`).
 A sample whose image or mask cannot be read, or whose mask has another size than its
 image, is skipped with a warning naming the file and the reason and counted in the
@@ -40,13 +42,16 @@ from reloc.data.datasets import WholeImages
 from reloc.data.io import ImageError, write_png
 from reloc.engine.distributed import DistContext
 from reloc.engine.grids import Grid
-from reloc.engine.inference import Pipeline
+from reloc.engine.inference import PAPER_TILING, Pipeline
 from reloc.engine.localize import pipeline_from_weights, sha256_file
 from reloc.errors import UsageError
 from reloc.io_utils import write_json_atomic
 from reloc.metrics import LocalizationMetrics
 from reloc.precision import dtype_name
 from reloc.runs import resolve_weights
+
+TILINGS = ("default", "paper")
+"""How :func:`evaluate_situation` runs each image: as ``reloc localize`` does, or by the paper's protocol."""
 
 
 @dataclass(frozen=True)
@@ -192,6 +197,7 @@ def evaluate_situation(
     warn_skipped: bool = True,
     precision: str = "fp32",
     dist: DistContext | None = None,
+    tiling: str = "default",
 ) -> dict:
     """Run one situation over ``refs`` and summarise its metrics.
 
@@ -200,9 +206,9 @@ def evaluate_situation(
         refs: the test images.
         distortion: spec applied to whole images when ``situation.distorted``.
         device: where the networks run.
-        window, stride, batch_size: sliding-window protocol (``None``: the localizer's
-            recorded window, else 512 px without overlap, :meth:`Pipeline.windows`;
-            ``batch_size=None``: :meth:`Pipeline.predict`'s per-device default).
+        window, stride, batch_size: sliding-window protocol (``None``: what the localizer's
+            weights record, :meth:`Pipeline.plan`; ``batch_size=None``:
+            :meth:`Pipeline.predict`'s per-device default).
         threshold: for F1 / IoU.
         metric_protocol: ``paper``, ``best-threshold`` or ``inverted`` (:mod:`reloc.metrics`).
         exclude_border: pixels each side of the mask boundary left out of the metrics.
@@ -221,15 +227,21 @@ def evaluate_situation(
         dist: under ``torchrun``, this process's place: it runs its
             :meth:`DistContext.shard` of the images and every process returns the record
             of all of them (per-image values in dataset order).
+        tiling: one of :data:`TILINGS`: ``default`` (as ``reloc localize``) or ``paper``
+            (windows only, flush with the far sides, overlaps averaged).
 
     Returns:
         A JSON-ready record: situation, distortion, per-image and pooled metrics, counts
         (``skipped`` samples listed in ``skipped_samples`` with their reason), protocol
         and the weights used.
     """
+    if tiling not in TILINGS:
+        raise ValueError(f"tiling must be one of {TILINGS}, got {tiling!r}")
     dist = dist or DistContext()
     pipeline = situation.pipeline(device, precision)
-    window, stride = pipeline.windows(window, stride)
+    if tiling == "paper":
+        pipeline.blend, pipeline.grid = PAPER_TILING["blend"], PAPER_TILING["grid"]
+        window, stride = pipeline.windows(window, stride)  # explicit: never a whole-image pass
     images = WholeImages(refs, distortion if situation.distorted else None, seed=seed, mask_resize=mask_resize)
     metrics = LocalizationMetrics(
         threshold=threshold, pooled_auc=pooled_auc, protocol=metric_protocol, exclude_border=exclude_border
@@ -269,8 +281,12 @@ def evaluate_situation(
         "skipped": len(skipped),
         "skipped_samples": skipped,
         "protocol": {
-            "window": window,
-            "stride": stride,
+            "window": pipeline.windows(window, stride)[0],
+            "stride": pipeline.windows(window, stride)[1],
+            "tiling": tiling,
+            "whole_image_pixels": 0 if window is not None else pipeline.whole_image_pixels,
+            "blend": pipeline.blend,
+            "grid": pipeline.grid,
             "restore_window": None if pipeline.restore_window is None else list(pipeline.restore_window),
             "seed": seed,
             "mask_resize": mask_resize,

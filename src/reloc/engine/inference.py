@@ -11,7 +11,8 @@ the image's 8-px JPEG grid (:data:`GRID`), so every window sees the blocks in th
 the models were trained on; the last window on each side reaches the far edge (its few
 pixels past it are filled by replication). Overlapping windows are blended with a
 tapered weight (``blend="taper"``, the default: no seams where windows meet) or averaged
-uniformly (``blend="mean"``, the paper's protocol). By default each window is
+uniformly (``blend="mean"``); the paper's protocol is both ``blend="mean"`` and ``grid=1``
+(last windows flush with the far sides, :data:`PAPER_TILING`). By default each window is
 restored and localized in turn (the paper's protocol); a pipeline given a
 ``restore_window`` restores the image in windows of that size first, stitches it, and
 localizes the restored image in its own windows: a localizer trained on small crops then
@@ -110,34 +111,39 @@ GRID = 8
 """The JPEG block side: window origins are multiples of it (when the stride allows)."""
 BLENDS = ("taper", "mean")
 """How :meth:`Pipeline.predict` merges overlapping windows: tapered weights, or the plain mean."""
+PAPER_TILING = {"blend": "mean", "grid": 1}
+"""The paper's sliding-window protocol as :class:`Pipeline` settings: the last window flush
+with each far side, overlapping probabilities averaged."""
 
 
-def window_origins(length: int, window: int, stride: int) -> list[int]:
+def window_origins(length: int, window: int, stride: int, grid: int = GRID) -> list[int]:
     """Start offsets of the sliding windows along one side of an image.
 
-    With ``stride >= GRID`` the origins are multiples of :data:`GRID` (the stride rounded
+    With ``stride >= grid`` the origins are multiples of ``grid`` (the stride rounded
     down to one): ``0, s, 2s, ...`` while a window fits, plus one last window that
-    reaches the far end, starting at the smallest multiple of :data:`GRID` that lets it
-    (it may pass the end by up to ``GRID - 1`` pixels, which :meth:`Pipeline.predict`
-    fills by replication). With a smaller stride the last window is flush with the end.
-    A side no longer than ``window`` gives ``[0]``: the image runs whole along that side.
+    reaches the far end, starting at the smallest multiple of ``grid`` that lets it
+    (it may pass the end by up to ``grid - 1`` pixels, which :meth:`Pipeline.predict`
+    fills by replication). With a smaller stride, or ``grid=1`` (the paper's protocol),
+    the last window is flush with the end. A side no longer than ``window`` gives
+    ``[0]``: the image runs whole along that side.
 
     Args:
         length: the side, in pixels (>= 1).
         window: window side, in pixels (>= 1).
         stride: step between windows, in pixels, 1 <= ``stride`` <= ``window`` (a larger
             stride would skip pixels).
+        grid: the block the origins align to (>= 1): :data:`GRID`, or 1 for none.
 
     Raises:
         ValueError: for a non-positive argument or ``stride > window``.
     """
-    if length < 1 or window < 1 or stride < 1:
-        raise ValueError(f"length, window and stride must be >= 1, got {length}, {window}, {stride}")
+    if length < 1 or window < 1 or stride < 1 or grid < 1:
+        raise ValueError(f"length, window, stride and grid must be >= 1, got {length}, {window}, {stride}, {grid}")
     if stride > window:
         raise ValueError(f"stride {stride} > window {window} would leave pixels out of every window")
     if length <= window:
         return [0]
-    grid = GRID if stride >= GRID else 1
+    grid = grid if stride >= grid else 1
     step = stride - stride % grid
     last = -(-(length - window) // grid) * grid  # the first grid origin whose window reaches the end
     return [*range(0, last, step), last]
@@ -172,6 +178,8 @@ class Pipeline(nn.Module):
             pass of the localizer when :meth:`predict` is given no window (larger ones in
             ``window``'s tiles: the memory budget of a whole pass); 0: always tiles.
         blend: how overlapping windows merge, one of :data:`BLENDS`.
+        grid: window origins are multiples of it (:func:`window_origins`): :data:`GRID`,
+            or 1 for the paper's protocol (with ``blend="mean"``: :data:`PAPER_TILING`).
 
     Raises:
         ValueError: an unknown ``precision`` or ``blend``, or a window with ``stride > side``.
@@ -186,6 +194,7 @@ class Pipeline(nn.Module):
         restore_window: tuple[int, int] | None = None,
         whole_image_pixels: int = 0,
         blend: str = "taper",
+        grid: int = GRID,
     ) -> None:
         super().__init__()
         if precision not in PRECISIONS:
@@ -194,6 +203,8 @@ class Pipeline(nn.Module):
             raise ValueError(f"blend must be one of {BLENDS}, got {blend!r}")
         if whole_image_pixels < 0:
             raise ValueError(f"whole_image_pixels must be >= 0, got {whole_image_pixels}")
+        if grid < 1:
+            raise ValueError(f"grid must be >= 1, got {grid}")
         self.restorer = restorer
         self.localizer = localizer
         side, stride = window or (DEFAULT_WINDOW, DEFAULT_WINDOW)
@@ -210,6 +221,7 @@ class Pipeline(nn.Module):
         #: images up to this many pixels run whole when :meth:`predict` is given no window
         self.whole_image_pixels = whole_image_pixels
         self.blend = blend
+        self.grid = grid
 
     def compute_dtype(self) -> torch.dtype:
         """The dtype the networks compute in on the pipeline's device (``precision`` resolved)."""
@@ -359,8 +371,8 @@ class Pipeline(nn.Module):
             channels = 4 if return_restored else 1
             sums = self._slide(image, (window, stride), batch_size, channels, restore_and_localize, progress)
             return (sums[0], sums[1:]) if return_restored else sums[0]
-        first = _window_count(height, width, *self.restore_window)
-        total = first + _window_count(height, width, window, stride)
+        first = _window_count(height, width, *self.restore_window, self.grid)
+        total = first + _window_count(height, width, window, stride, self.grid)
 
         def restoring(done: int, _: int) -> None:
             if progress is not None:
@@ -388,7 +400,7 @@ class Pipeline(nn.Module):
         (a weighted mean; the weights of a window are separable, so are their sums)."""
         side, stride = window
         height, width = image.shape[1:]
-        rows, columns = window_origins(height, side, stride), window_origins(width, side, stride)
+        rows, columns = window_origins(height, side, stride, self.grid), window_origins(width, side, stride, self.grid)
         boxes = [(top, left) for top in rows for left in columns]
         size = (min(side, height), min(side, width))
         row_weight, column_weight = (
@@ -448,9 +460,9 @@ class Pipeline(nn.Module):
         return compute(batch)[:, :, :height, :width].to("cpu", torch.float32)
 
 
-def _window_count(height: int, width: int, side: int, stride: int) -> int:
-    """How many sliding windows of ``(side, stride)`` an ``height x width`` image has."""
-    return len(window_origins(height, side, stride)) * len(window_origins(width, side, stride))
+def _window_count(height: int, width: int, side: int, stride: int, grid: int) -> int:
+    """How many sliding windows of ``(side, stride)`` on ``grid`` an ``height x width`` image has."""
+    return len(window_origins(height, side, stride, grid)) * len(window_origins(width, side, stride, grid))
 
 
 _DIVIDE_ROWS = 256
