@@ -167,3 +167,21 @@ def test_localize_records_how_it_ran_and_saves_the_probabilities(tmp_path: Path)
     assert saved.shape == expected.shape == (90, 120) and saved.dtype == np.float32
     assert np.abs(saved - expected).max() <= 0.5 / 65535 + 1e-7
     assert read_probability_png(tmp_path / "out" / "large_probability.png").shape == (90, 200)
+
+
+def test_record_window_rewrites_only_the_window(tmp_path: Path, weights):
+    from safetensors import safe_open
+
+    from reloc.models.weights import record_window
+
+    path = tmp_path / "copy.safetensors"
+    path.write_bytes(weights["window"].read_bytes())
+    record_window(path, (128, 96), whole_image_pixels=4_000_000)
+    assert read_window(path) == (128, 96) and read_whole_image_pixels(path) == 4_000_000
+    before, after = load_file(weights["window"]), load_file(path)
+    assert before.keys() == after.keys() and all(torch.equal(before[key], after[key]) for key in before)
+    with safe_open(str(weights["window"]), framework="pt") as old, safe_open(str(path), framework="pt") as new:
+        unchanged = {key: value for key, value in old.metadata().items() if key != WINDOW_KEY}
+        assert unchanged == {key: value for key, value in new.metadata().items() if key != WINDOW_KEY}
+    with pytest.raises(ValueError, match="stride"):
+        record_window(path, (64, 128))

@@ -19,6 +19,9 @@ import jinja2
 
 ROOT = Path(__file__).resolve().parents[2]
 CARDS = ROOT / "src" / "reloc" / "pretrained" / "cards.json"
+REAL = ROOT / "benchmarks" / "results" / "real" / "real.json"
+"""The real-world benchmark (``benchmarks/real.py``): casia1-dev and camera-size rows, shown first."""
+ROUTING = ROOT / "src" / "reloc" / "pretrained" / "routing.json"
 TEMPLATES = ROOT / "docs" / "templates"
 HEADLINE = ("none", "jpeg:75", "jpeg:90")
 """The distortions of the README's model table (and the zoo's first table)."""
@@ -70,9 +73,26 @@ def _best_rows(models: dict[str, Any]) -> dict[str, list[str]]:
     return best
 
 
+def real_rows(real: dict[str, Any], name: str) -> dict[str, Any]:
+    """One model's rows of the real-world benchmark: ``{"casia": {kind: summaries},
+    "camera": {distortion: summaries}}`` (``name`` may be ``auto``)."""
+    parts = real.get("parts", {})
+    casia = parts.get("casia", {}).get("table", {}).get(name, {})
+    camera = {
+        spec: modes["default"][name]
+        for spec, modes in parts.get("camera", {}).get("table", {}).items()
+        if name in modes.get("default", {})
+    }
+    return {"casia": {kind: casia[kind] for kind in ("all", "splice", "copy-move") if kind in casia}, "camera": camera}
+
+
 def context(cards_path: Path = CARDS) -> dict[str, Any]:
     """Everything the templates show, checked: a card missing a required field raises :class:`CardError`."""
     cards, results = load(cards_path)
+    if not REAL.is_file():
+        raise CardError(f"{REAL}: the real-world benchmark's results are missing (python benchmarks/real.py)")
+    real = json.loads(REAL.read_text(encoding="utf-8"))
+    routing = json.loads(ROUTING.read_text(encoding="utf-8"))
     models = cards.get("models") or {}
     if not models:
         raise CardError(f"{cards_path}: no models")
@@ -100,6 +120,7 @@ def context(cards_path: Path = CARDS) -> dict[str, Any]:
                 "datasets": {key: datasets[key] for key in used if key in datasets},
                 "train_hours": sum(stage.get("train_seconds") or 0 for stage in card["recipe"]["stages"]) / 3600,
                 "recipe_settings": results.get("recipe_settings_test", {}).get("models", {}).get(name, {}),
+                "real": real_rows(real, name),
             }
         )
     return {
@@ -110,6 +131,10 @@ def context(cards_path: Path = CARDS) -> dict[str, Any]:
         "situations": results.get("table3_qf75", {}),
         "source": CARDS.relative_to(ROOT).as_posix(),
         "figures_from": cards["figures_from"],
+        "real": real,
+        "real_auto": real_rows(real, "auto"),
+        "real_from": REAL.relative_to(ROOT).as_posix(),
+        "routing": routing,
     }
 
 
@@ -124,6 +149,9 @@ def _environment() -> jinja2.Environment:
     env.filters["f3"] = lambda value: "-" if value is None else f"{value:.3f}"
     env.filters["code"] = lambda value: f"`{value}`".replace("|", "\\|")
     env.filters["cell"] = lambda value: str(value).replace("|", "\\|")
+    env.filters["interval"] = lambda row: (
+        "-" if not row or row.get("mean") is None else f"{row['mean']:.3f} [{row['low']:.3f}, {row['high']:.3f}]"
+    )
     return env
 
 

@@ -41,6 +41,7 @@ __all__ = [
     "check_spec_fits",
     "read_spec",
     "read_whole_image_pixels",
+    "record_window",
     "read_window",
     "save_network",
 ]
@@ -120,6 +121,28 @@ def read_window(path: str | Path) -> tuple[int, int] | None:
         return _checked_window((record["window"], record["stride"]), path)
     except (ValueError, KeyError, TypeError) as error:
         raise WeightsError(f"{path}: malformed '{WINDOW_KEY}' metadata ({error})") from None
+
+
+def record_window(path: str | Path, window: tuple[int, int], whole_image_pixels: int = 0) -> Path:
+    """Record a new sliding window and whole-image budget in a weights file, in place and
+    atomically; the tensors and every other metadata entry stay as they are.
+
+    Returns:
+        The path written.
+
+    Raises:
+        WeightsError: unreadable file.
+        ValueError: a bad window or budget.
+    """
+    path = Path(path)
+    metadata = dict(_read_metadata(path))
+    side, stride = _checked_window(window, path)
+    record = {"window": side, "stride": stride}
+    if whole_image_pixels:
+        record["whole_image_pixels"] = _checked_pixels(whole_image_pixels, path)
+    metadata[WINDOW_KEY] = json.dumps(record)
+    _atomic_save(load_file(str(path)), path, metadata)
+    return path
 
 
 def read_whole_image_pixels(path: str | Path) -> int:
