@@ -185,3 +185,26 @@ def test_record_window_rewrites_only_the_window(tmp_path: Path, weights):
         assert unchanged == {key: value for key, value in new.metadata().items() if key != WINDOW_KEY}
     with pytest.raises(ValueError, match="stride"):
         record_window(path, (64, 128))
+
+
+def test_degenerate_sizes_localize_whole_or_in_padded_windows(tmp_path: Path):
+    """1x1, 1x20000 and 7x3000 images give a map of their own size (padded to the network's
+    minimum and cropped back), and a refusal by the pixel budget names the file."""
+    path = save_network(_localizer(), tmp_path / "whole.safetensors", window=(64, 48), whole_image_pixels=5000)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    sizes = {"one": (1, 1), "line": (20000, 1), "thin": (7, 3000)}
+    for name, size in sizes.items():
+        Image.new("RGB", size, (90, 120, 30)).save(folder / f"{name}.png")
+    Image.new("RGB", (300, 300), (90, 120, 30)).save(folder / "large.png")
+    summary = localize_files(
+        [folder], pipeline_from_weights(path, precision="fp32"), tmp_path / "out", progress=False, max_pixels=30000
+    )
+    assert len(summary.processed) == 3
+    assert [(Path(failed).name, "--max-pixels" in reason) for failed, reason in summary.failed] == [("large.png", True)]
+    for name, (width, height) in sizes.items():
+        record = json.loads((tmp_path / "out" / f"{name}.json").read_text())
+        assert record["size"] == [height, width]
+        assert Image.open(tmp_path / "out" / f"{name}_mask.png").size == (width, height)
+    assert json.loads((tmp_path / "out" / "one.json").read_text())["inference"]["mode"] == "whole"
+    assert json.loads((tmp_path / "out" / "line.json").read_text())["inference"]["mode"] == "tiles"  # over 5000 px
