@@ -244,7 +244,7 @@ def camera_part(
     table: dict[str, dict] = {}
     for spec in distortions:
         for mode in modes:
-            for model in (*models_measured, "auto"):
+            for model in (*models_measured, "auto") if name == "camera" else models_measured:
                 chosen = [r for r in rows if r["distortion"] == spec and r["mode"] == mode
                           and (r["model"] == r["auto"] if model == "auto" else r["model"] == model)]  # fmt: skip
                 if chosen:
@@ -339,7 +339,7 @@ def timing_part(args, work: Path) -> dict:
 
 
 ROUTING = ROOT / "src" / "reloc" / "pretrained" / "routing.json"
-MIN_ROUTING_IMAGES = 10
+MIN_ROUTING_IMAGES = 12
 """A quality whose measured set has fewer images does not get an entry of its own."""
 
 
