@@ -172,8 +172,9 @@ def test_localize_with_no_model_option_uses_auto(tmp_path: Path):
     assert "--model auto" in jpeg["model_reason"]
     for suffix in ("_heatmap.png", "_mask.png", "_overlay.png"):
         assert (tmp_path / "out" / f"web{suffix}").is_file()
-    chosen = pretrained.card(jpeg["model"])["window"]
-    assert [jpeg["window"], jpeg["stride"]] == chosen  # the model's own window, no --window given
+    card = pretrained.card(jpeg["model"])  # no --window given: as the model's weights record
+    assert jpeg["inference"]["whole_image_pixels"] == card["whole_image_pixels"] > 48 * 56
+    assert jpeg["inference"]["mode"] == "whole" and [jpeg["window"], jpeg["stride"]] == [56, 56]
 
 
 def test_localize_run_and_localizer_options_take_pretrained_names(tmp_path: Path):
