@@ -8,6 +8,10 @@
 * a folder -- every image file below it (recursively), sorted by relative path;
 * a single image file.
 
+``usable_photos`` keeps the photos the generator can start from and names the others
+(unreadable, too small); grey, 16-bit, palette and transparent photos are converted to
+8-bit RGB when read (:func:`reloc.data.io.read_image`).
+
 ``photo_ids`` gives each photo a short, stable identifier (its path relative to the
 common folder of the list) that the generator records as ``source`` / ``donor`` in its
 provenance, so that the files it writes do not depend on where the photos live.
@@ -19,13 +23,14 @@ import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-from reloc.data.io import IMAGE_SUFFIXES
+from reloc.data.io import IMAGE_SUFFIXES, ImageError
 
 __all__ = [
     "DEFAULT_PHOTO_NAMES",
     "default_photo_dir",
     "list_photos",
     "photo_ids",
+    "usable_photos",
 ]
 
 
@@ -118,3 +123,35 @@ def photo_ids(paths: Sequence[str | os.PathLike[str]] | Iterable[Path]) -> list[
     if len(set(ids)) != len(ids):
         raise ValueError("the photo list names the same file more than once")
     return ids
+
+
+def usable_photos(paths: Sequence[Path], min_side: int = 32) -> tuple[list[Path], list[tuple[Path, str]]]:
+    """Split photos into usable ones and skipped ones with the reason.
+
+    Each photo is decoded whole once (so a truncated file is caught here, not in a worker);
+    one whose short side is below ``min_side`` is skipped as too small.
+
+    Returns:
+        ``(usable, skipped)``: the usable paths in order, and ``(path, reason)`` of the others.
+
+    Raises:
+        ValueError: no photo is usable (naming the first few skipped ones).
+    """
+    from reloc.data.io import read_image
+
+    usable: list[Path] = []
+    skipped: list[tuple[Path, str]] = []
+    for path in paths:
+        try:
+            height, width = read_image(path, compact=True).shape[:2]
+        except ImageError as exc:
+            skipped.append((path, exc.reason))
+            continue
+        if min(width, height) < min_side:
+            skipped.append((path, f"too small ({width}x{height}; short side below {min_side} px)"))
+            continue
+        usable.append(path)
+    if not usable:
+        listed = "; ".join(f"{path}: {reason}" for path, reason in skipped[:5])
+        raise ValueError(f"no usable photo among {len(skipped)} ({listed})")
+    return usable, skipped

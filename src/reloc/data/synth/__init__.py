@@ -61,6 +61,8 @@ from reloc.data.synth.edits import host_crop, load_host
 from reloc.data.synth.generator import assign_splits, render_sample, synthesize
 from reloc.data.synth.settings import (
     INTERPOLATIONS,
+    OBJECT_METHODS,
+    SAMPLE_KINDS,
     SPLITS,
     TAMPER_TYPES,
     Sample,
@@ -70,6 +72,8 @@ from reloc.data.synth.settings import (
 
 __all__ = [
     "INTERPOLATIONS",
+    "OBJECT_METHODS",
+    "SAMPLE_KINDS",
     "SPLITS",
     "TAMPER_TYPES",
     "Sample",

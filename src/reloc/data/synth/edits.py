@@ -13,17 +13,27 @@ import cv2
 import numpy as np
 
 from reloc.data.io import read_image
+from reloc.data.synth.objects import object_region
+from reloc.data.synth.settings import _INPAINT, _SHAPES, INTERPOLATIONS, POISSON_MODES, SynthSettings, _Redraw
 
 # ---------------------------------------------------------------------------------------
 # Hosts
 # ---------------------------------------------------------------------------------------
-from reloc.data.synth.settings import _INPAINT, _SHAPES, INTERPOLATIONS, SynthSettings, _Redraw
 
 
 @functools.lru_cache(maxsize=128)  # about 1.2 MB per photo at size 512
-def _load_host_cached(path: str, size: int, enlarge: bool) -> np.ndarray:
+def _load_host_cached(path: str, size: int, enlarge: bool, resize: str) -> np.ndarray:
     image = read_image(path)
     height, width = image.shape[:2]
+    if resize == "box" and min(height, width) >= size:
+        factor = min(height, width) // size
+        if factor > 1:  # block means over factor x factor pixels: no interpolation pattern
+            height, width = height // factor * factor, width // factor * factor
+            blocks = image[:height, :width].reshape(height // factor, factor, width // factor, factor, 3)
+            image = blocks.mean(axis=(1, 3), dtype=np.float64)
+        pixels = np.rint(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+        pixels.setflags(write=False)
+        return pixels
     if not enlarge:
         size = min(size, height, width)
     factor = size / min(height, width)
@@ -39,18 +49,23 @@ def _load_host_cached(path: str, size: int, enlarge: bool) -> np.ndarray:
     return pixels
 
 
-def load_host(path: str | os.PathLike[str], size: int, enlarge: bool = True) -> np.ndarray:
-    """A photo resized so that its short side is ``size`` (area interpolation when
-    shrinking, cubic when enlarging), as read-only uint8 RGB ``(H, W, 3)``. Cached.
-    With ``enlarge`` False a photo whose short side is below ``size`` keeps its own size
-    (:attr:`SynthSettings.enlarge_hosts`)."""
-    return _load_host_cached(str(Path(path)), int(size), bool(enlarge))
+def load_host(path: str | os.PathLike[str], size: int, enlarge: bool = True, resize: str = "area") -> np.ndarray:
+    """A photo brought to the sample size, as read-only uint8 RGB ``(H, W, 3)``. Cached.
+
+    ``resize="area"`` resizes it so that its short side is ``size`` (area interpolation
+    when shrinking, cubic when enlarging); ``"box"`` shrinks a photo whose short side is at
+    least ``size`` only by the integer factor ``short // size`` (block means; the short side
+    stays >= ``size``). A photo whose short side is below ``size`` is enlarged (cubic) to
+    it, or with ``enlarge`` False keeps its own size (:attr:`SynthSettings.enlarge_hosts`)."""
+    return _load_host_cached(str(Path(path)), int(size), bool(enlarge), str(resize))
 
 
-def host_crop(path: str | os.PathLike[str], size: int, crop: Sequence[int]) -> np.ndarray:
+def host_crop(
+    path: str | os.PathLike[str], size: int, crop: Sequence[int], *, enlarge: bool = True, resize: str = "area"
+) -> np.ndarray:
     """The ``size x size`` host a sample was made from: :func:`load_host` cropped at
     ``crop = (y, x)`` (the provenance's ``crop``). uint8 RGB, a copy."""
-    full = load_host(path, size)
+    full = load_host(path, size, enlarge, resize)
     y, x = int(crop[0]), int(crop[1])
     if not (0 <= y <= full.shape[0] - size and 0 <= x <= full.shape[1] - size):
         raise ValueError(f"crop {tuple(crop)} outside the {full.shape[0]}x{full.shape[1]} resized photo {path}")
@@ -182,6 +197,15 @@ def unsharp(pixels: np.ndarray, amount: float, sigma: float) -> np.ndarray:
     return np.rint(np.clip(image + amount * (image - blurred), 0.0, 255.0)).astype(np.uint8)
 
 
+def jpeg_shifted(pixels: np.ndarray, quality: int, shift: Sequence[int]) -> np.ndarray:
+    """uint8 RGB ``(H, W, 3)`` through JPEG with its 8x8 grid starting ``shift = (dy, dx)``
+    pixels before the image (reflected border), back as uint8 ``(H, W, 3)``."""
+    dy, dx = int(shift[0]), int(shift[1])
+    padded = cv2.copyMakeBorder(pixels, dy, 0, dx, 0, cv2.BORDER_REFLECT_101)
+    decoded = np.rint(jpeg_roundtrip(padded, quality) * 255.0).astype(np.uint8)
+    return np.ascontiguousarray(decoded[dy:, dx:])
+
+
 def _photometric(
     rng: np.random.Generator,
     patch: np.ndarray,
@@ -246,6 +270,187 @@ def _composite(
     mask = np.zeros(host.shape[:2], bool)
     mask[y0:y1, x0:x1] = changed
     return image, mask
+
+
+def _clone(
+    rng: np.random.Generator,
+    host: np.ndarray,
+    patch: np.ndarray,
+    hard: np.ndarray,
+    box: tuple[int, int, int, int],
+    settings: SynthSettings,
+    traces: dict,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Poisson-blend ``patch`` (float, box-sized) into the uint8 ``host`` over the hard 0/1
+    region with ``cv2.seamlessClone`` (a mode of ``settings.poisson_modes``).
+
+    Returns the uint8 image and the exact bool mask: the pixels of the region the cloning
+    changed (OpenCV also alters some pixels of the region's bounding box outside it: they
+    are kept from the host)."""
+    mode = settings.poisson_modes[int(rng.integers(len(settings.poisson_modes)))]
+    y0, y1, x0, x1 = box
+    canvas = host.copy()
+    canvas[y0:y1, x0:x1] = np.rint(np.clip(patch, 0.0, 1.0) * 255.0).astype(np.uint8)
+    pad = 8  # seamlessClone refuses a region touching the image border
+    source = cv2.copyMakeBorder(cv2.cvtColor(canvas, cv2.COLOR_RGB2BGR), pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+    target = cv2.copyMakeBorder(cv2.cvtColor(host, cv2.COLOR_RGB2BGR), pad, pad, pad, pad, cv2.BORDER_REFLECT_101)
+    region = cv2.copyMakeBorder((hard > 0).astype(np.uint8) * 255, pad, pad, pad, pad, cv2.BORDER_CONSTANT, value=0)
+    ry0, ry1, rx0, rx1 = _bbox(region)
+    centre = ((rx0 + rx1) // 2, (ry0 + ry1) // 2)  # the region's place in the source is kept
+    cloned = cv2.seamlessClone(source, target, region.copy(), centre, POISSON_MODES[mode])  # it writes into its mask
+    cloned = cv2.cvtColor(cloned[pad:-pad, pad:-pad], cv2.COLOR_BGR2RGB)
+    mask = (cloned != host).any(axis=2) & (hard > 0)
+    image = host.copy()
+    image[mask] = cloned[mask]
+    traces["poisson"] = mode
+    return image, mask
+
+
+def _blend(rng, host, patch, hard, alpha, box, settings, traces):
+    """Paste ``patch`` with its alpha (:func:`_composite`) or, with ``p_poisson``, by Poisson cloning."""
+    if settings.p_poisson > 0 and rng.random() < settings.p_poisson:
+        return _clone(rng, host, patch, hard, box, settings, traces)
+    return _composite(host, patch, alpha, box)
+
+
+# ---------------------------------------------------------------------------------------
+# Object-shaped regions
+# ---------------------------------------------------------------------------------------
+
+
+def _object_drawn(rng: np.random.Generator, settings: SynthSettings) -> bool:
+    """Whether this region follows object boundaries (no draw when the trait is off)."""
+    return settings.p_object_region > 0 and rng.random() < settings.p_object_region
+
+
+def _object_here(
+    rng: np.random.Generator, image: np.ndarray, size: int, settings: SynthSettings, info: dict
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """An object region of ``image`` (the host crop) in place: hard 0/1, feathered alpha, box."""
+    area = _log_uniform(rng, settings.area_range)
+    method = settings.object_methods[int(rng.integers(len(settings.object_methods)))]
+    hard, found = object_region(rng, image, area * size * size, method)
+    info["region"] = {"shape": "object", **found, "target_area": _r(area)}
+    alpha = _feather(rng, hard, settings, info["region"])
+    box = _bbox(alpha > 0)
+    if box is None:
+        raise _Redraw("empty region")
+    return hard, alpha, box
+
+
+def _object_patch(
+    rng: np.random.Generator,
+    source: np.ndarray,
+    size: int,
+    settings: SynthSettings,
+    info: dict,
+    traces: dict,
+    *,
+    copymove: bool,
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int], np.ndarray]:
+    """An object of ``source`` (the donor photo, or the host crop for copy-move) moved into
+    the ``size x size`` frame after an optional rescaling, rotation and mirroring.
+
+    The object is segmented in a ``size x size`` window of ``source`` at the area it will
+    have after scaling; it is placed at a random position where it fits whole (copy-move:
+    at least half its size from where it came from). Without rotation or mirroring the
+    pixels are copied at an integer offset (no interpolation).
+
+    Returns:
+        hard 0/1 region ``(size, size)``, feathered alpha, box of its support, and the
+        box-sized float patch."""
+    area = _log_uniform(rng, settings.area_range)
+    flips = rng.random(3)
+    resample, rotate = flips[0] < settings.p_resample, flips[1] < settings.p_rotate
+    flip = flips[2] < settings.p_flip
+    scale = _log_uniform(rng, settings.scale_range) if resample else 1.0
+    angle = _uniform(rng, settings.rotate_range) if rotate else 0.0
+    method = settings.object_methods[int(rng.integers(len(settings.object_methods)))]
+    wy = int(rng.integers(0, source.shape[0] - size + 1))
+    wx = int(rng.integers(0, source.shape[1] - size + 1))
+    window = np.ascontiguousarray(source[wy : wy + size, wx : wx + size])
+    region, found = object_region(rng, window, area * size * size / scale**2, method)
+    info["region"] = {"shape": "object", **found, "target_area": _r(area)}
+    src = window
+    if resample:
+        interp_name = settings.interpolations[int(rng.integers(len(settings.interpolations)))]
+        new_size = (max(1, int(round(size * scale))), max(1, int(round(size * scale))))
+        src = cv2.resize(window, new_size, interpolation=INTERPOLATIONS[interp_name])
+        region = cv2.resize(region, new_size, interpolation=cv2.INTER_NEAREST)
+        traces["resample"] = {"scale": _r(scale), "interp": interp_name}
+    box = _bbox(region)
+    if box is None:
+        raise _Redraw("the object vanished when rescaled")
+    y0, y1, x0, x1 = box
+    cx, cy = (x0 + x1 - 1) / 2.0, (y0 + y1 - 1) / 2.0
+    rad = math.radians(angle)
+    a = np.array([[math.cos(rad), -math.sin(rad)], [math.sin(rad), math.cos(rad)]])  # acts on (x, y)
+    if flip:
+        a = a @ np.array([[-1.0, 0.0], [0.0, 1.0]])
+    corners = np.array([[x0 - cx, y0 - cy], [x1 - 1 - cx, y0 - cy], [x0 - cx, y1 - 1 - cy], [x1 - 1 - cx, y1 - 1 - cy]])
+    ext = np.abs(corners @ a.T).max(axis=0) + 1.0  # half-extent (x, y) in the target frame
+    if 2 * ext.max() >= size - 2:
+        raise _Redraw("object too large for the image")
+    home = np.array([cx + wx * scale, cy + wy * scale]) / scale  # where it came from, in the source frame
+    for _ in range(24):
+        target = np.array([rng.uniform(ext[0], size - 1 - ext[0]), rng.uniform(ext[1], size - 1 - ext[1])])
+        if not copymove or float(np.hypot(*(target - home))) >= ext.max():
+            break
+    else:
+        raise _Redraw("no copy-move target far enough from the object")
+    matrix = np.zeros((2, 3), np.float64)
+    matrix[:, :2] = a
+    matrix[:, 2] = np.round(target - a @ np.array([cx, cy]))  # integer offset: a plain copy when a is I
+    if angle == 0.0 and not flip:
+        interp = cv2.INTER_NEAREST
+    else:
+        warp = traces.get("resample", {}).get("interp")
+        warp = (
+            warp if warp in ("nearest", "linear", "cubic", "lanczos") else ("linear" if rng.random() < 0.5 else "cubic")
+        )
+        interp = INTERPOLATIONS[warp]
+        traces["affine"] = {"angle": _r(angle, 2), "flip": bool(flip), "interp": warp}
+    canvas = cv2.warpAffine(
+        src.astype(np.float32) / 255.0, matrix, (size, size), flags=interp, borderMode=cv2.BORDER_REFLECT_101
+    )
+    hard = cv2.warpAffine(region, matrix, (size, size), flags=cv2.INTER_NEAREST, borderValue=0)
+    traces["source_center"] = [_r(home[1], 1), _r(home[0], 1)]
+    alpha = _feather(rng, hard, settings, info["region"])
+    box = _bbox(alpha > 0)
+    if box is None:
+        raise _Redraw("empty region")
+    y0, y1, x0, x1 = box
+    return hard, alpha, box, np.clip(canvas[y0:y1, x0:x1], 0.0, 1.0)
+
+
+def _patch_fill(
+    rng: np.random.Generator, host: np.ndarray, hole: np.ndarray, box: tuple[int, int, int, int], traces: dict
+) -> np.ndarray:
+    """Box-sized float fill of the bool ``hole``: the same box elsewhere in ``host`` whose
+    3-px ring around the hole best matches the hole's own ring (sum of squared
+    differences), among 64 random offsets that keep it clear of the hole."""
+    size_y, size_x = hole.shape
+    y0, y1, x0, x1 = box
+    py0, py1, px0, px1 = _pad_bbox(box, 4, max(size_y, size_x))
+    py1, px1 = min(py1, size_y), min(px1, size_x)
+    near = hole[py0:py1, px0:px1].astype(np.uint8)
+    ring = (cv2.dilate(near, np.ones((7, 7), np.uint8)) > 0) & (near == 0)
+    own = host[py0:py1, px0:px1].astype(np.float32)[ring]
+    best, best_score = None, np.inf
+    for _ in range(64):
+        dy = int(rng.integers(-py0, size_y - py1 + 1))
+        dx = int(rng.integers(-px0, size_x - px1 + 1))
+        if abs(dy) < py1 - py0 and abs(dx) < px1 - px0:
+            continue  # overlaps the hole's neighbourhood
+        other = host[py0 + dy : py1 + dy, px0 + dx : px1 + dx].astype(np.float32)[ring]
+        score = float(((other - own) ** 2).sum()) if own.size else 0.0
+        if score < best_score:
+            best, best_score = (dy, dx), score
+    if best is None:
+        raise _Redraw("no room for a patch outside the hole")
+    dy, dx = best
+    traces["patch_offset"] = [dy, dx]
+    return host[y0 + dy : y1 + dy, x0 + dx : x1 + dx].astype(np.float32) / 255.0
 
 
 # ---------------------------------------------------------------------------------------
@@ -351,9 +556,12 @@ def _geometric_patch(
 
 
 def _splice(rng, host, donor, size, settings, info):
-    hard, alpha, box = _region(rng, size, settings, info)
     traces: dict[str, Any] = {}
-    patch = _geometric_patch(rng, donor, box, settings, traces, allow_flip=True, copymove=False)
+    if _object_drawn(rng, settings):
+        hard, alpha, box, patch = _object_patch(rng, donor, size, settings, info, traces, copymove=False)
+    else:
+        hard, alpha, box = _region(rng, size, settings, info)
+        patch = _geometric_patch(rng, donor, box, settings, traces, allow_flip=True, copymove=False)
     if rng.random() < settings.p_color_match:
         strength = _uniform(rng, settings.color_match_strength_range)
         ring_box = _pad_bbox(box, 16, size)
@@ -368,34 +576,44 @@ def _splice(rng, host, donor, size, settings, info):
             traces["color_match"] = _r(strength, 3)
     patch = _photometric(rng, patch, settings, traces)
     info["traces"] = traces
-    return _composite(host, patch, alpha, box)
+    return _blend(rng, host, patch, hard, alpha, box, settings, traces)
 
 
 def _copymove(rng, host, size, settings, info):
-    _, alpha, box = _region(rng, size, settings, info)
     traces: dict[str, Any] = {}
-    patch = _geometric_patch(rng, host, box, settings, traces, allow_flip=True, copymove=True)
+    if _object_drawn(rng, settings):
+        hard, alpha, box, patch = _object_patch(rng, host, size, settings, info, traces, copymove=True)
+    else:
+        hard, alpha, box = _region(rng, size, settings, info)
+        patch = _geometric_patch(rng, host, box, settings, traces, allow_flip=True, copymove=True)
     patch = _photometric(rng, patch, settings, traces)
     info["traces"] = traces
-    return _composite(host, patch, alpha, box)
+    return _blend(rng, host, patch, hard, alpha, box, settings, traces)
 
 
 def _removal(rng, host, size, settings, info):
-    _, alpha, box = _region(rng, size, settings, info)
+    if _object_drawn(rng, settings):
+        _, alpha, box = _object_here(rng, host, size, settings, info)
+    else:
+        _, alpha, box = _region(rng, size, settings, info)
     method = settings.inpaint_methods[int(rng.integers(len(settings.inpaint_methods)))]
     low, high = settings.inpaint_radius_range
     radius = int(rng.integers(low, high + 1))
     support = (alpha > 0).astype(np.uint8) * 255
-    cy0, cy1, cx0, cx1 = _pad_bbox(box, radius + 4, size)  # context the inpainting reads
-    filled = cv2.inpaint(
-        np.ascontiguousarray(host[cy0:cy1, cx0:cx1]),
-        np.ascontiguousarray(support[cy0:cy1, cx0:cx1]),
-        radius,
-        _INPAINT[method],
-    )
-    y0, y1, x0, x1 = box
-    patch = filled[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0].astype(np.float32) / 255.0
-    traces: dict[str, Any] = {"inpaint": method, "inpaint_radius": radius}
+    traces: dict[str, Any] = {"inpaint": method}
+    if method == "patch":
+        patch = _patch_fill(rng, host, support > 0, box, traces)
+    else:
+        traces["inpaint_radius"] = radius
+        cy0, cy1, cx0, cx1 = _pad_bbox(box, radius + 4, size)  # context the inpainting reads
+        filled = cv2.inpaint(
+            np.ascontiguousarray(host[cy0:cy1, cx0:cx1]),
+            np.ascontiguousarray(support[cy0:cy1, cx0:cx1]),
+            radius,
+            _INPAINT[method],
+        )
+        y0, y1, x0, x1 = box
+        patch = filled[y0 - cy0 : y1 - cy0, x0 - cx0 : x1 - cx0].astype(np.float32) / 255.0
     patch = _photometric(rng, patch, settings, traces, gamma=False, jpeg=False, smooth=False)
     info["traces"] = traces
     return _composite(host, patch, alpha, box)

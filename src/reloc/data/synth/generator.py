@@ -18,15 +18,24 @@ from typing import Any
 import cv2
 import numpy as np
 
-from reloc.data.catalog import SPLITS
+from reloc.data.catalog import NEGATIVE, SPLITS
 from reloc.data.io import write_png
-from reloc.data.photos import list_photos, photo_ids
-from reloc.data.synth.edits import _copymove, _r, _removal, _splice, jpeg_roundtrip, load_host, unsharp
-from reloc.data.synth.settings import TAMPER_TYPES, Sample, SynthSettings, SynthSummary, _Redraw
+from reloc.data.photos import list_photos, photo_ids, usable_photos
+from reloc.data.synth.edits import (
+    _copymove,
+    _r,
+    _removal,
+    _splice,
+    jpeg_roundtrip,
+    jpeg_shifted,
+    load_host,
+    unsharp,
+)
+from reloc.data.synth.settings import SAMPLE_KINDS, TAMPER_TYPES, Sample, SynthSettings, SynthSummary, _Redraw
 from reloc.data.synth.text import _text
 from reloc.io_utils import write_json_atomic, write_text_atomic
 
-_NAME_RE = re.compile(r"^\d{6,}_(?:" + "|".join(TAMPER_TYPES) + r")\.png$")
+_NAME_RE = re.compile(r"^\d{6,}_(?:" + "|".join(SAMPLE_KINDS) + r")\.png$")
 
 # Seed-sequence "salts": which stream a generator feeds.
 _SALT_SPLIT_HOSTS, _SALT_SPLIT_DONORS, _SALT_HOST_ORDER, _SALT_DONOR, _SALT_SAMPLE = range(5)
@@ -37,6 +46,24 @@ _SALT_SPLIT_HOSTS, _SALT_SPLIT_DONORS, _SALT_HOST_ORDER, _SALT_DONOR, _SALT_SAMP
 # ---------------------------------------------------------------------------------------
 
 
+def _whole_image_after(
+    rng: np.random.Generator, image: np.ndarray, host: np.ndarray, settings: SynthSettings, whole: dict
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sharpening and the final JPEG save, applied alike to the image and the host (each
+    draws from the stream only when enabled)."""
+    if settings.p_post_sharpen > 0 and rng.random() < settings.p_post_sharpen:
+        amount = float(rng.uniform(*settings.post_sharpen_amount_range))
+        sigma = float(rng.uniform(*settings.post_sharpen_sigma_range))
+        image, host = unsharp(image, amount, sigma), unsharp(host, amount, sigma)
+        whole["post_sharpen"] = {"amount": _r(amount, 3), "sigma": _r(sigma, 3)}
+    if settings.p_final_jpeg > 0 and rng.random() < settings.p_final_jpeg:
+        quality = int(settings.final_jpeg_qualities[int(rng.integers(len(settings.final_jpeg_qualities)))])
+        image = np.rint(jpeg_roundtrip(image, quality) * 255.0).astype(np.uint8)
+        host = np.rint(jpeg_roundtrip(host, quality) * 255.0).astype(np.uint8)
+        whole["final_jpeg_quality"] = quality
+    return image, host
+
+
 def render_sample(
     kind: str,
     host_path: str | os.PathLike[str],
@@ -45,31 +72,49 @@ def render_sample(
     settings: SynthSettings | None = None,
     donor_path: str | os.PathLike[str] | None = None,
 ) -> Sample:
-    """Make one tampered sample in memory (no file written).
+    """Make one sample in memory (no file written).
 
-    ``kind`` is one of :data:`TAMPER_TYPES`; a splice takes its region from
-    ``donor_path`` (the host photo itself when None). Regions are redrawn until the
-    mask area is inside ``settings.area_range``; ``RuntimeError`` after
-    ``settings.max_attempts`` failures. The record holds ``crop``, ``area``,
-    ``attempts`` and what was done (``region`` / ``text``, ``traces``)."""
+    ``kind`` is one of :data:`SAMPLE_KINDS`: an edit of :data:`TAMPER_TYPES` or
+    ``authentic`` (the crop untouched but for the whole-image traces; all-zero mask). A
+    splice takes its region from ``donor_path`` (the host photo itself when None).
+    Regions are redrawn until the mask area is inside ``settings.area_range``;
+    ``RuntimeError`` after ``settings.max_attempts`` failures. The record holds ``crop``,
+    ``area``, ``attempts`` and what was done (``region`` / ``text``, ``traces``)."""
     settings = settings or SynthSettings()
-    if kind not in TAMPER_TYPES:
-        raise ValueError(f"unknown tampering type {kind!r}; expected one of {TAMPER_TYPES}")
+    if kind not in SAMPLE_KINDS:
+        raise ValueError(f"unknown sample kind {kind!r}; expected one of {SAMPLE_KINDS}")
     requested = size
-    full = load_host(host_path, size, settings.enlarge_hosts)
-    size = min(full.shape[:2])  # the sample's side: smaller than requested for a photo kept at its size
+    full = load_host(host_path, size, settings.enlarge_hosts, settings.host_resize)
+    size = min(size, *full.shape[:2])  # smaller than requested for a photo kept at its size
     y = int(rng.integers(0, full.shape[0] - size + 1))
     x = int(rng.integers(0, full.shape[1] - size + 1))
     host = full[y : y + size, x : x + size].copy()
     whole: dict[str, Any] = {}
-    # Whole-image traces draw from the stream only when enabled, so default settings
-    # give the same samples as before they existed.
+    # Whole-image traces and the traits draw from the stream only when enabled, so default
+    # settings give the same samples as before they existed.
     if settings.p_host_jpeg > 0 and rng.random() < settings.p_host_jpeg:
         whole["host_jpeg_quality"] = int(rng.integers(*settings.host_jpeg_quality_range, endpoint=True))
-        host = np.rint(jpeg_roundtrip(host, whole["host_jpeg_quality"]) * 255.0).astype(np.uint8)
-    donor = load_host(donor_path, size) if (kind == "splice" and donor_path is not None) else None
-    if kind == "splice" and donor is None:
-        donor = full
+        shift = (0, 0)
+        if settings.p_host_grid_shift > 0 and rng.random() < settings.p_host_grid_shift:
+            offset = int(rng.integers(1, 64))  # (dy, dx) in 0-7, not both 0
+            shift = (offset // 8, offset % 8)
+            whole["host_jpeg_grid_shift"] = list(shift)
+        host = jpeg_shifted(host, whole["host_jpeg_quality"], shift)
+    head = {
+        "crop": [y, x],
+        "resized": [int(full.shape[0]), int(full.shape[1])],
+        **({"side": size} if size != requested else {}),
+    }
+    if kind == "authentic":
+        image, host = _whole_image_after(rng, host.copy(), host, settings, whole)
+        record = {**head, "area": 0.0, **whole}
+        return Sample(image=image, mask=np.zeros(host.shape[:2], bool), host=host, record=record)
+    donor = None
+    if kind == "splice":
+        donor = full if donor_path is None else load_host(donor_path, size, True, settings.host_resize)
+        if settings.p_donor_jpeg > 0 and rng.random() < settings.p_donor_jpeg:
+            whole["donor_jpeg_quality"] = int(rng.integers(*settings.donor_jpeg_quality_range, endpoint=True))
+            donor = np.rint(jpeg_roundtrip(donor, whole["donor_jpeg_quality"]) * 255.0).astype(np.uint8)
     low, high = settings.area_range
     last = "no attempt"
     for attempt in range(1, settings.max_attempts + 1):
@@ -88,20 +133,11 @@ def render_sample(
             continue
         area = float(mask.mean())
         if low <= area <= high:
-            if settings.p_post_sharpen > 0 and rng.random() < settings.p_post_sharpen:
-                amount = float(rng.uniform(*settings.post_sharpen_amount_range))
-                sigma = float(rng.uniform(*settings.post_sharpen_sigma_range))
-                image, host = unsharp(image, amount, sigma), unsharp(host, amount, sigma)
-                whole["post_sharpen"] = {"amount": _r(amount, 3), "sigma": _r(sigma, 3)}
-            record = {
-                "crop": [y, x],
-                "resized": [int(full.shape[0]), int(full.shape[1])],
-                **({"side": size} if size != requested else {}),
-                "area": _r(area, 5),
-                "attempts": attempt,
-                **info,
-                **whole,
-            }
+            if settings.no_edit:
+                image = host.copy()
+                whole["no_edit"] = True
+            image, host = _whole_image_after(rng, image, host, settings, whole)
+            record = {**head, "area": _r(area, 5), "attempts": attempt, **info, **whole}
             return Sample(image=image, mask=mask, host=host, record=record)
         last = f"mask area {area:.4f} outside {settings.area_range}"
     raise RuntimeError(
@@ -190,8 +226,15 @@ def _plan(
     jobs = []
     n = len(hosts)
     orders: dict[int, np.ndarray] = {}
+    edits = 0
     for index in range(count):
-        kind = types[index % len(types)]
+        # an exact share of authentic samples, spread evenly; the edits cycle through types
+        share = settings.authentic_fraction
+        if math.floor((index + 1) * share) > math.floor(index * share):
+            kind = "authentic"
+        else:
+            kind = types[edits % len(types)]
+            edits += 1
         epoch = index // n
         if epoch not in orders:  # every photo once per epoch, in a fresh order each epoch
             orders = {epoch: np.random.default_rng([seed, _SALT_HOST_ORDER, epoch]).permutation(n)}
@@ -231,11 +274,21 @@ def _make(job: _Job, seed: int, size: int, settings: SynthSettings) -> tuple[Sam
     return sample, record
 
 
+def _pair(record: dict) -> list[str]:
+    """The manifest entry of a sample: ``[Tp, Gt]``, or ``[Au, "Negative"]`` for an authentic one."""
+    if record["type"] == "authentic":
+        return [f"Au/{record['name']}.png", NEGATIVE]
+    return [f"Tp/{record['name']}.png", f"Gt/{record['name']}.png"]
+
+
 def _work(args: tuple[_Job, str, int, int, SynthSettings]) -> dict:
     job, out, seed, size, settings = args
     sample, record = _make(job, seed, size, settings)
-    write_png(Path(out) / "Tp" / f"{job.name}.png", sample.image)
-    write_png(Path(out) / "Gt" / f"{job.name}.png", sample.mask)
+    if job.kind == "authentic":
+        write_png(Path(out) / "Au" / f"{job.name}.png", sample.image)
+    else:
+        write_png(Path(out) / "Tp" / f"{job.name}.png", sample.image)
+        write_png(Path(out) / "Gt" / f"{job.name}.png", sample.mask)
     return record
 
 
@@ -245,7 +298,7 @@ def _worker_init() -> None:
 
 def _prepare_out(out: Path, overwrite: bool) -> None:
     previous = [p for p in (out / "manifest.json", out / "provenance.jsonl", out / "synth_config.json") if p.exists()]
-    for sub in ("Tp", "Gt"):
+    for sub in ("Tp", "Gt", "Au"):
         if (out / sub).is_dir():
             previous += [p for p in (out / sub).iterdir() if _NAME_RE.match(p.name)]
     previous += list(out.glob("manifest_*.json")) if out.is_dir() else []
@@ -307,8 +360,11 @@ def synthesize(
         raise ValueError(f"count must be >= 0, got {count}")
     if size < 32:
         raise ValueError(f"size must be at least 32, got {size}")
-    hosts = _resolve(photos)
-    donor_list = _resolve(donors) if donors is not None else None
+    hosts, skipped = usable_photos(_resolve(photos), settings.min_photo_side)
+    donor_list = None
+    if donors is not None:
+        donor_list, skipped_donors = usable_photos(_resolve(donors), settings.min_photo_side)
+        skipped += [item for item in skipped_donors if item not in skipped]
     jobs, photos_per_split = _plan(hosts, donor_list, count, int(seed), types, settings)
     out = Path(out)
     _prepare_out(out, overwrite)
@@ -332,8 +388,8 @@ def synthesize(
                     bar.update(1)
     pairs = {s: [] for s in SPLITS}
     for record in records:
-        pairs[record["split"]].append([f"Tp/{record['name']}.png", f"Gt/{record['name']}.png"])
-    everything = [[f"Tp/{r['name']}.png", f"Gt/{r['name']}.png"] for r in records]
+        pairs[record["split"]].append(_pair(record))
+    everything = [_pair(r) for r in records]
     write_json_atomic(out / "manifest.json", everything)
     for split in SPLITS:
         write_json_atomic(out / f"manifest_{split}.json", pairs[split])
@@ -347,18 +403,21 @@ def synthesize(
         "types": list(types),
         "size": int(size),
         "photos_per_split": photos_per_split,
+        "skipped_photos": [[str(path), reason] for path, reason in skipped],
         "settings": settings.to_dict(),
     }
     write_json_atomic(out / "synth_config.json", config)
     write_text_atomic(out / "provenance.jsonl", "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
     per_type = Counter(r["type"] for r in records)
     per_split = Counter(r["split"] for r in records)
+    kinds = (*types, "authentic") if per_type.get("authentic") else types
     return SynthSummary(
         out=out,
         count=len(records),
         seconds=round(time.perf_counter() - started, 3),
-        per_type={t: per_type.get(t, 0) for t in types},
+        per_type={t: per_type.get(t, 0) for t in kinds},
         per_split={s: per_split.get(s, 0) for s in SPLITS},
         photos_per_split=photos_per_split,
         workers=workers,
+        skipped=[(str(path), reason) for path, reason in skipped],
     )

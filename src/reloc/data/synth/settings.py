@@ -23,8 +23,19 @@ INTERPOLATIONS: dict[str, int] = {
     "area": cv2.INTER_AREA,
     "lanczos": cv2.INTER_LANCZOS4,
 }
+#: Sample kinds a generated set holds: the edits, and untouched crops (``authentic_fraction``).
+SAMPLE_KINDS: tuple[str, ...] = (*TAMPER_TYPES, "authentic")
+#: Segmentation methods of object-shaped regions (:mod:`reloc.data.synth.objects`).
+OBJECT_METHODS: tuple[str, ...] = ("slic", "felzenszwalb", "watershed", "grabcut")
+#: ``cv2.seamlessClone`` modes of Poisson blending.
+POISSON_MODES: dict[str, int] = {"normal": cv2.NORMAL_CLONE, "mixed": cv2.MIXED_CLONE}
+#: How a photo larger than the sample is brought to it: ``area`` resizes its short side to
+#: the sample size, ``box`` shrinks it only by an integer factor (block means).
+HOST_RESIZE: tuple[str, ...] = ("area", "box")
 _SHAPES = ("blob", "polygon", "ellipse", "rect")
 _INPAINT = {"telea": cv2.INPAINT_TELEA, "ns": cv2.INPAINT_NS}
+#: Removal fills: ``cv2.inpaint``'s algorithms and ``patch`` (the best-matching patch copied in).
+_REMOVALS = (*_INPAINT, "patch")
 
 
 def _check_range(name: str, value: Sequence[float], low: float, high: float) -> None:
@@ -120,7 +131,9 @@ class SynthSettings:
     localizer learns to rely on (docs/results/experiments.md)."""
     # --- removal --------------------------------------------------------------------------
     inpaint_methods: tuple[str, ...] = ("telea", "ns")
-    """``cv2.inpaint`` algorithms a removal picks from (uniformly)."""
+    """Fills a removal picks from (uniformly): ``cv2.inpaint``'s ``telea`` and ``ns``, and
+    ``patch``: the hole filled with the patch of the same shape elsewhere in the image whose
+    surroundings best match the hole's (sum of squared differences on a 3-px ring)."""
     inpaint_radius_range: tuple[int, int] = (2, 6)
     """Inpainting neighbourhood radius (px)."""
     # --- text -------------------------------------------------------------------------------
@@ -131,6 +144,47 @@ class SynthSettings:
     """Font size range (px at size 512); the size is chosen to reach the drawn area."""
     p_text_stroke: float = 0.25
     """Probability of an outline around added text."""
+    # --- traits of hand-made edits (all off by default: docs/guide/generator.md) -----------
+    p_object_region: float = 0.0
+    """Probability that a splice, copy-move or removal region follows object boundaries:
+    a segment of the donor (splice), or of the host (copy-move, removal), made by one of
+    ``object_methods``, instead of a random shape."""
+    object_methods: tuple[str, ...] = OBJECT_METHODS
+    """Segmentation methods an object region picks from (uniformly)."""
+    p_poisson: float = 0.0
+    """Probability that a splice or copy-move is blended by Poisson (seamless) cloning
+    (``cv2.seamlessClone``) instead of pasted with its (hard or feathered) alpha; the mask
+    is the pixels of the region the cloning changed."""
+    poisson_modes: tuple[str, ...] = ("normal", "mixed")
+    """``cv2.seamlessClone`` modes a Poisson blend picks from (uniformly)."""
+    p_donor_jpeg: float = 0.0
+    """Probability that a splice's donor photo was a JPEG (whole photo, its own grid)
+    before the region was cut, scaled and rotated: a second compression history."""
+    donor_jpeg_quality_range: tuple[int, int] = (60, 98)
+    """Quality range of the donor photo's JPEG."""
+    p_host_grid_shift: float = 0.0
+    """Probability that a host JPEG (``p_host_jpeg``) had its 8x8 grid not aligned with the
+    crop (the photo was cropped after it was saved): shifted by (dy, dx) in 0-7, not both 0."""
+    p_final_jpeg: float = 0.0
+    """Probability that the finished image (edit or authentic) is saved as a JPEG at one of
+    ``final_jpeg_qualities``; the returned host is saved alike, so pixels in 8x8 blocks
+    away from the edit still equal it. Files stay PNGs of the decoded pixels."""
+    final_jpeg_qualities: tuple[int, ...] = (75, 93, 99)
+    """Qualities a final save picks from (uniformly): CASIA v1's files carry 75, 93 and 99."""
+    host_resize: str = "area"
+    """How a photo larger than the sample is brought to it: ``area`` resizes its short side
+    to the sample size (area interpolation); ``box`` shrinks it only by the largest integer
+    factor that keeps the short side at least the sample size (block means, no
+    interpolation pattern) and crops. Donors are resized alike."""
+    authentic_fraction: float = 0.0
+    """Share of the samples that are untouched crops of the photos (``Au/``, listed as
+    ``"Negative"``: all-zero masks), with the same whole-image traces as the edits."""
+    no_edit: bool = False
+    """Shortcut check: every sample's mask is made as usual but its image is the host
+    without the edit (whole-image traces still applied). A model trained on such a set
+    must score chance; more means the masks can be told from the photos alone."""
+    min_photo_side: int = 32
+    """Photos whose short side is below this are skipped (named in the summary)."""
     # --- splits and retries ----------------------------------------------------------------
     test_fraction: float = 0.25
     """Share of the host photos (not samples) in the test split."""
@@ -155,6 +209,12 @@ class SynthSettings:
             "p_post_sharpen",
             "p_text_replace",
             "p_text_stroke",
+            "p_object_region",
+            "p_poisson",
+            "p_donor_jpeg",
+            "p_host_grid_shift",
+            "p_final_jpeg",
+            "authentic_fraction",
             "test_fraction",
             "val_fraction",
         ):
@@ -184,8 +244,29 @@ class SynthSettings:
         _check_range("text_size_range", self.text_size_range, 4.0, 2000.0)
         if not self.interpolations or any(i not in INTERPOLATIONS for i in self.interpolations):
             raise ValueError(f"SynthSettings.interpolations must be a non-empty subset of {tuple(INTERPOLATIONS)}")
-        if not self.inpaint_methods or any(m not in _INPAINT for m in self.inpaint_methods):
-            raise ValueError(f"SynthSettings.inpaint_methods must be a non-empty subset of {tuple(_INPAINT)}")
+        _check_range("donor_jpeg_quality_range", self.donor_jpeg_quality_range, 1, 100)
+        for name, allowed in (
+            ("inpaint_methods", _REMOVALS),
+            ("object_methods", OBJECT_METHODS),
+            ("poisson_modes", tuple(POISSON_MODES)),
+        ):
+            value = getattr(self, name)
+            if isinstance(value, str) or not value or any(m not in allowed for m in value):
+                raise ValueError(f"SynthSettings.{name} must be a non-empty subset of {allowed}, got {value!r}")
+        if (
+            isinstance(self.final_jpeg_qualities, str)
+            or not self.final_jpeg_qualities
+            or any(not 1 <= int(q) <= 100 for q in self.final_jpeg_qualities)
+        ):
+            raise ValueError(
+                f"SynthSettings.final_jpeg_qualities must be qualities 1-100, got {self.final_jpeg_qualities!r}"
+            )
+        if self.host_resize not in HOST_RESIZE:
+            raise ValueError(f"SynthSettings.host_resize must be one of {HOST_RESIZE}, got {self.host_resize!r}")
+        if self.authentic_fraction >= 1.0:
+            raise ValueError("SynthSettings.authentic_fraction must be below 1 (some samples are edits)")
+        if self.min_photo_side < 1:
+            raise ValueError("SynthSettings.min_photo_side must be at least 1")
         weights = dict(self.shape_weights)
         if (
             not weights
@@ -196,6 +277,39 @@ class SynthSettings:
             raise ValueError(f"SynthSettings.shape_weights must map some of {_SHAPES} to weights >= 0 (not all 0)")
         if self.max_attempts < 1:
             raise ValueError("SynthSettings.max_attempts must be at least 1")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> SynthSettings:
+        """Settings from a plain mapping (YAML / JSON: lists become tuples).
+
+        Raises:
+            ValueError: a key that is not a setting, or a value out of range.
+        """
+        if not isinstance(values, Mapping):
+            raise ValueError(f"synth settings must be a mapping of setting: value, got {type(values).__name__}")
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ValueError(f"unknown synth setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        try:
+            return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in values.items()})
+        except TypeError as exc:
+            raise ValueError(f"bad synth setting value: {exc}") from exc
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> SynthSettings:
+        """Settings from a YAML file holding a mapping of setting: value (``configs/synth/``).
+
+        Raises:
+            ValueError: unreadable file, malformed YAML, unknown key or bad value (naming the file).
+        """
+        import yaml
+
+        try:
+            values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+            return cls.from_mapping(values)
+        except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError, TypeError) as exc:
+            raise ValueError(f"{path}: {exc}") from exc
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of the settings."""
@@ -215,6 +329,8 @@ class SynthSummary:
     per_split: dict[str, int]
     photos_per_split: dict[str, int]
     workers: int
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    """Photos left out: ``(path, reason)`` (unreadable, too small)."""
 
     @property
     def manifest(self) -> Path:
@@ -234,14 +350,16 @@ class SynthSummary:
             "per_split": dict(self.per_split),
             "photos_per_split": dict(self.photos_per_split),
             "workers": self.workers,
+            "skipped_photos": [list(item) for item in self.skipped],
         }
 
     def __str__(self) -> str:
         types = ", ".join(f"{k} {v}" for k, v in self.per_type.items())
         splits = ", ".join(f"{k} {self.per_split.get(k, 0)} ({self.photos_per_split.get(k, 0)} photos)" for k in SPLITS)
+        skipped = "".join(f"\n  skipped {path}: {reason}" for path, reason in self.skipped)
         return (
             f"{self.count} samples in {self.seconds:.1f} s ({self.workers} worker(s)) -> {self.out}\n"
-            f"  types: {types}\n  splits: {splits}"
+            f"  types: {types}\n  splits: {splits}{skipped}"
         )
 
 
