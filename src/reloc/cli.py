@@ -665,37 +665,55 @@ def train(
 
 @app.command()
 def synth(
-    out: Annotated[Path, typer.Option(help="Output folder: Tp/, Gt/, manifest.json, provenance.jsonl.")],
-    photos: Annotated[str, typer.Option(help="'default' (scikit-image's photos), a folder or a file.")] = "default",
-    count: Annotated[int, typer.Option(help="Number of tampered images.")] = 100,
+    out: Annotated[Path, typer.Option(help="Output folder: Tp/, Gt/, Au/, manifest.json, provenance.jsonl.")],
+    photos: Annotated[
+        Optional[list[str]],
+        typer.Option(help="'default' (scikit-image's photos), a folder or a file; repeatable (default: 'default')."),
+    ] = None,
+    count: Annotated[
+        int, typer.Option(help="Number of samples (edits and, with authentic_fraction, authentic).")
+    ] = 100,
     seed: Annotated[int, typer.Option(help="Seed of everything; the same seed gives identical files.")] = 0,
     types: Annotated[str, typer.Option(help="Comma-separated subset of splice,copymove,removal,text.")] = (
         "splice,copymove,removal,text"
     ),
     size: Annotated[int, typer.Option(help="Side of the square output images.")] = 512,
+    settings: Annotated[
+        Optional[list[Path]],
+        typer.Option(
+            help="YAML file of generator settings (configs/synth/; docs/guide/generator.md); repeatable, "
+            "later files override earlier ones key by key."
+        ),
+    ] = None,
     enlarge_hosts: Annotated[
-        bool,
+        Optional[bool],
         typer.Option(
             help="Enlarge photos smaller than --size to it; --no-enlarge-hosts keeps them at their own size "
-            "(smaller samples) so no interpolation pattern a model could learn covers the image."
+            "(smaller samples) so no interpolation pattern a model could learn covers the image "
+            "(default: the settings', else enlarge)."
         ),
-    ] = True,
+    ] = None,
     donors: Annotated[Optional[str], typer.Option(help="Another photo source for splice donors.")] = None,
     workers: Annotated[Optional[int], typer.Option(help="Worker processes (default: up to 2).")] = None,
     overwrite: Annotated[bool, typer.Option(help="Replace the files of an earlier run in OUT.")] = False,
 ) -> None:
     """Generate realistic tampered images with exact masks from real photos."""
+    import dataclasses
+
     from reloc.data.synth import SynthSettings, synthesize
 
     try:
+        chosen = SynthSettings.from_yaml(*settings) if settings else SynthSettings()
+        if enlarge_hosts is not None:
+            chosen = dataclasses.replace(chosen, enlarge_hosts=enlarge_hosts)
         summary = synthesize(
-            photos,
+            photos[0] if photos and len(photos) == 1 else (photos or "default"),
             out,
             count=count,
             seed=seed,
             types=[t.strip() for t in types.split(",") if t.strip()],
             size=size,
-            settings=SynthSettings(enlarge_hosts=enlarge_hosts),
+            settings=chosen,
             donors=donors,
             workers=workers,
             overwrite=overwrite,

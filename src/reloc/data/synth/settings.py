@@ -297,19 +297,28 @@ class SynthSettings:
             raise ValueError(f"bad synth setting value: {exc}") from exc
 
     @classmethod
-    def from_yaml(cls, path: str | Path) -> SynthSettings:
-        """Settings from a YAML file holding a mapping of setting: value (``configs/synth/``).
+    def from_yaml(cls, *paths: str | Path) -> SynthSettings:
+        """Settings from YAML files, each a mapping of setting: value (``configs/synth/``);
+        a later file's keys replace an earlier one's.
 
         Raises:
             ValueError: unreadable file, malformed YAML, unknown key or bad value (naming the file).
         """
         import yaml
 
-        try:
-            values = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-            return cls.from_mapping(values)
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError, TypeError) as exc:
-            raise ValueError(f"{path}: {exc}") from exc
+        values: dict[str, Any] = {}
+        for path in paths:
+            try:
+                loaded = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+                if loaded is None:
+                    loaded = {}
+                if not isinstance(loaded, Mapping):
+                    raise ValueError(f"expected a mapping of setting: value, got {type(loaded).__name__}")
+                cls.from_mapping(loaded)  # names the file that brings a bad key or value
+            except (OSError, UnicodeDecodeError, yaml.YAMLError, ValueError) as exc:
+                raise ValueError(f"{path}: {exc}") from exc
+            values.update(loaded)
+        return cls.from_mapping(values)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-able dict of the settings."""
