@@ -27,6 +27,13 @@ colour-matched to its surroundings, given a small gamma / colour shift, previous
 JPEG-compressed (a grid not aligned with the host's), Gaussian-blurred or denoised (a
 sharpness / noise-level mismatch) or given Gaussian noise; edges feathered.
 
+*Traits* of hand-made edits, each off by default (the defaults give the same files as
+before they existed) and described in ``docs/guide/generator.md``: object-shaped regions
+(:mod:`reloc.data.synth.objects`), Poisson cloning, patch-based removal, a donor JPEG, a
+host JPEG grid not aligned with the crop, a final JPEG save, integer-box downscaling of
+large photos, authentic samples and the no-edit shortcut check. Photos that cannot be read
+or are too small are skipped and named (:func:`reloc.data.photos.usable_photos`).
+
 **Mask definition.** The region's (feathered) alpha defines the *intended* region, the
 support ``alpha > 0``. The mask is exactly the pixels of that support whose final 8-bit
 RGB value differs from the host's in at least one channel; every pixel outside the mask
@@ -51,7 +58,9 @@ Output folder layout::
 
     OUT/Tp/000000_splice.png      tampered image, lossless 8-bit RGB
     OUT/Gt/000000_splice.png      mask, 8-bit grey {0, 255}
-    OUT/manifest.json             [["Tp/000000_splice.png", "Gt/000000_splice.png"], ...]
+    OUT/Au/000003_authentic.png   untouched crop (``authentic_fraction``), no mask file
+    OUT/manifest.json             [["Tp/000000_splice.png", "Gt/000000_splice.png"],
+                                   ["Au/000003_authentic.png", "Negative"], ...]
     OUT/manifest_{train,val,test}.json   the same, one split each
     OUT/provenance.jsonl          one JSON object per sample (what was done, and split)
     OUT/synth_config.json         the arguments and settings of the run
