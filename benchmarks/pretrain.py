@@ -18,8 +18,9 @@ generator's settings, which training config makes which model); the training con
 - ``data``: ``reloc.data.synth.synthesize`` makes the training set from every photo under
   ``photos`` except the held-out ones (split by photo into train / validation);
   ``data-NAME`` makes each of the recipe's ``extra_data`` sets the same way (the same
-  photos and split, some settings changed: ``native`` enlarges no photo), for the parts
-  with ``data: NAME``;
+  photos and split, some settings changed: ``native`` enlarges no photo; a set may add
+  ``hosts``, more photo folders, and ``settings_files``, generator settings read before its
+  own), for the parts with ``data: NAME``;
 - the training parts, the recipe's ``models``: ``plain`` (M^P), then ``robust`` (M^{D|P},
   JPEG 50-100) and ``reloc`` (Algorithm 1, JPEG 50-100), both started from plain's best
   localizer, then the context stages: ``plain-256`` and ``robust-256`` (8 epochs of 256-px
@@ -296,12 +297,18 @@ def run_progress(run: Path) -> tuple[int, int]:
 def make_data(recipe: dict, work: Path, part: str = "data") -> dict:
     """Synthesise data part ``part``'s training set (train / val photos only; every data
     part splits the photos alike) into ``work / part``; returns the data summary."""
+    from reloc.data.photos import list_photos
     from reloc.data.synth import synthesize
     from reloc.data.synth.settings import SynthSettings
 
     root, training, held_out = photo_split(recipe)
     synth = data_parts(recipe)[part]
-    settings = SynthSettings(**{k: tuple(v) if isinstance(v, list) else v for k, v in synth["settings"].items()})
+    for folder in synth.get("hosts", []):  # more host folders, relative to the checkout: all training photos
+        training = training + list_photos(ROOT / folder)
+    # settings files first (configs/synth/), then the recipe's and the part's own settings
+    files = [ROOT / f for f in synth.get("settings_files", [])]
+    base = SynthSettings.from_yaml(*files).to_dict() if files else {}
+    settings = SynthSettings.from_mapping({**base, **synth["settings"]})
     summary = synthesize(
         [str(p) for p in training],
         work / part,

@@ -309,3 +309,46 @@ def test_example_settings_files_load():
     assert traits.host_resize == "box" and "patch" in traits.inpaint_methods and traits.p_final_jpeg > 0
     check = SynthSettings.from_yaml(root / "traits.yaml", root / "no-edit.yaml")
     assert check.no_edit and check.authentic_fraction == 0.0 and check.p_object_region == traits.p_object_region
+
+
+def test_release_recipe_traits_set_adds_hosts_and_reads_the_settings_file(tmp_path, monkeypatch):
+    """The recipe's ``extra_data.traits`` (made only once a model trains on it): its settings
+    file is read before the recipe's settings, its ``hosts`` join the training photos, and
+    the held-out photos stay out."""
+    import yaml
+
+    from conftest import load_benchmark
+
+    pretrain = load_benchmark("pretrain.py", "pretrain")
+    recipe = pretrain.load_recipe("cpu")
+    assert recipe["extra_data"]["traits"]["settings_files"] == ["configs/synth/traits.yaml"]
+    assert "data-traits" not in pretrain.data_parts(recipe)  # no model trains on it
+    photos = tmp_path / "photos" / "skimage"
+    photos.mkdir(parents=True)
+    more = tmp_path / "more"
+    more.mkdir()
+    for index, path in enumerate(list_photos("default")):
+        pixels = np.asarray(Image.open(path).convert("RGB").resize((96, 96)))
+        Image.fromarray(pixels).save((photos if index < 3 else more) / path.name)
+    (tmp_path / "off.yaml").write_text(yaml.safe_dump({"p_poisson": 0.0, "authentic_fraction": 0.5}))
+    small = {
+        "photos": str(tmp_path / "photos"),
+        "held_out": ["skimage/astronaut.png"],
+        "synth": {"count": 6, "size": 64, "seed": 0, "settings": {"test_fraction": 0.0, "val_fraction": 0.0}},
+        "extra_data": {
+            "traits": {
+                "hosts": [str(more)],
+                "settings_files": ["configs/synth/traits.yaml", str(tmp_path / "off.yaml")],
+                "settings": {"authentic_fraction": 0.25},
+            }
+        },
+        "models": {"plain-traits": {"data": "traits"}},
+    }
+    monkeypatch.setattr(pretrain.os, "cpu_count", lambda: 1)  # one process: no worker start-up
+    summary = pretrain.make_data(small, tmp_path / "work", "data-traits")
+    settings = summary["settings"]
+    assert settings["p_object_region"] == 0.6 and settings["host_resize"] == "box"  # from traits.yaml
+    assert settings["p_poisson"] == 0.0 and settings["authentic_fraction"] == 0.25  # later file, then the part's
+    assert summary["training_photos"] == 3 and summary["per_type"]["authentic"] == 1
+    sources = {json.loads(line)["source"] for line in (tmp_path / "work" / "data-traits" / "provenance.jsonl").open()}
+    assert not any("astronaut" in s for s in sources) and any("more/" in s for s in sources)
