@@ -21,7 +21,7 @@ from reloc.data.synth.settings import _INPAINT, _SHAPES, INTERPOLATIONS, POISSON
 # ---------------------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=128)  # about 1.2 MB per photo at size 512
+@functools.lru_cache(maxsize=128)  # about 1.2 MB per photo at size 512 (up to 4x that with box hosts)
 def _load_host_cached(path: str, size: int, enlarge: bool, resize: str) -> np.ndarray:
     image = read_image(path)
     height, width = image.shape[:2]
