@@ -165,3 +165,18 @@ def test_a_reader_that_goes_away_ends_the_command_quietly(arguments, code):
     stderr = process.stderr.read().decode()
     assert process.wait(timeout=120) == code, stderr
     assert stderr == ""  # no "internal error", no traceback
+
+
+def test_a_tiny_file_declaring_a_huge_image_fails_before_decoding_naming_max_pixels(files, tmp_path: Path):
+    bomb = tmp_path / "flat.png"
+    Image.new("RGB", (5000, 4000), (200, 30, 30)).save(bomb)  # 20 Mpx in about 60 kB
+    result = _run(["localize", bomb, files["image"], "--localizer", files["localizer"], "--out", tmp_path / "o"])
+    assert result.exit_code == 1, result.output
+    failed = [line for line in result.output.splitlines() if "FAILED" in line]
+    assert len(failed) == 1 and "flat.png" in failed[0] and "decompression bomb" in failed[0]
+    assert "--max-pixels" in failed[0] and "MAX_IMAGE_PIXELS" not in result.output
+    assert "Warning" not in result.output, "no raw Pillow warning"
+    capped = _run(
+        ["localize", bomb, "--localizer", files["localizer"], "--out", tmp_path / "c", "--max-pixels", "1000000"]
+    )
+    assert "over the cap of 1,000,000 pixels" in capped.output and "--max-pixels" in capped.output

@@ -452,7 +452,13 @@ def localize(
     recursive: Annotated[bool, typer.Option(help="Descend into sub-folders of folder inputs.")] = False,
     max_pixels: Annotated[
         Optional[int],
-        typer.Option(min=1, help="Refuse images with more pixels (default 400 M pixels, about 8.4 GB of memory)."),
+        typer.Option(
+            min=1,
+            help="Refuse images with more pixels [default: 400 M pixels (about 8.4 GB), or what half this "
+            "machine's memory holds, and large images in tiny files (decompression bombs); a value given "
+            "here replaces both].",
+            show_default=False,
+        ),
     ] = None,
     device: DeviceOption = "auto",
     keep_freed_memory: KeepMemoryOption = True,
@@ -470,8 +476,9 @@ def localize(
     from reloc.devices import pick_device
     from reloc.engine.distributed import DistContext
     from reloc.engine.inference import retain_freed_memory
-    from reloc.engine.localize import DEFAULT_MAX_PIXELS, localize_files
+    from reloc.engine.localize import BYTES_PER_PIXEL, DEFAULT_MAX_PIXELS, localize_files
     from reloc.engine.model_choice import ModelChooser
+    from reloc.limits import MAX_EXPANSION, fitting_pixels
     from reloc.pretrained import PretrainedError
 
     if keep_freed_memory:
@@ -504,7 +511,8 @@ def localize(
         save_restored=save_restored,
         save_probability=save_probability,
         recursive=recursive,
-        max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+        max_pixels=fitting_pixels(DEFAULT_MAX_PIXELS, BYTES_PER_PIXEL) if max_pixels is None else max_pixels,
+        max_expansion=MAX_EXPANSION if max_pixels is None else None,  # a cap the user gives replaces both
         dist=dist,
     )
     dist.close()
@@ -715,12 +723,23 @@ def serve(
     localizer: Annotated[Optional[str], typer.Option(help="Localizer weights (.safetensors) to serve.")] = None,
     restorer: Annotated[Optional[str], typer.Option(help="Restorer weights in front of --localizer.")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on (other than loopback: warned).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")] = 8765,
     token: Annotated[
         Optional[str], typer.Option(help="Require 'Authorization: Bearer TOKEN' on every API request.")
     ] = None,
-    max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted, in MB.")] = 50,
-    max_megapixels: Annotated[float, typer.Option(help="Largest image accepted, in megapixels.")] = 50,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted, in MB (at most 4096).")] = 50,
+    max_megapixels: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Largest image accepted, in megapixels [default: 50, or less where a quarter of this "
+            "machine's memory would not hold one job].",
+            show_default=False,
+        ),
+    ] = None,
+    max_disk_gb: Annotated[
+        float, typer.Option(help="Disk the work folder may use for uploads and results; oldest results go first.")
+    ] = 4,
+    expire_hours: Annotated[float, typer.Option(help="Hours a result is kept.")] = 24,
     queue_size: Annotated[int, typer.Option(help="Images that may wait for the worker (more: 503).")] = 16,
     keep: Annotated[
         Optional[Path], typer.Option(help="Work folder to use and keep (default: temporary, removed).")
@@ -734,10 +753,24 @@ def serve(
     With no model option it serves the pretrained models with the --model auto rule.
     """
     from reloc.devices import pick_device
+    from reloc.limits import finite_positive
     from reloc.serve import serve as run_server
     from reloc.serve.models import ModelError, load_models
 
     _check_stride(window, stride)
+    if queue_size < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--queue-size")
+    for option, value, high in (
+        ("--max-upload-mb", max_upload_mb, 4096),
+        ("--max-megapixels", max_megapixels, 1000),
+        ("--max-disk-gb", max_disk_gb, 2**20),
+        ("--expire-hours", expire_hours, 24 * 366),
+    ):
+        try:
+            if value is not None:
+                finite_positive(value, "it", high=high)
+        except ValueError as error:
+            raise typer.BadParameter(str(error).removeprefix("it "), param_hint=option) from None
 
     try:
         import fastapi  # noqa: F401 - checked here, used by reloc.serve
@@ -750,8 +783,6 @@ def serve(
     except ModelError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
-    if min(max_upload_mb, max_megapixels) <= 0 or queue_size < 1:
-        raise typer.BadParameter("--max-upload-mb, --max-megapixels and --queue-size must be positive")
     run_server(
         models,
         host=host,
@@ -759,7 +790,9 @@ def serve(
         token=token,
         keep=keep,
         max_upload_bytes=int(max_upload_mb * 2**20),
-        max_pixels=int(max_megapixels * 1e6),
+        **({} if max_megapixels is None else {"max_pixels": int(max_megapixels * 1e6)}),
+        max_disk_bytes=int(max_disk_gb * 2**30),
+        max_age=expire_hours * 3600,
         capacity=queue_size,
         window=window,
         stride=stride,

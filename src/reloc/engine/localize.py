@@ -245,6 +245,7 @@ def localize_files(
     recursive: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     dist: DistContext | None = None,
+    max_expansion: float | None = None,
 ) -> LocalizeSummary:
     """Localize every image of ``inputs`` and write the results under ``out``.
 
@@ -267,6 +268,8 @@ def localize_files(
         progress: show a tqdm progress bar.
         recursive: descend into sub-folders of folder inputs.
         max_pixels: refuse images with more pixels (checked in the header, before decoding).
+        max_expansion: refuse, before decoding, large images whose file is tiny for their
+            pixels (:func:`reloc.limits.expansion_problem`); ``None``: no such bound.
         dist: under ``torchrun``, this process's place: it localizes its
             :meth:`DistContext.shard` of the files (output names are chosen over all of
             them) and every process returns the merged summary.
@@ -302,6 +305,7 @@ def localize_files(
         "threshold": threshold,
         "max_pixels": max_pixels,
         "save_probability": save_probability,
+        "max_expansion": max_expansion,
     }
     shard = dist.shard(list(zip(expansion.files, stems)))  # this process's files, with their positions
     done: list[tuple[int, dict[str, object]]] = []
@@ -549,7 +553,7 @@ def _localize_one(
         digest, size_bytes = sha256_file(path), path.stat().st_size
     except OSError as error:
         raise ImageError(path, f"cannot read: {(error.strerror or str(error)).lower()}") from None
-    image = read_image(path, max_pixels=settings["max_pixels"], compact=True)  # type: ignore[arg-type]
+    image = read_image(path, max_pixels=settings["max_pixels"], compact=True, max_expansion=settings["max_expansion"])  # type: ignore[arg-type]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a read-only decoded buffer; it is never written
         tensor = torch.from_numpy(image).permute(2, 0, 1)  # (3, H, W) view, no copy
