@@ -21,9 +21,14 @@ deflate (PNG) cannot exceed about 1030, so one-colour bombs sit far above."""
 EXPANSION_MIN_PIXELS = 16_000_000
 """Images up to this many pixels are never refused for their expansion (they fit in memory anyway)."""
 
-MAX_SIDE = 16384
-"""Largest side accepted by size options that make or trace whole images (``synth --size``,
-``export --height/--width``): 16384^2 float32 RGB is 3.2 GB."""
+MAX_SIDE = 4096
+"""Largest side accepted by size options that make, crop or trace whole images (``synth
+--size``, ``data.crop``, ``export --height/--width``): a network's activations on one
+4096^2 image already take several GB."""
+
+MAX_PARAMETERS = 1_000_000_000
+"""Largest network ``reloc convert`` builds (4 GB of float32 weights); the published ones
+have at most about 150 M."""
 
 
 def physical_memory() -> int | None:

@@ -25,6 +25,7 @@ from reloc.data.synth.edits import _copymove, _r, _removal, _splice, jpeg_roundt
 from reloc.data.synth.settings import TAMPER_TYPES, Sample, SynthSettings, SynthSummary, _Redraw
 from reloc.data.synth.text import _text
 from reloc.io_utils import write_json_atomic, write_text_atomic
+from reloc.limits import MAX_SIDE
 
 _NAME_RE = re.compile(r"^\d{6,}_(?:" + "|".join(TAMPER_TYPES) + r")\.png$")
 
@@ -305,8 +306,8 @@ def synthesize(
         raise ValueError(f"types must be a non-empty subset of {TAMPER_TYPES}, got {types!r}")
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
-    if size < 32:
-        raise ValueError(f"size must be at least 32, got {size}")
+    if not 32 <= size <= MAX_SIDE:
+        raise ValueError(f"size must be from 32 to {MAX_SIDE}, got {size}")
     hosts = _resolve(photos)
     donor_list = _resolve(donors) if donors is not None else None
     jobs, photos_per_split = _plan(hosts, donor_list, count, int(seed), types, settings)
