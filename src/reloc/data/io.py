@@ -138,6 +138,21 @@ def _composite_uint8(pixels: np.ndarray, over_white: bool) -> np.ndarray:
     return colour
 
 
+def frame_count(source: str | os.PathLike | Image.Image) -> int:
+    """Frames or pages of an image file (an animated GIF / PNG / WebP, a multi-page TIFF) as
+    its header says; 1 for a still image or one that cannot be opened. Readers decode the
+    first frame only."""
+    try:
+        if isinstance(source, Image.Image):
+            return max(1, int(getattr(source, "n_frames", 1)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as image:
+                return max(1, int(getattr(image, "n_frames", 1)))
+    except Exception:  # noqa: BLE001 - a file that does not open is the reader's error to report
+        return 1
+
+
 MASK_RESIZE = ("nearest",)
 """How :func:`read_mask` may resize a mask whose size differs from its image's (off by default)."""
 

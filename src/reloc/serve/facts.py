@@ -27,7 +27,7 @@ from typing import Any
 from PIL import ExifTags, Image
 
 from reloc.data.distortions import jpeg_quality_from_file
-from reloc.data.io import ImageError
+from reloc.data.io import ImageError, frame_count
 
 EXIF_TAGS = ("Make", "Model", "Software", "DateTime", "DateTimeOriginal", "DateTimeDigitized", "Orientation")
 """The EXIF tags summarised, in display order (``Software`` is the one editors leave)."""
@@ -102,14 +102,6 @@ def file_facts(data: bytes | str | os.PathLike) -> dict[str, Any]:
             jpeg_standard_tables=None if quality is None else _is_libjpeg(tables, quality),
         )
     return facts
-
-
-def frame_count(image: Image.Image) -> int:
-    """Frames (or pages) of an opened image as its header says, 1 for a still image."""
-    try:
-        return max(1, int(getattr(image, "n_frames", 1)))
-    except Exception:  # noqa: BLE001 - a corrupt frame table is no reason to refuse the file
-        return 1
 
 
 def _exif_summary(image: Image.Image) -> dict[str, str]:
