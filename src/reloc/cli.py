@@ -748,7 +748,7 @@ def synth(
     types: Annotated[str, typer.Option(help="Comma-separated subset of splice,copymove,removal,text.")] = (
         "splice,copymove,removal,text"
     ),
-    size: Annotated[int, typer.Option(help="Side of the square output images.")] = 512,
+    size: Annotated[int, typer.Option(min=32, max=MAX_SIDE, help="Side of the square output images.")] = 512,
     enlarge_hosts: Annotated[
         bool,
         typer.Option(

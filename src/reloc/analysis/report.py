@@ -19,10 +19,15 @@ METRICS = ("f1", "iou", "auc")
 METRIC_NAMES = {"f1": "F1", "iou": "IoU", "auc": "AUC"}
 
 
+def _text(text: object) -> str:
+    """Text from a record or an option as Markdown inline text: HTML escaped, line breaks and
+    runs of spaces as one space."""
+    return html.escape(" ".join(str(text).split()), quote=False)
+
+
 def _cell(text: object) -> str:
-    """Text from a record or an option as Markdown inline text (a table cell): HTML escaped,
-    line breaks and runs of spaces as one space, ``|`` (as in ``D|P{D}``) escaped."""
-    return html.escape(" ".join(str(text).split()), quote=False).replace("|", "\\|")
+    """:func:`_text` in a Markdown table cell: ``|`` (as in ``D|P{D}``) escaped too."""
+    return _text(text).replace("|", "\\|")
 
 
 def _code(text: object) -> str:
@@ -73,7 +78,7 @@ def counts_note(records: list[dict]) -> str:
     if not single:
         return "Every test mask holds both classes, so every image counts in the per-image AUC."
     return "; ".join(
-        f"{_cell(name)}: {count} of {images} images have a one-class mask and are left out of the per-image AUC"
+        f"{_text(name)}: {count} of {images} images have a one-class mask and are left out of the per-image AUC"
         for name, count, images in single
     )
 
@@ -346,7 +351,7 @@ def windows_sentence(records: list[dict]) -> str:
         window, stride = next(iter(windows.values()))
         return f"sliding windows {window} px, stride {stride}"
     return "sliding windows (side / stride, px): " + ", ".join(
-        f"{_cell(name)} {window} / {stride}" for name, (window, stride) in windows.items()
+        f"{_text(name)} {window} / {stride}" for name, (window, stride) in windows.items()
     )
 
 
@@ -365,7 +370,7 @@ def write_report(
     from reloc.metrics import describe_protocol
 
     out.mkdir(parents=True, exist_ok=True)
-    lines = [f"# {_cell(title)}", ""]
+    lines = [f"# {_text(title)}", ""]
     if records:
         skipped = max(r.get("skipped", 0) for r in records)
         lines += [
