@@ -343,6 +343,28 @@ def test_queued_jobs_hold_no_decoded_image_and_one_runs_at_a_time(models, tmp_pa
     assert most[0] == 1 and [job.state for job in jobs] == ["done"] * 6
 
 
+def test_stopping_the_server_ends_the_running_job(models, tmp_path):
+    queue = jobs_module.JobQueue(capacity=2)
+    job = _queued_job(models, tmp_path, size=(256, 256))
+    job.window = job.stride = 8  # 1024 windows: long enough to be stopped while it runs
+    queue.submit(job)
+    queue.start()
+    while job.state == "queued":
+        threading.Event().wait(0.01)
+    queue.stop(timeout=60)
+    assert job.state == "failed" and "stopped" in job.error and job.done < 1024
+
+
+def test_facts_never_decode_a_png_to_look_for_exif(tmp_path, monkeypatch):
+    from PIL import PngImagePlugin
+
+    path = tmp_path / "flat.png"
+    Image.new("RGB", (5000, 4000), (1, 2, 3)).save(path)
+    monkeypatch.setattr(PngImagePlugin.PngImageFile, "load", lambda self: pytest.fail("decoded the pixels"))
+    facts = file_facts(path)
+    assert (facts["width"], facts["height"], facts["exif"], facts["frames"]) == (5000, 4000, {}, 1)
+
+
 def test_probabilities_are_kept_as_a_16_bit_png_to_1_in_65535(tmp_path):
     probabilities = np.random.default_rng(0).random((70, 50)).astype(np.float32)
     path = tmp_path / jobs_module.PROBABILITIES_NAME

@@ -100,6 +100,10 @@ class DiskFull(RuntimeError):
         )
 
 
+class JobCancelled(RuntimeError):
+    """The server is stopping: the running job ends at its next batch of windows."""
+
+
 class QueueFull(RuntimeError):
     """The queue holds ``capacity`` waiting jobs; :attr:`retry_after` seconds is a fair wait."""
 
@@ -158,6 +162,7 @@ class Job:
     bytes: int = 0
     finished_at: float | None = None
     finished: threading.Event = field(default_factory=threading.Event, repr=False)
+    cancelled: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def __post_init__(self) -> None:
         if not self.bytes:
@@ -200,6 +205,8 @@ class Job:
         self.result = self._result(probabilities)
 
     def _progress(self, done: int, total: int) -> None:
+        if self.cancelled.is_set():
+            raise JobCancelled("the server stopped while this image ran")
         self.done, self.total = done, total
 
     def probabilities(self) -> np.ndarray:
@@ -288,6 +295,7 @@ class JobQueue:
         self._lock = threading.Lock()
         self._durations: list[float] = []
         self._thread: threading.Thread | None = None
+        self._running: Job | None = None
 
     def start(self) -> None:
         """Start the worker thread (once)."""
@@ -296,8 +304,10 @@ class JobQueue:
             self._thread.start()
 
     def stop(self, timeout: float | None = 30.0) -> None:
-        """Fail the waiting jobs, let the worker finish its current one, then end it."""
+        """Fail the waiting jobs, stop the running one at its next batch of windows, then end the worker."""
         with self._lock:
+            if self._running is not None:
+                self._running.cancelled.set()
             for job_id in self._waiting:
                 self._fail(self._jobs[job_id], "the server stopped before this image ran")
                 self._jobs[job_id].finished.set()
@@ -362,14 +372,17 @@ class JobQueue:
                 if job.id not in self._waiting:  # failed by stop()
                     continue
                 self._waiting.remove(job.id)
+                self._running = job
             started = time.perf_counter()
             try:
                 job.run()
             except Exception as exc:  # noqa: BLE001 - one bad image must not stop the worker
-                reason = str(exc) if job.error_status == 422 else f"inference failed: {type(exc).__name__}: {exc}"
-                self._fail(job, reason)
+                known = job.error_status == 422 or isinstance(exc, JobCancelled)
+                self._fail(job, str(exc) if known else f"inference failed: {type(exc).__name__}: {exc}")
             else:
                 job.state = "done"
+            finally:
+                self._running = None
             self._durations = (self._durations + [time.perf_counter() - started])[-20:]
             job.bytes, job.finished_at = folder_bytes(job.folder), time.monotonic()
             with self._lock:
