@@ -325,9 +325,12 @@ def write_probability_png(path: str | os.PathLike, probabilities: np.ndarray, *,
     array = np.asarray(probabilities)
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.floating):
         raise ValueError(f"expected a float (H, W) probability map, got {array.dtype} {array.shape}")
-    if np.isnan(array).any():
-        raise ValueError("cannot write a probability map containing NaN")
-    pixels = np.rint(np.clip(array, 0.0, 1.0) * PROBABILITY_SCALE).astype(np.uint16)
+    pixels = np.empty(array.shape, dtype=np.uint16)
+    for top in range(0, array.shape[0], _BAND_ROWS):  # a band at a time: no full-size float temporaries
+        band = array[top : top + _BAND_ROWS]
+        if np.isnan(band).any():
+            raise ValueError("cannot write a probability map containing NaN")
+        pixels[top : top + _BAND_ROWS] = np.rint(np.clip(band, 0.0, 1.0) * PROBABILITY_SCALE)
     encoded, data = cv2.imencode(".png", pixels)
     if not encoded:
         raise ValueError(f"{path}: OpenCV could not encode the probability map")

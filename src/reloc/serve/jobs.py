@@ -8,7 +8,7 @@ server itself stays responsive. At most ``capacity`` jobs wait; one more raises
 by its random id, where its outputs go; an upload's own name is kept only as text.
 
 Disk: results are kept as PNG images, the probability map as a 16-bit gray PNG
-(:func:`write_probabilities`, 2 bytes per pixel at most, exact to 1/65535). A queued job
+(:func:`reloc.data.io.write_probability_png`, 2 bytes per pixel at most, exact to 1/65535). A queued job
 reserves :data:`RESERVED_BYTES_PER_PIXEL` bytes per pixel beyond its upload; when the work
 folder would outgrow ``max_bytes`` the oldest finished jobs are removed, and if that is not
 enough :class:`DiskFull` refuses the upload (507). Finished jobs beyond ``history`` or older
@@ -31,11 +31,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image
 
-from reloc.data.io import ImageError, read_image, write_png
+from reloc.data.io import ImageError, read_image, read_probability_png, write_png, write_probability_png
 from reloc.engine.localize import chw_to_uint8, image_report
-from reloc.io_utils import atomic_path
 from reloc.serve.models import ServedModel
 from reloc.visualize import BAND_ROWS, heatmap, overlay
 
@@ -46,29 +44,11 @@ UPLOAD_NAME = "upload"
 """The upload's bytes, as received, in its job's folder."""
 
 PROBABILITIES_NAME = "probabilities.png"
-PROBABILITY_LEVELS = 65535
-"""The probability map is kept as ``rint(p * 65535)`` in a 16-bit gray PNG."""
+"""The probability map, kept as a 16-bit gray PNG (:func:`reloc.data.io.write_probability_png`)."""
 
 RESERVED_BYTES_PER_PIXEL = 15
 """Disk a queued job reserves per pixel for its outputs: PNGs of the image, heat map, overlay
 and restored image (3 bytes per pixel at worst each), the probabilities (2) and the mask."""
-
-
-def write_probabilities(path: Path, probabilities: np.ndarray) -> None:
-    """Write a probability map ``(H, W)`` in [0, 1] as a 16-bit gray PNG (a band of rows at a time)."""
-    levels = np.empty(probabilities.shape, dtype=np.uint16)
-    for top in range(0, probabilities.shape[0], BAND_ROWS):
-        band = np.clip(probabilities[top : top + BAND_ROWS], 0.0, 1.0) * np.float32(PROBABILITY_LEVELS)
-        levels[top : top + BAND_ROWS] = np.rint(band)
-    with atomic_path(path) as temporary:
-        Image.fromarray(levels).save(temporary, format="PNG")
-
-
-def read_probabilities(path: Path) -> np.ndarray:
-    """The map of :func:`write_probabilities` as float32 ``(H, W)`` in [0, 1]."""
-    with Image.open(path) as image:
-        levels = np.asarray(image)
-    return levels.astype(np.float32) / np.float32(PROBABILITY_LEVELS)
 
 
 def fractions_above(probabilities: np.ndarray, thresholds: np.ndarray) -> np.ndarray:
@@ -194,7 +174,7 @@ class Job:
         if with_restored:
             write_png(self.folder / "restored.png", chw_to_uint8(prediction[1]))
         del prediction, tensor
-        write_probabilities(self.folder / PROBABILITIES_NAME, probabilities)
+        write_probability_png(self.folder / PROBABILITIES_NAME, probabilities)
         write_png(self.folder / "image.png", image)
         write_png(self.folder / "heatmap.png", heatmap(probabilities))
         write_png(self.folder / "overlay.png", overlay(image, probabilities))
@@ -210,8 +190,8 @@ class Job:
         self.done, self.total = done, total
 
     def probabilities(self) -> np.ndarray:
-        """The probability map ``(H, W)`` float32 of a done job (to 1/65535, :func:`read_probabilities`)."""
-        return read_probabilities(self.folder / PROBABILITIES_NAME)
+        """The probability map ``(H, W)`` float32 of a done job (to 1/65535)."""
+        return read_probability_png(self.folder / PROBABILITIES_NAME)
 
     def record(self, threshold: float, probabilities: np.ndarray | None = None) -> dict[str, Any]:
         """The JSON of ``reloc localize`` for this image at ``threshold``, plus the file and model facts."""
