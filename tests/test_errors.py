@@ -329,3 +329,19 @@ def test_eval_refuses_existing_records_and_labels_that_share_a_file(files, hosti
         [*arguments, "--reloc", f"a/b={files['localizer']}", "--reloc", f"a_b={files['localizer']}", "--overwrite"]
     )
     assert clash.exit_code == EXIT_USAGE and "would be written twice" in clash.output
+
+
+def test_refuse_to_replace_names_the_existing_file_or_two_outputs_that_are_one(tmp_path: Path):
+    from reloc.io_utils import parse_json, refuse_to_replace
+
+    (tmp_path / "kept.json").write_text("{}")
+    refuse_to_replace([tmp_path / "new.json", tmp_path / "other.json"])  # nothing exists: no error
+    with pytest.raises(FileExistsError, match="already exists") as caught:
+        refuse_to_replace([tmp_path / "new.json", tmp_path / "kept.json"])
+    assert caught.value.filename == str(tmp_path / "kept.json")
+    refuse_to_replace([tmp_path / "kept.json"], overwrite=True)
+    with pytest.raises(FileExistsError, match="written twice"):
+        refuse_to_replace([tmp_path / "a" / "x.json", tmp_path / "a" / ".." / "a" / "x.json"], overwrite=True)
+    with pytest.raises(json.JSONDecodeError, match="nested too deeply"):
+        parse_json(DEEP)
+    assert parse_json("[[1]]") == [[1]]
