@@ -18,6 +18,7 @@ exit code     meaning
 120           :data:`EXIT_BROKEN_PIPE`: the reader of standard output went away (``reloc models
               | head``); the rest of the output is dropped quietly, as ``SIGPIPE`` would
               (help text is printed by rich, which ends such a command with 1)
+128 + signal  ``reloc serve`` stopped by SIGTERM (143) or SIGHUP (129), its work folder removed
 ============  ===========================================================================
 
 Expected errors print exactly one line on stderr, ``error: <what>: <why>``, never a
