@@ -101,10 +101,35 @@ def test_pixel_cap_is_checked_before_decoding(png_path):
     assert read_image(png_path, max_pixels=None).shape == (20, 30, 3)
 
 
-def test_pillow_bomb_error_becomes_image_error(png_path, monkeypatch):
+def test_pillow_bomb_error_becomes_image_error_naming_our_option(png_path, monkeypatch):
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # hard limit 200 < 600 pixels
-    with pytest.raises(ImageError, match="MAX_IMAGE_PIXELS"):
+    with pytest.raises(ImageError, match="--max-pixels") as caught:
         read_image(png_path, max_pixels=None)
+    assert "MAX_IMAGE_PIXELS" not in str(caught.value)
+
+
+def test_a_cap_below_pillows_limit_is_named_not_pillows_advice(png_path, monkeypatch):
+    """An image over Pillow's hard limit and over the user's smaller cap: the refusal quotes the cap."""
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)
+    with pytest.raises(ImageError, match="over the cap of 300 pixels") as caught:
+        read_image(png_path, max_pixels=300)
+    assert "--max-pixels" in str(caught.value) and "decompression bomb DOS" not in str(caught.value)
+
+
+def test_a_tiny_file_declaring_many_pixels_is_refused_before_decoding(tmp_path, monkeypatch):
+    from reloc.data import io as io_module
+    from reloc.limits import expansion_problem
+
+    path = tmp_path / "flat.png"
+    Image.new("RGB", (5000, 4000), (10, 200, 30)).save(path)  # 20 Mpx, about 60 kB
+    monkeypatch.setattr(io_module, "_pil_to_array", lambda *a: pytest.fail("decoded"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no raw Pillow warning either
+        with pytest.raises(ImageError, match="decompression bomb") as caught:
+            read_image(path, max_expansion=400)
+    assert "--max-pixels" in str(caught.value) and "flat.png" in str(caught.value)
+    assert expansion_problem(5000, 4000, 60_000_000) is None, "a photograph's file size passes"
+    assert expansion_problem(3000, 3000, 1000) is None, "small images are never refused for it"
 
 
 def test_pillow_bomb_warning_is_superseded_by_our_cap(png_path, monkeypatch):

@@ -130,6 +130,15 @@ def test_table_orders_rows_like_the_paper_and_marks_undefined():
     assert "0.900" in rows[0] and "–" in rows[0]  # an undefined AUC is shown as a dash
 
 
+def test_labels_from_the_command_line_cannot_break_the_markdown_table():
+    hostile = "a\nb | <script>alert(1)</script>"
+    record = {"situation": hostile, "distortion": "jpeg:75", "images": 1, "metrics": {"per-image": {"f1": 0.5}}}
+    rows = metrics_table([record]).splitlines()
+    assert len(rows) == 3, "a line break in a label starts no new row"
+    assert "<script>" not in rows[2] and "&lt;script&gt;" in rows[2] and "b \\| &lt;" in rows[2]
+    assert rows[2].replace("\\|", "").count("|") == 6
+
+
 def _tp_gt_copy(synth: Path, target: Path) -> Path:
     """The synth set as a plain Tp/Gt folder: no recorded split, so the split seed and fractions decide."""
     import shutil

@@ -42,32 +42,32 @@ def test_eval_on_an_unpacked_layout_skips_bad_masks_and_report_draws_curves(loca
     tree = build_fake_tree("coverage", tmp_path / "COVERAGE", tampered=3, authentic=1, missized=1, unreadable=1)
     cli = CliRunner()
     out = tmp_path / "ev"
-    with pytest.warns(UserWarning, match=r"skipping sample 1t: .*1forged.tif: mask is 32x56"):
-        result = cli.invoke(
-            app,
-            [
-                "eval",
-                "--dataset",
-                str(tree.root),
-                "--out",
-                str(out),
-                "--plain",
-                str(localizer),
-                "--split",
-                "all",
-                "--grid",
-                "jpeg",
-                "--window",
-                "32",
-                "--stride",
-                "32",
-                "--save-maps",
-                "1",
-                "--metric-protocol",
-                "inverted",
-            ],
-        )
-    assert result.exit_code == 0, result.output
+    result = cli.invoke(
+        app,
+        [
+            "eval",
+            "--dataset",
+            str(tree.root),
+            "--out",
+            str(out),
+            "--plain",
+            str(localizer),
+            "--split",
+            "all",
+            "--grid",
+            "jpeg",
+            "--window",
+            "32",
+            "--stride",
+            "32",
+            "--save-maps",
+            "1",
+            "--metric-protocol",
+            "inverted",
+        ],
+    )
+    assert result.exit_code == 1, result.output  # not every sample was evaluated
+    assert "warning: 2 of 4 samples skipped, not evaluated" in result.output and "UserWarning" not in result.output
     records = [json.loads(path.read_text()) for path in sorted((out / "eval").glob("*.json"))]
     assert len(records) == 1 + 6  # P{P} once, P{D} at each JPEG quality
     for record in records:
@@ -98,7 +98,8 @@ def test_eval_on_an_unpacked_layout_skips_bad_masks_and_report_draws_curves(loca
             "nearest",
         ],
     )
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output
+    assert "warning: 1 of 4 samples skipped" in result.output
     record = json.loads(next((tmp_path / "resized" / "eval").glob("P_D_*.json")).read_text())
     assert record["images"] == 3 and record["skipped"] == 1  # the truncated mask cannot be resized
 

@@ -253,6 +253,34 @@ def test_outputs_never_overwrite_an_input(tmp_path: Path):
     assert again.out != summary.out and again.out.parent == summary.out
 
 
+def test_a_batch_started_while_another_writes_the_folder_takes_a_sub_folder(tmp_path: Path):
+    from reloc.engine.localize import LOCK_NAME, output_names
+
+    (tmp_path / "a.png").write_bytes(_png_bytes(1))
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / LOCK_NAME).write_text("12345\n")  # another batch is writing here
+    summary = localize_files([str(tmp_path / "a.png")], Pipeline(None, _localizer()), out, progress=False)
+    assert summary.ok and summary.out.parent == out and "another reloc localize is writing there" in summary.note
+    assert not (out / "a.json").exists() and (summary.out / "a.json").is_file()
+    assert not (summary.out / LOCK_NAME).exists(), "the lock goes once the summary is written"
+    listed = json.loads((summary.out / "summary.json").read_text())["files"]
+    assert sorted(path.name for path in summary.out.iterdir()) == sorted(
+        ["summary.json"] + [name for entry in listed for name in output_names(Path(entry["json"]).stem, False)]
+    )
+
+
+def test_multi_frame_inputs_say_only_the_first_frame_was_analysed(tmp_path: Path):
+    frames = [Image.fromarray(np.full((20, 24, 3), value, np.uint8)) for value in (0, 120, 240)]
+    frames[0].save(tmp_path / "anim.gif", save_all=True, append_images=frames[1:])
+    summary = localize_files([str(tmp_path / "anim.gif")], Pipeline(None, _localizer()), tmp_path / "o", progress=False)
+    assert summary.ok
+    record = json.loads((tmp_path / "o" / "anim.json").read_text())
+    assert record["frames"] == 3 and "only the first of 3 frames" in record["note"]
+    status = json.loads((tmp_path / "o" / "summary.json").read_text())["files"][0]
+    assert "only the first of 3 frames" in status["note"]
+
+
 def test_an_output_appearing_during_the_run_is_not_overwritten(tmp_path: Path, monkeypatch):
     import reloc.engine.localize as module
 

@@ -8,6 +8,7 @@ from typing import Annotated, Optional
 import typer
 
 from reloc.errors import EXIT_INPUTS_FAILED, GuardedGroup
+from reloc.limits import MAX_SIDE
 
 #: What ``reloc --help`` says before the list of commands.
 SUMMARY = """Find the tampered (spliced, copy-moved, removed, retouched) pixels of images,
@@ -133,6 +134,11 @@ KeepMemoryOption = Annotated[
         "training about a fifth; the process keeps its peak memory until it exits)."
     ),
 ]
+OverwriteOption = Annotated[
+    bool, typer.Option(help="Replace outputs that exist already (by default the command refuses, naming the file).")
+]
+MAX_EXCLUDE_BORDER = 1024
+"""Largest ``--exclude-border``: a band wider than this leaves no pixel of any real mask."""
 PrecisionOption = Annotated[
     str, typer.Option(help="fp32, bf16, fp16 (CUDA) or auto (bf16 where the CPU or GPU has it, else fp32 / fp16).")
 ]
@@ -295,9 +301,12 @@ def evaluate(
     device: DeviceOption = "auto",
     keep_freed_memory: KeepMemoryOption = True,
     precision: PrecisionOption = "fp32",
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Evaluate the paper's situations (Tables I-V); one JSON record per situation and distortion.
 
+    Samples that cannot be used (unreadable, a mask of another size) are skipped and listed
+    in the records; the command then says how many and why in one line and exits with 1.
     Under ``torchrun --nproc_per_node N`` the images are split across the processes.
     """
     from reloc.data.catalog import DatasetError
@@ -316,8 +325,8 @@ def evaluate(
         raise typer.BadParameter(f"must be one of {', '.join(TILINGS)}, got {tiling!r}", param_hint="--tiling")
     if mask_resize not in (None, "nearest"):
         raise typer.BadParameter(f"--mask-resize takes 'nearest', got {mask_resize!r}")
-    if exclude_border < 0:
-        raise typer.BadParameter("--exclude-border must be >= 0")
+    if not 0 <= exclude_border <= MAX_EXCLUDE_BORDER:
+        raise typer.BadParameter(f"must be from 0 to {MAX_EXCLUDE_BORDER} pixels", param_hint="--exclude-border")
     try:
         chosen_grid = get_grid(grid) if grid else None
     except ValueError as error:
@@ -369,6 +378,7 @@ def evaluate(
         precision=precision,
         dist=dist,
         tiling=tiling,
+        overwrite=overwrite,
     )
     dist.close()
     if not dist.is_main:
@@ -382,6 +392,29 @@ def evaluate(
             + ")"
         )
     typer.echo(f"records in {out / 'eval'}")
+    problem = skipped_line(records, len(refs))
+    if problem:
+        typer.echo(problem, err=True)
+        raise typer.Exit(EXIT_INPUTS_FAILED)
+
+
+def skipped_line(records: list[dict], samples: int) -> str | None:
+    """One line on the samples an evaluation skipped (``None`` if none): how many, and why (the
+    commonest reasons, numbers generalised), or ``error: ...`` when nothing was evaluated."""
+    import re
+    from collections import Counter
+
+    skipped = {(s["name"], s["reason"]) for record in records for s in record.get("skipped_samples", [])}
+    if not skipped:
+        return None
+    names = {name for name, _ in skipped}
+    kinds = Counter(re.sub(r"\d+", "N", reason) for _, reason in skipped).most_common()
+    why = "; ".join(f"{count} x {kind}" for kind, count in kinds[:3]) + ("; ..." if len(kinds) > 3 else "")
+    if all(record["images"] == 0 for record in records):
+        return f"error: no sample was evaluated: all {len(names)} of {samples} skipped ({why}); see skipped_samples in the records"
+    return (
+        f"warning: {len(names)} of {samples} samples skipped, not evaluated ({why}); see skipped_samples in the records"
+    )
 
 
 def _metric(value: float | None) -> str:
@@ -404,11 +437,16 @@ def data_inspect(
         Optional[Path], typer.Option(help="Write the usable samples as an IMDL-BenCo JSON list to this file.")
     ] = None,
     progress: Annotated[bool, typer.Option(help="Show a progress bar.")] = True,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Detected layout, counts, mask polarity and values, mis-sized and unreadable files."""
     from reloc.data.catalog import DatasetError, write_benco_json
     from reloc.data.inspection import inspect_dataset
     from reloc.data.io import ImageError
+    from reloc.io_utils import refuse_to_replace
+
+    if write_json is not None:
+        refuse_to_replace([write_json, write_json.parent / f"{write_json.stem}_masks"], overwrite=overwrite)
 
     try:
         found = inspect_dataset(path, progress=progress)
@@ -452,7 +490,13 @@ def localize(
     recursive: Annotated[bool, typer.Option(help="Descend into sub-folders of folder inputs.")] = False,
     max_pixels: Annotated[
         Optional[int],
-        typer.Option(min=1, help="Refuse images with more pixels (default 400 M pixels, about 8.4 GB of memory)."),
+        typer.Option(
+            min=1,
+            help="Refuse images with more pixels [default: 400 M pixels (about 8.4 GB), or what half this "
+            "machine's memory holds, and large images in tiny files (decompression bombs); a value given "
+            "here replaces both].",
+            show_default=False,
+        ),
     ] = None,
     device: DeviceOption = "auto",
     keep_freed_memory: KeepMemoryOption = True,
@@ -470,8 +514,9 @@ def localize(
     from reloc.devices import pick_device
     from reloc.engine.distributed import DistContext
     from reloc.engine.inference import retain_freed_memory
-    from reloc.engine.localize import DEFAULT_MAX_PIXELS, localize_files
+    from reloc.engine.localize import BYTES_PER_PIXEL, DEFAULT_MAX_PIXELS, localize_files
     from reloc.engine.model_choice import ModelChooser
+    from reloc.limits import MAX_EXPANSION, fitting_pixels
     from reloc.pretrained import PretrainedError
 
     if keep_freed_memory:
@@ -504,7 +549,8 @@ def localize(
         save_restored=save_restored,
         save_probability=save_probability,
         recursive=recursive,
-        max_pixels=DEFAULT_MAX_PIXELS if max_pixels is None else max_pixels,
+        max_pixels=fitting_pixels(DEFAULT_MAX_PIXELS, BYTES_PER_PIXEL) if max_pixels is None else max_pixels,
+        max_expansion=MAX_EXPANSION if max_pixels is None else None,  # a cap the user gives replaces both
         dist=dist,
     )
     dist.close()
@@ -525,10 +571,14 @@ def report(
     features: Annotated[
         int, typer.Option(help="Pixels per class for the t-SNE feature figure (Fig. 2); 0 skips it.")
     ] = 0,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Turn evaluation records into Markdown tables laid out like the paper's, plus figures."""
     from reloc.analysis.report import write_report
     from reloc.engine.evaluate import load_records
+    from reloc.io_utils import refuse_to_replace
+
+    refuse_to_replace([out / "report.md", out / "figures"], overwrite=overwrite)
 
     records = load_records(evals)
     if not records:
@@ -547,10 +597,17 @@ def convert(
     option: Annotated[
         Optional[list[str]], typer.Option("--set", help="Builder argument key=value, e.g. faithful=true.")
     ] = None,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Convert a reference checkpoint to a self-describing safetensors file (by key name)."""
-    from reloc.models import REGISTRIES, create_network
+    import torch
+
+    from reloc.io_utils import refuse_to_replace
+    from reloc.limits import MAX_PARAMETERS
+    from reloc.models import REGISTRIES, count_parameters, create_network
     from reloc.models.weights import WeightsError, load_foreign_weights, save_network
+
+    refuse_to_replace([out], overwrite=overwrite)
 
     kind = next((role for role, registry in REGISTRIES.items() if network in registry), None)
     if kind is None:
@@ -559,9 +616,13 @@ def convert(
     if preset is not None:
         arguments["preset"] = preset
     try:
+        with torch.device("meta"):  # shapes only: the size is checked before any memory is spent
+            parameters = count_parameters(create_network(kind, network, **arguments))
+        if parameters > MAX_PARAMETERS:
+            raise ValueError(f"that network would have {parameters:,} parameters, over {MAX_PARAMETERS:,}")
         built = create_network(kind, network, **arguments)
-    except (TypeError, ValueError) as error:
-        raise typer.BadParameter(f"cannot build {network} with {arguments}: {error}") from error
+    except (TypeError, ValueError, ArithmeticError) as error:
+        raise typer.BadParameter(f"cannot build {network} with {arguments}: {error}", param_hint="--set") from error
     try:
         report = load_foreign_weights(built, source, strict=True)
     except WeightsError as error:
@@ -583,23 +644,32 @@ def export(
     role: Annotated[
         str, typer.Option(help="Which network of a run folder or pretrained model: localizer or restorer.")
     ] = "localizer",
-    height: Annotated[int, typer.Option(help="Height of the traced example input.")] = 512,
-    width: Annotated[int, typer.Option(help="Width of the traced example input.")] = 512,
+    height: Annotated[int, typer.Option(min=1, max=MAX_SIDE, help="Height of the traced example input.")] = 512,
+    width: Annotated[int, typer.Option(min=1, max=MAX_SIDE, help="Width of the traced example input.")] = 512,
     opset: Annotated[
-        Optional[int], typer.Option(help="ONNX opset version (default: reloc.export.DEFAULT_OPSET).")
+        Optional[int],
+        typer.Option(help="ONNX opset version, at least reloc.export.DEFAULT_OPSET [default: that one]."),
     ] = None,
     dynamic: Annotated[bool, typer.Option(help="Dynamic batch, height and width (else fixed to 1x3xHxW).")] = True,
     check: Annotated[
         bool, typer.Option(help="Compare onnxruntime's output with PyTorch's (needs onnxruntime).")
     ] = True,
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Export a network to ONNX (needs the 'export' extra: onnx, onnxscript, onnxruntime)."""
     import torch
 
-    from reloc.export import DEFAULT_OPSET, check_onnx, export_onnx
+    from reloc.export import DEFAULT_OPSET, check_onnx, export_onnx, latest_opset
+    from reloc.io_utils import refuse_to_replace
     from reloc.models.weights import WeightsError, load_network
     from reloc.pretrained import PretrainedError
     from reloc.runs import resolve_weights
+
+    if opset is not None and not DEFAULT_OPSET <= opset <= latest_opset():
+        raise typer.BadParameter(
+            f"{opset} is not an opset the exporter writes ({DEFAULT_OPSET} to {latest_opset()})", param_hint="--opset"
+        )
+    refuse_to_replace([out], overwrite=overwrite)
 
     try:
         network = load_network(resolve_weights(str(weights), role))
@@ -640,6 +710,7 @@ def train(
     from reloc.engine.inference import retain_freed_memory
     from reloc.engine.tasks import NonFiniteLossError
     from reloc.engine.trainer import train as run_training
+    from reloc.io_utils import refuse_to_replace
 
     if keep_freed_memory:
         retain_freed_memory()
@@ -648,6 +719,11 @@ def train(
             raise ValueError("--resume continues OUT/config.yaml as it is; do not pass --config or --set with it")
         if not resume and (out / runs.CHECKPOINTS).exists():
             raise ValueError(f"{out} already holds a run; pass --resume to continue it or choose another --out")
+        if not resume:
+            refuse_to_replace(
+                [out / name for name in (runs.CONFIG, runs.SPLIT, runs.METRICS, runs.WEIGHTS)],
+                hint="choose another --out; nothing of yours is replaced",
+            )
         result = run_training(
             None if resume else load_config(config, option or []), out, resume=resume, progress=progress
         )
@@ -677,7 +753,7 @@ def synth(
     types: Annotated[str, typer.Option(help="Comma-separated subset of splice,copymove,removal,text.")] = (
         "splice,copymove,removal,text"
     ),
-    size: Annotated[int, typer.Option(help="Side of the square output images.")] = 512,
+    size: Annotated[int, typer.Option(min=32, max=MAX_SIDE, help="Side of the square output images.")] = 512,
     settings: Annotated[
         Optional[list[Path]],
         typer.Option(
@@ -733,12 +809,23 @@ def serve(
     localizer: Annotated[Optional[str], typer.Option(help="Localizer weights (.safetensors) to serve.")] = None,
     restorer: Annotated[Optional[str], typer.Option(help="Restorer weights in front of --localizer.")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on (other than loopback: warned).")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8765,
+    port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on (0: any free port).")] = 8765,
     token: Annotated[
         Optional[str], typer.Option(help="Require 'Authorization: Bearer TOKEN' on every API request.")
     ] = None,
-    max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted, in MB.")] = 50,
-    max_megapixels: Annotated[float, typer.Option(help="Largest image accepted, in megapixels.")] = 50,
+    max_upload_mb: Annotated[float, typer.Option(help="Largest upload accepted, in MB (at most 4096).")] = 50,
+    max_megapixels: Annotated[
+        Optional[float],
+        typer.Option(
+            help="Largest image accepted, in megapixels [default: 50, or less where a quarter of this "
+            "machine's memory would not hold one job].",
+            show_default=False,
+        ),
+    ] = None,
+    max_disk_gb: Annotated[
+        float, typer.Option(help="Disk the work folder may use for uploads and results; oldest results go first.")
+    ] = 4,
+    expire_hours: Annotated[float, typer.Option(help="Hours a result is kept.")] = 24,
     queue_size: Annotated[int, typer.Option(help="Images that may wait for the worker (more: 503).")] = 16,
     keep: Annotated[
         Optional[Path], typer.Option(help="Work folder to use and keep (default: temporary, removed).")
@@ -752,10 +839,24 @@ def serve(
     With no model option it serves the pretrained models with the --model auto rule.
     """
     from reloc.devices import pick_device
+    from reloc.limits import finite_positive
     from reloc.serve import serve as run_server
     from reloc.serve.models import ModelError, load_models
 
     _check_stride(window, stride)
+    if queue_size < 1:
+        raise typer.BadParameter("must be at least 1", param_hint="--queue-size")
+    for option, value, high in (
+        ("--max-upload-mb", max_upload_mb, 4096),
+        ("--max-megapixels", max_megapixels, 1000),
+        ("--max-disk-gb", max_disk_gb, 2**20),
+        ("--expire-hours", expire_hours, 24 * 366),
+    ):
+        try:
+            if value is not None:
+                finite_positive(value, "it", high=high)
+        except ValueError as error:
+            raise typer.BadParameter(str(error).removeprefix("it "), param_hint=option) from None
 
     try:
         import fastapi  # noqa: F401 - checked here, used by reloc.serve
@@ -768,8 +869,6 @@ def serve(
     except ModelError as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
-    if min(max_upload_mb, max_megapixels) <= 0 or queue_size < 1:
-        raise typer.BadParameter("--max-upload-mb, --max-megapixels and --queue-size must be positive")
     run_server(
         models,
         host=host,
@@ -777,7 +876,9 @@ def serve(
         token=token,
         keep=keep,
         max_upload_bytes=int(max_upload_mb * 2**20),
-        max_pixels=int(max_megapixels * 1e6),
+        **({} if max_megapixels is None else {"max_pixels": int(max_megapixels * 1e6)}),
+        max_disk_bytes=int(max_disk_gb * 2**30),
+        max_age=expire_hours * 3600,
         capacity=queue_size,
         window=window,
         stride=stride,

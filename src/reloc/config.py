@@ -19,6 +19,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from reloc.limits import MAX_SIDE
+
 TASKS = ("plain", "finetune", "reloc", "joint")
 SCHEDULES = ("plateau", "cosine")
 #: what ``weights/best`` is chosen by (see ``reloc.engine.trainer.SELECTION``)
@@ -60,7 +62,7 @@ class DataConfig(_Section):
     """
 
     dataset: str = ""
-    crop: int = Field(128, gt=0)
+    crop: int = Field(128, gt=0, le=MAX_SIDE)
     batch_size: int = Field(56, gt=0)
     distortion: str = "jpeg:75"
     tamper_bias: float = Field(0.0, ge=0.0, le=1.0)

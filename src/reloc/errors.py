@@ -18,13 +18,15 @@ exit code     meaning
 120           :data:`EXIT_BROKEN_PIPE`: the reader of standard output went away (``reloc models
               | head``); the rest of the output is dropped quietly, as ``SIGPIPE`` would
               (help text is printed by rich, which ends such a command with 1)
+128 + signal  ``reloc serve`` stopped by SIGTERM (143) or SIGHUP (129), its work folder removed
 ============  ===========================================================================
 
 Expected errors print exactly one line on stderr, ``error: <what>: <why>``, never a
-traceback. Expected are: click's usage errors (options validated at the edge), a
+traceback; Python warnings raised while a command runs print as one ``warning: <what>`` line. Expected are: click's usage errors (options validated at the edge), a
 :class:`UsageError` raised by a command, and the library's own error types
-(:func:`expected_types`: unreadable images, weights or datasets, files that are missing
-or not permitted).
+(:func:`expected_types`: unreadable images, weights or datasets, a pretrained model
+without the part asked for, files that are missing, not permitted or that a command would
+replace).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import re
 import sys
 import tempfile
 import traceback
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -85,8 +88,9 @@ def expected_types() -> tuple[type[BaseException], ...]:
     from reloc.data.catalog import DatasetError
     from reloc.data.io import ImageError
     from reloc.models.state_dicts import WeightsError
+    from reloc.pretrained import PretrainedError
 
-    return (UsageError, ImageError, WeightsError, DatasetError, FileNotFoundError, PermissionError,
+    return (UsageError, ImageError, WeightsError, DatasetError, PretrainedError, FileNotFoundError, PermissionError,
             NotADirectoryError, IsADirectoryError, FileExistsError)  # fmt: skip
 
 
@@ -131,6 +135,11 @@ def write_crash_log(folder: Path | None, error: BaseException, command: list[str
         except OSError:
             continue
     raise error  # nowhere to write: let the traceback through rather than lose it
+
+
+def _warning_line(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+    """Show a Python warning as one ``warning: <message>`` line (no file, line or category)."""
+    typer.echo(f"warning: {one_line(str(message))}", err=True)
 
 
 def _error_line(message: str) -> None:
@@ -184,7 +193,9 @@ class GuardedGroup(TyperGroup):
     def invoke(self, ctx: Any) -> Any:
         arguments = [*ctx._protected_args, *ctx.args]  # before click consumes them
         try:
-            return super().invoke(ctx)
+            with warnings.catch_warnings():
+                warnings.showwarning = _warning_line
+                return super().invoke(ctx)
         except (*EXITS, ClickException, *ABORTS, KeyboardInterrupt):
             raise
         except expected_types() as error:

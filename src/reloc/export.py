@@ -36,6 +36,15 @@ from reloc.models.scunet import use_reference_path
 DEFAULT_OPSET = 18
 
 
+def latest_opset() -> int:
+    """The newest ONNX opset the installed ``onnx`` knows (:data:`DEFAULT_OPSET` without it)."""
+    try:
+        import onnx
+    except ImportError:
+        return DEFAULT_OPSET
+    return int(onnx.defs.onnx_opset_version())
+
+
 class _PaddedForExport(nn.Module):
     """Pads by replication to a multiple of ``multiple`` (bottom/right), runs ``network``,
     crops every output back to the input size."""

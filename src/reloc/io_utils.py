@@ -1,23 +1,59 @@
-"""Atomic file writes: a reader never sees a half-written file.
+"""Atomic file writes (a reader never sees a half-written file), and the no-overwrite rule.
 
 Every file reloc writes that another process may read while it is written (weights,
 checkpoints, PNGs, JSON records, manifests) goes through :func:`atomic_path`: the content
 is written to a temporary file in the destination's folder and renamed over the
 destination (``os.replace``, atomic on POSIX and Windows within one file system); on any
 error the temporary file is removed and the destination is left as it was.
+
+No command replaces what the user already has: before writing, a command passes the paths
+it will write to :func:`refuse_to_replace`, which names the first that exists (or two that
+would be one file) unless the user passed ``--overwrite``. ``reloc localize`` goes further
+and writes into a fresh sub-folder instead (:func:`reloc.engine.localize.choose_output_folder`).
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_path", "publish", "write_json_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "parse_json", "publish", "refuse_to_replace", "write_json_atomic", "write_text_atomic"]
+
+OVERWRITE_HINT = "pass --overwrite to replace it"
+
+
+def refuse_to_replace(
+    paths: Iterable[str | os.PathLike], *, overwrite: bool = False, hint: str = OVERWRITE_HINT
+) -> None:
+    """Refuse to write ``paths`` if one exists already (unless ``overwrite``) or two are one file.
+
+    Call it before anything is written, with every file or folder the command will write.
+
+    Args:
+        paths: the outputs.
+        overwrite: the user asked to replace existing outputs (``--overwrite``).
+        hint: what the user can do, ending the message.
+
+    Raises:
+        FileExistsError: naming the path (an expected error: ``error: <path>: <why>``, exit 2).
+    """
+    seen: dict[str, Path] = {}
+    for path in map(Path, paths):
+        key = os.path.normcase(os.path.abspath(path)).casefold()
+        if key in seen:
+            raise FileExistsError(
+                errno.EEXIST, "would be written twice by this command (two outputs get this one name); rename one",
+                str(path),
+            )  # fmt: skip
+        seen[key] = path
+        if not overwrite and (path.exists() or path.is_symlink()):
+            raise FileExistsError(errno.EEXIST, f"already exists; nothing was written ({hint})", str(path))
 
 
 @contextmanager
@@ -96,3 +132,13 @@ def write_json_atomic(
     """Write ``data`` as JSON (plus a final newline) to ``path`` atomically (``overwrite``:
     see :func:`atomic_path`); ``options`` go to :func:`json.dumps` (e.g. ``allow_nan=False``)."""
     write_text_atomic(path, json.dumps(data, indent=indent, **options) + "\n", overwrite=overwrite)
+
+
+def parse_json(text: str | bytes) -> Any:
+    """:func:`json.loads`, with JSON nested too deeply for Python (``[[[[...]]]]``, a hostile
+    file) reported as the :class:`json.JSONDecodeError` of any malformed JSON, not a ``RecursionError``."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        document = text.decode("utf-8", "replace") if isinstance(text, bytes) else text
+        raise json.JSONDecodeError("nested too deeply to read", document[:100], 0) from None

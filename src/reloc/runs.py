@@ -19,7 +19,6 @@ CLI and the benchmarks find files through the functions here.
 
 from __future__ import annotations
 
-import json
 import os
 import pickle
 import warnings
@@ -29,7 +28,7 @@ from pathlib import Path
 import torch
 
 from reloc import pretrained
-from reloc.io_utils import atomic_path, write_json_atomic
+from reloc.io_utils import atomic_path, parse_json, write_json_atomic
 
 CONFIG = Path("config.yaml")
 SPLIT = Path("split.json")
@@ -252,7 +251,7 @@ def read_split(run: str | os.PathLike) -> RunSplit | None:
     if not path.is_file():
         return None
     try:
-        data = json.loads(path.read_text())
+        data = parse_json(path.read_text())
         return RunSplit(
             str(data["dataset"]),
             str(data["fingerprint"]),

@@ -7,6 +7,7 @@ with their table. Every table names its metric protocol (:mod:`reloc.metrics`).
 from __future__ import annotations
 
 import csv
+import html
 import math
 from pathlib import Path
 
@@ -18,9 +19,20 @@ METRICS = ("f1", "iou", "auc")
 METRIC_NAMES = {"f1": "F1", "iou": "IoU", "auc": "AUC"}
 
 
-def _cell(text: str) -> str:
-    """A Markdown table cell: ``|`` (as in ``D|P{D}``) escaped."""
-    return text.replace("|", "\\|")
+def _text(text: object) -> str:
+    """Text from a record or an option as Markdown inline text: HTML escaped, line breaks and
+    runs of spaces as one space."""
+    return html.escape(" ".join(str(text).split()), quote=False)
+
+
+def _cell(text: object) -> str:
+    """:func:`_text` in a Markdown table cell: ``|`` (as in ``D|P{D}``) escaped too."""
+    return _text(text).replace("|", "\\|")
+
+
+def _code(text: object) -> str:
+    """Text as a Markdown code span (shown as written): one line, no backtick, ``|`` escaped."""
+    return "`" + " ".join(str(text).replace("`", "'").split()).replace("|", "\\|") + "`"
 
 
 def _fmt(value: float | None) -> str:
@@ -45,7 +57,9 @@ def metrics_table(records: list[dict], averaging: str = "per-image") -> str:
     distortions = distortions_of(records) or ["none"]
     by_key = {(r["situation"], r["distortion"]): r for r in records}
     header = (
-        "| situation | " + " | ".join(f"{d} {METRIC_NAMES[m]}" for d in distortions for m in METRICS) + " | images |"
+        "| situation | "
+        + " | ".join(f"{_cell(d)} {METRIC_NAMES[m]}" for d in distortions for m in METRICS)
+        + " | images |"
     )
     lines = [header, "|" + " --- |" * (2 + 3 * len(distortions))]
     for name in ordered_situations(records):
@@ -64,7 +78,7 @@ def counts_note(records: list[dict]) -> str:
     if not single:
         return "Every test mask holds both classes, so every image counts in the per-image AUC."
     return "; ".join(
-        f"{name}: {count} of {images} images have a one-class mask and are left out of the per-image AUC"
+        f"{_text(name)}: {count} of {images} images have a one-class mask and are left out of the per-image AUC"
         for name, count, images in single
     )
 
@@ -257,7 +271,7 @@ def robustness_table(records: list[dict], grid: str, averaging: str = "per-image
             values = record["metrics"][averaging] if record else {}
             spec = record["distortion"] if record else spec
             cells += [_fmt(values.get("f1")), _fmt(values.get("auc"))]
-        lines.append(f"| {family} | {strength:g} | `{spec}` | " + " | ".join(cells) + " |")
+        lines.append(f"| {_cell(family)} | {strength:g} | {_code(spec)} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -337,7 +351,7 @@ def windows_sentence(records: list[dict]) -> str:
         window, stride = next(iter(windows.values()))
         return f"sliding windows {window} px, stride {stride}"
     return "sliding windows (side / stride, px): " + ", ".join(
-        f"{name} {window} / {stride}" for name, (window, stride) in windows.items()
+        f"{_text(name)} {window} / {stride}" for name, (window, stride) in windows.items()
     )
 
 
@@ -356,11 +370,11 @@ def write_report(
     from reloc.metrics import describe_protocol
 
     out.mkdir(parents=True, exist_ok=True)
-    lines = [f"# {title}", ""]
+    lines = [f"# {_text(title)}", ""]
     if records:
         skipped = max(r.get("skipped", 0) for r in records)
         lines += [
-            f"Test images: {records[0]['images']} from `{records[0].get('dataset', '?')}`"
+            f"Test images: {records[0]['images']} from {_code(records[0].get('dataset', '?'))}"
             + (f" ({skipped} unreadable or mis-sized samples skipped)" if skipped else "")
             + f"; {windows_sentence(records)}.",
             "",

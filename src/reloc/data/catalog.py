@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from reloc.data.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageError, MaskRule, read_image, read_mask
+from reloc.io_utils import parse_json
 
 MASK_SUFFIXES = ("_gt", "-gt", "_mask", "-mask", "_edgemask", "_groundtruth")
 """Mask stem endings recognised in ``Gt/`` folders, compared case-insensitively."""
@@ -188,7 +189,7 @@ def read_benco_json(path: str | os.PathLike) -> list[SampleRef]:
     """
     path = Path(path)
     try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
+        entries = parse_json(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise DatasetError(f"{path}: cannot read JSON: {exc}") from exc
     if not isinstance(entries, list):
@@ -269,7 +270,7 @@ def apply_provenance(refs: list[SampleRef], path: str | os.PathLike) -> list[Sam
         if not line.strip():
             continue
         try:
-            record = json.loads(line)
+            record = parse_json(line)
             name, source = str(record["name"]), record["source"]
         except (json.JSONDecodeError, TypeError, KeyError) as exc:
             raise DatasetError(f"{path}:{number}: expected an object with name and source") from exc

@@ -51,6 +51,7 @@ import io
 import math
 import os
 import re
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -341,7 +342,10 @@ def jpeg_quality_from_file(source: str | os.PathLike | bytes) -> int:
     """
     name = "<bytes>" if isinstance(source, bytes) else str(source)
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as image:
+        with warnings.catch_warnings():  # only the header is read: no pixel is decoded here
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(source) if isinstance(source, bytes) else source)
+        with image:
             fmt, tables = image.format, getattr(image, "quantization", None)
     except Exception as exc:
         raise ImageError(name, f"cannot open as JPEG: {exc}") from exc

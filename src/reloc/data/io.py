@@ -10,10 +10,12 @@ Truncated files are errors because Pillow's ``ImageFile.LOAD_TRUNCATED_IMAGES`` 
 its default ``False`` (this module never changes it; code that sets it to ``True`` makes
 Pillow pad truncated files silently).
 
-Pixel cap: the size in the file header is checked against ``max_pixels`` before any pixel
-is decoded. Pillow's own decompression-bomb limit (``PIL.Image.MAX_IMAGE_PIXELS``) is
-superseded by that cap while our readers open a file (a caller who sets the cap means
-it); with ``max_pixels=None`` Pillow's hard ``DecompressionBombError`` (images over
+Pixel cap: the size in the file header is checked against ``max_pixels`` (and, with
+``max_expansion``, against the file's own size: :func:`reloc.limits.expansion_problem`)
+before any pixel is decoded. Pillow's own decompression-bomb limit
+(``PIL.Image.MAX_IMAGE_PIXELS``) is replaced by that cap while our readers open a file (a
+caller who sets the cap means it), so a refusal names the cap, never Pillow's advice; with
+``max_pixels=None`` Pillow's hard ``DecompressionBombError`` (images over
 ``2 * PIL.Image.MAX_IMAGE_PIXELS``, about 179 megapixels by default) becomes an
 :class:`ImageError`.
 
@@ -36,6 +38,7 @@ import torch
 from PIL import Image
 
 from reloc.io_utils import atomic_path
+from reloc.limits import expansion_problem
 
 DEFAULT_MAX_PIXELS = 150_000_000
 """Default pixel cap of the readers (150 megapixels, below Pillow's own hard limit)."""
@@ -76,6 +79,7 @@ def read_image(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     alpha: str = "composite-white",
     compact: bool = False,
+    max_expansion: float | None = None,
 ) -> np.ndarray:
     """Read an image file as RGB.
 
@@ -94,6 +98,9 @@ def read_image(
         compact: return a file of 8 bits per channel as uint8 (the float32 result would
             be exactly ``uint8 / 255``, except that composited alpha is rounded to 8 bits);
             16-bit and float files stay float32.
+        max_expansion: refuse, before decoding, a large image whose decoded RGB pixels
+            would be more than this many times its file's bytes
+            (:func:`reloc.limits.expansion_problem`); ``None``: no such bound.
 
     Returns:
         float32 array ``(H, W, 3)``, RGB in [0, 1]; with ``compact`` uint8 ``(H, W, 3)`` in
@@ -105,7 +112,7 @@ def read_image(
     """
     if alpha not in ALPHA_MODES:
         raise ValueError(f"alpha must be one of {ALPHA_MODES}, got {alpha!r}")
-    pixels = _decode(path, max_pixels, compact)
+    pixels = _decode(path, max_pixels, compact, max_expansion)
     if pixels.shape[2] in (2, 4):
         if pixels.dtype == np.uint8:
             pixels = _composite_uint8(pixels, alpha == "composite-white")
@@ -129,6 +136,21 @@ def _composite_uint8(pixels: np.ndarray, over_white: bool) -> np.ndarray:
             values = values * band[..., -1:] + (1.0 - band[..., -1:])
         colour[top : top + _BAND_ROWS] = float_to_uint8(values)
     return colour
+
+
+def frame_count(source: str | os.PathLike | Image.Image) -> int:
+    """Frames or pages of an image file (an animated GIF / PNG / WebP, a multi-page TIFF) as
+    its header says; 1 for a still image or one that cannot be opened. Readers decode the
+    first frame only."""
+    try:
+        if isinstance(source, Image.Image):
+            return max(1, int(getattr(source, "n_frames", 1)))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(source) as image:
+                return max(1, int(getattr(image, "n_frames", 1)))
+    except Exception:  # noqa: BLE001 - a file that does not open is the reader's error to report
+        return 1
 
 
 MASK_RESIZE = ("nearest",)
@@ -303,9 +325,12 @@ def write_probability_png(path: str | os.PathLike, probabilities: np.ndarray, *,
     array = np.asarray(probabilities)
     if array.ndim != 2 or not np.issubdtype(array.dtype, np.floating):
         raise ValueError(f"expected a float (H, W) probability map, got {array.dtype} {array.shape}")
-    if np.isnan(array).any():
-        raise ValueError("cannot write a probability map containing NaN")
-    pixels = np.rint(np.clip(array, 0.0, 1.0) * PROBABILITY_SCALE).astype(np.uint16)
+    pixels = np.empty(array.shape, dtype=np.uint16)
+    for top in range(0, array.shape[0], _BAND_ROWS):  # a band at a time: no full-size float temporaries
+        band = array[top : top + _BAND_ROWS]
+        if np.isnan(band).any():
+            raise ValueError("cannot write a probability map containing NaN")
+        pixels[top : top + _BAND_ROWS] = np.rint(np.clip(band, 0.0, 1.0) * PROBABILITY_SCALE)
     encoded, data = cv2.imencode(".png", pixels)
     if not encoded:
         raise ValueError(f"{path}: OpenCV could not encode the probability map")
@@ -365,7 +390,9 @@ def to_numpy(tensor: torch.Tensor) -> np.ndarray:
     return np.ascontiguousarray(tensor.detach().to("cpu", torch.float32).numpy().transpose(1, 2, 0))
 
 
-def _decode(path: str | os.PathLike, max_pixels: int | None, compact: bool = False) -> np.ndarray:
+def _decode(
+    path: str | os.PathLike, max_pixels: int | None, compact: bool = False, max_expansion: float | None = None
+) -> np.ndarray:
     """Decode a file to channels at full precision, upright.
 
     Returns:
@@ -379,8 +406,8 @@ def _decode(path: str | os.PathLike, max_pixels: int | None, compact: bool = Fal
         with warnings.catch_warnings(), _BOMB_LIMIT_LOCK:
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             default_limit = Image.MAX_IMAGE_PIXELS
-            if max_pixels is not None and default_limit is not None:
-                Image.MAX_IMAGE_PIXELS = max(default_limit, max_pixels)  # our cap is checked below
+            if max_pixels is not None:
+                Image.MAX_IMAGE_PIXELS = None  # our cap replaces Pillow's; it is checked below, before decoding
             try:
                 image = Image.open(path)
             finally:
@@ -388,7 +415,8 @@ def _decode(path: str | os.PathLike, max_pixels: int | None, compact: bool = Fal
     except FileNotFoundError as exc:
         raise ImageError(path, "file not found") from exc
     except Image.DecompressionBombError as exc:
-        raise ImageError(path, f"{exc} (raise PIL.Image.MAX_IMAGE_PIXELS to read it)") from exc
+        raise ImageError(path, f"image is over the reader's hard limit of {2 * (default_limit or 0):,} pixels; "
+                               "give a pixel cap to read it (`reloc localize --max-pixels N`)") from exc  # fmt: skip
     except Exception as exc:
         raise ImageError(path, _describe_open_failure(path, exc)) from exc
     with image:
@@ -397,8 +425,12 @@ def _decode(path: str | os.PathLike, max_pixels: int | None, compact: bool = Fal
             raise ImageError(
                 path,
                 f"image is {width}x{height} = {width * height:,} pixels, over the cap of "
-                f"{max_pixels:,} pixels (max_pixels; `reloc localize --max-pixels`)",
+                f"{max_pixels:,} pixels (`reloc localize --max-pixels`)",
             )
+        if max_expansion is not None:
+            problem = expansion_problem(width, height, _file_size(path), max_expansion)
+            if problem:
+                raise ImageError(path, f"{problem} (`reloc localize --max-pixels N` reads it anyway)")
         try:
             image.load()
             if _is_wide_colour_png(path, image):
@@ -409,6 +441,13 @@ def _decode(path: str | os.PathLike, max_pixels: int | None, compact: bool = Fal
             raise
         except Exception as exc:
             raise ImageError(path, f"cannot decode: {exc}") from exc
+
+
+def _file_size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except OSError:
+        return 0
 
 
 def _describe_open_failure(path: Path, exc: Exception) -> str:

@@ -16,9 +16,8 @@ JPEG grid, tapered) or by the paper's protocol (``tiling="paper"``: 512 x 512 wi
 stride 512, last row/column flush with the border, overlaps averaged). The images are the
 split the runs were trained with (``RUN/split.json``, see :func:`evaluation_samples`).
 A sample whose image or mask cannot be read, or whose mask has another size than its
-image, is skipped with a warning naming the file and the reason and counted in the
-record (``skipped``);
-the evaluation goes on. Metrics follow a protocol of :data:`reloc.metrics.PROTOCOLS`,
+image, is skipped and listed in the record with the file and the reason (``skipped``,
+``skipped_samples``; ``reloc eval`` says so in one line and exits 1); the evaluation goes on. Metrics follow a protocol of :data:`reloc.metrics.PROTOCOLS`,
 stamped on the record; a robustness grid (:mod:`reloc.engine.grids`) stamps its family
 and strength on each record.
 """
@@ -45,7 +44,7 @@ from reloc.engine.grids import Grid
 from reloc.engine.inference import PAPER_TILING, Pipeline
 from reloc.engine.localize import pipeline_from_weights, sha256_file
 from reloc.errors import UsageError
-from reloc.io_utils import write_json_atomic
+from reloc.io_utils import parse_json, refuse_to_replace, write_json_atomic
 from reloc.metrics import LocalizationMetrics
 from reloc.precision import dtype_name
 from reloc.runs import resolve_weights
@@ -194,7 +193,6 @@ def evaluate_situation(
     keep_maps: int = 0,
     progress: bool = True,
     dataset: str = "",
-    warn_skipped: bool = True,
     precision: str = "fp32",
     dist: DistContext | None = None,
     tiling: str = "default",
@@ -221,8 +219,6 @@ def evaluate_situation(
         keep_maps: how many maps to write.
         progress: tqdm bar.
         dataset: the dataset's path, stored in the record (for reports).
-        warn_skipped: warn about each skipped sample (:func:`run_evaluation` warns once
-            per run, not once per situation and distortion).
         precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (see :mod:`reloc.precision`).
         dist: under ``torchrun``, this process's place: it runs its
             :meth:`DistContext.shard` of the images and every process returns the record
@@ -255,8 +251,6 @@ def evaluate_situation(
         try:
             item = images[index]
         except ImageError as error:
-            if warn_skipped:
-                warnings.warn(f"skipping sample {refs[index].name}: {error}", stacklevel=2)
             skipped.append({"name": refs[index].name, "file": error.path, "reason": error.reason})
             continue
         done.append(index)
@@ -330,6 +324,7 @@ def run_evaluation(
     distortions: list[str],
     out: Path,
     grid: Grid | None = None,
+    overwrite: bool = False,
     **options,
 ) -> list[dict]:
     """Evaluate every situation at every distortion (plain-image situations once) and
@@ -338,26 +333,38 @@ def run_evaluation(
 
     With a ``grid``, its points replace ``distortions`` and each record carries
     ``"grid": {"name", "family", "strength"}``.
+
+    Raises:
+        FileExistsError: before anything runs, a record or maps folder of this run exists
+            already (without ``overwrite``), or two situations' records get one file name
+            (:func:`reloc.io_utils.refuse_to_replace`).
     """
     points = list(grid.points) if grid else [None] * len(distortions)
     specs = [point.spec for point in grid.points] if grid else list(distortions)
     label = protocol_label(
         {"metric": options.get("metric_protocol", "paper"), "exclude_border": options.get("exclude_border", 0)}
     )
+    plan = [
+        (
+            situation,
+            distortion,
+            point,
+            record_filename(situation.name, distortion if situation.distorted else "none", label),
+        )
+        for situation in situations
+        for distortion, point in (list(zip(specs, points)) if situation.distorted else [(specs[0], None)])
+    ]
+    refuse_to_replace([out / "eval" / name for *_, name in plan], overwrite=overwrite)
+    if options.get("keep_maps"):
+        refuse_to_replace([out / "maps" / name[:-5] for *_, name in plan], overwrite=overwrite)
     records = []
-    for situation in situations:
-        chosen = list(zip(specs, points)) if situation.distorted else [(specs[0], None)]
-        for distortion, point in chosen:
-            shown = distortion if situation.distorted else "none"
-            name = record_filename(situation.name, shown, label)
-            record = evaluate_situation(
-                situation, refs, distortion, maps_dir=out / "maps" / name[:-5], warn_skipped=not records, **options
-            )
-            if point is not None:
-                record["grid"] = {"name": grid.name, "family": point.family, "strength": point.strength}
-            if options.get("dist") is None or options["dist"].is_main:  # one writer under torchrun
-                write_json_atomic(out / "eval" / name, _nan_to_none(record))
-            records.append(record)
+    for situation, distortion, point, name in plan:
+        record = evaluate_situation(situation, refs, distortion, maps_dir=out / "maps" / name[:-5], **options)
+        if point is not None:
+            record["grid"] = {"name": grid.name, "family": point.family, "strength": point.strength}
+        if options.get("dist") is None or options["dist"].is_main:  # one writer under torchrun
+            write_json_atomic(out / "eval" / name, _nan_to_none(record))
+        records.append(record)
     return records
 
 
@@ -373,12 +380,33 @@ def load_records(folders: list[Path]) -> list[dict]:
         files = sorted((folder / "eval").glob("*.json")) or sorted(folder.glob("*.json"))
         for path in files:
             try:
-                records.append(json.loads(path.read_text()))
+                record = parse_json(path.read_text())
+                problem = record_problem(record)
             except (json.JSONDecodeError, UnicodeDecodeError) as error:
-                raise UsageError(
-                    str(path), f"not an evaluation record ({error}); remove it or re-run reloc eval"
-                ) from None
+                problem = str(error)
+            if problem:
+                raise UsageError(str(path), f"not an evaluation record ({problem}); remove it or re-run reloc eval")
+            records.append(record)
     return records
+
+
+RECORD_FIELDS = {"situation": str, "distortion": str, "images": int, "metrics": dict, "protocol": dict}
+"""The fields every evaluation record has, with their JSON types (reports rely on them)."""
+
+
+def record_problem(record: object) -> str | None:
+    """What makes ``record`` (parsed JSON) unusable as an evaluation record, or ``None``."""
+    if not isinstance(record, dict):
+        return f"a JSON {type(record).__name__}, not an object"
+    for key, kind in RECORD_FIELDS.items():
+        if not isinstance(record.get(key), kind) or isinstance(record.get(key), bool):
+            return f"{key!r} is missing or not a{'n' if kind is int else ''} {kind.__name__}"
+    if not isinstance(record["metrics"].get("per-image"), dict):
+        return "'metrics' has no 'per-image' object"
+    grid = record.get("grid")
+    if grid is not None and not (isinstance(grid, dict) and {"name", "family", "strength"} <= set(grid)):
+        return "'grid' is not an object with name, family and strength"
+    return None
 
 
 def _nan_to_none(value: object) -> object:

@@ -22,7 +22,8 @@ Safety rules:
   run's result, anything this run did not create), the whole batch goes to a fresh
   sub-folder ``OUT/localize-<UTC time>`` and the summary says so. Every file is then
   published without replacing (a hard link of a complete temporary file), so not even a
-  file appearing during the run is overwritten. Two inputs with the same stem get
+  file appearing during the run is overwritten; a batch started while another writes to the
+  same folder (:data:`LOCK_NAME`) takes a fresh sub-folder too. Two inputs with the same stem get
   ``stem``, ``stem-1``, ``stem-2`` ... in input order (``summary`` is reserved).
 - **One bad file never stops the batch.** A file that cannot be read (missing, empty,
   truncated, not an image, over the pixel budget), runs out of memory or fails inside a
@@ -67,6 +68,7 @@ from reloc.data.io import (
     IMAGE_SUFFIXES,
     ImageError,
     float_to_uint8,
+    frame_count,
     read_image,
     write_png,
     write_probability_png,
@@ -96,6 +98,9 @@ DEFAULT_MAX_PIXELS = 400_000_000
 about 8.4 GB, about 15 GB with ``--save-restored``, which fits a 24 GB machine with room."""
 
 SUMMARY_NAME = "summary.json"
+LOCK_NAME = ".reloc-localize.lock"
+"""Held in the output folder while a batch writes there: a second batch started meanwhile
+writes to a fresh sub-folder, so each folder's summary lists exactly its own files."""
 ERROR_LOG_NAME = "reloc-error.log"
 RESERVED_STEMS = frozenset({"summary"})
 _GLOB_CHARACTERS = frozenset("*?[")
@@ -245,6 +250,7 @@ def localize_files(
     recursive: bool = False,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     dist: DistContext | None = None,
+    max_expansion: float | None = None,
 ) -> LocalizeSummary:
     """Localize every image of ``inputs`` and write the results under ``out``.
 
@@ -267,6 +273,8 @@ def localize_files(
         progress: show a tqdm progress bar.
         recursive: descend into sub-folders of folder inputs.
         max_pixels: refuse images with more pixels (checked in the header, before decoding).
+        max_expansion: refuse, before decoding, large images whose file is tiny for their
+            pixels (:func:`reloc.limits.expansion_problem`); ``None``: no such bound.
         dist: under ``torchrun``, this process's place: it localizes its
             :meth:`DistContext.shard` of the files (output names are chosen over all of
             them) and every process returns the merged summary.
@@ -302,6 +310,7 @@ def localize_files(
         "threshold": threshold,
         "max_pixels": max_pixels,
         "save_probability": save_probability,
+        "max_expansion": max_expansion,
     }
     shard = dist.shard(list(zip(expansion.files, stems)))  # this process's files, with their positions
     done: list[tuple[int, dict[str, object]]] = []
@@ -312,9 +321,11 @@ def localize_files(
             chosen, facts = pipeline.choose(path) if hasattr(pipeline, "choose") else (pipeline, {})
             if id(chosen) not in models:
                 models[id(chosen)] = model_provenance(chosen)
-            _localize_one(
+            note = _localize_one(
                 path, stem, chosen, folder, settings, save_restored, {"networks": models[id(chosen)], **facts}
             )
+            if note:
+                status["note"] = note
         except ImageError as error:
             status.update(status="failed", reason=error.reason)
         except WeightsError:
@@ -361,6 +372,7 @@ def localize_files(
     }  # fmt: skip
     if dist.is_main:
         write_json_atomic(folder / SUMMARY_NAME, summary_record, indent=2, overwrite=False, allow_nan=False)
+        (folder / LOCK_NAME).unlink(missing_ok=True)
     return summary
 
 
@@ -390,7 +402,8 @@ def choose_output_folder(out: Path, names: list[str], now: datetime) -> tuple[Pa
         raise UsageError(what, f"cannot create or list it ({error.strerror or error})") from None
     clashes = [name for name in names if name.casefold() in existing]
     folder, note = out, None
-    if clashes:
+    busy = not clashes and not _claim(out)
+    if clashes or busy:
         stamp = now.strftime("%Y%m%dT%H%M%SZ")
         for number in range(1, 1000):
             folder = out / (f"localize-{stamp}" + (f"-{number}" if number > 1 else ""))
@@ -401,10 +414,13 @@ def choose_output_folder(out: Path, names: list[str], now: datetime) -> tuple[Pa
                 continue
             except OSError as error:
                 raise UsageError(what, f"cannot create a sub-folder ({error.strerror or error})") from None
-        note = (
-            f"{out} already holds {len(clashes)} file(s) with this run's output names (e.g. {clashes[0]}); "
-            f"nothing there is overwritten: the outputs are written to the new sub-folder {folder}"
+        why = (
+            f"another reloc localize is writing there ({out / LOCK_NAME}; remove it if none is)"
+            if busy
+            else f"it already holds {len(clashes)} file(s) with this run's output names (e.g. {clashes[0]})"
         )
+        note = f"{out}: {why}; nothing there is overwritten: the outputs are written to the new sub-folder {folder}"
+        _claim(folder)
     try:
         handle, probe = tempfile.mkstemp(dir=folder, prefix=".reloc-write-test-")
         os.close(handle)
@@ -412,6 +428,18 @@ def choose_output_folder(out: Path, names: list[str], now: datetime) -> tuple[Pa
     except OSError as error:
         raise UsageError(what, f"not writable ({error.strerror or error})") from None
     return folder, note
+
+
+def _claim(folder: Path) -> bool:
+    """Create ``folder``'s :data:`LOCK_NAME` (exclusively); ``False`` if another run holds it."""
+    try:
+        with open(folder / LOCK_NAME, "x", encoding="utf-8") as handle:
+            handle.write(f"{os.getpid()}\n")
+    except FileExistsError:
+        return False
+    except OSError:
+        return True  # not writable: the write test below reports it
+    return True
 
 
 def expand_inputs(inputs: list[str], recursive: bool = False) -> Expansion:
@@ -537,9 +565,10 @@ def _localize_one(
     settings: dict[str, object],
     save_restored: bool,
     facts: dict[str, object],
-) -> None:
+) -> str | None:
     """Read, localize and write the outputs of one image (see the module docstring);
-    ``facts`` (which model ran, and why) go into its JSON.
+    ``facts`` (which model ran, and why) go into its JSON. Returns a note for the summary
+    (only the first frame of a multi-frame file analysed), or ``None``.
 
     Memory: the image stays uint8 ``(H, W, 3)`` (8-bit files); the probabilities are one
     float32 ``(H, W)`` map; the renderings are made in bands.
@@ -549,7 +578,7 @@ def _localize_one(
         digest, size_bytes = sha256_file(path), path.stat().st_size
     except OSError as error:
         raise ImageError(path, f"cannot read: {(error.strerror or str(error)).lower()}") from None
-    image = read_image(path, max_pixels=settings["max_pixels"], compact=True)  # type: ignore[arg-type]
+    image = read_image(path, max_pixels=settings["max_pixels"], compact=True, max_expansion=settings["max_expansion"])  # type: ignore[arg-type]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # a read-only decoded buffer; it is never written
         tensor = torch.from_numpy(image).permute(2, 0, 1)  # (3, H, W) view, no copy
@@ -564,6 +593,9 @@ def _localize_one(
         write_png(out / f"{stem}_restored.png", chw_to_uint8(prediction[1]), overwrite=False)
     if settings["save_probability"]:
         write_probability_png(out / f"{stem}_probability.png", probabilities, overwrite=False)
+    frames = frame_count(path)
+    if frames > 1:
+        facts = {**facts, "frames": frames, "note": f"only the first of {frames} frames (or pages) was analysed"}
     network_input = pipeline.network_input(height, width, window)
     numbers = image_report(probabilities, float(settings["threshold"]))  # type: ignore[arg-type]
     numbers.update(
@@ -582,6 +614,7 @@ def _localize_one(
         seconds=round(time.perf_counter() - started, 3),
     )
     write_json_atomic(out / f"{stem}.json", numbers, indent=2, overwrite=False, allow_nan=False)
+    return facts.get("note")  # type: ignore[return-value]
 
 
 def inference_facts(pipeline: Pipeline, whole: bool, window: int, stride: int) -> dict[str, object]:

@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from reloc.io_utils import parse_json
 from reloc.models.dfcn import build_dfcn
 from reloc.models.discriminator import build_dcgan
 from reloc.models.mvssnet import build_mvssnet, mvssnet_key_map
@@ -69,7 +70,7 @@ class NetworkSpec:
 
     @classmethod
     def from_json(cls, text: str) -> NetworkSpec:
-        data = json.loads(text)
+        data = parse_json(text)
         return cls(data["kind"], data["name"], data.get("kwargs", {}))
 
 

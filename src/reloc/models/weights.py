@@ -21,6 +21,7 @@ missing, unexpected and mis-shaped key.
 from __future__ import annotations
 
 import json
+import numbers
 from pathlib import Path
 
 import torch
@@ -29,7 +30,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from reloc import __version__
-from reloc.io_utils import atomic_path
+from reloc.io_utils import atomic_path, parse_json
 from reloc.models import FOREIGN_KEY_MAPS, NetworkSpec
 from reloc.models.state_dicts import LoadReport, WeightsError, match_state_dict, read_state_dict
 
@@ -117,7 +118,7 @@ def read_window(path: str | Path) -> tuple[int, int] | None:
     if WINDOW_KEY not in metadata:
         return None
     try:
-        record = json.loads(metadata[WINDOW_KEY])
+        record = parse_json(metadata[WINDOW_KEY])
         return _checked_window((record["window"], record["stride"]), path)
     except (ValueError, KeyError, TypeError) as error:
         raise WeightsError(f"{path}: malformed '{WINDOW_KEY}' metadata ({error})") from None
@@ -156,7 +157,7 @@ def read_whole_image_pixels(path: str | Path) -> int:
     if WINDOW_KEY not in metadata:
         return 0
     try:
-        record = json.loads(metadata[WINDOW_KEY])
+        record = parse_json(metadata[WINDOW_KEY])
         return _checked_pixels(record.get("whole_image_pixels", 0), path)
     except (ValueError, AttributeError, TypeError) as error:
         raise WeightsError(f"{path}: malformed '{WINDOW_KEY}' metadata ({error})") from None
@@ -178,6 +179,8 @@ def _read_metadata(path: str | Path) -> dict[str, str]:
 
 
 def _checked_window(window: tuple[int, int], path: str | Path) -> tuple[int, int]:
+    if not all(isinstance(value, numbers.Integral) and not isinstance(value, bool) for value in window):
+        raise ValueError(f"{path}: a window's side and stride are whole numbers, got {list(window)!r}")
     side, stride = (int(value) for value in window)
     if not 1 <= stride <= side:
         raise ValueError(f"{path}: a window needs 1 <= stride <= side, got side {side}, stride {stride}")

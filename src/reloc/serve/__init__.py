@@ -2,14 +2,18 @@
 
 :func:`serve` is what the command runs: it makes the server's temporary work folder (or
 uses ``--keep DIR``), loads the models, runs uvicorn until interrupted and removes the
-folder on exit. The app itself is :func:`reloc.serve.app.create_app`.
+folder on exit: after Ctrl-C (SIGINT), ``kill`` / ``docker stop`` / systemd (SIGTERM) and a
+closed terminal (SIGHUP) alike. The app itself is :func:`reloc.serve.app.create_app`.
 """
 
 from __future__ import annotations
 
 import shutil
+import signal
 import sys
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
@@ -23,6 +27,39 @@ def bind_warning(host: str, token: str | None) -> str | None:
     return f"warning: serving on {host}, reachable from other machines, not just this one.{advice}"
 
 
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name))
+"""Signals that stop the server as Ctrl-C does (its work folder removed)."""
+
+
+@contextmanager
+def stopped_by_signals() -> Iterator[None]:
+    """Make :data:`STOP_SIGNALS` end the block by ``SystemExit(128 + signal)``, so ``finally``
+    blocks run (the default action kills the process on the spot).
+
+    While uvicorn serves it handles SIGTERM itself (a graceful shutdown) and raises it again
+    once stopped, which lands here; a SIGHUP then is turned into that SIGTERM.
+    """
+
+    first: list[int] = []
+
+    def stop(number: int, _frame) -> None:
+        first.append(number)
+        if number != signal.SIGTERM and signal.getsignal(signal.SIGTERM) is not stop:
+            signal.raise_signal(signal.SIGTERM)  # uvicorn is serving: its graceful shutdown
+            return
+        raise SystemExit(128 + first[0])
+
+    try:
+        previous = {number: signal.signal(number, stop) for number in STOP_SIGNALS}
+    except ValueError:  # not the main thread: signals are not ours to handle
+        previous = {}
+    try:
+        yield
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def serve(
     models,
     *,
@@ -33,7 +70,7 @@ def serve(
     log_level: str = "info",
     **settings,
 ) -> None:
-    """Run the server until interrupted (Ctrl-C / SIGTERM).
+    """Run the server until interrupted (Ctrl-C, SIGTERM or SIGHUP; the latter two exit with 128 + the signal).
 
     Args:
         models: the :class:`reloc.serve.models.ModelSet` to serve.
@@ -58,12 +95,13 @@ def serve(
     spool.mkdir(exist_ok=True)
     previous, tempfile.tempdir = tempfile.tempdir, str(spool)  # large uploads spool here, not in /tmp
     try:
-        app = create_app(models, ServeSettings(work=work, token=token, **settings))
-        print(
-            f"reloc serve: http://{'[' + host + ']' if ':' in host else host}:{port}/ (work folder {work})",
-            file=sys.stderr,
-        )
-        uvicorn.run(app, host=host, port=port, log_level=log_level)
+        with stopped_by_signals():
+            app = create_app(models, ServeSettings(work=work, token=token, **settings))
+            print(
+                f"reloc serve: http://{'[' + host + ']' if ':' in host else host}:{port}/ (work folder {work})",
+                file=sys.stderr,
+            )
+            uvicorn.run(app, host=host, port=port, log_level=log_level)
     finally:
         tempfile.tempdir = previous
         if keep is None:

@@ -11,8 +11,10 @@ API (JSON; every error is ``{"error": "..."}`` with a 4xx/5xx status; with a tok
   ``width``, ``height``, ``fractions`` (tampered fraction at thresholds 0, 0.01 ... 1),
   ``facts`` and ``urls`` of ``image``, ``heatmap``, ``overlay``, ``mask``, ``restored``,
   ``report``, ``json``. With ``wait=false``: 202 and ``{"id", "status_url"}`` at once.
-  413: over the upload or pixel limit; 415: not an image; 422: an empty, truncated or
-  undecodable image or a bad field; 503 with ``Retry-After``: the queue is full.
+  413: over the upload or pixel limit, or a likely decompression bomb (a large image in a tiny
+  file, :func:`reloc.limits.expansion_problem`); 415: not an image; 422: an empty, truncated
+  or undecodable image or a bad field; 503 with ``Retry-After``: the queue is full; 507 with
+  ``Retry-After``: the work folder is at its disk cap.
 - ``GET /api/jobs/{id}``: ``state`` (queued, running, done, failed), ``done`` / ``total``
   sliding windows, ``position`` in the queue, ``result`` once done, ``error`` if failed.
 - ``GET /api/jobs/{id}/{image,heatmap,restored}.png``, ``overlay.png?opacity=0.6``,
@@ -20,7 +22,8 @@ API (JSON; every error is ``{"error": "..."}`` with a 4xx/5xx status; with a tok
   ``localize.json?threshold=`` (the JSON of ``reloc localize``).
 
 The page (``/``, assets under ``/static``) holds no data and loads without the token; it
-asks for the token when the API answers 401.
+asks for the token when the API answers 401. The API schema is ``GET /api/openapi.json``,
+behind the token like the rest of ``/api``.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ import shutil
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, BinaryIO
 
 import numpy as np
 from fastapi import FastAPI, File, Form, HTTPException, Query, Request, UploadFile
@@ -42,14 +45,21 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from reloc import __version__
-from reloc.data.io import ImageError, read_image
+from reloc.limits import MAX_EXPANSION, expansion_problem, fitting_pixels
 from reloc.serve.facts import UnreadableFile, file_facts
-from reloc.serve.jobs import Job, JobQueue, QueueFull, new_job_id
+from reloc.serve.jobs import UPLOAD_NAME, DiskFull, Job, JobQueue, QueueFull, new_job_id
 from reloc.serve.models import ModelError, ModelSet
 from reloc.serve.report import png_bytes, render_report
 from reloc.visualize import overlay
 
 STATIC = Path(__file__).resolve().parent / "static"
+BYTES_PER_PIXEL = 48
+"""Resident memory per pixel of one job, an estimate from its arrays: the uint8 image (3),
+the window sums with the restored image (16, 12 more with a restore window), the float32
+probabilities (4), the uint8 restored image, heat map, overlay (9) and the mask."""
+DEFAULT_MAX_PIXELS = fitting_pixels(50_000_000, BYTES_PER_PIXEL, share=0.25)
+"""50 megapixels, or fewer where a quarter of the machine's memory would not hold one job."""
+COPY_CHUNK = 1 << 20
 MULTIPART_OVERHEAD = 64 * 1024
 """Bytes a request may carry beyond ``max_upload_bytes`` for the multipart framing and fields."""
 _SECURITY_HEADERS = {
@@ -70,7 +80,11 @@ class ServeSettings:
         token: required as ``Authorization: Bearer`` on every ``/api`` request, or ``None``.
         max_upload_bytes: largest accepted upload.
         max_pixels: largest accepted image (width x height, read from the header first).
+        max_expansion: decoded RGB bytes per upload byte above which a large image is refused
+            as a decompression bomb (:func:`reloc.limits.expansion_problem`).
         capacity: jobs that may wait for the worker; history: finished jobs kept.
+        max_disk_bytes: disk the jobs together may hold (uploads, reservations, results).
+        max_age: seconds a finished job's results are kept.
         window, stride: the sliding windows; ``None``: each model's own
             (:meth:`reloc.engine.inference.Pipeline.windows`).
     """
@@ -78,9 +92,12 @@ class ServeSettings:
     work: Path
     token: str | None = None
     max_upload_bytes: int = 50 * 1024 * 1024
-    max_pixels: int = 50_000_000
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    max_expansion: float = MAX_EXPANSION
     capacity: int = 16
     history: int = 200
+    max_disk_bytes: int = 4 * 2**30
+    max_age: float = 24 * 3600.0
     window: int | None = None
     stride: int | None = None
 
@@ -89,14 +106,14 @@ class ApiError(HTTPException):
     """An error answered as ``{"error": detail}``."""
 
 
-def _queue_full(exc: QueueFull) -> ApiError:
-    """503 with ``Retry-After`` for a full queue."""
-    return ApiError(503, str(exc), headers={"Retry-After": str(exc.retry_after)})
+def _queue_full(exc: QueueFull | DiskFull) -> ApiError:
+    """503 (full queue) or 507 (full work folder) with ``Retry-After``."""
+    return ApiError(507 if isinstance(exc, DiskFull) else 503, str(exc), headers={"Retry-After": str(exc.retry_after)})
 
 
 def create_app(models: ModelSet, settings: ServeSettings) -> FastAPI:
     """The FastAPI application serving ``models``; its worker runs while the app does."""
-    jobs = JobQueue(settings.capacity, settings.history)
+    jobs = JobQueue(settings.capacity, settings.history, settings.max_disk_bytes, settings.max_age)
     (settings.work / "jobs").mkdir(parents=True, exist_ok=True)
 
     @asynccontextmanager
@@ -107,7 +124,14 @@ def create_app(models: ModelSet, settings: ServeSettings) -> FastAPI:
         finally:
             jobs.stop()
 
-    app = FastAPI(title="reloc serve", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="reloc serve",
+        version=__version__,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+        openapi_url="/api/openapi.json",  # behind the token, as every /api path
+    )
     app.state.jobs, app.state.models, app.state.settings = jobs, models, settings
     _add_guards(app, settings)
 
@@ -158,18 +182,24 @@ def create_app(models: ModelSet, settings: ServeSettings) -> FastAPI:
     ) -> JSONResponse:
         if jobs.waiting() >= jobs.capacity:  # refuse before decoding; submit() is the exact check
             raise _queue_full(QueueFull(jobs.waiting(), jobs.retry_after()))
-        data = await file.read(settings.max_upload_bytes + 1)
-        job = await run_in_threadpool(_prepare, data, file.filename or "upload", model, threshold, models, settings)
+        folder = settings.work / "jobs" / new_job_id()
+        folder.mkdir()
         try:
+            await run_in_threadpool(_save_upload, file.file, folder / UPLOAD_NAME, settings.max_upload_bytes)
+            job = await run_in_threadpool(
+                _prepare, folder, file.filename or "upload", model, threshold, models, settings
+            )
             jobs.submit(job)
-        except QueueFull as exc:
-            shutil.rmtree(job.folder, ignore_errors=True)
-            raise _queue_full(exc) from exc
+        except BaseException as exc:
+            shutil.rmtree(folder, ignore_errors=True)
+            if isinstance(exc, (QueueFull, DiskFull)):
+                raise _queue_full(exc) from exc
+            raise
         if not wait:
             return JSONResponse({"id": job.id, "status_url": f"/api/jobs/{job.id}"}, 202)
         await run_in_threadpool(job.finished.wait)
         if job.state == "failed":
-            raise ApiError(500, job.error)
+            raise ApiError(job.error_status, job.error)
         return JSONResponse(job.result)
 
     def done_job(job_id: str) -> Job:
@@ -195,7 +225,7 @@ def create_app(models: ModelSet, settings: ServeSettings) -> FastAPI:
     def overlay_png(job_id: str, opacity: Annotated[float, Query(ge=0.0, le=1.0)] = 0.6) -> Response:
         job = done_job(job_id)
         with Image.open(job.folder / "image.png") as image:
-            pixels = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
+            pixels = np.asarray(image.convert("RGB"))
         return Response(png_bytes(overlay(pixels, job.probabilities(), opacity)), media_type="image/png")
 
     @app.get("/api/jobs/{job_id}/{view}.png")
@@ -220,22 +250,36 @@ def create_app(models: ModelSet, settings: ServeSettings) -> FastAPI:
     return app
 
 
-def _prepare(
-    data: bytes, filename: str, model: str | None, threshold: float, models: ModelSet, settings: ServeSettings
-) -> Job:
-    """Check and decode one upload into a queued :class:`Job` (in a thread: decoding takes time).
+def _save_upload(source: BinaryIO, path: Path, limit: int) -> None:
+    """Copy the (spooled) upload to ``path`` in chunks, never more than ``limit`` bytes.
 
     Raises:
-        ApiError: 413 over a limit, 415 not an image, 422 empty / truncated / corrupt or an unknown model.
+        ApiError: 413, the upload is over ``limit``.
     """
-    limit = settings.max_upload_bytes
-    if len(data) > limit:
-        raise ApiError(413, f"the upload is over the limit of {limit / 2**20:g} MB (--max-upload-mb)")
+    copied = 0
+    with open(path, "xb") as target:
+        while chunk := source.read(COPY_CHUNK):
+            copied += len(chunk)
+            if copied > limit:
+                raise ApiError(413, f"the upload is over the limit of {limit / 2**20:g} MB (--max-upload-mb)")
+            target.write(chunk)
+
+
+def _prepare(
+    folder: Path, filename: str, model: str | None, threshold: float, models: ModelSet, settings: ServeSettings
+) -> Job:
+    """Check one saved upload's header and make its :class:`Job` (decoded later, by the worker).
+
+    Raises:
+        ApiError: 413 over a limit (or a likely decompression bomb), 415 not an image,
+            422 empty / corrupt header or an unknown model.
+    """
     name = filename.replace("\\", "/").rsplit("/", 1)[-1][:200] or "upload"  # shown only, never a path
+    upload = folder / UPLOAD_NAME
     try:
-        facts = file_facts(data)
+        facts = file_facts(upload)
     except UnreadableFile as exc:
-        raise ApiError(422 if not data else 415, f"{name}: {exc}") from exc
+        raise ApiError(422 if upload.stat().st_size == 0 else 415, f"{name}: {exc}") from exc
     except Image.DecompressionBombError as exc:
         raise ApiError(413, f"{name}: {exc}") from exc
     pixels = facts["width"] * facts["height"]
@@ -245,24 +289,17 @@ def _prepare(
             f"{name}: {facts['width']}x{facts['height']} = {pixels:,} pixels is over the limit of "
             f"{settings.max_pixels:,} (--max-megapixels)",
         )
+    problem = expansion_problem(facts["width"], facts["height"], facts["bytes"], settings.max_expansion)
+    if problem:
+        raise ApiError(413, f"{name}: {problem}")
     try:
         served, reason = models.resolve(model, facts["jpeg_quality"])
     except ModelError as exc:
         raise ApiError(422, str(exc)) from exc
-    job_id = new_job_id()
-    folder = settings.work / "jobs" / job_id
-    folder.mkdir()
-    upload = folder / "upload"
-    upload.write_bytes(data)
-    try:
-        image = read_image(upload, max_pixels=settings.max_pixels)
-    except ImageError as exc:
-        shutil.rmtree(folder, ignore_errors=True)
-        raise ApiError(422, f"{name}: {exc.reason}") from exc
     window, stride = served.pipeline.windows(settings.window, settings.stride)
     return Job(
-        job_id, folder, name, facts, served, reason, model or models.default, image,
-        threshold=threshold, window=window, stride=stride,
+        folder.name, folder, name, facts, served, reason, model or models.default,
+        max_pixels=settings.max_pixels, threshold=threshold, window=window, stride=stride,
     )  # fmt: skip
 
 

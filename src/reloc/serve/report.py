@@ -50,6 +50,10 @@ def render_report(job: Job, threshold: float) -> str:
         ("Format", html.escape(str(facts["format"]))),
         ("JPEG quality", _jpeg_text(facts)),
     ]
+    if facts.get("frames", 1) > 1:
+        rows.append(
+            ("Frames", f'<span class="warn">{facts["frames"]} frames or pages: only the first was analysed</span>')
+        )
     exif = facts.get("exif") or {}
     software = exif.get("Software")
     rows.append(

@@ -34,6 +34,7 @@ from reloc.data.synth.edits import (
 from reloc.data.synth.settings import SAMPLE_KINDS, TAMPER_TYPES, Sample, SynthSettings, SynthSummary, _Redraw
 from reloc.data.synth.text import _text
 from reloc.io_utils import write_json_atomic, write_text_atomic
+from reloc.limits import MAX_SIDE
 
 _NAME_RE = re.compile(r"^\d{6,}_(?:" + "|".join(SAMPLE_KINDS) + r")\.png$")
 
@@ -358,8 +359,8 @@ def synthesize(
         raise ValueError(f"types must be a non-empty subset of {TAMPER_TYPES}, got {types!r}")
     if count < 0:
         raise ValueError(f"count must be >= 0, got {count}")
-    if size < 32:
-        raise ValueError(f"size must be at least 32, got {size}")
+    if not 32 <= size <= MAX_SIDE:
+        raise ValueError(f"size must be from 32 to {MAX_SIDE}, got {size}")
     hosts, skipped = usable_photos(_resolve(photos), settings.min_photo_side)
     donor_list = None
     if donors is not None:
