@@ -29,7 +29,7 @@ from reloc.models.weights import WeightsError, save_network
 OUTPUT_SUFFIXES = ("_heatmap.png", "_mask.png", "_overlay.png", ".json")
 JSON_KEYS = {
     "file", "size", "tampered_fraction", "max_probability", "mean_probability",
-    "image_score", "threshold", "window", "stride", "seconds",
+    "image_score", "threshold", "window", "stride", "inference", "seconds",
     "input", "network_input", "padded", "restored", "restore_window", "networks", "versions", "time_utc",
 }  # fmt: skip
 

@@ -7,8 +7,8 @@
 >>> chooser = ModelChooser.from_option("auto", device="cpu")
 >>> pipeline, facts = chooser.choose(suspect.getvalue())      # a path or the file's bytes
 >>> facts
-{'model': 'pretrained:robust', 'jpeg_quality': 75, 'model_reason': '--model auto: JPEG quality 75: robust has ...',
- 'restorer_used': False}
+{'model': 'pretrained:reloc', 'jpeg_quality': 75, 'model_reason': "--model auto: JPEG quality 75: reloc measured ...",
+ 'restorer_used': True}
 
 A model is named by ``pretrained:NAME`` (or just ``NAME``), a run folder (its best
 localizer and, when it has one, its restorer) or a localizer weights file. ``auto``

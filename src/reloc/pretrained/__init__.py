@@ -14,7 +14,7 @@ are made by ``benchmarks/pretrain.py`` (the recipe in ``configs/release/``).
 >>> pretrained.weights_file("reloc", "restorer").name     # a Path inside the installed package
 'restorer.safetensors'
 >>> pretrained.choose(jpeg_quality=75)                      # the --model auto rule
-Choice(name='robust', jpeg_quality=75, reason='JPEG quality 75: robust has the best card figures at QF 75')
+Choice(name='reloc', jpeg_quality=75, reason="JPEG quality 75: reloc measured best at QF 75 (casia1-dev's ...)")
 
 Every option that takes a run folder or a weights file also takes ``pretrained:NAME``;
 they all go through :func:`reloc.engine.tasks.resolve_weights`, which calls

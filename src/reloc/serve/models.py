@@ -8,7 +8,7 @@ per file from its estimated JPEG quality, so it is offered only when those three
 >>> models = load_models(models=["auto"], runs=[], localizer=None, restorer=None)
 >>> served, reason = models.resolve("auto", jpeg_quality=75)
 >>> served.name, reason
-('pretrained:robust', 'auto: JPEG quality 75: robust has the best card figures at QF 75')
+('pretrained:reloc', "auto: JPEG quality 75: reloc measured best at QF 75 (casia1-dev's forgeries saved at QF 75)")
 """
 
 from __future__ import annotations
