@@ -296,10 +296,9 @@ def _prepare(
         served, reason = models.resolve(model, facts["jpeg_quality"])
     except ModelError as exc:
         raise ApiError(422, str(exc)) from exc
-    window, stride = served.pipeline.windows(settings.window, settings.stride)
     return Job(
         folder.name, folder, name, facts, served, reason, model or models.default,
-        max_pixels=settings.max_pixels, threshold=threshold, window=window, stride=stride,
+        max_pixels=settings.max_pixels, threshold=threshold, window=settings.window, stride=settings.stride,
     )  # fmt: skip
 
 

@@ -33,7 +33,7 @@ import numpy as np
 import torch
 
 from reloc.data.io import ImageError, read_image, read_probability_png, write_png, write_probability_png
-from reloc.engine.localize import chw_to_uint8, image_report
+from reloc.engine.localize import chw_to_uint8, image_report, inference_facts
 from reloc.serve.models import ServedModel
 from reloc.visualize import BAND_ROWS, heatmap, overlay
 
@@ -111,7 +111,9 @@ class Job:
         model: the pipeline to run; ``model_reason`` says why it was chosen.
         max_pixels: the pixel cap the upload is decoded under (its header was checked already).
         threshold: the threshold of the first result (the page can change it later).
-        window, stride: the sliding windows of :meth:`reloc.engine.inference.Pipeline.predict`.
+        window, stride: the sliding windows asked for (``None``: as the model's weights record,
+            :meth:`reloc.engine.inference.Pipeline.plan`); once run, the ones used.
+        inference: how the image ran once run (:func:`reloc.engine.localize.inference_facts`).
         state: ``queued``, ``running``, ``done`` or ``failed``.
         done, total: sliding windows done so far, out of ``total`` (0 until it runs).
         result: the result JSON once ``done``; ``error`` the reason once ``failed``, and
@@ -130,8 +132,9 @@ class Job:
     requested_model: str
     max_pixels: int | None = None
     threshold: float = 0.5
-    window: int = 512
-    stride: int = 512
+    window: int | None = None
+    stride: int | None = None
+    inference: dict[str, Any] | None = None
     state: str = "queued"
     done: int = 0
     total: int = 0
@@ -167,6 +170,8 @@ class Job:
             tensor = torch.from_numpy(image).permute(2, 0, 1)  # (3, H, W) view, no copy
         pipeline = self.model.pipeline
         with_restored = self.model.has_restorer
+        self.window, self.stride, whole = pipeline.plan(*image.shape[:2], self.window, self.stride)
+        self.inference = inference_facts(pipeline, whole, self.window, self.stride)
         prediction = pipeline.predict(
             tensor, self.window, self.stride, return_restored=with_restored, progress=self._progress
         )
@@ -202,6 +207,7 @@ class Job:
             file=self.filename,
             window=self.window,
             stride=self.stride,
+            inference=self.inference,
             seconds=self.seconds,
             sha256=self.facts["sha256"],
             model=self.model.name,
