@@ -242,6 +242,8 @@ class Job:
             "mean_probability": record["mean_probability"],
             "fractions": [round(float(share), 6) for share in above],
             "windows": self.total,
+            "window": self.window,
+            "inference": self.inference,
             "seconds": self.seconds,
             "facts": self.facts,
             "urls": urls,
