@@ -26,6 +26,8 @@ def write_record(folder: Path, distortion: str, aucs: dict[str, float], situatio
         "situation": situation,
         "distortion": distortion,
         "metrics": {"per-image": mean},
+        "images": len(rows),
+        "protocol": {"metric": "paper", "threshold": 0.5},
         "per_image": rows,
         "localizer": str(folder / "localizer.safetensors"),
     }
