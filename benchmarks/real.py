@@ -191,7 +191,7 @@ def camera_refs(args, work: Path) -> list:
     """The camera-size set, made by ``reloc synth`` into ``work`` when missing."""
     folder = work / "camera-set"
     if not (folder / "manifest.json").is_file():
-        command = ["reloc", "synth", "--out", str(folder), "--photos", str(args.photos_large), "--count", "48",
+        command = [sys.executable, "-m", "reloc", "synth", "--out", str(folder), "--photos", str(args.photos_large), "--count", "48",
                    "--size", "1536", "--no-enlarge-hosts", "--seed", "42"]  # fmt: skip
         subprocess.run(command, check=True)
     return load_dataset(folder)[: args.camera_images]
@@ -472,9 +472,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)}")
     parser.add_argument("--casia", type=Path, default=SHARED / "real" / "casia1-dev")
     parser.add_argument("--photos-large", type=Path, default=SHARED / "photos-large")
-    parser.add_argument("--camera-images", type=int, default=24, help="edits of the camera-size set measured")
-    parser.add_argument("--window-images", type=int, default=16, help="edits of the window study")
-    parser.add_argument("--seam-images", type=int, default=12, help="images per kind in the seam part")
+    parser.add_argument("--camera-images", type=int, default=12, help="edits of the camera-size set measured")
+    parser.add_argument("--window-images", type=int, default=6, help="edits of the window study")
+    parser.add_argument("--seam-images", type=int, default=6, help="images per kind in the seam part")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "real")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "real" / "real.json")
     parser.add_argument("--again", action="store_true", help="measure the chosen parts again")
