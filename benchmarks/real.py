@@ -391,7 +391,7 @@ def route_part(results: dict) -> dict:
     }  # fmt: skip
     write_json_atomic(ROUTING, rule, indent=1, allow_nan=False)
     pretrained.routing.cache_clear()
-    return {"routing": str(ROUTING.relative_to(ROOT)), "rule": {str(e["quality"]): e["model"] for e in rule["jpeg"]},
+    return {"routing": ROUTING.name, "rule": {str(e["quality"]): e["model"] for e in rule["jpeg"]},
             "no_jpeg": rule["no_jpeg"]["model"]}  # fmt: skip
 
 
