@@ -33,9 +33,9 @@ import time
 from pathlib import Path
 
 import numpy as np
-from results_io import read_results
 
 from reloc.io_utils import write_json_atomic
+from reloc.release.provenance import read_results
 
 RESULTS = Path(__file__).resolve().parent / "results" / "memory.json"
 

@@ -66,7 +66,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from results_io import read_results
+
+from reloc.release.provenance import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"

@@ -6,7 +6,7 @@ for a ReLoc model, ``restorer.safetensors`` (each file rebuilds its network, see
 card (what it was trained on, by which command, and its measured figures), and
 ``routing.json`` the ``--model auto`` rule measured on real forgeries and camera-size
 photos by ``benchmarks/real.py`` (:func:`choose`). The weights
-are made by ``benchmarks/pretrain.py`` (the recipe in ``configs/release/``).
+are made by ``reloc release run`` (:mod:`reloc.release`, the recipe in ``configs/release/``).
 
 >>> from reloc import pretrained
 >>> pretrained.names()
