@@ -27,7 +27,7 @@ def choose_inference(recipe: dict, work: Path) -> dict:
     from reloc import runs
     from reloc.data.datasets import WholeImages
     from reloc.engine.evaluate import evaluation_samples
-    from reloc.engine.localize import pipeline_from_weights
+    from reloc.engine.inference import pipeline_from_weights
     from reloc.metrics import LocalizationMetrics
 
     settings = recipe["inference"]
