@@ -2,7 +2,7 @@
 the model ``--model auto`` runs alone: mirror averaging (test-time augmentation) and
 averaging the maps of several shipped models (an ensemble).
 
-    python benchmarks/inference_variants.py     # -> benchmarks/results/inference-variants.json
+    python benchmarks/inference_variants.py     # -> benchmarks/results/inference/inference-variants.json
 
 The images are the first ``--images`` validation images of the ``cpu`` recipe's
 ``data-native8000`` part (synthesised into ``--work`` if missing, ~3 min): the set the
@@ -130,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
         "--images", type=int, help="validation images, the first N (default: the recipe's inference images)"
     )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "inference-variants.json")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "inference" / "inference-variants.json"
+    )
     args = parser.parse_args(argv)
     if args.images is not None and args.images < 1:
         parser.error(f"--images must be at least 1, got {args.images}")

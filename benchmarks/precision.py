@@ -1,7 +1,7 @@
 """Accuracy of the shipped pretrained models in fp32 and in bf16 autocast, on the test
 images of ``reloc release cards``.
 
-    python benchmarks/precision.py                 # -> benchmarks/results/precision.json (resumable)
+    python benchmarks/precision.py                 # -> benchmarks/results/inference/precision.json (resumable)
     python benchmarks/precision.py --images 24     # fewer test images
 
 ``reloc localize``, ``serve`` and the Python API run under bf16 autocast by default where
@@ -36,7 +36,7 @@ from reloc.release.measure import make_test_set, weights_digest
 from reloc.release.provenance import git_commit, read_results
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "precision.json"
+RESULTS = ROOT / "benchmarks" / "results" / "inference" / "precision.json"
 #: (model, distortion) rows: DFCN alone on plain and JPEG images, SCUNet + DFCN on JPEG
 ROWS = (("plain", "none"), ("robust", "jpeg:75"), ("reloc", "jpeg:75"))
 MODES = ("fp32", "bf16", "bf16-pixels")

@@ -720,8 +720,8 @@ def aggregate() -> dict:
         },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "replicate.json").write_text(json.dumps(summary, indent=1) + "\n")
-    (RESULTS / "replicate.md").write_text(markdown(summary))
+    (RESULTS / "replicate" / "replicate.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (RESULTS / "replicate" / "replicate.md").write_text(markdown(summary))
     return summary
 
 

@@ -2,7 +2,7 @@
 seed (the spread a retraining brings), or a model before and after a change.
 
     python benchmarks/seed_spread.py RUNS/seed0 RUNS/seed1 --label "seed 0" --label "seed 1" \\
-        --out benchmarks/results/seed-spread-robust-mix.json
+        --out benchmarks/results/experiments/seed-spread-robust-mix.json
 
 Each folder is a ``reloc eval --out`` folder (or its ``eval/``) of one training (the same
 dataset, distortions and window for every training). A folder that holds several situations

@@ -18,7 +18,7 @@ from reloc.release import cards
 @pytest.fixture()
 def bench(tmp_path, monkeypatch):
     module = cards
-    monkeypatch.setattr(module, "RESULTS", tmp_path / "results" / "pretrained.json")
+    monkeypatch.setattr(module, "RESULTS", tmp_path / "results" / "release" / "pretrained.json")
     package = tmp_path / "package"
     shutil.copytree(Path(str(pretrained._root())), package)  # cards and weights: parts record the weights' digest
     monkeypatch.setattr(pretrained, "_root", lambda: package)

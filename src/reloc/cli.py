@@ -510,7 +510,7 @@ def release_run(
         ),
     ] = False,
     results: Annotated[
-        Optional[Path], typer.Option(help="Provenance JSON [default: benchmarks/results/pretrain.json].")
+        Optional[Path], typer.Option(help="Provenance JSON [default: benchmarks/results/release/pretrain.json].")
     ] = None,
     package: Annotated[
         Optional[Path], typer.Option(help="Where ship puts weights and cards [default: src/reloc/pretrained].")

@@ -1,5 +1,5 @@
 """The card writer: the measured rows (:mod:`reloc.release.measure`) merged into
-``benchmarks/results/pretrained.json`` and the figures of the package's ``cards.json``
+``benchmarks/results/release/pretrained.json`` and the figures of the package's ``cards.json``
 (``--model auto`` reads them)."""
 
 from __future__ import annotations
@@ -23,14 +23,14 @@ from reloc.release.measure import (
 from reloc.release.provenance import git_commit, read_results
 from reloc.release.recipe import ROOT
 
-RESULTS = ROOT / "benchmarks" / "results" / "pretrained.json"
+RESULTS = ROOT / "benchmarks" / "results" / "release" / "pretrained.json"
 COMMAND = "reloc release cards"
 #: Where the test sets and the measured parts go by default.
 WORK = ROOT / "runs" / "pretrained-bench"
 
 
 def aggregate(work: Path, command: str) -> dict:
-    """Merge the part files into ``benchmarks/results/pretrained.json`` and the cards' figures."""
+    """Merge the part files into ``benchmarks/results/release/pretrained.json`` and the cards' figures."""
     import torch
 
     from reloc import pretrained
@@ -120,7 +120,7 @@ def aggregate(work: Path, command: str) -> dict:
     write_text_atomic(RESULTS.with_suffix(".md"), markdown(result))
     for name, rows in models.items():
         cards["models"][name]["figures"] = {spec: {m: row[m] for m in METRICS} for spec, row in rows.items()}
-    cards["figures_from"] = "benchmarks/results/pretrained.json"
+    cards["figures_from"] = "benchmarks/results/release/pretrained.json"
     write_json_atomic(cards_path, cards)
     print(f"wrote {RESULTS} and the figures of {cards_path}")
     return result

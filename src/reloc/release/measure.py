@@ -2,7 +2,7 @@
 
     reloc release cards                    # every model (resumable), then the JSON and cards
     reloc release cards --model reloc      # one model's rows (run two side by side)
-    reloc release cards --aggregate        # parts -> benchmarks/results/pretrained.json + cards
+    reloc release cards --aggregate        # parts -> benchmarks/results/release/pretrained.json + cards
 
 Test set: ``reloc synth`` with the generator's default settings on the held-out photos of
 ``configs/release/recipe.yaml`` plus scikit-image's colour photos (``--photos default``),

@@ -20,7 +20,7 @@ import yaml
 from reloc.io_utils import write_json_atomic
 from reloc.release.recipe import ROOT
 
-RESULTS = ROOT / "benchmarks" / "results" / "pretrain.json"
+RESULTS = ROOT / "benchmarks" / "results" / "release" / "pretrain.json"
 _MISSING = object()
 
 
