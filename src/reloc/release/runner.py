@@ -63,7 +63,7 @@ Every training part is a ``reloc train`` process: a killed part resumes from its
 checkpoint (``reloc train --resume``), a finished one is skipped, so re-running the recipe
 after a kill continues where it stopped; ``--force`` redoes a finished ``inference`` part
 (after a change of the recipe's inference settings). Provenance (commit, torch version,
-the processor and its training precision, seeds, data summary, wall seconds per part) goes to ``benchmarks/results/pretrain.json``
+the processor and its training precision, seeds, data summary, wall seconds per part) goes to ``benchmarks/results/release/pretrain.json``
 after every part.
 """
 
