@@ -1,6 +1,6 @@
 """A hostile corpus for the command line: every bad file and option of issues 16 and 49, run through ``reloc``.
 
-    OMP_NUM_THREADS=1 python benchmarks/bad_inputs.py [--out benchmarks/results/bad_inputs.json]
+    OMP_NUM_THREADS=1 python benchmarks/bad_inputs.py [--out benchmarks/results/checks/bad_inputs.json]
 
 Builds, in a temporary folder, a folder of evidence mixing good images (PNG, JPEG, GIF,
 JFIF, RGBA, 16-bit, 1x1, 1x50, 7x7) with bad files (truncated, empty, text named .jpg, a
@@ -22,7 +22,7 @@ user's files; evaluations that skip samples; hostile JSON nesting and out-of-ran
 devices; export opsets, window metadata, report labels, multi-frame inputs and two
 concurrent ``localize`` runs into one folder.
 
-Writes the table of cases to ``benchmarks/results/bad_inputs.json`` and prints it.
+Writes the table of cases to ``benchmarks/results/checks/bad_inputs.json`` and prints it.
 Permission cases (unreadable file or folder) are meaningless as root, who reads anyway;
 they are run and marked ``not testable as root`` then.
 """
@@ -50,7 +50,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-RESULTS = Path(__file__).resolve().parent / "results" / "bad_inputs.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "checks" / "bad_inputs.json"
 GOOD = ["good.png", "good.jpg", "anim.gif", "photo.jfif", "alpha.png", "deep16.png", "one.png", "strip.png", "seven.png",
         "case.png", "case_overlay.png"]  # fmt: skip
 

@@ -4,7 +4,7 @@
 
 Like ``Pipeline.predict``, the process first keeps freed memory in malloc's heap
 (:func:`reloc.engine.inference.retain_freed_memory`; ``--default-malloc`` skips it, and
-large activations are then page-faulted afresh on every call). Writes ``benchmarks/results/forward_time.json`` and prints it. Randomly initialised
+large activations are then page-faulted afresh on every call). Writes ``benchmarks/results/speed/forward_time.json`` and prints it. Randomly initialised
 weights (timing does not depend on the values).
 """
 
@@ -49,7 +49,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--default-malloc", action="store_true", help="do not call retain_freed_memory()")
-    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "forward_time.json")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results" / "speed" / "forward_time.json")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -2,7 +2,7 @@
 the model ``--model auto`` runs alone: mirror averaging (test-time augmentation) and
 averaging the maps of several shipped models (an ensemble).
 
-    python benchmarks/inference_variants.py     # -> benchmarks/results/inference-variants.json
+    python benchmarks/inference_variants.py     # -> benchmarks/results/inference/inference-variants.json
 
 The images are the first ``--images`` validation images of the ``cpu`` recipe's
 ``data-native8000`` part (synthesised into ``--work`` if missing, ~3 min): the set the
@@ -41,9 +41,11 @@ from reloc.engine.model_choice import ModelChooser
 from reloc.errors import describe, expected_types
 from reloc.io_utils import write_json_atomic
 from reloc.metrics import LocalizationMetrics
+from reloc.release.provenance import git_commit
+from reloc.release.recipe import load_recipe
+from reloc.release.training import make_data
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import pretrain  # noqa: E402  (the recipe: its data part and commit lookup)
 from seed_spread import paired_difference  # noqa: E402  (one home for the paired interval)
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,18 +130,20 @@ def main(argv: list[str] | None = None) -> int:
         "--images", type=int, help="validation images, the first N (default: the recipe's inference images)"
     )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "inference-variants.json")
+    parser.add_argument(
+        "--out", type=Path, default=ROOT / "benchmarks" / "results" / "inference" / "inference-variants.json"
+    )
     args = parser.parse_args(argv)
     if args.images is not None and args.images < 1:
         parser.error(f"--images must be at least 1, got {args.images}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    recipe = pretrain.load_recipe("cpu")
+    recipe = load_recipe("cpu")
     settings = recipe["inference"]
     images = settings["images"] if args.images is None else args.images
     data = args.work / DATA_PART
     if not (data / "manifest.json").is_file():
-        pretrain.make_data(recipe, args.work, DATA_PART)
+        make_data(recipe, args.work, DATA_PART)
     try:  # a damaged data folder or packaged model: one line, no traceback
         refs = evaluation_samples(data, "val", [])[:images]
         chooser = ModelChooser.from_option("auto", precision="fp32")  # the pretrained models as localize runs them
@@ -150,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "command": "python benchmarks/inference_variants.py"
         + (f" --images {args.images}" if args.images is not None else ""),
-        "commit": pretrain.git_commit(),
+        "commit": git_commit(),
         "torch": torch.__version__,
         "images": f"the first {len(refs)} validation images of the cpu recipe's {DATA_PART} part",
         "protocol": "per-image means; each model at its recorded window and folded threshold (0.5), fp32",

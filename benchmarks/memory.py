@@ -12,10 +12,10 @@ The localizer is random-weight and tiny on purpose: ``conv1x1`` (a 1x1 convoluti
 parameters) measures everything that grows with the image (decoding, the stitched
 probability map, rendering, PNG encoding) without hours of convolutions on a shared CPU;
 the networks' own memory is per window and does not grow with the image
-(``benchmarks/results/speed.json`` has ``peak_rss_gb_4000x3000`` for ``scunet(paper)`` +
+(``benchmarks/results/speed/speed.json`` has ``peak_rss_gb_4000x3000`` for ``scunet(paper)`` +
 ``dfcn``). ``dfcn`` (``width=0.125``) runs a real registered localizer instead.
 
-Writes ``benchmarks/results/memory.json`` (``--out``; runs are keyed by their settings, so
+Writes ``benchmarks/results/speed/memory.json`` (``--out``; runs are keyed by their settings, so
 several runs accumulate) and prints the record.
 """
 
@@ -33,11 +33,11 @@ import time
 from pathlib import Path
 
 import numpy as np
-from results_io import read_results
 
 from reloc.io_utils import write_json_atomic
+from reloc.release.provenance import read_results
 
-RESULTS = Path(__file__).resolve().parent / "results" / "memory.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "speed" / "memory.json"
 
 
 def peak_rss_bytes() -> int:

@@ -1,14 +1,14 @@
 """Accuracy of the shipped pretrained models in fp32 and in bf16 autocast, on the test
-images of ``benchmarks/pretrained.py``.
+images of ``reloc release cards``.
 
-    python benchmarks/precision.py                 # -> benchmarks/results/precision.json (resumable)
+    python benchmarks/precision.py                 # -> benchmarks/results/inference/precision.json (resumable)
     python benchmarks/precision.py --images 24     # fewer test images
 
 ``reloc localize``, ``serve`` and the Python API run under bf16 autocast by default where
 the processor or GPU has native bf16 (``--precision auto``, :mod:`reloc.precision`), so
 the figures an analyst gets there are these models' bf16 figures. Three modes per row:
 
-- ``fp32``: what ``benchmarks/pretrained.py`` measures (the model card);
+- ``fp32``: what ``reloc release cards`` measures (the model card);
 - ``bf16``: bf16 autocast as reloc runs it: the layers that see pixels (DFCN's first
   block, SCUNet's head) in float32 (:func:`reloc.precision.full_precision`), the rest bf16;
 - ``bf16-pixels``: bf16 autocast everywhere, the pixel-facing layers too (reloc before
@@ -18,7 +18,7 @@ the figures an analyst gets there are these models' bf16 figures. Three modes pe
 
 Per-image F1 / IoU at 0.5 and AUC, each model in its recorded window, as the card. On a
 processor without native bf16 the bf16 modes are emulated (slow, same values). Each row
-records the digest of the weights it measured (``benchmarks/pretrained.py``'s); a rerun
+records the digest of the weights it measured (``reloc release cards``'s); a rerun
 keeps only the rows of the weights shipped now.
 """
 
@@ -26,17 +26,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
-from results_io import read_results
 
 from reloc.io_utils import write_json_atomic
+from reloc.release.measure import make_test_set, weights_digest
+from reloc.release.provenance import git_commit, read_results
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "precision.json"
+RESULTS = ROOT / "benchmarks" / "results" / "inference" / "precision.json"
 #: (model, distortion) rows: DFCN alone on plain and JPEG images, SCUNet + DFCN on JPEG
 ROWS = (("plain", "none"), ("robust", "jpeg:75"), ("reloc", "jpeg:75"))
 MODES = ("fp32", "bf16", "bf16-pixels")
@@ -95,27 +95,24 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "pretrained-bench")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import pretrain as recipe_script
-    import pretrained as card_benchmark
     import torch
 
     from reloc.data.catalog import load_dataset
     from reloc.precision import cpu_has_bf16, cpu_model
 
-    refs = load_dataset(card_benchmark.make_test_set(args.work))[: args.images]
+    refs = load_dataset(make_test_set(args.work))[: args.images]
     result = read_results(args.out, {"rows": {}})
     if result.get("images") not in (None, len(refs)):
         result = {"rows": {}}  # another test-set size: start over
     result.update(
         images=len(refs),
         command="python benchmarks/precision.py" + (f" --images {args.images}" if args.images else ""),
-        commit=recipe_script.git_commit(),
+        commit=git_commit(),
         torch=torch.__version__,
         cpu=cpu_model(),
         native_bf16=cpu_has_bf16(),
     )
-    digests = {name: card_benchmark.weights_digest(name) for name, _ in ROWS}
+    digests = {name: weights_digest(name) for name, _ in ROWS}
     for name, spec in ROWS:
         for mode in MODES:
             key = f"{name} {spec} {mode}"

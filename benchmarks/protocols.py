@@ -9,7 +9,7 @@ tampered image without a mask, one mask of another size and one truncated mask),
 counts: detected layout, tampered / authentic / missing / mis-sized / unreadable files,
 images evaluated and samples skipped. Then ``reloc eval --grid benco`` on a small
 ``reloc synth`` set and ``reloc report``, checking the records and the severity curves.
-Writes ``benchmarks/results/protocols.json`` and exits 1 when a check fails. The numbers
+Writes ``benchmarks/results/checks/protocols.json`` and exits 1 when a check fails. The numbers
 of a random-weight model mean nothing; the counts are the point.
 """
 
@@ -32,7 +32,7 @@ from reloc.engine.grids import get_grid
 from reloc.models import create_localizer
 from reloc.models.weights import save_network
 
-RESULTS = Path(__file__).resolve().parent / "results" / "protocols.json"
+RESULTS = Path(__file__).resolve().parent / "results" / "checks" / "protocols.json"
 EVAL = ["--split", "all", "--window", "32", "--stride", "32", "--save-maps", "0", "--device", "cpu"]
 
 

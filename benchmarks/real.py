@@ -53,9 +53,7 @@ from reloc.engine.model_choice import ModelChooser
 from reloc.io_utils import write_json_atomic
 from reloc.metrics import LocalizationMetrics
 from reloc.precision import resolve_precision
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from results_io import read_results  # noqa: E402
+from reloc.release.provenance import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"

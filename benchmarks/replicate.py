@@ -66,7 +66,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from results_io import read_results
+
+from reloc.release.provenance import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -719,8 +720,8 @@ def aggregate() -> dict:
         },
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "replicate.json").write_text(json.dumps(summary, indent=1) + "\n")
-    (RESULTS / "replicate.md").write_text(markdown(summary))
+    (RESULTS / "replicate" / "replicate.json").write_text(json.dumps(summary, indent=1) + "\n")
+    (RESULTS / "replicate" / "replicate.md").write_text(markdown(summary))
     return summary
 
 

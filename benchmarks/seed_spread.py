@@ -2,7 +2,7 @@
 seed (the spread a retraining brings), or a model before and after a change.
 
     python benchmarks/seed_spread.py RUNS/seed0 RUNS/seed1 --label "seed 0" --label "seed 1" \\
-        --out benchmarks/results/seed-spread-robust-mix.json
+        --out benchmarks/results/experiments/seed-spread-robust-mix.json
 
 Each folder is a ``reloc eval --out`` folder (or its ``eval/``) of one training (the same
 dataset, distortions and window for every training). A folder that holds several situations
@@ -11,7 +11,7 @@ dataset, distortions and window for every training). A folder that holds several
 order, e.g. ``--situation "P{D}" --situation "ReLoc{D}"``. Per distortion the JSON has each
 training's per-image mean F1 / IoU / AUC and, for every training after the first, the paired
 difference from the first (the same images) with a 95% percentile bootstrap interval over
-images (``benchmarks/pretrained.py``'s). The spread between seeds is what a difference
+images (``reloc release cards``'s). The spread between seeds is what a difference
 between two recipes has to exceed before it says anything about the recipes; the bootstrap
 interval alone only says how sure the figures are about these test images.
 """
@@ -27,10 +27,8 @@ import numpy as np
 from reloc.engine.evaluate import load_records
 from reloc.errors import UsageError
 from reloc.io_utils import write_json_atomic
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pretrain import git_commit  # noqa: E402  (the recipe script's: one home for the commit lookup)
-from pretrained import bootstrap_interval  # noqa: E402  (one home for the interval over images)
+from reloc.release.measure import bootstrap_interval
+from reloc.release.provenance import git_commit
 
 METRICS = ("f1", "iou", "auc")
 

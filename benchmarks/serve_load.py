@@ -9,7 +9,7 @@ every upload is answered with its own result (SHA-256, name, size). A 503 (full 
 retried after its ``Retry-After``, as the page does; the latency counts from the first try.
 The server's peak resident memory is its ``VmHWM`` from ``/proc`` (Linux).
 
-    python benchmarks/serve_load.py            # -> benchmarks/results/serve.json
+    python benchmarks/serve_load.py            # -> benchmarks/results/speed/serve.json
 """
 
 from __future__ import annotations
@@ -74,7 +74,7 @@ def peak_rss_mb(pid: int) -> float | None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=20, help=f"concurrent uploads (1-{MAX_COUNT})")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "serve.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "speed" / "serve.json")
     args = parser.parse_args()
     if not 1 <= args.count <= MAX_COUNT:
         parser.error(f"--count must be 1-{MAX_COUNT}")

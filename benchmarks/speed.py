@@ -28,14 +28,14 @@ Measures, in one run (randomly initialised weights: timing does not depend on va
 
 With ``--device cuda`` it measures the GPU path instead (pipeline megapixels/s in fp32,
 bf16/fp16 and compiled, the paper-scale training steps: DFCN batch 56 at 128 px behind
-SCUNet(paper), img/s and peak GPU memory) and writes ``results/speed-cuda.json``.
+SCUNet(paper), img/s and peak GPU memory) and writes ``results/speed/speed-cuda.json``.
 
 FLOPs are counted with ``torch.utils.flop_counter.FlopCounterMode``: matmul and
 convolution FLOPs only (2 per multiply-add); norms, activations, softmax and additions
 are not counted. Attention is counted on the reference (einsum) path, because the fused
 CPU attention kernel is not seen by the counter; both paths do the same multiply-adds.
 
-Writes ``benchmarks/results/speed.json`` (``--out``) and prints its summary.
+Writes ``benchmarks/results/speed/speed.json`` (``--out``) and prints its summary.
 """
 
 from __future__ import annotations
@@ -529,7 +529,7 @@ def training_section(args) -> dict:
 
 # --- the GPU path -------------------------------------------------------------------------
 def cuda_main(args) -> None:
-    """Pipeline and paper-scale training on a CUDA device -> ``results/speed-cuda.json``."""
+    """Pipeline and paper-scale training on a CUDA device -> ``results/speed/speed-cuda.json``."""
     device = torch.device(args.device)
     if device.type != "cuda" or not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: no CUDA device here; the CPU benchmark runs without --device")
@@ -549,7 +549,7 @@ def cuda_main(args) -> None:
         wall_seconds=round(time.time() - started, 1),
         command=" ".join(["python", "benchmarks/speed.py", *sys.argv[1:]]),
     )
-    out = args.out or RESULTS / "speed-cuda.json"
+    out = args.out or RESULTS / "speed" / "speed-cuda.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record, indent=2) + "\n")
     print(f"wrote {out}")
@@ -615,7 +615,7 @@ def main() -> None:
     def no_sync() -> None:
         return None
 
-    out = args.out or RESULTS / "speed.json"
+    out = args.out or RESULTS / "speed" / "speed.json"
     out.parent.mkdir(parents=True, exist_ok=True)
 
     def section(name: str, function, *arguments):

@@ -10,7 +10,7 @@ sample, the samples per type, how many samples carry the trait (from the provena
 mean redraws, and the photos skipped. Two times: the whole run (checking and reading its
 photos cold, the same for every variant, then rendering and writing) and the rendering
 alone (the same samples made again in memory, photos already read). CPU seconds are the
-process's own, less disturbed than wall seconds on a shared machine. Writes ``benchmarks/results/synth_traits.json``.
+process's own, less disturbed than wall seconds on a shared machine. Writes ``benchmarks/results/synth/synth_traits.json``.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-RESULTS = ROOT / "benchmarks" / "results" / "synth_traits.json"
+RESULTS = ROOT / "benchmarks" / "results" / "synth" / "synth_traits.json"
 DEFAULT_PHOTOS = (ROOT / ".." / "shared" / "photos" / "kodak", ROOT / ".." / "shared" / "photos-large")
 
 #: variant -> (settings over the defaults, or a settings file; edit types; provenance test of the trait)

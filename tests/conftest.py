@@ -50,7 +50,7 @@ def load_benchmark(script: str, name: str, monkeypatch: pytest.MonkeyPatch | Non
     (dataclasses look their module up while it executes): for this test only with
     ``monkeypatch``, else for the session unless a module of that name is there already.
     The benchmarks folder goes on the end of ``sys.path`` (a script run as ``python
-    benchmarks/SCRIPT`` has it first): the scripts import their shared ``results_io`` by name."""
+    benchmarks/SCRIPT`` has it first): the scripts import each other by name (e.g. ``seed_spread``)."""
     if str(BENCHMARKS) not in sys.path:
         sys.path.append(str(BENCHMARKS))
     spec = importlib.util.spec_from_file_location(name, BENCHMARKS / script)

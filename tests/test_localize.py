@@ -15,13 +15,12 @@ from PIL import Image
 
 import reloc
 from conftest import build_cached
-from reloc.engine.inference import Pipeline
+from reloc.engine.inference import Pipeline, pipeline_from_weights
 from reloc.engine.localize import (
     LocalizeSummary,
     expand_inputs,
     image_report,
     localize_files,
-    pipeline_from_weights,
     unique_stems,
 )
 from reloc.models.weights import WeightsError, save_network

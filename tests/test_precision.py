@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -176,8 +174,9 @@ def _precision_benchmark_on_fakes(monkeypatch, digests: dict[str, str]):
     """benchmarks/precision.py with what its main() imports faked: the weights' digests and
     the test set (two images)."""
     bench = load_benchmark("precision.py", "precision_bench", monkeypatch)
-    monkeypatch.setitem(sys.modules, "pretrained", SimpleNamespace(weights_digest=digests.get, make_test_set=str))
-    monkeypatch.setitem(sys.modules, "pretrain", SimpleNamespace(git_commit=lambda: "commit"))
+    monkeypatch.setattr(bench, "weights_digest", digests.get)
+    monkeypatch.setattr(bench, "make_test_set", str)
+    monkeypatch.setattr(bench, "git_commit", lambda: "commit")
     monkeypatch.setattr("reloc.data.catalog.load_dataset", lambda folder: ["image a", "image b"])
     return bench
 

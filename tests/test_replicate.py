@@ -34,7 +34,7 @@ def test_aggregate_gives_mean_and_std_per_situation(replicate):
             },
         )
     summary = replicate.aggregate()
-    saved = json.loads((replicate.RESULTS / "replicate.json").read_text())
+    saved = json.loads((replicate.RESULTS / "replicate" / "replicate.json").read_text())
     assert saved == json.loads(json.dumps(summary))
     assert saved["seeds"] == [0, 1]
     f1 = saved["table3"]["P{P}"]["f1"]
@@ -42,7 +42,7 @@ def test_aggregate_gives_mean_and_std_per_situation(replicate):
     assert saved["table3"]["ReLoc{D}"]["auc"] == {"mean": None, "std": None, "n": 0}
     assert saved["table4"]["jpeg:60"]["P{D}"]["f1"]["mean"] == pytest.approx(0.1)
     assert saved["seconds"]["plain"]["mean"] == pytest.approx(110)
-    text = (replicate.RESULTS / "replicate.md").read_text()
+    text = (replicate.RESULTS / "replicate" / "replicate.md").read_text()
     assert "| P{P} | 0.600 ± 0.141 |" in text and "Table IV: trained at QF 70-100, tested at jpeg:60" in text
 
 

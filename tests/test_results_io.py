@@ -1,15 +1,15 @@
-"""benchmarks/results_io.py: the benchmarks read their result files back, a damaged one named in one line."""
+"""reloc.release.provenance.read_results: the recipe, the card writer and the benchmarks read their result files back, a damaged one named in one line."""
 
 from __future__ import annotations
 
 import pytest
 
-from conftest import load_benchmark
+from reloc.release import provenance
 
 
 @pytest.fixture
 def results_io():
-    return load_benchmark("results_io.py", "results_io")
+    return provenance
 
 
 def test_results_are_read_back_and_a_missing_file_gives_the_default(tmp_path, results_io):

@@ -317,12 +317,12 @@ def test_release_recipe_traits_set_adds_hosts_and_reads_the_settings_file(tmp_pa
     the held-out photos stay out."""
     import yaml
 
-    from conftest import load_benchmark
+    from reloc.release import recipe as recipes
+    from reloc.release import training
 
-    pretrain = load_benchmark("pretrain.py", "pretrain")
-    recipe = pretrain.load_recipe("cpu")
+    recipe = recipes.load_recipe("cpu")
     assert recipe["extra_data"]["traits"]["settings_files"] == ["configs/synth/traits.yaml"]
-    assert "data-traits" not in pretrain.data_parts(recipe)  # no model trains on it
+    assert "data-traits" not in recipes.data_parts(recipe)  # no model trains on it
     photos = tmp_path / "photos" / "skimage"
     photos.mkdir(parents=True)
     more = tmp_path / "more"
@@ -344,8 +344,8 @@ def test_release_recipe_traits_set_adds_hosts_and_reads_the_settings_file(tmp_pa
         },
         "models": {"plain-traits": {"data": "traits"}},
     }
-    monkeypatch.setattr(pretrain.os, "cpu_count", lambda: 1)  # one process: no worker start-up
-    summary = pretrain.make_data(small, tmp_path / "work", "data-traits")
+    monkeypatch.setattr(training.os, "cpu_count", lambda: 1)  # one process: no worker start-up
+    summary = training.make_data(small, tmp_path / "work", "data-traits")
     settings = summary["settings"]
     assert settings["p_object_region"] == 0.6 and settings["host_resize"] == "box"  # from traits.yaml
     assert settings["p_poisson"] == 0.0 and settings["authentic_fraction"] == 0.25  # later file, then the part's

@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 from conftest import build_cached
 from reloc.cli import app
 from reloc.data.io import read_probability_png
-from reloc.engine.inference import DEFAULT_WINDOW, Pipeline
-from reloc.engine.localize import localize_files, pipeline_from_weights
+from reloc.engine.inference import DEFAULT_WINDOW, Pipeline, pipeline_from_weights
+from reloc.engine.localize import localize_files
 from reloc.models.weights import WINDOW_KEY, WeightsError, read_whole_image_pixels, read_window, save_network
 
 

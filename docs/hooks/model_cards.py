@@ -1,7 +1,7 @@
 """MkDocs hook: the model pages, generated from the package's model cards and the results files.
 
 ``src/reloc/pretrained/cards.json`` (what each shipped model is, how it was trained, its
-figures) and the results file it names (``figures_from``: ``benchmarks/results/pretrained.json``,
+figures) and the results file it names (``figures_from``: ``benchmarks/results/release/pretrained.json``,
 intervals, per-type figures, the test set's protocol) are rendered through the Jinja2
 templates in ``docs/templates/`` into ``models/index.md`` (the zoo) and ``models/<name>.md``
 (one card per model), so the cards cannot drift from the data. ``scripts/render_readme.py``

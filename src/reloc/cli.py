@@ -208,7 +208,7 @@ def _pretrained_table() -> str:
     columns = ("none", "jpeg:50", "jpeg:75", "jpeg:90")
     lines = [
         "pretrained models (use as pretrained:NAME; figures: per-image F1 / AUC on held-out photos, "
-        "benchmarks/pretrained.py)",
+        "reloc release cards)",
         f"{'name':<20} {'roles':<20} {'window':>7} " + " ".join(f"{c:>13}" for c in columns),
     ]
     for name in pretrained.NAMES:
@@ -456,6 +456,120 @@ def data_inspect(
     except (DatasetError, ImageError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
+
+
+def _command_line(ctx: typer.Context) -> str:
+    """``reloc SUBCOMMAND...`` of ``ctx`` with the options given that differ from their defaults (provenance)."""
+    names, parent = [], ctx
+    while parent.parent is not None:
+        names.insert(0, parent.info_name)
+        parent = parent.parent
+    words = ["reloc", *names]
+    for param in ctx.command.params:
+        value = ctx.params.get(param.name)
+        if value is None or value == param.default or value == () or value == []:
+            continue
+        flag = param.opts[0]
+        if isinstance(value, bool):
+            words.append(flag)
+        else:
+            words += [
+                word for item in (value if isinstance(value, (list, tuple)) else [value]) for word in (flag, str(item))
+            ]
+    return " ".join(words)
+
+
+release_app = typer.Typer(
+    no_args_is_help=True, help="Make the shipped pretrained models (the release recipe) and their cards."
+)
+app.add_typer(release_app, name="release")
+
+
+@release_app.command(name="run")
+def release_run(
+    ctx: typer.Context,
+    preset: Annotated[
+        str, typer.Option(help="The recipe's preset (auto: cpu-2h on a CPU with bf16, cpu-fp32 on others).")
+    ] = "auto",
+    recipe: Annotated[
+        Optional[Path], typer.Option(help="The recipe YAML [default: configs/release/recipe.yaml].")
+    ] = None,
+    work: Annotated[Optional[Path], typer.Option(help="Data, runs and logs [default: runs/release].")] = None,
+    photos: Annotated[
+        Optional[str],
+        typer.Option(help="The photo folder instead of the recipe's (e.g. a copy by benchmarks/shrink_photos.py)."),
+    ] = None,
+    part: Annotated[
+        Optional[list[str]], typer.Option(help="Run only these parts (repeatable; --list-parts names them).")
+    ] = None,
+    jobs: Annotated[int, typer.Option(help="Training parts run side by side at most.")] = 2,
+    start_from_package: Annotated[
+        bool,
+        typer.Option(
+            "--start-from-package", help="A part whose start part has no run in --work starts from shipped weights."
+        ),
+    ] = False,
+    results: Annotated[
+        Optional[Path], typer.Option(help="Provenance JSON [default: benchmarks/results/release/pretrain.json].")
+    ] = None,
+    package: Annotated[
+        Optional[Path], typer.Option(help="Where ship puts weights and cards [default: src/reloc/pretrained].")
+    ] = None,
+    threads: Annotated[
+        Optional[int], typer.Option(help="Torch threads of every training part (default: the recipe's).")
+    ] = None,
+    option: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", metavar="KEY=VALUE", help="A config override of every training part (repeatable)."),
+    ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Redo the inference part even when recorded as finished.")
+    ] = False,
+    list_parts: Annotated[bool, typer.Option("--list-parts", help="Print the recipe's parts and stop.")] = False,
+) -> None:
+    """Run the release recipe (data, training parts, inference choice, ship), resumably."""
+    from reloc.release import provenance, runner, ship
+    from reloc.release import recipe as recipes
+
+    if list_parts:
+        typer.echo("\n".join(runner.parts(recipes.load_recipe(preset, recipe or recipes.RECIPE))))
+        return
+    runner.run(
+        preset=preset,
+        recipe_path=recipe or recipes.RECIPE,
+        work=work or runner.WORK,
+        photos=photos,
+        only=part,
+        jobs=jobs,
+        start_from_package=start_from_package,
+        results_path=results or provenance.RESULTS,
+        package=package or ship.PACKAGE,
+        threads=threads,
+        overrides=option,
+        force=force,
+        command=_command_line(ctx),
+    )
+
+
+@release_app.command(name="cards")
+def release_cards(
+    model: Annotated[
+        Optional[list[str]], typer.Option(help="Evaluate only these models (repeatable): plain, robust, reloc.")
+    ] = None,
+    spec: Annotated[
+        Optional[list[str]], typer.Option(help="Evaluate only these distortions (repeatable; default all).")
+    ] = None,
+    work: Annotated[Optional[Path], typer.Option(help="Test sets and parts [default: runs/pretrained-bench].")] = None,
+    aggregate: Annotated[bool, typer.Option("--aggregate", help="Only merge the measured parts.")] = False,
+) -> None:
+    """Measure the shipped models on the held-out photos; write the results and the cards' figures."""
+    from reloc.release import cards, measure
+
+    for name, known, what in ((model, measure.MODELS, "--model"), (spec, measure.SPECS, "--spec")):
+        unknown = [value for value in name or [] if value not in known]
+        if unknown:
+            raise typer.BadParameter(f"unknown {', '.join(unknown)}; choose from {', '.join(known)}", param_hint=what)
+    cards.run(model, spec, work or cards.WORK, only_aggregate=aggregate)
 
 
 @app.command()

@@ -21,6 +21,7 @@ from reloc.data.catalog import SampleRef
 from reloc.data.datasets import WholeImages
 from reloc.data.io import ImageError
 from reloc.engine.evaluate import Situation
+from reloc.extras import require
 
 #: The module whose output is "the encoder's features", per localizer (its last map if a list).
 FEATURE_LAYERS = {"dfcn": "dense_block5", "scse_unet": "encoder", "mvssnet": "model.layer4"}
@@ -54,8 +55,8 @@ def encoder_features(localizer: torch.nn.Module, images: torch.Tensor, layer: st
 
 def earth_movers_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Exact EMD between two equal-size point sets ``(n, d)`` with uniform weights."""
-    from scipy.optimize import linear_sum_assignment
-    from scipy.spatial.distance import cdist
+    linear_sum_assignment = require("scipy.optimize", "figures", "the EMD of the feature figure").linear_sum_assignment
+    cdist = require("scipy.spatial.distance", "figures", "the EMD of the feature figure").cdist
 
     if a.shape != b.shape:
         raise ValueError(f"point sets must have the same shape, got {a.shape} and {b.shape}")
@@ -120,11 +121,11 @@ def feature_figure(
     seed: int = 0,
 ) -> dict[str, float]:
     """Draw the t-SNE panels (one per situation) into ``out``; returns the EMD per situation."""
+    TSNE = require("sklearn.manifold", "figures", "the t-SNE feature figure (reloc report --features 0 skips it)").TSNE
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.manifold import TSNE
 
     figure, axes = plt.subplots(1, len(situations), figsize=(3.2 * len(situations), 3.4), squeeze=False)
     distances = {}

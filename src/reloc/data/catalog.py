@@ -4,7 +4,7 @@ Three on-disk formats are read by :func:`load_dataset`, and the public benchmark
 they are distributed (CASIA, Columbia, COVERAGE, NIST16, ...; :mod:`reloc.data.layouts`):
 
 * a folder with ``Tp/`` (tampered images) and ``Gt/`` (masks) paired by file stem, the
-  mask stem optionally ending in one of :data:`MASK_SUFFIXES` (``Tp/x.jpg`` with
+  mask stem optionally ending in one of :data:`reloc.data.samples.MASK_SUFFIXES` (``Tp/x.jpg`` with
   ``Gt/x_gt.png``), plus an optional ``Au/`` folder of authentic images (all-zero masks);
   folder names are case-insensitive and only their top level is listed;
 * an IMDL-BenCo JSON list ``[[image, mask or "Negative"], ...]`` whose relative paths
@@ -15,7 +15,7 @@ they are distributed (CASIA, Columbia, COVERAGE, NIST16, ...; :mod:`reloc.data.l
   sample its source photo(s) and recorded split. A folder holding ``manifest.json`` is
   read through it even if it also has ``Tp/`` and ``Gt/``.
 
-Each sample is a :class:`SampleRef` (files, name, source photos, recorded split);
+Each sample is a :class:`reloc.data.samples.SampleRef` (files, name, source photos, recorded split);
 :mod:`reloc.data.datasets` turns references into torch datasets.
 """
 
@@ -24,70 +24,20 @@ from __future__ import annotations
 import json
 import os
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from reloc.data.io import DEFAULT_MAX_PIXELS, IMAGE_SUFFIXES, ImageError, MaskRule, read_image, read_mask
+from reloc.data.layouts import LAYOUTS, detect_layout
+from reloc.data.samples import MASK_SUFFIXES, SOURCE_SEPARATOR, SPLITS, DatasetError, SampleRef
 from reloc.io_utils import parse_json
 
-MASK_SUFFIXES = ("_gt", "-gt", "_mask", "-mask", "_edgemask", "_groundtruth")
-"""Mask stem endings recognised in ``Gt/`` folders, compared case-insensitively."""
 NEGATIVE = "Negative"
-SOURCE_SEPARATOR = "+"
-SPLITS = ("train", "val", "test")
-"""Split names, as :func:`split_by_source` returns them and ``reloc synth`` records them."""
 
 _MANIFEST = "manifest.json"
 _PROVENANCE = "provenance.jsonl"
 _LISTED = 20
-
-
-class DatasetError(ValueError):
-    """A dataset that cannot be used: missing, empty, malformed or wholly unreadable."""
-
-
-@dataclass(frozen=True)
-class SampleRef:
-    """Where one sample lives.
-
-    Attributes:
-        image: the image file.
-        mask: the mask file, or ``None`` for an authentic image (all-zero mask).
-        source: id of the source photo, used to keep splits disjoint; defaults to the
-            image stem. A sample made from several photos names them all joined by
-            :data:`SOURCE_SEPARATOR` (``"a+b"``), and :func:`split_by_source` keeps
-            every photo named together in one split.
-        split: a recorded split (``"train"``, ``"val"``, ``"test"``) or ``None``.
-        mask_rule: how the mask's pixels mark tampering (channel, threshold, polarity);
-            the default is white (luminance >= 128) = tampered.
-    """
-
-    image: Path
-    mask: Path | None = None
-    source: str = ""
-    split: str | None = None
-    mask_rule: MaskRule = MaskRule()  # noqa: RUF009 (frozen, immutable)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "image", Path(self.image))
-        if self.mask is not None:
-            object.__setattr__(self, "mask", Path(self.mask))
-        if not self.source:
-            object.__setattr__(self, "source", self.image.stem)
-        if self.split is not None and self.split not in SPLITS:
-            raise DatasetError(f"{self.image}: split must be one of {SPLITS}, got {self.split!r}")
-
-    @property
-    def name(self) -> str:
-        """The sample name used in records: the image file stem."""
-        return self.image.stem
-
-    @property
-    def sources(self) -> tuple[str, ...]:
-        """The source photo ids named by :attr:`source`."""
-        return tuple(self.source.split(SOURCE_SEPARATOR))
 
 
 def load_dataset(path: str | os.PathLike) -> list[SampleRef]:
@@ -491,14 +441,10 @@ def _check_recorded_splits(refs: list[SampleRef]) -> None:
 
 def _public_layout(folder: Path):
     """The public layout whose naming signature ``folder`` shows, or ``None``."""
-    from reloc.data.layouts import detect_layout
-
     return detect_layout(folder)
 
 
 def _layout_names() -> list[str]:
-    from reloc.data.layouts import LAYOUTS
-
     return [layout.name for layout in LAYOUTS]
 
 

@@ -1,7 +1,7 @@
 """The public tampering benchmarks as they are distributed, recognised by their file names.
 
 Each :class:`Layout` knows one benchmark's folder structure and naming signature, and
-lists its samples as :class:`~reloc.data.catalog.SampleRef` (image, mask or ``None`` for
+lists its samples as :class:`~reloc.data.samples.SampleRef` (image, mask or ``None`` for
 an authentic image, the source photo when the names reveal it, and the mask's
 :class:`~reloc.data.io.MaskRule`: which channel, threshold and polarity mark tampering).
 :func:`reloc.data.catalog.load_dataset` tries them in :data:`LAYOUTS` order, so
@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reloc.data.catalog import IMAGE_SUFFIXES, MASK_SUFFIXES, DatasetError, SampleRef
-from reloc.data.io import MaskRule
+from reloc.data.io import IMAGE_SUFFIXES, MaskRule
+from reloc.data.samples import MASK_SUFFIXES, DatasetError, SampleRef
 
 
 @dataclass

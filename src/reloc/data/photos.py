@@ -54,7 +54,9 @@ def default_photo_dir() -> Path:
 
     spec = importlib.util.find_spec("skimage")
     if spec is None or not spec.submodule_search_locations:
-        raise ValueError("photo source 'default' needs scikit-image, which is not installed")
+        raise ValueError(
+            "photo source 'default' needs scikit-image, which is not installed: pip install 'reloc[photos]'"
+        )
     return Path(list(spec.submodule_search_locations)[0]) / "data"
 
 

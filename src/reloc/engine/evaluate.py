@@ -41,8 +41,8 @@ from reloc.data.datasets import WholeImages
 from reloc.data.io import ImageError, write_png
 from reloc.engine.distributed import DistContext
 from reloc.engine.grids import Grid
-from reloc.engine.inference import PAPER_TILING, Pipeline
-from reloc.engine.localize import pipeline_from_weights, sha256_file
+from reloc.engine.inference import PAPER_TILING, Pipeline, pipeline_from_weights
+from reloc.engine.localize import sha256_file
 from reloc.errors import UsageError
 from reloc.io_utils import parse_json, refuse_to_replace, write_json_atomic
 from reloc.metrics import LocalizationMetrics
@@ -71,7 +71,7 @@ class Situation:
 
     def pipeline(self, device: torch.device, precision: str = "fp32") -> Pipeline:
         """The situation's networks on ``device``, prepared for inference, each in the window
-        its file records, if any (:func:`reloc.engine.localize.pipeline_from_weights`)."""
+        its file records, if any (:func:`reloc.engine.inference.pipeline_from_weights`)."""
         return pipeline_from_weights(self.localizer, self.restorer, device, precision)
 
 

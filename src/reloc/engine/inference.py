@@ -40,13 +40,15 @@ Two choices are the caller's: ``precision`` (``fp32``, ``bf16``, ``fp16`` or ``a
 :mod:`reloc.precision`; reduced precision runs under autocast and changes values by its
 rounding), and :meth:`Pipeline.prepare`, which folds the localizer's BatchNorms into its
 convolutions and stores its weights ``channels_last`` (:mod:`reloc.models.fusion`; the
-same values within float rounding, for inference only). ``pipeline_from_weights`` and
-``reloc eval`` do both.
+same values within float rounding, for inference only). :func:`pipeline_from_weights`
+(a pipeline rebuilt from weights files: what ``localize``, ``eval``, ``serve`` and the release
+recipe run) and ``reloc eval`` do both.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
 from collections.abc import Callable
 
@@ -56,6 +58,7 @@ from torch import nn
 
 from reloc.models import segmentation_logits
 from reloc.models.fusion import prepare_for_inference
+from reloc.models.weights import WeightsError, load_network, read_spec, read_whole_image_pixels, read_window
 from reloc.precision import PRECISIONS, autocast, resolve_precision
 
 _MALLOC_TUNED: bool | None = None
@@ -477,3 +480,55 @@ def _coverage(origins: list[int], weight: torch.Tensor, length: int) -> torch.Te
         covered = min(len(weight), length - origin)
         sums[origin : origin + covered] += weight[:covered]
     return sums
+
+
+def pipeline_from_weights(
+    localizer_path: str | os.PathLike,
+    restorer_path: str | os.PathLike | None = None,
+    device: str | torch.device = "cpu",
+    precision: str = "auto",
+) -> Pipeline:
+    """Rebuild a pipeline from weights files written by :func:`reloc.models.weights.save_network`.
+
+    Each file alone rebuilds its network (the spec is in its metadata); the pipeline's
+    default sliding window is the one the localizer's file records, if any
+    (:func:`reloc.models.weights.read_window`), with its whole-image budget
+    (:func:`reloc.models.weights.read_whole_image_pixels`), and the restorer runs in the
+    window its file records, if any (:attr:`Pipeline.restore_window`; else in the localizer's).
+
+    Args:
+        localizer_path: the localizer's safetensors file.
+        restorer_path: the restorer's, or ``None`` to localize the images as they are.
+        device: where the pipeline runs.
+        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (see :mod:`reloc.precision`).
+
+    Returns:
+        The pipeline on ``device``, prepared for inference (:meth:`Pipeline.prepare`).
+
+    Raises:
+        WeightsError: a file is unreadable, has no spec, or holds a network of the wrong role.
+    """
+    restorer = None if restorer_path is None else _load_role(restorer_path, "restorer", device)
+    localizer = _load_role(localizer_path, "localizer", device)
+    restore_window = None if restorer_path is None else read_window(restorer_path)
+    pipeline = Pipeline(
+        restorer,
+        localizer,
+        precision=precision,
+        window=read_window(localizer_path),
+        restore_window=restore_window,
+        whole_image_pixels=read_whole_image_pixels(localizer_path),
+    ).prepare()
+    pipeline.weights_files = {
+        "localizer": str(localizer_path),
+        "restorer": None if restorer_path is None else str(restorer_path),
+    }
+    return pipeline
+
+
+def _load_role(path: str | os.PathLike, role: str, device: str | torch.device) -> torch.nn.Module:
+    """The network stored in ``path``, checked to be a ``role`` network."""
+    spec = read_spec(path)
+    if spec.kind != role:
+        raise WeightsError(f"{path}: holds the {spec.kind} {spec.name!r}, not a {role}")
+    return load_network(path, map_location=device)

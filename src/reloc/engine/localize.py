@@ -1,5 +1,6 @@
 """Localize tampering in image files: the analyst's batch tool.
 
+>>> from reloc.engine.inference import pipeline_from_weights
 >>> pipeline = pipeline_from_weights("dfcn.safetensors", "scunet.safetensors")
 >>> summary = localize_files(["case-12/", "extra/*.jpg"], pipeline, Path("results"))
 >>> print(summary.report())
@@ -78,7 +79,7 @@ from reloc.engine.inference import Pipeline
 from reloc.engine.model_choice import ModelChooser
 from reloc.errors import UsageError, utc_now
 from reloc.io_utils import write_json_atomic
-from reloc.models.weights import WeightsError, load_network, read_spec, read_whole_image_pixels, read_window
+from reloc.models.weights import WeightsError
 from reloc.visualize import heatmap, overlay
 
 """Suffixes (lower case) of the files taken from a folder; files named directly are always tried."""
@@ -152,58 +153,6 @@ class Expansion:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def pipeline_from_weights(
-    localizer_path: str | os.PathLike,
-    restorer_path: str | os.PathLike | None = None,
-    device: str | torch.device = "cpu",
-    precision: str = "auto",
-) -> Pipeline:
-    """Rebuild a pipeline from weights files written by :func:`reloc.models.weights.save_network`.
-
-    Each file alone rebuilds its network (the spec is in its metadata); the pipeline's
-    default sliding window is the one the localizer's file records, if any
-    (:func:`reloc.models.weights.read_window`), with its whole-image budget
-    (:func:`reloc.models.weights.read_whole_image_pixels`), and the restorer runs in the
-    window its file records, if any (:attr:`Pipeline.restore_window`; else in the localizer's).
-
-    Args:
-        localizer_path: the localizer's safetensors file.
-        restorer_path: the restorer's, or ``None`` to localize the images as they are.
-        device: where the pipeline runs.
-        precision: ``fp32``, ``bf16``, ``fp16`` or ``auto`` (see :mod:`reloc.precision`).
-
-    Returns:
-        The pipeline on ``device``, prepared for inference (:meth:`Pipeline.prepare`).
-
-    Raises:
-        WeightsError: a file is unreadable, has no spec, or holds a network of the wrong role.
-    """
-    restorer = None if restorer_path is None else _load_role(restorer_path, "restorer", device)
-    localizer = _load_role(localizer_path, "localizer", device)
-    restore_window = None if restorer_path is None else read_window(restorer_path)
-    pipeline = Pipeline(
-        restorer,
-        localizer,
-        precision=precision,
-        window=read_window(localizer_path),
-        restore_window=restore_window,
-        whole_image_pixels=read_whole_image_pixels(localizer_path),
-    ).prepare()
-    pipeline.weights_files = {
-        "localizer": str(localizer_path),
-        "restorer": None if restorer_path is None else str(restorer_path),
-    }
-    return pipeline
-
-
-def _load_role(path: str | os.PathLike, role: str, device: str | torch.device) -> torch.nn.Module:
-    """The network stored in ``path``, checked to be a ``role`` network."""
-    spec = read_spec(path)
-    if spec.kind != role:
-        raise WeightsError(f"{path}: holds the {spec.kind} {spec.name!r}, not a {role}")
-    return load_network(path, map_location=device)
-
-
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
     with open(path, "rb") as handle:
@@ -218,7 +167,7 @@ def versions() -> dict[str, str]:
 def model_provenance(pipeline: Pipeline) -> dict[str, dict[str, object] | None]:
     """What localized: per role, the network's registry name and arguments, and the weights
     file it was loaded from with its SHA-256 (``pipeline.weights_files``, set by
-    :func:`pipeline_from_weights`; ``None`` for networks built in memory)."""
+    :func:`reloc.engine.inference.pipeline_from_weights`; ``None`` for networks built in memory)."""
     files = pipeline.weights_files
 
     def describe(role: str, network: torch.nn.Module | None) -> dict[str, object] | None:
@@ -258,7 +207,7 @@ def localize_files(
         inputs: image files, folders (their image files, sorted; sub-folders too with
             ``recursive``) or glob patterns (``**`` recursive), expanded in order; a file
             reached twice runs once.
-        pipeline: the restorer and localizer, in eval mode (see :func:`pipeline_from_weights`),
+        pipeline: the restorer and localizer, in eval mode (see :func:`reloc.engine.inference.pipeline_from_weights`),
             or a :class:`~reloc.engine.model_choice.ModelChooser` that picks one per file
             (its ``model``, ``jpeg_quality`` and ``model_reason`` go into the JSON).
         out: output folder, created if needed; when it holds a file with one of the

@@ -28,7 +28,7 @@ import torch
 from reloc import pretrained
 from reloc.data.distortions import jpeg_quality_from_file
 from reloc.data.io import ImageError
-from reloc.engine.inference import Pipeline
+from reloc.engine.inference import Pipeline, pipeline_from_weights
 from reloc.runs import optional_weights, resolve_weights
 
 AUTO = "auto"
@@ -63,8 +63,8 @@ def model_source(
         PretrainedError, FileNotFoundError: unknown name or missing weights.
     """
     text = str(spec)
-    if text in pretrained.NAMES:
-        text = pretrained.PREFIX + text
+    if text in pretrained.NAMES:  # a bare name is a pretrained model, never a relative path
+        text = pretrained.qualified(text)
     localizer = resolve_weights(text, "localizer")
     own_restorer = optional_weights(text, "restorer") if pretrained.is_pretrained(text) or Path(text).is_dir() else None
     chosen = resolve_weights(str(restorer), "restorer") if restorer is not None else own_restorer
@@ -113,7 +113,7 @@ class ModelChooser:
         if str(model) == AUTO:
             if restorer is not None:
                 raise ValueError("--restorer needs a fixed model, not --model auto")
-            sources = {name: model_source(pretrained.PREFIX + name, restore=restore) for name in pretrained.NAMES}
+            sources = {name: model_source(pretrained.qualified(name), restore=restore) for name in pretrained.NAMES}
             return cls(sources, auto=True, device=device, precision=precision)
         source = model_source(model, restorer, restore)
         return cls({source.label: source}, auto=False, device=device, precision=precision)
@@ -121,8 +121,6 @@ class ModelChooser:
     def pipeline(self, label: str) -> Pipeline:
         """The pipeline of one source, built on first use."""
         if label not in self._pipelines:
-            from reloc.engine.localize import pipeline_from_weights
-
             source = self.sources[label]
             self._pipelines[label] = pipeline_from_weights(
                 source.localizer, source.restorer, self.device, self.precision

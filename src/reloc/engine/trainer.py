@@ -29,6 +29,8 @@ from reloc.data.datasets import TrainCrops
 from reloc.devices import pick_device
 from reloc.engine.distributed import DistContext
 from reloc.engine.tasks import NonFiniteLossError, Task, create_task
+from reloc.errors import UsageError
+from reloc.extras import require
 from reloc.metrics import LocalizationMetrics
 from reloc.models.weights import save_network
 
@@ -175,6 +177,11 @@ class MetricsLog:
             with self.path.open() as handle:
                 rows = [row for row in csv.DictReader(handle) if int(row["epoch"]) <= first_epoch]
             self._rewrite(rows)
+        try:
+            require("tensorboard", "tensorboard", "TensorBoard event files")
+        except UsageError as missing:  # metrics.csv is written all the same
+            print(f"note: {missing}; training goes on without them (metrics.csv has every figure)", file=sys.stderr)
+            return
         from torch.utils.tensorboard import SummaryWriter
 
         self.writer = SummaryWriter(str(run_dir))

@@ -6,7 +6,7 @@ probabilities are best cut well above 0.5. :func:`calibrate` shifts the network'
 bias by ``-logit(threshold)`` so that its probability exceeds 0.5 exactly where the
 original's exceeded ``threshold``; every map keeps its pixel order, so AUC is unchanged, and
 every tool that cuts at 0.5 (``localize`` masks, the paper's F1 / IoU, ONNX exports) uses
-the chosen threshold without knowing of it. ``benchmarks/pretrain.py`` chooses the threshold
+the chosen threshold without knowing of it. the release recipe (:mod:`reloc.release`) chooses the threshold
 on validation images and records it in the weights (``reloc.calibration`` metadata).
 """
 

@@ -6,7 +6,7 @@ for a ReLoc model, ``restorer.safetensors`` (each file rebuilds its network, see
 card (what it was trained on, by which command, and its measured figures), and
 ``routing.json`` the ``--model auto`` rule measured on real forgeries and camera-size
 photos by ``benchmarks/real.py`` (:func:`choose`). The weights
-are made by ``benchmarks/pretrain.py`` (the recipe in ``configs/release/``).
+are made by ``reloc release run`` (:mod:`reloc.release`, the recipe in ``configs/release/``).
 
 >>> from reloc import pretrained
 >>> pretrained.names()
@@ -17,8 +17,9 @@ are made by ``benchmarks/pretrain.py`` (the recipe in ``configs/release/``).
 Choice(name='reloc', jpeg_quality=75, reason="JPEG quality 75: reloc measured best at QF 75 (casia1-dev's ...)")
 
 Every option that takes a run folder or a weights file also takes ``pretrained:NAME``;
-they all go through :func:`reloc.engine.tasks.resolve_weights`, which calls
-:func:`weights_file` here.
+they all go through :func:`reloc.runs.resolve_weights`, which calls :func:`weights_file`
+here; a model option (``--model``) goes through :func:`reloc.engine.model_choice.model_source`,
+which also takes a bare ``NAME``. Names are read by :func:`parse` and :func:`qualified` alone.
 """
 
 from __future__ import annotations
@@ -65,6 +66,11 @@ def parse(spec: str) -> str:
     if name not in NAMES:
         raise PretrainedError(f"unknown pretrained model {spec!r}; known: {', '.join(PREFIX + n for n in NAMES)}")
     return name
+
+
+def qualified(spec: str) -> str:
+    """``"reloc"`` or ``"pretrained:reloc"`` -> ``"pretrained:reloc"``; :class:`PretrainedError` for an unknown name."""
+    return PREFIX + parse(spec)
 
 
 def names() -> list[str]:

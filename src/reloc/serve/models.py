@@ -20,8 +20,7 @@ from typing import Any
 import torch
 
 from reloc import pretrained
-from reloc.engine.inference import Pipeline
-from reloc.engine.localize import pipeline_from_weights
+from reloc.engine.inference import Pipeline, pipeline_from_weights
 from reloc.engine.model_choice import model_source
 from reloc.models.weights import WeightsError, read_spec
 
@@ -132,11 +131,11 @@ def load_models(
     for name in models:
         if name != AUTO:
             try:
-                wanted.append(("--model", pretrained.PREFIX + pretrained.parse(name), None))
+                wanted.append(("--model", pretrained.qualified(name), None))
             except pretrained.PretrainedError as exc:
                 raise ModelError(f"--model {name}: {exc} (or 'auto')") from exc
     if auto:
-        wanted += [("--model", pretrained.PREFIX + name, None) for name in pretrained.NAMES]
+        wanted += [("--model", pretrained.qualified(name), None) for name in pretrained.NAMES]
     wanted += [("--run", run, None) for run in runs]
     if localizer is not None:
         wanted.append(("--localizer", localizer, restorer))

@@ -1,4 +1,4 @@
-"""benchmarks/pretrain.py end to end at its ``smoke`` preset: every part on tiny data, the
+"""``reloc release run`` (:mod:`reloc.release`) end to end at its ``smoke`` preset: every part on tiny data, the
 choices of the inference part written into the shipped files, resuming, ``--force``."""
 
 from __future__ import annotations
@@ -10,18 +10,27 @@ import pytest
 import yaml
 from PIL import Image
 from skimage import data as skimage_data
+from typer.testing import CliRunner
 
-from conftest import load_benchmark
+from reloc.cli import app
 from reloc.models.weights import read_window
+from reloc.release import provenance, selection, training
+from reloc.release import recipe as recipes
+
+
+def release_run(argv: list[str]) -> int:
+    """``reloc release run ARGV``: 0 with its output printed, or SystemExit with what it printed."""
+    result = CliRunner().invoke(app, ["release", "run", *argv])
+    if result.exit_code != 0:
+        if result.exception is not None and not isinstance(result.exception, SystemExit):
+            raise result.exception
+        raise SystemExit(result.output.strip())
+    print(result.output, end="")
+    return 0
 
 
 @pytest.fixture(scope="module")
-def pretrain():
-    return load_benchmark("pretrain.py", "pretrain")
-
-
-@pytest.fixture(scope="module")
-def recipe_run(pretrain, tmp_path_factory):
+def recipe_run(tmp_path_factory):
     """The smoke preset on five scikit-image photos (one held out): ``(paths, stdout)``."""
     root = tmp_path_factory.mktemp("recipe")
     photos = root / "photos" / "skimage"
@@ -29,7 +38,7 @@ def recipe_run(pretrain, tmp_path_factory):
     for name in ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry"):
         pixels = np.asarray(getattr(skimage_data, name)())[..., :3]
         Image.fromarray(pixels).resize((128, 128)).save(photos / f"{name}.png")
-    recipe = yaml.safe_load(pretrain.RECIPE.read_text())
+    recipe = yaml.safe_load(recipes.RECIPE.read_text())
     recipe.update(photos=str(root / "photos"), held_out=["skimage/rocket.png"])
     recipe["synth"]["settings"]["val_fraction"] = 0.25
     recipe["inference"].update(
@@ -44,7 +53,7 @@ def recipe_run(pretrain, tmp_path_factory):
     }
     argv = ["--preset", "smoke", "--threads", "1", "--set", "data.tamper_bias=0.5"]
     argv += [f"--{k}={v}" for k, v in paths.items()]
-    assert pretrain.main(argv) == 0
+    assert release_run(argv) == 0
     return paths, argv
 
 
@@ -52,6 +61,8 @@ def test_every_part_finishes_and_records_its_provenance(recipe_run):
     paths, _ = recipe_run
     results = json.loads(paths["results"].read_text())
     assert results["preset"] == "smoke"
+    assert results["command"].startswith("reloc release run --preset smoke --recipe ")
+    assert results["command"].endswith(" --threads 1 --set data.tamper_bias=0.5")
     for part in (
         "data",
         "plain",
@@ -178,75 +189,75 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
     assert (list(restorer_window) if restorer_window else None) == inference["reloc"]["restore_window"]
 
 
-def test_candidates_within_the_auc_tolerance_are_ties_that_go_to_the_first_listed(pretrain):
+def test_candidates_within_the_auc_tolerance_are_ties_that_go_to_the_first_listed():
     rows = [
         {"window": [512, 512], "auc": 0.70},
         {"window": [128, 64], "auc": 0.7372},
         {"window": [96, 48], "auc": 0.738},
     ]
-    assert pretrain.pick_candidate(rows, 0.001)["window"] == [128, 64]  # 0.7372 ties 0.738
-    assert pretrain.pick_candidate(rows, 0.0)["window"] == [96, 48]
-    assert pretrain.pick_candidate(rows, 0.05)["window"] == [512, 512]
+    assert selection.pick_candidate(rows, 0.001)["window"] == [128, 64]  # 0.7372 ties 0.738
+    assert selection.pick_candidate(rows, 0.0)["window"] == [96, 48]
+    assert selection.pick_candidate(rows, 0.05)["window"] == [512, 512]
 
 
-def test_a_second_run_skips_finished_parts_and_force_redoes_inference(pretrain, recipe_run, capsys):
+def test_a_second_run_skips_finished_parts_and_force_redoes_inference(recipe_run, capsys):
     paths, argv = recipe_run
     before = json.loads(paths["results"].read_text())["parts"]
-    assert pretrain.main([*argv, "--part", "plain", "--part", "inference"]) == 0
+    assert release_run([*argv, "--part", "plain", "--part", "inference"]) == 0
     assert "plain: finished before (2 epochs), skipped" in capsys.readouterr().out
     assert json.loads(paths["results"].read_text())["parts"]["inference"] == before["inference"]
-    assert pretrain.main([*argv, "--part", "inference", "--force"]) == 0
+    assert release_run([*argv, "--part", "inference", "--force"]) == 0
     assert "inference reloc: 64/32, restorer window by window" in capsys.readouterr().out
 
 
-def test_a_missing_or_foreign_recipe_is_a_clear_error(pretrain, tmp_path):
+def test_a_missing_or_foreign_recipe_is_a_clear_error(tmp_path):
     with pytest.raises(SystemExit, match="cannot read the recipe .*nope.yaml"):
-        pretrain.main(["--recipe", str(tmp_path / "nope.yaml")])
+        release_run(["--recipe", str(tmp_path / "nope.yaml")])
     (tmp_path / "other.yaml").write_text("data: {crop: 64}\n")
     with pytest.raises(SystemExit, match="other.yaml is not a release recipe"):
-        pretrain.main(["--recipe", str(tmp_path / "other.yaml")])
+        release_run(["--recipe", str(tmp_path / "other.yaml")])
 
 
 @pytest.mark.parametrize(
     ("flags", "expected"),
     [({"avx2", "amx_bf16", "avx512_bf16"}, "cpu-2h"), ({"avx2", "avx512_bf16"}, "cpu-2h"), ({"avx2"}, "cpu-fp32")],
 )
-def test_the_auto_preset_follows_the_processor(pretrain, monkeypatch, flags, expected):
+def test_the_auto_preset_follows_the_processor(monkeypatch, flags, expected):
     from reloc import precision
 
     monkeypatch.setattr(precision, "cpu_flags", lambda: frozenset(flags))
-    assert pretrain.load_recipe("auto")["preset"] == expected
+    assert recipes.load_recipe("auto")["preset"] == expected
 
 
-def test_a_preset_sets_every_model_and_each_model_on_its_own(pretrain, tmp_path):
-    recipe = yaml.safe_load(pretrain.RECIPE.read_text())
+def test_a_preset_sets_every_model_and_each_model_on_its_own(tmp_path):
+    recipe = yaml.safe_load(recipes.RECIPE.read_text())
     recipe["presets"]["mine"] = {"set": ["data.workers=1"], "models": {"plain": {"set": ["train.epochs=3"]}}}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))  # parts in their order
-    models = pretrain.load_recipe("mine", tmp_path / "recipe.yaml")["models"]
+    models = recipes.load_recipe("mine", tmp_path / "recipe.yaml")["models"]
     assert models["plain"]["overrides"] == ["data.workers=1", "train.epochs=3"]
     assert models["robust"]["overrides"] == models["reloc"]["overrides"] == ["data.workers=1"]
-    command = pretrain.train_command({"models": models}, "plain", tmp_path / "work")
+    command = training.train_command({"models": models}, "plain", tmp_path / "work")
     assert command[-4:] == ["--set", "data.workers=1", "--set", "train.epochs=3"]
     # the shipped recipe's fp32 preset makes plain from 96-px crops, the configs as written from 128-px
-    fp32, written = pretrain.load_recipe("cpu-fp32")["models"], pretrain.load_recipe("cpu")["models"]
+    fp32, written = recipes.load_recipe("cpu-fp32")["models"], recipes.load_recipe("cpu")["models"]
     assert "data.crop=96" in fp32["plain"]["overrides"] and written["plain"]["overrides"] == []
     recipe["presets"]["bad"] = {"models": {"nobody": {"set": []}}}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(recipe, sort_keys=False))
     with pytest.raises(SystemExit, match="preset 'bad' sets unknown models: nobody"):
-        pretrain.load_recipe("bad", tmp_path / "recipe.yaml")
+        recipes.load_recipe("bad", tmp_path / "recipe.yaml")
 
 
-def test_the_recipe_wall_time_counts_the_training_time_not_the_sum_of_the_parts(pretrain):
+def test_the_recipe_wall_time_counts_the_training_time_not_the_sum_of_the_parts():
     parts = {n: {"wall_seconds": s} for n, s in (("data", 10), ("plain", 100), ("robust", 50), ("reloc", 70))}
     parts["inference"] = {"wall_seconds": 5}
-    assert pretrain.recipe_wall_seconds({"parts": parts, "training_wall_seconds": 170}) == 185
-    assert pretrain.recipe_wall_seconds({"parts": {"plain": {"wall_seconds": None}}}) == 0
+    assert provenance.recipe_wall_seconds({"parts": parts, "training_wall_seconds": 170}) == 185
+    assert provenance.recipe_wall_seconds({"parts": {"plain": {"wall_seconds": None}}}) == 0
 
 
-def test_context_stages_ship_as_their_model_and_a_start_must_come_first(pretrain, tmp_path):
-    recipe = pretrain.load_recipe("cpu")
-    assert pretrain.shipped_parts(recipe) == {"plain": "plain-8k", "robust": "robust-8k", "reloc": "reloc-320"}
-    assert pretrain.stages_of(recipe, "robust-native") == [
+def test_context_stages_ship_as_their_model_and_a_start_must_come_first(tmp_path):
+    recipe = recipes.load_recipe("cpu")
+    assert recipes.shipped_parts(recipe) == {"plain": "plain-8k", "robust": "robust-8k", "reloc": "reloc-320"}
+    assert recipes.stages_of(recipe, "robust-native") == [
         "plain",
         "robust",
         "robust-256",
@@ -255,27 +266,27 @@ def test_context_stages_ship_as_their_model_and_a_start_must_come_first(pretrain
         "robust-mix",
         "robust-native",
     ]
-    assert pretrain.data_of(recipe, "robust-native") == "data-native" and pretrain.data_of(recipe, "plain") == "data"
+    assert recipes.data_of(recipe, "robust-native") == "data-native" and recipes.data_of(recipe, "plain") == "data"
     assert recipe["models"]["plain-256"]["overrides"][0] == "data.crop=256"
     # a preset's own setting for a part wins over the part's; the part's over the preset's for all
-    smoke = pretrain.load_recipe("smoke")["models"]["plain-256"]["overrides"]
+    smoke = recipes.load_recipe("smoke")["models"]["plain-256"]["overrides"]
     own = ["data.crop=256", "data.batch_size=4", "optim.lr=0.0003", "train.epochs=8"]
     assert smoke[-6:] == [*own, "data.crop=64", "train.epochs=1"] and smoke[0] == "data.steps_per_epoch=2"
-    raw = yaml.safe_load(pretrain.RECIPE.read_text())
+    raw = yaml.safe_load(recipes.RECIPE.read_text())
     raw["models"] = {"late": {"config": "x.yaml", "start": "plain"}, **raw["models"]}
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     with pytest.raises(SystemExit, match="'late' start: 'plain' is not listed before it"):
-        pretrain.load_recipe("cpu", tmp_path / "recipe.yaml")
+        recipes.load_recipe("cpu", tmp_path / "recipe.yaml")
     raw["models"].pop("late")
     raw["models"]["plain-native"]["data"] = "nowhere"
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     with pytest.raises(SystemExit, match="'plain-native' trains on data set 'nowhere', not in extra_data"):
-        pretrain.load_recipe("cpu", tmp_path / "recipe.yaml")
+        recipes.load_recipe("cpu", tmp_path / "recipe.yaml")
 
 
-def test_extra_data_sets_are_the_synth_settings_with_their_own_keys(pretrain, tmp_path):
-    recipe = pretrain.load_recipe("cpu")
-    sets = pretrain.data_parts(recipe)
+def test_extra_data_sets_are_the_synth_settings_with_their_own_keys(tmp_path):
+    recipe = recipes.load_recipe("cpu")
+    sets = recipes.data_parts(recipe)
     assert list(sets) == ["data", "data-native", "data-native4000", "data-native8000"]
     assert (sets["data-native4000"]["count"], sets["data-native4000"]["settings"]) == (
         4000,
@@ -284,12 +295,12 @@ def test_extra_data_sets_are_the_synth_settings_with_their_own_keys(pretrain, tm
     native, main = sets["data-native"], sets["data"]
     assert (native["size"], native["count"], native["seed"]) == (320, main["count"], main["seed"])
     assert native["settings"] == {**main["settings"], "enlarge_hosts": False}
-    assert pretrain.data_parts(pretrain.load_recipe("smoke"))["data-native"]["size"] == 96  # the preset's
+    assert recipes.data_parts(recipes.load_recipe("smoke"))["data-native"]["size"] == 96  # the preset's
     with pytest.raises(SystemExit, match="robust-native trains on .*data-native, which is not made yet"):
-        pretrain.launch(recipe, "robust-native", tmp_path / "work")
+        training.launch(recipe, "robust-native", tmp_path / "work")
 
 
-def test_a_stage_added_later_starts_from_the_shipped_weights_and_the_rest_is_kept(pretrain, recipe_run, tmp_path):
+def test_a_stage_added_later_starts_from_the_shipped_weights_and_the_rest_is_kept(recipe_run, tmp_path):
     import shutil
 
     paths, argv = recipe_run
@@ -323,10 +334,10 @@ def test_a_stage_added_later_starts_from_the_shipped_weights_and_the_rest_is_kep
         SystemExit,
         match="plain-256's localizer starts from plain, which has no trained localizer .*--start-from-package",
     ):
-        pretrain.main([*common, *stage])
+        release_run([*common, *stage])
     kept = {name: (package / name / "localizer.safetensors").read_bytes() for name in ("robust", "reloc")}
     before = (package / "plain" / "localizer.safetensors").read_bytes()
-    assert pretrain.main([*common, *stage, "--start-from-package"]) == 0
+    assert release_run([*common, *stage, "--start-from-package"]) == 0
     recorded = json.loads(results.read_text())["parts"]
     assert recorded["plain-256"]["started_from"] == "pretrained:plain"
     assert recorded["plain-384"]["started_from"] == str(work.resolve() / "plain-256")
@@ -347,8 +358,8 @@ def test_a_stage_added_later_starts_from_the_shipped_weights_and_the_rest_is_kep
     ]
 
 
-def test_a_preset_may_skip_parts_and_give_a_part_another_start_data_and_summary(pretrain, tmp_path):
-    raw = yaml.safe_load(pretrain.RECIPE.read_text())
+def test_a_preset_may_skip_parts_and_give_a_part_another_start_data_and_summary(tmp_path):
+    raw = yaml.safe_load(recipes.RECIPE.read_text())
     skipped = [name for name in raw["models"] if name not in ("plain", "robust", "reloc", "plain-native")]
     raw["presets"]["short"] = {
         "models": {
@@ -360,35 +371,35 @@ def test_a_preset_may_skip_parts_and_give_a_part_another_start_data_and_summary(
         "summaries": {"plain": "a shorter plain"},
     }
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
-    recipe = pretrain.load_recipe("short", tmp_path / "recipe.yaml")
+    recipe = recipes.load_recipe("short", tmp_path / "recipe.yaml")
     assert list(recipe["models"]) == ["plain", "robust", "reloc", "plain-native"]
-    assert pretrain.stages_of(recipe, "plain-native") == ["plain", "plain-native"]
-    assert pretrain.shipped_parts(recipe) == {"plain": "plain-native", "robust": "robust", "reloc": "reloc"}
-    assert list(pretrain.data_parts(recipe)) == ["data", "data-native"]  # robust and reloc still train on data
-    assert pretrain.data_of(recipe, "plain") == "data-native"
+    assert recipes.stages_of(recipe, "plain-native") == ["plain", "plain-native"]
+    assert recipes.shipped_parts(recipe) == {"plain": "plain-native", "robust": "robust", "reloc": "reloc"}
+    assert list(recipes.data_parts(recipe)) == ["data", "data-native"]  # robust and reloc still train on data
+    assert recipes.data_of(recipe, "plain") == "data-native"
     assert recipe["inference"]["images"] == 7 and recipe["inference"]["candidates"] == raw["inference"]["candidates"]
     assert recipe["summaries"] == {"plain": "a shorter plain"}
     raw["presets"]["broken"] = {"models": {"plain": {"skip": True}}}  # robust would start from nothing
     (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(raw, sort_keys=False))
     with pytest.raises(SystemExit, match="'robust' start: 'plain' is not listed before it"):
-        pretrain.load_recipe("broken", tmp_path / "recipe.yaml")
+        recipes.load_recipe("broken", tmp_path / "recipe.yaml")
 
 
-def test_the_gpu_preset_trains_on_cuda_on_native_data_in_three_parts(pretrain):
-    recipe = pretrain.load_recipe("gpu")
+def test_the_gpu_preset_trains_on_cuda_on_native_data_in_three_parts():
+    recipe = recipes.load_recipe("gpu")
     assert list(recipe["models"]) == ["plain", "robust", "reloc"]
-    assert list(pretrain.data_parts(recipe)) == ["data-native"]  # the 512-px set is not made
-    assert pretrain.data_parts(recipe)["data-native"]["settings"]["enlarge_hosts"] is False
+    assert list(recipes.data_parts(recipe)) == ["data-native"]  # the 512-px set is not made
+    assert recipes.data_parts(recipe)["data-native"]["settings"]["enlarge_hosts"] is False
     for model in recipe["models"].values():
         assert "train.device=cuda" in model["overrides"] and model["data"] == "native"
     assert set(recipe["summaries"]) == {"plain", "robust", "reloc"}
 
 
-def test_the_2_hour_cpu_preset_trains_three_parts_on_the_4000_sample_native_set(pretrain):
-    recipe = pretrain.load_recipe("cpu-2h")
+def test_the_2_hour_cpu_preset_trains_three_parts_on_the_4000_sample_native_set():
+    recipe = recipes.load_recipe("cpu-2h")
     assert list(recipe["models"]) == ["plain", "robust", "reloc"]
-    assert list(pretrain.data_parts(recipe)) == ["data-native4000"]
-    assert pretrain.data_parts(recipe)["data-native4000"]["count"] == 4000
+    assert list(recipes.data_parts(recipe)) == ["data-native4000"]
+    assert recipes.data_parts(recipe)["data-native4000"]["count"] == 4000
     assert recipe["models"]["plain"]["threads"] == 2 and recipe["models"]["robust"]["threads"] == 1
     for name, model in recipe["models"].items():
         assert model["data"] == "native4000" and model.get("start") == (None if name == "plain" else "plain")
@@ -396,9 +407,9 @@ def test_the_2_hour_cpu_preset_trains_three_parts_on_the_4000_sample_native_set(
     assert set(recipe["summaries"]) == {"plain", "robust", "reloc"}
 
 
-def test_photos_given_on_the_command_line_replace_the_recipes(pretrain, tmp_path):
+def test_photos_given_on_the_command_line_replace_the_recipes(tmp_path):
     with pytest.raises(SystemExit, match=f"photo folder {tmp_path / 'none'} not found"):
-        pretrain.main(
+        release_run(
             [
                 "--preset",
                 "cpu",

@@ -1,4 +1,4 @@
-"""benchmarks/pretrained.py's aggregation: the JSON layout the issue asks for, Table III from
+"""The card writer's aggregation (:mod:`reloc.release.cards`, ``reloc release cards``): the JSON layout the issue asks for, Table III from
 the same rows, the JPEG winner per quality, and the figures written into the cards."""
 
 from __future__ import annotations
@@ -11,14 +11,14 @@ import pytest
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from conftest import load_benchmark
 from reloc import pretrained
+from reloc.release import cards
 
 
 @pytest.fixture()
 def bench(tmp_path, monkeypatch):
-    module = load_benchmark("pretrained.py", "pretrained_bench", monkeypatch)
-    monkeypatch.setattr(module, "RESULTS", tmp_path / "results" / "pretrained.json")
+    module = cards
+    monkeypatch.setattr(module, "RESULTS", tmp_path / "results" / "release" / "pretrained.json")
     package = tmp_path / "package"
     shutil.copytree(Path(str(pretrained._root())), package)  # cards and weights: parts record the weights' digest
     monkeypatch.setattr(pretrained, "_root", lambda: package)
@@ -52,7 +52,7 @@ def test_aggregate_writes_the_issue_layout_table_three_winners_and_card_figures(
             write_row(work, "parts", "reloc", spec, 0.90 if spec == "jpeg:60" else 0.65, digest["reloc"])
     write_row(work, "parts-recipe-settings", "plain", "none", 0.80, digest["plain"])
 
-    result = bench.aggregate(work, "python benchmarks/pretrained.py")
+    result = bench.aggregate(work, bench.COMMAND)
 
     saved = json.loads(bench.RESULTS.read_text())
     assert saved == json.loads(json.dumps(result))
@@ -89,7 +89,7 @@ def test_a_part_made_with_other_weights_is_refused_and_the_digest_follows_the_fi
     save_file(tensors, weights, metadata=metadata)  # the shipped weights changed after the parts
     assert bench.weights_digest("robust") != before
     with pytest.raises(SystemExit, match=r"part\(s\) of robust were made with other weights.*--model robust"):
-        bench.aggregate(work, "python benchmarks/pretrained.py")
+        bench.aggregate(work, bench.COMMAND)
 
 
 def test_rows_without_part_files_are_kept_from_the_results_only_for_unchanged_weights(bench, tmp_path):
@@ -99,7 +99,7 @@ def test_rows_without_part_files_are_kept_from_the_results_only_for_unchanged_we
         for name in bench.MODELS:
             write_row(work, "parts", name, spec, 0.7, digest[name])
     write_row(work, "parts-recipe-settings", "robust", "jpeg:75", 0.8, digest["robust"])
-    bench.aggregate(work, "python benchmarks/pretrained.py")
+    bench.aggregate(work, bench.COMMAND)
 
     fresh = tmp_path / "fresh"  # a new machine: only reloc, re-shipped with other weights, is measured again
     weights = pretrained._root() / "reloc" / "localizer.safetensors"
@@ -109,7 +109,7 @@ def test_rows_without_part_files_are_kept_from_the_results_only_for_unchanged_we
     save_file(tensors, weights, metadata=metadata)
     write_row(fresh, "parts", "reloc", "jpeg:75", 0.9, bench.weights_digest("reloc"))
 
-    saved = bench.aggregate(fresh, "python benchmarks/pretrained.py")
+    saved = bench.aggregate(fresh, bench.COMMAND)
 
     assert set(saved["models"]["plain"]) == set(bench.SPECS)  # unchanged weights: kept
     assert saved["models"]["robust"]["jpeg:75"]["auc"] == pytest.approx(0.7)
