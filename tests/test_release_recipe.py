@@ -13,7 +13,7 @@ from skimage import data as skimage_data
 from typer.testing import CliRunner
 
 from reloc.cli import app
-from reloc.models.weights import read_window
+from reloc.models.weights import read_whole_image_pixels, read_window
 from reloc.release import provenance, selection, training
 from reloc.release import recipe as recipes
 
@@ -129,7 +129,8 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
     paths, _ = recipe_run
     inference = json.loads(paths["results"].read_text())["parts"]["inference"]
     cards = json.loads((paths["package"] / "cards.json").read_text())["models"]
-    tolerance = yaml.safe_load(paths["recipe"].read_text())["inference"]["auc_tolerance"]
+    settings = yaml.safe_load(paths["recipe"].read_text())["inference"]
+    tolerance, large = settings["auc_tolerance"], settings["large_images"]
     parts = {"plain": "plain-8k", "robust": "robust-8k", "reloc": "reloc-320"}  # the last part of each
     data = {"plain": "data-native8000", "robust": "data-native8000", "reloc": "data-native8000"}  # validated on
     for name in ("plain", "robust", "reloc"):
@@ -148,13 +149,16 @@ def test_the_inference_choices_are_the_best_candidates_and_go_into_the_shipped_f
         best = next(row for row in rows if row["auc"] >= floor)
         assert (chosen["chosen"], chosen["restore_window"]) == (best["window"], best["restore_window"])
         assert chosen["threshold"] == float(max(best["f1"].items(), key=lambda item: item[1])[0])
-        card = cards[name]
-        assert (card["window"], card["threshold"], card["restore_window"]) == (
-            chosen["chosen"],
+        card = cards[name]  # the threshold chosen here; the tiling of large images the recipe's large_images
+        assert (card["window"], card["whole_image_pixels"], card["threshold"], card["restore_window"]) == (
+            large["window"],
+            large["whole_image_pixels"],
             chosen["threshold"],
             chosen["restore_window"],
         )
-        assert list(read_window(paths["package"] / name / "localizer.safetensors")) == chosen["chosen"]
+        localizer = paths["package"] / name / "localizer.safetensors"
+        assert list(read_window(localizer)) == large["window"]
+        assert read_whole_image_pixels(localizer) == large["whole_image_pixels"]
         chains = {
             "plain": ["plain", "plain-256", "plain-384", "plain-384-long", "plain-native", "plain-wide", "plain-8k"],
             "robust": [

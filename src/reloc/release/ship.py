@@ -50,12 +50,21 @@ def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
         for role in ("localizer", "restorer"):
             (target / f"{role}.safetensors").unlink(missing_ok=True)
         window, threshold = inference["chosen"], inference["threshold"]
+        large = recipe["inference"].get("large_images") or {}  # the tiling chosen on camera-size photos
+        window = list(large.get("window") or window)
+        whole_image_pixels = int(large.get("whole_image_pixels") or 0)
         restore_window = tuple(inference["restore_window"]) if inference.get("restore_window") else None
         for role in roles:
             if role == "localizer":  # the window recorded, the threshold folded into the logits
                 localizer = calibrate(load_network(best[role]), threshold)
                 calibration = {"threshold": threshold, "chosen_on": f"{inference['images']} validation images"}
-                save_network(localizer, target / f"{role}.safetensors", window=tuple(window), calibration=calibration)
+                save_network(
+                    localizer,
+                    target / f"{role}.safetensors",
+                    window=tuple(window),
+                    calibration=calibration,
+                    whole_image_pixels=whole_image_pixels,
+                )
             else:  # the same tensors, with the restorer's window recorded
                 save_network(load_network(best[role]), target / f"{role}.safetensors", window=restore_window)
         stages = []
@@ -80,6 +89,7 @@ def ship(recipe: dict, work: Path, results: dict, package: Path) -> None:
             "roles": roles,
             "trained_on": results["parts"].get(last, {}).get("config", {}).get("data", {}).get("distortion"),
             "window": window,
+            "whole_image_pixels": whole_image_pixels,
             "threshold": threshold,
             "restore_window": inference.get("restore_window"),
             "recipe": {"preset": recipe["preset"], "stages": stages},
