@@ -22,3 +22,5 @@ test: $(VENV)/.installed
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; } || \
 	  echo "note: chromium and chromium-driver are missing: the browser test of reloc serve is skipped"
 	$(BIN)/python -m pytest -q
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
