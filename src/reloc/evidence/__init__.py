@@ -1,0 +1,84 @@
+"""Classical evidence beside the learned map: maps that need no training data.
+
+>>> from reloc.evidence import analyse
+>>> for result in analyse(read_image(path, compact=True), path, ["ela", "clones"]):
+...     print(result.method, result.note)
+
+Each method (:data:`METHODS`) maps an image to an :class:`Evidence`: a float32 ``(H, W)`` map
+in [0, 1] (high = suspicious), a one-sentence note and the figures behind it, or no map and
+the reason when it does not apply (a JPEG method on a PNG, an image too small).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+from reloc.evidence.base import Evidence, as_rgb8, not_applicable
+from reloc.evidence.clones import copy_move
+from reloc.evidence.ela import error_levels
+from reloc.evidence.jpeg import block_grid, ghosts
+from reloc.evidence.noise import noise_levels
+
+Method = Callable[..., Evidence]
+
+METHODS: dict[str, Method] = {
+    "ela": error_levels,
+    "noise": noise_levels,
+    "ghost": ghosts,
+    "blocks": block_grid,
+    "clones": copy_move,
+}
+"""The evidence methods by name: ``method(image uint8 (H, W, 3), path=None) -> Evidence``."""
+
+MAX_PIXELS = 100_000_000
+"""Images over this many pixels get no evidence (the JPEG methods hold several float32 copies)."""
+
+
+def parse_methods(text: str) -> list[str]:
+    """``"ela,clones"`` -> ``["ela", "clones"]`` (spaces ignored, repeats dropped, ``""`` -> ``[]``).
+
+    Raises:
+        ValueError: an unknown name (the message lists the known ones).
+    """
+    names = list(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
+    unknown = [name for name in names if name not in METHODS]
+    if unknown:
+        raise ValueError(f"unknown evidence method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    return names
+
+
+def analyse(image: np.ndarray, path: str | os.PathLike | None, methods: Sequence[str]) -> list[Evidence]:
+    """Run ``methods`` on one image.
+
+    Args:
+        image: the decoded image: uint8 ``(H, W, 3)`` RGB as :func:`reloc.data.io.read_image`
+            gives with ``compact=True``; grey, RGBA, 16-bit and float images are converted
+            to it (the note says so).
+        path: its file (the JPEG methods read its quantisation tables), or ``None``.
+        methods: names from :data:`METHODS`.
+
+    Returns:
+        One :class:`Evidence` per method, in order, each with ``figures["seconds"]``.
+    """
+    pixels, converted = as_rgb8(image)
+    results = []
+    for name in methods:
+        started = time.perf_counter()
+        if pixels is None:
+            result = not_applicable(name, converted)
+        elif pixels.shape[0] * pixels.shape[1] > MAX_PIXELS:
+            result = not_applicable(name, f"the image is over {MAX_PIXELS // 1_000_000} megapixels; crop the region")
+        else:
+            result = METHODS[name](pixels, path)
+            if converted:
+                result.note += f" ({converted})"
+        result.figures["seconds"] = round(time.perf_counter() - started, 3)
+        results.append(result)
+    return results
+
+
+__all__ = ["METHODS", "Evidence", "analyse", "parse_methods"]

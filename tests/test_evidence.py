@@ -1,0 +1,165 @@
+"""Classical evidence maps on tiny synthetic images: each finds what it is built to find,
+stays quiet where there is nothing, and answers odd inputs with a result, not an exception."""
+
+from __future__ import annotations
+
+import io
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+from reloc.evidence import METHODS, analyse, parse_methods
+from reloc.evidence.clones import MIN_SIDE, copy_move
+from reloc.evidence.ela import error_levels, jpeg_roundtrip
+from reloc.evidence.jpeg import block_grid, ghosts
+
+
+def texture(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """uint8 ``(H, W, 3)`` detail at several scales (blurred noise), full range."""
+    rng = np.random.default_rng(seed)
+    image = np.zeros((height, width, 3), dtype=np.float32)
+    for sigma in (1.0, 3.0, 8.0):
+        image += cv2.GaussianBlur(rng.normal(size=(height, width, 3)).astype(np.float32), (0, 0), sigma) * sigma
+    image = (image - image.min()) / (image.max() - image.min())
+    return np.rint(image * 255).astype(np.uint8)
+
+
+def pillow_jpeg(image: np.ndarray, quality: int) -> np.ndarray:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, "JPEG", quality=quality)
+    return np.array(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
+
+
+REGION = (slice(64, 160), slice(96, 224))
+INSIDE = (slice(72, 152), slice(104, 216))  # the region less a margin of the maps' windows
+
+
+def outside(scores: np.ndarray) -> np.ndarray:
+    keep = np.ones(scores.shape, dtype=bool)
+    keep[40:184, 72:248] = False
+    return scores[keep]
+
+
+def test_registry_names_and_parsing():
+    assert parse_methods(" ela, clones,ela ") == ["ela", "clones"]
+    assert parse_methods("") == []
+    with pytest.raises(ValueError, match="unknown evidence method.*wavelets"):
+        parse_methods("ela,wavelets")
+    assert {"ela", "noise", "ghost", "blocks", "clones"} <= set(METHODS)
+
+
+def test_ela_zero_on_a_lossless_jpeg_fixed_point_and_high_on_a_region_saved_at_another_quality(tmp_path):
+    stable = texture(256, 320)
+    for _ in range(20):  # repeated saves at one quality reach an image that JPEG leaves unchanged
+        stable = jpeg_roundtrip(stable, 80)
+    path = tmp_path / "stable.png"
+    Image.fromarray(stable).save(path)  # lossless
+    result = error_levels(np.asarray(Image.open(path)), path, quality=80)
+    assert result.map.shape == stable.shape[:2] and result.map.dtype == np.float32
+    assert result.map.max() == 0.0
+    tampered = stable.copy()
+    tampered[REGION] = pillow_jpeg(texture(256, 320), 97)[REGION]
+    scores = error_levels(tampered, None, quality=80).map
+    assert scores[INSIDE].mean() > 0.5
+    assert np.percentile(outside(scores), 95) < 0.1
+
+
+def test_ela_takes_a_jpeg_files_own_quality(tmp_path):
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(texture(128, 128)).save(path, quality=70)
+    result = error_levels(np.asarray(Image.open(path).convert("RGB")), path)
+    assert result.figures["quality"] == 70 and result.figures["quality_from"] == "file"
+
+
+@pytest.mark.parametrize("first", [60, 70])
+def test_ghost_peaks_at_the_first_compressions_quality(tmp_path, first):
+    image = texture(256, 320, seed=5)
+    twice = image.copy()
+    twice[REGION] = pillow_jpeg(image, first)[REGION]
+    path = tmp_path / "ghost.jpg"
+    Image.fromarray(twice).save(path, quality=90)
+    result = ghosts(np.asarray(Image.open(path).convert("RGB")), path)
+    assert result.figures["file_quality"] == 90
+    assert result.figures["ghost_quality"] == first
+    assert result.map[INSIDE].mean() > 0.5
+    assert np.median(outside(result.map)) < 0.3
+
+
+def test_block_grid_marks_a_region_whose_grid_is_shifted():
+    image = texture(256, 320, seed=3)
+    shifted = np.roll(pillow_jpeg(np.roll(image, (3, 5), (0, 1)), 75), (-3, -5), (0, 1))  # grid at phase 3 / 5
+    spliced = pillow_jpeg(image, 75)
+    spliced[REGION] = shifted[REGION]
+    result = block_grid(spliced)
+    assert result.applicable, result.note
+    assert result.map[INSIDE].mean() > 0.4
+    assert result.map[INSIDE].mean() > 3 * np.median(outside(result.map))
+
+
+def paste_rotated(image: np.ndarray, source: tuple[int, int], target: tuple[int, int], angle: float, size: int = 96):
+    """``image`` with its ``size`` square at ``source`` (y, x) rotated by ``angle`` and pasted at ``target``."""
+    y, x = source
+    block = image[y : y + size, x : x + size]
+    rotation = cv2.getRotationMatrix2D((size / 2, size / 2), angle, 1.0)
+    rotated = cv2.warpAffine(block, rotation, (size, size), flags=cv2.INTER_LINEAR)
+    inside = cv2.warpAffine(np.ones((size, size), np.uint8), rotation, (size, size), flags=cv2.INTER_NEAREST) > 0
+    out = image.copy()
+    y, x = target
+    out[y : y + size, x : x + size][inside] = rotated[inside]
+    return out
+
+
+def box_centre(region: dict) -> np.ndarray:
+    x0, y0, x1, y1 = region["box"]
+    return np.array([(x0 + x1) / 2, (y0 + y1) / 2])
+
+
+def test_copy_move_finds_a_rotated_pasted_block_and_its_source():
+    image = paste_rotated(texture(300, 400, seed=1), source=(30, 40), target=(170, 260), angle=30)
+    result = copy_move(image)
+    assert len(result.figures["regions"]) == 1, result.note
+    region = result.figures["regions"][0]
+    assert region["direction_known"], region["direction"]
+    assert np.abs(box_centre(region["source"]) - [88, 78]).max() < 12  # (x, y) centre of the source square
+    assert np.abs(box_centre(region["target"]) - [308, 218]).max() < 12
+    assert abs(abs(region["rotation_degrees"]) - 30) < 2
+    assert result.map[190:250, 280:340].min() == 1.0  # target core
+    assert result.map[50:110, 60:120].max() == 0.5  # source core, named but below the target
+    assert result.map[:, 160:250].max() == 0.0 and result.map[260:, :200].max() == 0.0
+
+
+def test_copy_move_finds_nothing_in_noise():
+    noise = np.random.default_rng(7).integers(0, 256, (300, 400, 3), dtype=np.uint8)
+    result = copy_move(noise)
+    assert result.applicable and result.figures["regions"] == [] and result.map.max() == 0.0
+
+
+def test_every_method_on_odd_inputs_gives_a_result_or_a_reason(tmp_path):
+    rng = np.random.default_rng(0)
+    grey16 = (cv2.GaussianBlur(rng.normal(size=(96, 128)), (0, 0), 2) * 20000 + 32768).clip(0, 65535)
+    png = tmp_path / "plain.png"
+    Image.fromarray(texture(96, 128)).save(png)
+    cases = {
+        "grey 16-bit": (grey16.astype(np.uint16), None),
+        "grey float": (rng.random((96, 128)).astype(np.float32), None),
+        "rgba": (np.dstack([texture(96, 128), np.full((96, 128), 255, np.uint8)]), None),
+        "tiny": (texture(20, 30), None),
+        "one pixel": (texture(1, 1), None),
+        "png file": (np.asarray(Image.open(png)), png),
+        "empty": (np.zeros((0, 5, 3), np.uint8), None),
+        "not an image": (np.zeros((4, 4, 7), np.uint8), None),
+    }
+    for case, (image, path) in cases.items():
+        for result in analyse(image, path, list(METHODS)):
+            if result.applicable:
+                assert result.map.shape == np.shape(image)[:2], (case, result.method)
+                assert result.map.dtype == np.float32 and 0.0 <= result.map.min() <= result.map.max() <= 1.0
+            else:
+                assert result.note.startswith("not applicable: "), (case, result.method, result.note)
+    converted = analyse(grey16.astype(np.uint16), None, ["noise"])[0]
+    assert converted.applicable and "16-bit reduced to 8 bits" in converted.note
+    assert "not a JPEG file" in analyse(np.asarray(Image.open(png)), png, ["ghost"])[0].note
+    small = analyse(texture(MIN_SIDE - 1, 200), None, ["clones"])[0]
+    assert not small.applicable and "under the matcher's" in small.note
