@@ -4,6 +4,7 @@ stays quiet where there is nothing, and answers odd inputs with a result, not an
 from __future__ import annotations
 
 import io
+import json
 
 import cv2
 import numpy as np
@@ -163,3 +164,41 @@ def test_every_method_on_odd_inputs_gives_a_result_or_a_reason(tmp_path):
     assert "not a JPEG file" in analyse(np.asarray(Image.open(png)), png, ["ghost"])[0].note
     small = analyse(texture(MIN_SIDE - 1, 200), None, ["clones"])[0]
     assert not small.applicable and "under the matcher's" in small.note
+
+
+def test_localize_writes_the_evidence_maps_and_their_figures(tmp_path):
+    from conftest import build_cached
+    from reloc.engine.inference import Pipeline
+    from reloc.engine.localize import localize_files
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(paste_rotated(texture(300, 400, seed=1), (30, 40), (170, 260), 30)).save(folder / "copy.png")
+    Image.fromarray(texture(128, 160)).save(folder / "photo.jpg", quality=85)
+    localizer = build_cached("localizer", "dfcn", width=0.25, faithful=False).eval()
+    out = tmp_path / "out"
+    summary = localize_files(
+        [str(folder)], Pipeline(None, localizer), out, progress=False, evidence=["ghost", "clones"]
+    )
+    assert summary.ok, summary.report()
+    copy = json.loads((out / "copy.json").read_text())["evidence"]
+    assert copy["ghost"]["applicable"] is False and copy["ghost"]["map"] is None
+    assert not (out / "copy_evidence-ghost.png").exists()
+    assert copy["clones"]["map"] == "copy_evidence-clones.png" and len(copy["clones"]["figures"]["regions"]) == 1
+    written = np.asarray(Image.open(out / "copy_evidence-clones.png"))
+    assert written.shape == (300, 400) and set(np.unique(written)) == {0, 128, 255}
+    photo = json.loads((out / "photo.json").read_text())["evidence"]
+    assert photo["ghost"]["applicable"] and photo["ghost"]["figures"]["file_quality"] == 85
+    assert (out / "photo_evidence-ghost.png").exists()
+    assert json.loads((out / "summary.json").read_text())["options"]["evidence"] == ["ghost", "clones"]
+
+
+def test_cli_refuses_an_unknown_evidence_method_in_one_line(tmp_path):
+    from typer.testing import CliRunner
+
+    from reloc.cli import app
+
+    result = CliRunner().invoke(app, ["localize", str(tmp_path), "--evidence", "ela,wavelets"])
+    assert result.exit_code == 2
+    assert "--evidence: unknown evidence method(s) wavelets" in result.output
+    assert "Traceback" not in result.output

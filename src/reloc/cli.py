@@ -615,6 +615,13 @@ def localize(
     device: DeviceOption = "auto",
     keep_freed_memory: KeepMemoryOption = True,
     precision: PrecisionOption = "auto",
+    evidence: Annotated[
+        str,
+        typer.Option(
+            help="Classical evidence maps to add, a comma list of ela, noise, ghost, blocks, clones "
+            "(see docs/guide/evidence.md): each written as <stem>_evidence-<name>.png, its figures into the JSON."
+        ),
+    ] = "",
 ) -> None:
     """Localize tampering in images: heat map, mask, overlay and a JSON summary per image.
 
@@ -630,6 +637,7 @@ def localize(
     from reloc.engine.inference import retain_freed_memory
     from reloc.engine.localize import BYTES_PER_PIXEL, DEFAULT_MAX_PIXELS, localize_files
     from reloc.engine.model_choice import ModelChooser
+    from reloc.evidence import parse_methods
     from reloc.limits import MAX_EXPANSION, fitting_pixels
     from reloc.pretrained import PretrainedError
 
@@ -639,6 +647,10 @@ def localize(
     given = [value for value in (model, run, localizer) if value is not None]
     if len(given) > 1:
         raise typer.BadParameter("give one of --model, --run, --localizer")
+    try:
+        methods = parse_methods(evidence)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--evidence") from None
     _check_stride(window, stride)
     chosen = pick_device(device)
     check_precision(precision, chosen)
@@ -666,6 +678,7 @@ def localize(
         max_pixels=fitting_pixels(DEFAULT_MAX_PIXELS, BYTES_PER_PIXEL) if max_pixels is None else max_pixels,
         max_expansion=MAX_EXPANSION if max_pixels is None else None,  # a cap the user gives replaces both
         dist=dist,
+        evidence=methods,
     )
     dist.close()
     if dist.is_main:

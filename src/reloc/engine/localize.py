@@ -7,9 +7,10 @@
 
 For each image the output folder gets ``<stem>_heatmap.png`` (probabilities coloured),
 ``<stem>_mask.png`` (probability > threshold, {0, 255}), ``<stem>_overlay.png`` (the
-image tinted red where tampered), optionally ``<stem>_restored.png`` and
+image tinted red where tampered), optionally ``<stem>_restored.png``,
 ``<stem>_probability.png`` (the raw probabilities as a 16-bit grey PNG,
-:func:`reloc.data.io.read_probability_png` reads it back), and ``<stem>.json``
+:func:`reloc.data.io.read_probability_png` reads it back) and classical evidence maps
+``<stem>_evidence-<method>.png`` (:mod:`reloc.evidence`), and ``<stem>.json``
 (the numbers of :func:`image_report`, the protocol, and provenance: the input's absolute
 path and SHA-256, the networks and their weights' SHA-256, whether a restorer ran, the
 reloc / torch / Python versions, the UTC time). The batch gets ``summary.json``: every
@@ -56,6 +57,7 @@ import tempfile
 import time
 import traceback
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -78,6 +80,7 @@ from reloc.engine.distributed import DistContext
 from reloc.engine.inference import Pipeline
 from reloc.engine.model_choice import ModelChooser
 from reloc.errors import UsageError, utc_now
+from reloc.evidence import analyse, map_name, save_maps
 from reloc.io_utils import write_json_atomic
 from reloc.models.weights import WeightsError
 from reloc.visualize import heatmap, overlay
@@ -200,6 +203,7 @@ def localize_files(
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     dist: DistContext | None = None,
     max_expansion: float | None = None,
+    evidence: Sequence[str] = (),
 ) -> LocalizeSummary:
     """Localize every image of ``inputs`` and write the results under ``out``.
 
@@ -227,6 +231,9 @@ def localize_files(
         dist: under ``torchrun``, this process's place: it localizes its
             :meth:`DistContext.shard` of the files (output names are chosen over all of
             them) and every process returns the merged summary.
+        evidence: classical evidence methods (:data:`reloc.evidence.METHODS`) to run beside
+            the network: each map is written as ``<stem>_evidence-<method>.png`` and its
+            note and figures go into the image's JSON under ``evidence``.
 
     Returns:
         The files processed, the failures with their reasons (unreadable images, missing
@@ -244,7 +251,7 @@ def localize_files(
     expansion = expand_inputs(inputs, recursive=recursive)
     stems = unique_stems(expansion.files, reserved=RESERVED_STEMS)
     names = [SUMMARY_NAME, ERROR_LOG_NAME] + [
-        name for stem in stems for name in output_names(stem, save_restored, save_probability)
+        name for stem in stems for name in output_names(stem, save_restored, save_probability, evidence)
     ]
     # one process chooses (and creates) the output folder; the others use its choice
     chosen_folder = choose_output_folder(out, names, started) if dist.is_main else None
@@ -260,6 +267,7 @@ def localize_files(
         "max_pixels": max_pixels,
         "save_probability": save_probability,
         "max_expansion": max_expansion,
+        "evidence": list(evidence),
     }
     shard = dist.shard(list(zip(expansion.files, stems)))  # this process's files, with their positions
     done: list[tuple[int, dict[str, object]]] = []
@@ -325,11 +333,13 @@ def localize_files(
     return summary
 
 
-def output_names(stem: str, save_restored: bool, save_probability: bool = False) -> list[str]:
-    """The files one image writes: heat map, mask, overlay, (restored,) (probability,) JSON."""
+def output_names(
+    stem: str, save_restored: bool, save_probability: bool = False, evidence: Sequence[str] = ()
+) -> list[str]:
+    """The files one image writes: heat map, mask, overlay, (restored,) (probability,) (evidence maps,) JSON."""
     suffixes = ["_heatmap.png", "_mask.png", "_overlay.png"] + (["_restored.png"] if save_restored else [])
     suffixes += ["_probability.png"] if save_probability else []
-    return [stem + suffix for suffix in suffixes] + [f"{stem}.json"]
+    return [stem + suffix for suffix in suffixes] + [map_name(stem, m) for m in evidence] + [f"{stem}.json"]
 
 
 def choose_output_folder(out: Path, names: list[str], now: datetime) -> tuple[Path, str | None]:
@@ -545,6 +555,8 @@ def _localize_one(
     frames = frame_count(path)
     if frames > 1:
         facts = {**facts, "frames": frames, "note": f"only the first of {frames} frames (or pages) was analysed"}
+    if settings["evidence"]:
+        facts = {**facts, "evidence": save_maps(analyse(image, path, settings["evidence"]), out, stem)}  # type: ignore[arg-type]
     network_input = pipeline.network_input(height, width, window)
     numbers = image_report(probabilities, float(settings["threshold"]))  # type: ignore[arg-type]
     numbers.update(

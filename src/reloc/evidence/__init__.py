@@ -14,9 +14,11 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 
+from reloc.data.io import write_png
 from reloc.evidence.base import Evidence, as_rgb8, not_applicable
 from reloc.evidence.clones import copy_move
 from reloc.evidence.ela import error_levels
@@ -81,4 +83,25 @@ def analyse(image: np.ndarray, path: str | os.PathLike | None, methods: Sequence
     return results
 
 
-__all__ = ["METHODS", "Evidence", "analyse", "parse_methods"]
+def map_name(stem: str, method: str) -> str:
+    """The PNG file name of a method's map for the image ``stem``: ``<stem>_evidence-<method>.png``."""
+    return f"{stem}_evidence-{method}.png"
+
+
+def save_maps(results: Sequence[Evidence], folder: Path, stem: str) -> dict[str, dict[str, object]]:
+    """Write each applicable map as an 8-bit grey PNG (``rint(255 * map)``, never replacing a file).
+
+    Returns:
+        The JSON records by method: :meth:`Evidence.record` plus ``map``, the PNG's name (``None``
+        without a map).
+    """
+    records = {}
+    for result in results:
+        name = map_name(stem, result.method) if result.applicable else None
+        if name is not None:
+            write_png(folder / name, result.map, overwrite=False)
+        records[result.method] = {**result.record(), "map": name}
+    return records
+
+
+__all__ = ["METHODS", "Evidence", "analyse", "map_name", "parse_methods", "save_maps"]
