@@ -25,7 +25,8 @@ GHOST_QUALITIES = tuple(range(50, 100, 5))
 """Qualities tried for ghosts (those below the file's own quality are used)."""
 
 GHOST_WINDOW = 16
-"""Side of the square over which the squared change is averaged (Farid's ``b``)."""
+"""Side of the square over which the squared change is averaged (Farid's ``b``; a multiple of 8:
+the change is summed per 8x8 JPEG block, then over windows of blocks)."""
 
 GHOST_MIN_CHANGE = 0.5
 """Mean squared change (8-bit levels squared) below which a pixel's neighbourhood is too flat to judge."""
@@ -48,7 +49,8 @@ def ghosts(image: np.ndarray, path: str | os.PathLike | None = None) -> Evidence
         ``map``: float32 ``(H, W)``, per pixel the largest relative shortfall of its change
         below the image's median change at one quality, ``max_q (1 - d_q / median d_q)``
         clipped to [0, 1] (``d_q``: squared luminance change after re-saving at ``q``,
-        averaged over :data:`GHOST_WINDOW` pixels, divided by the pixel's largest ``d``).
+        averaged over :data:`GHOST_WINDOW` pixels, divided by the pixel's largest ``d``),
+        constant over each 8x8 block.
         ``figures``: ``file_quality``, ``qualities``, ``median_change`` per quality,
         ``ghost_quality`` (the quality most pixels with a score above 0.5 pick; ``None``
         if none) and ``ghost_fraction``. Not applicable to files that are not JPEGs, or
@@ -62,23 +64,31 @@ def ghosts(image: np.ndarray, path: str | os.PathLike | None = None) -> Evidence
         return not_applicable(
             "ghost", f"the file's JPEG quality {own} leaves no lower qualities to try", file_quality=own
         )
-    grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
-    changes = np.empty((len(qualities),) + grey.shape, dtype=np.float32)  # (Q, H, W)
+    height, width = image.shape[:2]
+    rows, columns = -(-height // 8), -(-width // 8)
+    grey = cv2.copyMakeBorder(
+        cv2.cvtColor(image, cv2.COLOR_RGB2GRAY), 0, rows * 8 - height, 0, columns * 8 - width, cv2.BORDER_REPLICATE
+    )
+    changes = np.empty((len(qualities), rows, columns), dtype=np.float32)  # (Q, H / 8, W / 8) per 8x8 block
     for index, quality in enumerate(qualities):
         for top in range(0, grey.shape[0], BAND_ROWS):
             band = grey[top : top + BAND_ROWS]
-            changes[index, top : top + BAND_ROWS] = cv2.absdiff(band, jpeg_roundtrip(band, quality))
-        np.square(changes[index], out=changes[index])
-        changes[index] = cv2.blur(changes[index], (GHOST_WINDOW, GHOST_WINDOW), borderType=cv2.BORDER_REFLECT)
+            difference = cv2.absdiff(band, jpeg_roundtrip(band, quality))
+            squared = cv2.multiply(difference, difference, dtype=cv2.CV_32F)
+            block_rows = band.shape[0] // 8
+            means = cv2.resize(squared, (columns, block_rows), interpolation=cv2.INTER_AREA)  # exact 8x8 means
+            changes[index, top // 8 : top // 8 + block_rows] = means
+        changes[index] = cv2.blur(changes[index], (GHOST_WINDOW // 8,) * 2, borderType=cv2.BORDER_REFLECT)
     largest = changes.max(axis=0)
     judged = largest >= GHOST_MIN_CHANGE
     changes /= np.maximum(largest, np.float32(1e-6))
     medians = [float(np.median(plane[judged])) if judged.any() else 0.0 for plane in changes]
-    shortfall = np.stack(
-        [1.0 - plane / np.float32(max(median, 1e-6)) for plane, median in zip(changes, medians)]
-    )  # (Q, H, W)
-    scores = np.clip(shortfall.max(axis=0), 0.0, 1.0) * judged
-    picked = np.asarray(qualities)[shortfall.argmax(axis=0)[scores > 0.5]]
+    shortfall = 1.0 - changes / np.maximum(np.array(medians, dtype=np.float32), 1e-6)[:, None, None]  # (Q, h, w)
+    blocks = np.clip(shortfall.max(axis=0), 0.0, 1.0) * judged
+    scores = cv2.resize(blocks.astype(np.float32), (columns * 8, rows * 8), interpolation=cv2.INTER_NEAREST)
+    if scores.shape != (height, width):
+        scores = np.ascontiguousarray(scores[:height, :width])
+    picked = np.asarray(qualities)[shortfall.argmax(axis=0)[blocks > 0.5]]
     values, counts = np.unique(picked, return_counts=True)
     ghost_quality = int(values[np.argmax(counts)]) if values.size else None
     figures = {
@@ -86,14 +96,14 @@ def ghosts(image: np.ndarray, path: str | os.PathLike | None = None) -> Evidence
         "qualities": qualities,
         "median_change": [round(m, 4) for m in medians],
         "ghost_quality": ghost_quality,
-        "ghost_fraction": round(float(np.mean(scores > 0.5)), 5),
+        "ghost_fraction": round(float(np.mean(blocks > 0.5)), 5),
     }
     found = f"most ghost pixels point to quality {ghost_quality}" if ghost_quality else "no ghost above 0.5"
     note = (
         f"change after re-saving at qualities {qualities[0]}-{qualities[-1]} (file {own}); bright = far less change "
         f"than the rest at some quality, a trace of an earlier compression there ({found})"
     )
-    return Evidence("ghost", scores.astype(np.float32), note, figures)
+    return Evidence("ghost", scores, note, figures)
 
 
 def _phase_profile(steps: np.ndarray, axis: int, window: int) -> np.ndarray:

@@ -1,0 +1,166 @@
+"""Classical evidence maps measured: speed on a 12-megapixel photo, reliability on casia1-dev.
+
+    nice -n 10 python benchmarks/evidence.py [--casia ../shared/real/casia1-dev] [--limit N]
+
+- **speed**: seconds of each method of :data:`reloc.evidence.METHODS` (median of
+  ``--repeats``) on a 4000x3000 JPEG (quality 90) made from the largest photo of
+  ``--photos`` (resized with Lanczos), with the processor (``/proc/cpuinfo``), its cores and
+  OpenCV's thread count. Targets: under 2 s per map, under 10 s for the copy-move matcher.
+- **casia**: per-image F1 and AUC of each map against the masks (luminance >= 128),
+  splices (``Sp_D_*``) and copy-moves (``Sp_S_*``) apart, under two metric protocols of
+  :mod:`reloc.metrics`: ``paper`` (map > 0.5) and ``best-threshold`` (the oracle cut per
+  image, the usual report for classical maps, an upper bound); a method that does not
+  apply to an image scores an all-zero map there (counted in ``not_applicable``). On the
+  authentic images (``Au``): the share where more than 1% of the pixels are above 0.5
+  (``false_alarm_share``). A sample whose image or mask cannot be used (e.g. a mask of
+  another size) is skipped, named and counted, as ``reloc eval`` does.
+
+Writes ``benchmarks/results/evidence.json`` (``--out``) and prints the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from reloc.data.catalog import load_dataset
+from reloc.data.io import ImageError, read_image, read_mask
+from reloc.evidence import METHODS, analyse
+from reloc.io_utils import write_json_atomic
+from reloc.metrics import LocalizationMetrics
+from reloc.precision import cpu_model
+
+ROOT = Path(__file__).resolve().parents[1]
+KINDS = {"splice": "Sp_D_", "copy-move": "Sp_S_"}
+PROTOCOLS = ("paper", "best-threshold")
+FLAGGED_SHARE = 0.01
+
+
+def test_photo(folder: Path, size: tuple[int, int] = (4000, 3000), quality: int = 90) -> tuple[np.ndarray, Path, str]:
+    """A ``size`` (W, H) JPEG made from the largest photo of ``folder``: its pixels, its file and its origin."""
+    photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
+    largest = max(photos, key=lambda p: Image.open(p).size[0] * Image.open(p).size[1])
+    with Image.open(largest) as image:
+        original = image.size
+        resized = image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"reloc-evidence-{os.getpid()}.jpg"
+    resized.save(path, quality=quality)
+    return read_image(path, compact=True), path, f"{largest.name} ({original[0]}x{original[1]}) resized, JPEG {quality}"
+
+
+def speed(args) -> dict:
+    pixels, path, origin = test_photo(args.photos)
+    try:
+        timings = {}
+        for name in METHODS:
+            runs = []
+            for _ in range(args.repeats):
+                started = time.perf_counter()
+                result = analyse(pixels, path, [name])[0]
+                runs.append(time.perf_counter() - started)
+            timings[name] = {"seconds": round(statistics.median(runs), 3), "runs": [round(r, 3) for r in runs],
+                             "applicable": result.applicable, "note": result.note}  # fmt: skip
+            print(f"speed {name:7s} {timings[name]['seconds']:.2f} s  ({result.note[:90]})", flush=True)
+    finally:
+        path.unlink(missing_ok=True)
+    return {"image": origin, "size": list(pixels.shape[:2]), "repeats": args.repeats, "methods": timings,
+            "targets_seconds": {"map": 2.0, "clones": 10.0}}  # fmt: skip
+
+
+def casia(args) -> dict:
+    refs = load_dataset(args.casia)
+    groups = {kind: [r for r in refs if r.mask is not None and r.image.name.startswith(prefix)]
+              for kind, prefix in KINDS.items()}  # fmt: skip
+    groups["authentic"] = [r for r in refs if r.mask is None]
+    if args.limit:
+        groups = {kind: items[: args.limit] for kind, items in groups.items()}
+    names = list(METHODS)
+    meters = {(kind, name, protocol): LocalizationMetrics(protocol=protocol, pooled_auc=False)
+              for kind in KINDS for name in names for protocol in PROTOCOLS}  # fmt: skip
+    skipped = {(kind, name): 0 for kind in groups for name in names}
+    flagged = dict.fromkeys(names, 0)
+    seconds = dict.fromkeys(names, 0.0)
+    unreadable: list[dict[str, str]] = []
+    authentic_seen = 0
+    started = time.perf_counter()
+    for kind, items in groups.items():
+        for number, ref in enumerate(items, 1):
+            try:
+                image = read_image(ref.image, compact=True)
+                mask = None if ref.mask is None else read_mask(ref.mask, size=image.shape[:2], rule=ref.mask_rule)
+            except ImageError as error:  # as `reloc eval`: skipped, named and counted
+                unreadable.append({"file": error.path, "reason": error.reason})
+                continue
+            for result in analyse(image, ref.image, names):
+                seconds[result.method] += result.figures["seconds"]
+                scores = result.map if result.applicable else np.zeros(image.shape[:2], np.float32)
+                skipped[kind, result.method] += not result.applicable
+                if kind == "authentic":
+                    authentic_seen += result.method == names[0]
+                    flagged[result.method] += float(np.mean(scores > 0.5)) > FLAGGED_SHARE
+                    continue
+                for protocol in PROTOCOLS:
+                    meters[kind, result.method, protocol].update(scores, mask, ref.image.name)
+            if number % 50 == 0:
+                print(f"  {kind} {number}/{len(items)} ({time.perf_counter() - started:.0f} s)", flush=True)
+    table = {}
+    for kind in KINDS:
+        for name in names:
+            row = {"images": meters[kind, name, "paper"].summary()["images"], "not_applicable": skipped[kind, name]}
+            for protocol in PROTOCOLS:
+                summary = meters[kind, name, protocol].summary()["per-image"]
+                row[protocol] = {"f1": round(summary["f1"], 4), "auc": round(summary["auc"], 4)}
+            table.setdefault(kind, {})[name] = row
+    authentic = {name: {"images": authentic_seen, "not_applicable": skipped["authentic", name],
+                        "false_alarm_share": round(flagged[name] / max(1, authentic_seen), 4)}
+                 for name in names}  # fmt: skip
+    total = sum(len(items) for items in groups.values())
+    return {"dataset": str(args.casia), "mask_rule": "luminance >= 128 is tampered", "averaging": "per-image",
+            "tampered": table, "authentic": authentic, "skipped": unreadable,
+            "seconds_per_image": {n: round(s / max(1, total), 4) for n, s in seconds.items()}}  # fmt: skip
+
+
+def print_table(record: dict) -> None:
+    for kind, rows in record["tampered"].items():
+        print(f"\n{kind} ({next(iter(rows.values()))['images']} images), per-image means")
+        print(f"{'method':8s} {'F1@0.5':>7s} {'F1 best':>7s} {'AUC':>6s} {'n/a':>4s} {'authentic flagged':>18s}")
+        for name, row in rows.items():
+            alarm = record["authentic"][name]["false_alarm_share"]
+            print(f"{name:8s} {row['paper']['f1']:7.3f} {row['best-threshold']['f1']:7.3f} "
+                  f"{row['paper']['auc']:6.3f} {row['not_applicable']:4d} {alarm:18.3f}")  # fmt: skip
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--casia", type=Path, default=ROOT.parent / "shared" / "real" / "casia1-dev")
+    parser.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "photos-large")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--limit", type=int, default=0, help="at most this many images per group (0: all)")
+    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "evidence.json")
+    args = parser.parse_args()
+    for folder in (args.casia, args.photos):
+        if not folder.is_dir():
+            sys.exit(f"error: {folder}: no such folder")
+    record = {
+        "machine": {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "opencv_threads": cv2.getNumThreads(),
+                    "opencv": cv2.__version__},
+        "command": " ".join(sys.argv[1:]),
+        "speed": None if args.skip_speed else speed(args),
+        "casia": casia(args),
+    }  # fmt: skip
+    print_table(record["casia"])
+    write_json_atomic(args.out, record, indent=2, allow_nan=False)
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
