@@ -4,8 +4,10 @@
 
 - **speed**: seconds of each method of :data:`reloc.evidence.METHODS` (median of
   ``--repeats``) on a 4000x3000 JPEG (quality 90) made from the largest photo of
-  ``--photos`` (resized with Lanczos), with the processor (``/proc/cpuinfo``), its cores and
-  OpenCV's thread count. Targets: under 2 s per map, under 10 s for the copy-move matcher.
+  ``--photos`` (resized with Lanczos), with the processor (``/proc/cpuinfo``), its cores,
+  OpenCV's thread count and the load average after the runs (the median and the best run
+  are both kept: other work on a shared machine slows some runs). Targets: under 2 s per
+  map, under 10 s for the copy-move matcher.
 - **casia**: per-image F1 and AUC of each map against the masks (luminance >= 128),
   splices (``Sp_D_*``) and copy-moves (``Sp_S_*``) apart, under two metric protocols of
   :mod:`reloc.metrics`: ``paper`` (map > 0.5) and ``best-threshold`` (the oracle cut per
@@ -15,7 +17,9 @@
   (``false_alarm_share``). A sample whose image or mask cannot be used (e.g. a mask of
   another size) is skipped, named and counted, as ``reloc eval`` does.
 
-Writes ``benchmarks/results/evidence.json`` (``--out``) and prints the table.
+Writes ``benchmarks/results/evidence.json`` (``--out``), prints the table and, on a full run
+(no ``--limit``; also from the kept section with ``--skip-casia``), writes the figures the package shows beside each map into
+``src/reloc/evidence/reliability.json`` (:func:`reloc.evidence.reliability_line`).
 """
 
 from __future__ import annotations
@@ -30,7 +34,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 from PIL import Image
+from results_io import read_results
 
+from reloc import evidence
 from reloc.data.catalog import load_dataset
 from reloc.data.io import ImageError, read_image, read_mask
 from reloc.evidence import METHODS, analyse
@@ -66,12 +72,16 @@ def speed(args) -> dict:
                 started = time.perf_counter()
                 result = analyse(pixels, path, [name])[0]
                 runs.append(time.perf_counter() - started)
-            timings[name] = {"seconds": round(statistics.median(runs), 3), "runs": [round(r, 3) for r in runs],
-                             "applicable": result.applicable, "note": result.note}  # fmt: skip
-            print(f"speed {name:7s} {timings[name]['seconds']:.2f} s  ({result.note[:90]})", flush=True)
+            timings[name] = {"seconds": round(statistics.median(runs), 3), "best": round(min(runs), 3),
+                             "runs": [round(r, 3) for r in runs], "applicable": result.applicable,
+                             "note": result.note}  # fmt: skip
+            print(f"speed {name:7s} median {timings[name]['seconds']:.2f} s, best {min(runs):.2f} s "
+                  f"({result.note[:80]})", flush=True)  # fmt: skip
     finally:
         path.unlink(missing_ok=True)
-    return {"image": origin, "size": list(pixels.shape[:2]), "repeats": args.repeats, "methods": timings,
+    load = [round(value, 2) for value in os.getloadavg()]  # the machine is shared: say how busy it was
+    return {"image": origin, "size": list(pixels.shape[:2]), "repeats": args.repeats, "load_average": load,
+            "methods": timings,
             "targets_seconds": {"map": 2.0, "clones": 10.0}}  # fmt: skip
 
 
@@ -123,7 +133,7 @@ def casia(args) -> dict:
                         "false_alarm_share": round(flagged[name] / max(1, authentic_seen), 4)}
                  for name in names}  # fmt: skip
     total = sum(len(items) for items in groups.values())
-    return {"dataset": str(args.casia), "mask_rule": "luminance >= 128 is tampered", "averaging": "per-image",
+    return {"dataset": str(args.casia), "limit": args.limit or None, "mask_rule": "luminance >= 128 is tampered", "averaging": "per-image",
             "tampered": table, "authentic": authentic, "skipped": unreadable,
             "seconds_per_image": {n: round(s / max(1, total), 4) for n, s in seconds.items()}}  # fmt: skip
 
@@ -144,22 +154,42 @@ def main() -> None:
     parser.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "photos-large")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--limit", type=int, default=0, help="at most this many images per group (0: all)")
-    parser.add_argument("--skip-speed", action="store_true")
+    parser.add_argument("--skip-speed", action="store_true", help="keep the speed section of --out")
+    parser.add_argument("--skip-casia", action="store_true", help="keep the casia section of --out")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "evidence.json")
     args = parser.parse_args()
     for folder in (args.casia, args.photos):
         if not folder.is_dir():
             sys.exit(f"error: {folder}: no such folder")
+    previous = read_results(args.out, {}) if args.skip_speed or args.skip_casia else {}
     record = {
         "machine": {"cpu": cpu_model(), "cpu_count": os.cpu_count(), "opencv_threads": cv2.getNumThreads(),
                     "opencv": cv2.__version__},
         "command": " ".join(sys.argv[1:]),
-        "speed": None if args.skip_speed else speed(args),
-        "casia": casia(args),
+        "speed": previous.get("speed") if args.skip_speed else speed(args),
+        "casia": previous.get("casia") if args.skip_casia else casia(args),
     }  # fmt: skip
+    if record["casia"] is None:
+        sys.exit(f"error: {args.out} holds no casia section to keep; run without --skip-casia")
     print_table(record["casia"])
     write_json_atomic(args.out, record, indent=2, allow_nan=False)
     print(f"\nwrote {args.out}")
+    if record["casia"].get("limit") is None:  # figures of the whole set only
+        package = Path(evidence.__file__).parent / evidence.RELIABILITY_FILE
+        write_json_atomic(package, package_figures(record["casia"]), indent=1, allow_nan=False)
+        print(f"wrote {package}")
+
+
+def package_figures(record: dict) -> dict:
+    """The figures the package shows beside each map (:func:`reloc.evidence.reliability_line`)."""
+    figures = {}
+    for name in METHODS:
+        tampered = {kind: {"f1": rows[name]["paper"]["f1"], "f1_best": rows[name]["best-threshold"]["f1"],
+                           "auc": rows[name]["paper"]["auc"], "images": rows[name]["images"]}
+                    for kind, rows in record["tampered"].items()}  # fmt: skip
+        figures[name] = {"dataset": Path(record["dataset"]).name, "tampered": tampered,
+                         "false_alarm_share": record["authentic"][name]["false_alarm_share"]}  # fmt: skip
+    return figures
 
 
 if __name__ == "__main__":

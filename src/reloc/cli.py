@@ -960,12 +960,16 @@ def serve(
     window: WindowOption = None,
     stride: StrideOption = None,
     device: DeviceOption = "auto",
+    evidence: Annotated[
+        str, typer.Option(help="Classical evidence maps shown as layers, a comma list (as `reloc localize`).")
+    ] = "",
 ) -> None:
     """A local web page (and HTTP API) to examine images: heat map, mask, file facts, case report.
 
     With no model option it serves the pretrained models with the --model auto rule.
     """
     from reloc.devices import pick_device
+    from reloc.evidence import parse_methods
     from reloc.limits import finite_positive
     from reloc.serve import serve as run_server
     from reloc.serve.models import ModelError, load_models
@@ -984,6 +988,10 @@ def serve(
                 finite_positive(value, "it", high=high)
         except ValueError as error:
             raise typer.BadParameter(str(error).removeprefix("it "), param_hint=option) from None
+    try:
+        methods = tuple(parse_methods(evidence))
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--evidence") from None
 
     try:
         import fastapi  # noqa: F401 - checked here, used by reloc.serve
@@ -1009,6 +1017,7 @@ def serve(
         capacity=queue_size,
         window=window,
         stride=stride,
+        evidence=methods,
     )
 
 

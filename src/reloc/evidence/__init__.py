@@ -11,9 +11,12 @@ the reason when it does not apply (a JPEG method on a PNG, an image too small).
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from collections.abc import Callable, Sequence
+from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -88,20 +91,54 @@ def map_name(stem: str, method: str) -> str:
     return f"{stem}_evidence-{method}.png"
 
 
-def save_maps(results: Sequence[Evidence], folder: Path, stem: str) -> dict[str, dict[str, object]]:
-    """Write each applicable map as an 8-bit grey PNG (``rint(255 * map)``, never replacing a file).
+def save_maps(
+    results: Sequence[Evidence],
+    folder: Path,
+    stem: str,
+    render: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> dict[str, dict[str, object]]:
+    """Write each applicable map as a PNG, never replacing a file.
+
+    Args:
+        results: what :func:`analyse` returned. folder: where to write. stem: the image's output stem.
+        render: map float32 ``(H, W)`` -> the pixels to write (e.g. :func:`reloc.visualize.heatmap`);
+            ``None``: the map itself as 8-bit grey, ``rint(255 * map)``.
 
     Returns:
         The JSON records by method: :meth:`Evidence.record` plus ``map``, the PNG's name (``None``
-        without a map).
+        without a map), and ``reliability`` (:func:`reliability_line`).
     """
     records = {}
     for result in results:
         name = map_name(stem, result.method) if result.applicable else None
         if name is not None:
-            write_png(folder / name, result.map, overwrite=False)
-        records[result.method] = {**result.record(), "map": name}
+            write_png(folder / name, result.map if render is None else render(result.map), overwrite=False)
+        records[result.method] = {**result.record(), "map": name, "reliability": reliability_line(result.method)}
     return records
 
 
-__all__ = ["METHODS", "Evidence", "analyse", "map_name", "parse_methods", "save_maps"]
+RELIABILITY_FILE = "reliability.json"
+"""The package file with each method's measured reliability (written by ``benchmarks/evidence.py``)."""
+
+
+@lru_cache(maxsize=1)
+def reliability() -> dict[str, dict[str, object]]:
+    """Each method's figures on casia1-dev as ``benchmarks/evidence.py`` measured them (``{}`` if never measured)."""
+    file = resources.files(__name__) / RELIABILITY_FILE
+    return json.loads(file.read_text(encoding="utf-8")) if file.is_file() else {}
+
+
+def reliability_line(method: str) -> str:
+    """One line on how reliable ``method`` measured, e.g. ``"casia1-dev, per image: splices F1 0.23 ..."``."""
+    figures = reliability().get(method)
+    if not figures:
+        return "not measured"
+    parts = [
+        f"{kind}s F1 {row['f1']:.2f} at 0.5 ({row['f1_best']:.2f} at the best cut), AUC {row['auc']:.2f}"
+        for kind, row in figures["tampered"].items()
+    ]
+    alarms = figures["false_alarm_share"]
+    return f"{figures['dataset']}, per image: {'; '.join(parts)}; {alarms:.0%} of authentic images flagged"
+
+
+__all__ = ["METHODS", "Evidence", "analyse", "map_name", "parse_methods", "reliability_line", "save_maps"]

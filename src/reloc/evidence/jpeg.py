@@ -3,7 +3,10 @@
 JPEG ghosts (Farid, "Exposing digital forgeries from JPEG ghosts", 2009): a region that was
 compressed at quality ``q1`` before the whole image was saved at a higher ``q2`` changes
 unusually little when the image is re-saved at ``q1``. Each pixel's change over a range of
-qualities is compared with the image's typical change at the same quality.
+qualities is compared with the image's median change at the same quality; a part whose
+history differs from the rest's reacts differently: less (it carries a ghost the rest lacks)
+or more (the rest carries a ghost it lacks, as in casia1-dev, where the doubly compressed
+background shows the ghost and the pasted region does not).
 
 Block-artifact grid (after Li, Yuan and Yu, "Passive detection of doctored JPEG image via
 block artifact grid extraction", 2009): JPEG leaves a step at every 8th column and row. A
@@ -46,15 +49,16 @@ def ghosts(image: np.ndarray, path: str | os.PathLike | None = None) -> Evidence
         path: the JPEG file (its quality bounds the qualities tried).
 
     Returns:
-        ``map``: float32 ``(H, W)``, per pixel the largest relative shortfall of its change
-        below the image's median change at one quality, ``max_q (1 - d_q / median d_q)``
-        clipped to [0, 1] (``d_q``: squared luminance change after re-saving at ``q``,
-        averaged over :data:`GHOST_WINDOW` pixels, divided by the pixel's largest ``d``),
-        constant over each 8x8 block.
+        ``map``: float32 ``(H, W)``, per pixel ``mean_q |d_q / median d_q - 1|`` clipped to
+        [0, 1], constant over each 8x8 block (``d_q``: squared luminance change after
+        re-saving at ``q``, averaged over :data:`GHOST_WINDOW` pixels and divided by the
+        pixel's largest ``d``; the median is over the image): how much more or less the
+        part changes than the rest. 0 where the image is too flat to judge.
         ``figures``: ``file_quality``, ``qualities``, ``median_change`` per quality,
-        ``ghost_quality`` (the quality most pixels with a score above 0.5 pick; ``None``
-        if none) and ``ghost_fraction``. Not applicable to files that are not JPEGs, or
-        JPEGs at quality 55 or below.
+        ``ghost_quality`` (the quality most ghost pixels point to: pixels whose change at
+        some quality is under half the median, voting for that quality; ``None`` if
+        none), ``ghost_fraction`` (their share) and ``flagged_fraction`` (map > 0.5). Not
+        applicable to files that are not JPEGs, or JPEGs at quality 55 or below.
     """
     own = file_quality(path)
     if own is None:
@@ -83,12 +87,13 @@ def ghosts(image: np.ndarray, path: str | os.PathLike | None = None) -> Evidence
     judged = largest >= GHOST_MIN_CHANGE
     changes /= np.maximum(largest, np.float32(1e-6))
     medians = [float(np.median(plane[judged])) if judged.any() else 0.0 for plane in changes]
-    shortfall = 1.0 - changes / np.maximum(np.array(medians, dtype=np.float32), 1e-6)[:, None, None]  # (Q, h, w)
-    blocks = np.clip(shortfall.max(axis=0), 0.0, 1.0) * judged
+    ratios = changes / np.maximum(np.array(medians, dtype=np.float32), 1e-6)[:, None, None]  # (Q, h, w)
+    blocks = np.clip(np.abs(ratios - 1.0).mean(axis=0), 0.0, 1.0) * judged
+    shortfall = 1.0 - ratios
     scores = cv2.resize(blocks.astype(np.float32), (columns * 8, rows * 8), interpolation=cv2.INTER_NEAREST)
     if scores.shape != (height, width):
         scores = np.ascontiguousarray(scores[:height, :width])
-    picked = np.asarray(qualities)[shortfall.argmax(axis=0)[blocks > 0.5]]
+    picked = np.asarray(qualities)[shortfall.argmax(axis=0)[(shortfall.max(axis=0) > 0.5) & judged]]
     values, counts = np.unique(picked, return_counts=True)
     ghost_quality = int(values[np.argmax(counts)]) if values.size else None
     figures = {
@@ -96,12 +101,13 @@ def ghosts(image: np.ndarray, path: str | os.PathLike | None = None) -> Evidence
         "qualities": qualities,
         "median_change": [round(m, 4) for m in medians],
         "ghost_quality": ghost_quality,
-        "ghost_fraction": round(float(np.mean(blocks > 0.5)), 5),
+        "ghost_fraction": round(float(np.mean((shortfall.max(axis=0) > 0.5) & judged)), 5),
+        "flagged_fraction": round(float(np.mean(blocks > 0.5)), 5),
     }
-    found = f"most ghost pixels point to quality {ghost_quality}" if ghost_quality else "no ghost above 0.5"
+    found = f"a ghost of quality {ghost_quality} in {figures['ghost_fraction']:.0%}" if ghost_quality else "no ghost"
     note = (
-        f"change after re-saving at qualities {qualities[0]}-{qualities[-1]} (file {own}); bright = far less change "
-        f"than the rest at some quality, a trace of an earlier compression there ({found})"
+        f"change after re-saving at qualities {qualities[0]}-{qualities[-1]} (file {own}; {found} of the image); "
+        "bright = changes much more or less than the rest: another compression history"
     )
     return Evidence("ghost", scores, note, figures)
 

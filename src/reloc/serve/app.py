@@ -87,6 +87,8 @@ class ServeSettings:
         max_age: seconds a finished job's results are kept.
         window, stride: the sliding windows; ``None``: each model's own
             (:meth:`reloc.engine.inference.Pipeline.windows`).
+        evidence: classical evidence methods (:data:`reloc.evidence.METHODS`) run on every
+            image beside the network, shown as layers and in the case report.
     """
 
     work: Path
@@ -100,6 +102,7 @@ class ServeSettings:
     max_age: float = 24 * 3600.0
     window: int | None = None
     stride: int | None = None
+    evidence: tuple[str, ...] = ()
 
 
 class ApiError(HTTPException):
@@ -228,6 +231,14 @@ def create_app(models: ModelSet, settings: ServeSettings) -> FastAPI:
             pixels = np.asarray(image.convert("RGB"))
         return Response(png_bytes(overlay(pixels, job.probabilities(), opacity)), media_type="image/png")
 
+    @app.get("/api/jobs/{job_id}/evidence/{method}.png")
+    def evidence_png(job_id: str, method: str) -> FileResponse:
+        job = done_job(job_id)
+        name = (job.layers.get(method) or {}).get("map")
+        if name is None:
+            raise ApiError(404, f"job {job_id} has no {method} evidence map")
+        return FileResponse(job.folder / name, media_type="image/png")
+
     @app.get("/api/jobs/{job_id}/{view}.png")
     def view_png(job_id: str, view: str) -> FileResponse:
         job = done_job(job_id)
@@ -299,6 +310,7 @@ def _prepare(
     return Job(
         folder.name, folder, name, facts, served, reason, model or models.default,
         max_pixels=settings.max_pixels, threshold=threshold, window=settings.window, stride=settings.stride,
+        evidence=settings.evidence,
     )  # fmt: skip
 
 

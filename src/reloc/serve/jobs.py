@@ -34,6 +34,7 @@ import torch
 
 from reloc.data.io import ImageError, read_image, read_probability_png, write_png, write_probability_png
 from reloc.engine.localize import chw_to_uint8, image_report, inference_facts
+from reloc.evidence import analyse, save_maps
 from reloc.serve.models import ServedModel
 from reloc.visualize import BAND_ROWS, heatmap, overlay
 
@@ -114,6 +115,8 @@ class Job:
         window, stride: the sliding windows asked for (``None``: as the model's weights record,
             :meth:`reloc.engine.inference.Pipeline.plan`); once run, the ones used.
         inference: how the image ran once run (:func:`reloc.engine.localize.inference_facts`).
+        evidence: classical evidence methods to run beside the network (:mod:`reloc.evidence`);
+            ``layers`` their records once run (heat-map PNGs ``layer_evidence-<method>.png``).
         state: ``queued``, ``running``, ``done`` or ``failed``.
         done, total: sliding windows done so far, out of ``total`` (0 until it runs).
         result: the result JSON once ``done``; ``error`` the reason once ``failed``, and
@@ -135,6 +138,8 @@ class Job:
     window: int | None = None
     stride: int | None = None
     inference: dict[str, Any] | None = None
+    evidence: tuple[str, ...] = ()
+    layers: dict[str, dict[str, Any]] = field(default_factory=dict)
     state: str = "queued"
     done: int = 0
     total: int = 0
@@ -184,6 +189,9 @@ class Job:
         write_png(self.folder / "heatmap.png", heatmap(probabilities))
         write_png(self.folder / "overlay.png", overlay(image, probabilities))
         write_png(self.folder / "mask.png", probabilities > self.threshold)
+        if self.evidence:
+            results = analyse(image, self.folder / UPLOAD_NAME, self.evidence)
+            self.layers = save_maps(results, self.folder, "layer", render=heatmap)
         del image
         (self.folder / UPLOAD_NAME).unlink(missing_ok=True)  # image.png holds what was analysed
         self.seconds = round(time.perf_counter() - started, 3)
@@ -214,6 +222,8 @@ class Job:
             model_reason=self.model_reason,
             jpeg_quality=self.facts["jpeg_quality"],
         )
+        if self.layers:
+            numbers["evidence"] = self.layers
         return numbers
 
     def _result(self, probabilities: np.ndarray) -> dict[str, Any]:
@@ -247,7 +257,12 @@ class Job:
             "seconds": self.seconds,
             "facts": self.facts,
             "urls": urls,
-        }
+            "evidence": [
+                {"method": method, "note": layer["note"], "reliability": layer["reliability"],
+                 "url": f"{base}/evidence/{method}.png" if layer["map"] else None}
+                for method, layer in self.layers.items()
+            ],
+        }  # fmt: skip
 
     def status(self, position: int | None = None) -> dict[str, Any]:
         """The JSON of ``GET /api/jobs/{id}``: state, progress and, once done, the result."""

@@ -1,7 +1,8 @@
 """The case report of one image: a single self-contained HTML file for the case folder.
 
 Everything is inside the file: the image, heat map, overlay, mask (at the report's
-threshold) and restored image as base64 PNGs, the file facts (SHA-256 first), the model
+threshold), restored image and classical evidence maps as base64 PNGs (with one line each
+on what the map shows and how reliable it measured), the file facts (SHA-256 first), the model
 with its card figures, reloc's version, the time and the threshold, and the JSON of
 ``reloc localize`` (shown, and embedded as ``<script type="application/json"
 id="localize-json">`` for tools). Every text that came with the upload (its name, EXIF
@@ -95,6 +96,14 @@ def render_report(job: Job, threshold: float) -> str:
     ]
     if model.has_restorer:
         views.append(("Restored image (input of the localizer)", _file_uri(job, "restored.png")))
+    views += [
+        (f"Evidence: {method}", _file_uri(job, layer["map"])) for method, layer in job.layers.items() if layer["map"]
+    ]
+    evidence_rows = [
+        (html.escape(method), f"{html.escape(layer['note'])}<br>Measured: {html.escape(layer['reliability'])}")
+        for method, layer in job.layers.items()
+    ]
+    evidence_html = f"<h2>Classical evidence</h2>{_table(evidence_rows)}" if evidence_rows else ""
     data = json.dumps(record, indent=2)
     embedded = data.replace("</", "<\\/")  # no "</script>" inside the script element
     figures_html = "".join(
@@ -110,6 +119,7 @@ def render_report(job: Job, threshold: float) -> str:
 <h2>Result</h2>{_table(result_rows)}
 <h2>File</h2>{_table(rows)}
 <h2>Model</h2>{_table(model_rows)}
+{evidence_html}
 <h2>Views</h2><div class="views">{figures_html}</div>
 <h2>reloc localize JSON</h2><pre>{html.escape(data)}</pre>
 <script type="application/json" id="localize-json">{embedded}</script>

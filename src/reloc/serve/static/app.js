@@ -169,6 +169,7 @@ class Card {
     threshold.value = result.threshold;
     threshold.addEventListener("input", () => this.setThreshold(Number(threshold.value)));
     await this.setThreshold(result.threshold, true);
+    await this.showEvidence(result.evidence || [], blobs.image);
     $(".download-report", this.root).addEventListener("click", () => this.download("report"));
     $(".download-json", this.root).addEventListener("click", () => this.download("json"));
     $(".download-report", this.root).disabled = false;
@@ -179,6 +180,48 @@ class Card {
   }
 
   pane(name) { return this.root.querySelector(`.pane[data-view="${name}"]`); }
+
+  // Classical evidence maps as layers over the image: one toggle and opacity slider each.
+  async showEvidence(layers, imageUrl) {
+    if (!layers.length) return;
+    const stage = this.pane("evidence").querySelector(".stage");
+    stage.querySelector("img").src = imageUrl;
+    const controls = $(".evidence-layers", this.root);
+    for (const layer of layers) {
+      const row = document.createElement("div");
+      row.className = "evidence-layer";
+      const name = document.createElement("strong");
+      name.textContent = layer.method;
+      const note = document.createElement("span");
+      note.className = "evidence-note";
+      note.textContent = `${layer.note} Measured: ${layer.reliability}.`;
+      if (layer.url) {
+        const img = document.createElement("img");
+        img.className = "overlay-layer";
+        img.alt = `${layer.method} evidence`;
+        img.src = await apiBlobUrl(layer.url);
+        stage.append(img);
+        const toggle = document.createElement("input");
+        toggle.type = "checkbox";
+        toggle.checked = true;
+        toggle.setAttribute("aria-label", `show ${layer.method}`);
+        const opacity = document.createElement("input");
+        opacity.type = "range";
+        opacity.min = "0"; opacity.max = "1"; opacity.step = "0.05"; opacity.value = "0.6";
+        opacity.setAttribute("aria-label", `${layer.method} opacity`);
+        const update = () => { img.hidden = !toggle.checked; img.style.opacity = opacity.value; };
+        toggle.addEventListener("change", update);
+        opacity.addEventListener("input", update);
+        update();
+        row.append(toggle, name, opacity, note);
+      } else {
+        row.append(name, note);
+      }
+      controls.append(row);
+    }
+    controls.hidden = false;
+    this.pane("evidence").hidden = false;
+  }
 
   fillFacts(result) {
     const facts = result.facts;
