@@ -16,6 +16,10 @@
   authentic images (``Au``): the share where more than 1% of the pixels are above 0.5
   (``false_alarm_share``). A sample whose image or mask cannot be used (e.g. a mask of
   another size) is skipped, named and counted, as ``reloc eval`` does.
+- with ``--learned``: the same figures for the pretrained model as ``reloc localize`` runs it
+  (``--model auto``) and for the fusion ``max(learned, clones)`` (the learned map raised where
+  the matcher found a copied region), the yardstick a fusion must beat by 0.03 F1 to
+  become a default; on the tampered images only (the networks take most of the time).
 
 Writes ``benchmarks/results/evidence.json`` (``--out``), prints the table and, on a full run
 (no ``--limit``; also from the kept section with ``--skip-casia``), writes the figures the package shows beside each map into
@@ -29,16 +33,19 @@ import os
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import cv2
 import numpy as np
+import torch
 from PIL import Image
 from results_io import read_results
 
 from reloc import evidence
 from reloc.data.catalog import load_dataset
 from reloc.data.io import ImageError, read_image, read_mask
+from reloc.engine.model_choice import ModelChooser
 from reloc.evidence import METHODS, analyse
 from reloc.io_utils import write_json_atomic
 from reloc.metrics import LocalizationMetrics
@@ -48,6 +55,9 @@ ROOT = Path(__file__).resolve().parents[1]
 KINDS = {"splice": "Sp_D_", "copy-move": "Sp_S_"}
 PROTOCOLS = ("paper", "best-threshold")
 FLAGGED_SHARE = 0.01
+FUSED = ("learned", "learned+clones")
+"""With ``--learned``: the pretrained model (``--model auto``) alone, and its map raised to the
+copy-move matcher's where the matcher found a copy (``max(learned, clones)``)."""
 
 
 def test_photo(folder: Path, size: tuple[int, int] = (4000, 3000), quality: int = 90) -> tuple[np.ndarray, Path, str]:
@@ -92,12 +102,13 @@ def casia(args) -> dict:
     groups["authentic"] = [r for r in refs if r.mask is None]
     if args.limit:
         groups = {kind: items[: args.limit] for kind, items in groups.items()}
-    names = list(METHODS)
+    names = list(METHODS) + (list(FUSED) if args.learned else [])
+    chooser = ModelChooser.from_option("auto") if args.learned else None
     meters = {(kind, name, protocol): LocalizationMetrics(protocol=protocol, pooled_auc=False)
               for kind in KINDS for name in names for protocol in PROTOCOLS}  # fmt: skip
     skipped = {(kind, name): 0 for kind in groups for name in names}
     flagged = dict.fromkeys(names, 0)
-    seconds = dict.fromkeys(names, 0.0)
+    seconds = dict.fromkeys(names, 0.0)  # "learned+clones" adds nothing to its parts
     unreadable: list[dict[str, str]] = []
     authentic_seen = 0
     started = time.perf_counter()
@@ -109,16 +120,28 @@ def casia(args) -> dict:
             except ImageError as error:  # as `reloc eval`: skipped, named and counted
                 unreadable.append({"file": error.path, "reason": error.reason})
                 continue
-            for result in analyse(image, ref.image, names):
+            maps = {}
+            for result in analyse(image, ref.image, list(METHODS)):
                 seconds[result.method] += result.figures["seconds"]
-                scores = result.map if result.applicable else np.zeros(image.shape[:2], np.float32)
-                skipped[kind, result.method] += not result.applicable
+                maps[result.method] = result.map if result.applicable else None
+            if chooser is not None and kind != "authentic":  # the networks take most of the time: tampered only
+                clock = time.perf_counter()
+                pipeline, _ = chooser.choose(ref.image)
+                with torch.inference_mode(), warnings.catch_warnings():
+                    warnings.simplefilter("ignore", UserWarning)  # a read-only decoded buffer, never written
+                    learned = pipeline.predict(torch.from_numpy(image).permute(2, 0, 1)).numpy()
+                seconds["learned"] += time.perf_counter() - clock
+                maps["learned"] = learned
+                maps["learned+clones"] = learned if maps["clones"] is None else np.maximum(learned, maps["clones"])
+            for name, scores in maps.items():
+                skipped[kind, name] += scores is None
+                scores = np.zeros(image.shape[:2], np.float32) if scores is None else scores
                 if kind == "authentic":
-                    authentic_seen += result.method == names[0]
-                    flagged[result.method] += float(np.mean(scores > 0.5)) > FLAGGED_SHARE
+                    authentic_seen += name == names[0]
+                    flagged[name] += float(np.mean(scores > 0.5)) > FLAGGED_SHARE
                     continue
                 for protocol in PROTOCOLS:
-                    meters[kind, result.method, protocol].update(scores, mask, ref.image.name)
+                    meters[kind, name, protocol].update(scores, mask, ref.image.name)
             if number % 50 == 0:
                 print(f"  {kind} {number}/{len(items)} ({time.perf_counter() - started:.0f} s)", flush=True)
     table = {}
@@ -131,6 +154,7 @@ def casia(args) -> dict:
             table.setdefault(kind, {})[name] = row
     authentic = {name: {"images": authentic_seen, "not_applicable": skipped["authentic", name],
                         "false_alarm_share": round(flagged[name] / max(1, authentic_seen), 4)}
+                 if name in METHODS else {"images": 0, "not_applicable": 0, "false_alarm_share": None}
                  for name in names}  # fmt: skip
     total = sum(len(items) for items in groups.values())
     return {"dataset": str(args.casia), "limit": args.limit or None, "mask_rule": "luminance >= 128 is tampered", "averaging": "per-image",
@@ -141,11 +165,12 @@ def casia(args) -> dict:
 def print_table(record: dict) -> None:
     for kind, rows in record["tampered"].items():
         print(f"\n{kind} ({next(iter(rows.values()))['images']} images), per-image means")
-        print(f"{'method':8s} {'F1@0.5':>7s} {'F1 best':>7s} {'AUC':>6s} {'n/a':>4s} {'authentic flagged':>18s}")
+        print(f"{'method':15s} {'F1@0.5':>7s} {'F1 best':>7s} {'AUC':>6s} {'n/a':>4s} {'authentic flagged':>18s}")
         for name, row in rows.items():
             alarm = record["authentic"][name]["false_alarm_share"]
-            print(f"{name:8s} {row['paper']['f1']:7.3f} {row['best-threshold']['f1']:7.3f} "
-                  f"{row['paper']['auc']:6.3f} {row['not_applicable']:4d} {alarm:18.3f}")  # fmt: skip
+            alarm = "not run" if alarm is None else f"{alarm:.3f}"
+            print(f"{name:15s} {row['paper']['f1']:7.3f} {row['best-threshold']['f1']:7.3f} "
+                  f"{row['paper']['auc']:6.3f} {row['not_applicable']:4d} {alarm:>18s}")  # fmt: skip
 
 
 def main() -> None:
@@ -153,6 +178,7 @@ def main() -> None:
     parser.add_argument("--casia", type=Path, default=ROOT.parent / "shared" / "real" / "casia1-dev")
     parser.add_argument("--photos", type=Path, default=ROOT.parent / "shared" / "photos-large")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--learned", action="store_true", help="also score --model auto and its fusion with clones")
     parser.add_argument("--limit", type=int, default=0, help="at most this many images per group (0: all)")
     parser.add_argument("--skip-speed", action="store_true", help="keep the speed section of --out")
     parser.add_argument("--skip-casia", action="store_true", help="keep the casia section of --out")
