@@ -79,8 +79,3 @@ def as_rgb8(image: np.ndarray) -> tuple[np.ndarray | None, str]:
     elif image.dtype != np.uint8:
         return None, f"unsupported pixel type {image.dtype}"
     return np.ascontiguousarray(image), "; ".join(notes)
-
-
-def luminance(image: np.ndarray) -> np.ndarray:
-    """uint8 RGB ``(H, W, 3)`` -> float32 ``(H, W)`` BT.601 luminance in [0, 255] (as JPEG's Y)."""
-    return image.astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)

@@ -90,8 +90,10 @@ def _largest_cluster(points: np.ndarray, distance: float) -> np.ndarray:
     return labels == np.bincount(labels).argmax()
 
 
-def _transforms(sources: np.ndarray, targets: np.ndarray, diagonal: float) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Affine transforms (2x3, source -> target) and their inlier pair indices, strongest first."""
+def _transforms(
+    sources: np.ndarray, targets: np.ndarray, diagonal: float
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Affine transforms (2x3, source -> target) with their inliers' start and end points ``(N, 2)``, strongest first."""
     both_from = np.concatenate([sources, targets]).astype(np.float32)
     both_to = np.concatenate([targets, sources]).astype(np.float32)
     pair_of = np.concatenate([np.arange(len(sources))] * 2)
@@ -119,13 +121,11 @@ def _transforms(sources: np.ndarray, targets: np.ndarray, diagonal: float) -> li
         moved = np.linalg.norm(both_from[chosen] @ matrix[:, :2].T + matrix[:, 2] - both_from[chosen], axis=1)
         if singular.min() < SCALE_RANGE[0] or singular.max() > SCALE_RANGE[1] or np.median(moved) < MIN_SHIFT:
             continue
-        found.append((matrix, chosen, both_from[chosen], both_to[chosen]))
-    return [(matrix, np.stack([start, end])) for matrix, _, start, end in found]
+        found.append((matrix, both_from[chosen], both_to[chosen]))
+    return found
 
 
-def _region_masks(
-    grey: np.ndarray, matrix: np.ndarray, start: np.ndarray, end: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
+def _region_masks(grey: np.ndarray, matrix: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Source and target masks (bool ``(H, W)``) of one transform, from the dense correlation
     of the image with its warp, near the inlier keypoints."""
     height, width = grey.shape
@@ -197,8 +197,8 @@ def copy_move(image: np.ndarray, path: str | os.PathLike | None = None) -> Evide
     laplacian = np.abs(cv2.Laplacian(grey, cv2.CV_32F))
     small = np.zeros(grey.shape, dtype=np.float32)
     regions = []
-    for matrix, (start, end) in found:
-        source, target = _region_masks(grey, matrix, start, end)
+    for matrix, start, end in found:
+        source, target = _region_masks(grey, matrix, end)
         if not target.any() or not source.any():
             continue
         energy_source, energy_target = float(laplacian[source].mean()), float(laplacian[target].mean())
