@@ -15,7 +15,9 @@
   apply to an image scores an all-zero map there (counted in ``not_applicable``). On the
   authentic images (``Au``): the share where more than 1% of the pixels are above 0.5
   (``false_alarm_share``). A sample whose image or mask cannot be used (e.g. a mask of
-  another size) is skipped, named and counted, as ``reloc eval`` does.
+  another size) is skipped, named and counted, as ``reloc eval`` does. ``seconds_per_image``:
+  each map's seconds summed over the run, divided by all the images (the learned model ran
+  on the tampered ones only).
 - with ``--learned``: the same figures for the pretrained model as ``reloc localize`` runs it
   (``--model auto``) and for the fusion ``max(learned, clones)`` (the learned map raised where
   the matcher found a copied region), the yardstick a fusion must beat by 0.03 F1 to
