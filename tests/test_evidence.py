@@ -234,3 +234,13 @@ def test_serve_shows_the_evidence_as_layers_and_in_the_case_report(tmp_path):
         assert "Classical evidence" in report and "Evidence: clones" in report and "Measured:" in report
         record = client.get(result["urls"]["json"]).json()
         assert record["evidence"]["clones"]["figures"]["regions"][0]["inliers"] >= 6
+
+
+def test_every_method_has_its_measured_reliability_line_in_the_package():
+    from reloc.evidence import reliability_line
+
+    for method in METHODS:
+        line = reliability_line(method)
+        assert line.startswith("casia1-dev, per image: splices F1 "), (method, line)
+        assert "copy-moves F1" in line and "of authentic images flagged" in line
+    assert reliability_line("no-such-method") == "not measured"
