@@ -194,10 +194,10 @@ class Card {
       name.textContent = layer.method;
       const note = document.createElement("span");
       note.className = "evidence-note";
-      note.textContent = `${layer.note} Measured: ${layer.reliability}.`;
+      note.textContent = `${layer.note}. Measured: ${layer.reliability}.`;
       if (layer.url) {
         const img = document.createElement("img");
-        img.className = "overlay-layer";
+        img.className = "overlay-layer evidence-map";
         img.alt = `${layer.method} evidence`;
         img.src = await apiBlobUrl(layer.url);
         stage.append(img);
