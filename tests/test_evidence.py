@@ -244,3 +244,12 @@ def test_every_method_has_its_measured_reliability_line_in_the_package():
         assert line.startswith("casia1-dev, per image: splices F1 "), (method, line)
         assert "copy-moves F1" in line and "of authentic images flagged" in line
     assert reliability_line("no-such-method") == "not measured"
+
+
+def test_an_image_over_the_pixel_budget_gets_a_reason_not_a_map(monkeypatch):
+    import reloc.evidence
+
+    monkeypatch.setattr(reloc.evidence, "MAX_PIXELS", 100 * 100)
+    for result in analyse(texture(101, 100), None, list(METHODS)):
+        assert not result.applicable and "over 0.01 megapixels" in result.note
+    assert all(result.applicable for result in analyse(texture(100, 100), None, ["ela", "noise", "clones"]))

@@ -76,7 +76,7 @@ def analyse(image: np.ndarray, path: str | os.PathLike | None, methods: Sequence
         if pixels is None:
             result = not_applicable(name, converted)
         elif pixels.shape[0] * pixels.shape[1] > MAX_PIXELS:
-            result = not_applicable(name, f"the image is over {MAX_PIXELS // 1_000_000} megapixels; crop the region")
+            result = not_applicable(name, f"the image is over {MAX_PIXELS / 1e6:g} megapixels; crop the region")
         else:
             result = METHODS[name](pixels, path)
             if converted:
