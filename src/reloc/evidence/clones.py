@@ -2,7 +2,7 @@
 
 After Amerini et al., "A SIFT-based forensic method for copy-move attack detection and
 transformation recovery" (2011): SIFT keypoints (OpenCV), generalized two-nearest-neighbour
-matching of every descriptor against all others (g2NN: a run of neighbours is accepted while
+matching of every descriptor against all others (exact, brute force) (g2NN: a run of neighbours is accepted while
 each is clearly nearer than the next), an affine RANSAC over the matched pairs (taken in both
 directions, so the pairs need no orientation) repeated for several clones, a single-linkage
 clustering of each transform's inliers to keep one compact region, and a dense refinement: the
@@ -66,9 +66,8 @@ def _g2nn_pairs(points: np.ndarray, descriptors: np.ndarray) -> np.ndarray:
     """Index pairs ``(P, 2)`` (``i < j``) of g2NN matches at least :data:`MIN_SHIFT` apart."""
     count = len(points)
     k = min(NEIGHBOURS + 1, count)
-    matcher = cv2.FlannBasedMatcher({"algorithm": 1, "trees": 4}, {"checks": 64})
     found = set()
-    for matches in matcher.knnMatch(descriptors, descriptors, k=k):
+    for matches in cv2.BFMatcher(cv2.NORM_L2).knnMatch(descriptors, descriptors, k=k):  # exact, deterministic
         others = [m for m in matches if m.trainIdx != m.queryIdx]
         distances = np.array([m.distance for m in others], dtype=np.float64)
         if distances.size < 2:
@@ -181,6 +180,7 @@ def copy_move(image: np.ndarray, path: str | os.PathLike | None = None) -> Evide
         with a side under :data:`MIN_SIDE`.
     """
     height, width = image.shape[:2]
+    cv2.setRNGSeed(0)  # RANSAC draws from OpenCV's generator: the same image gives the same regions
     if min(height, width) < MIN_SIDE:
         return not_applicable("clones", f"the image is {height}x{width}, under the matcher's {MIN_SIDE} pixels a side")
     scale = min(1.0, math.sqrt(WORK_PIXELS / (height * width)))
