@@ -313,6 +313,20 @@ def test_whole_images_wrong_mask_size_names_mask(tmp_path):
         WholeImages([SampleRef(image, mask)])[0]
 
 
+def test_train_crops_preload_fills_the_cache_up_to_its_budget_before_any_item(tp_gt, monkeypatch):
+    refs = validate(load_dataset(tp_gt))
+    fresh = TrainCrops(refs, crop=16, distortion="jpeg:80", seed=3)
+    expected = [fresh[index]["distorted"] for index in range(len(refs))]
+    preloaded = TrainCrops(refs, crop=16, distortion="jpeg:80", seed=3, cache_mb=1)
+    assert preloaded.preload(threads=2) == len(refs)
+    partial = TrainCrops(refs, crop=16, cache_mb=1)
+    partial.cache_bytes = sum(array.nbytes for array in preloaded._cache[0])  # room for one sample of this size
+    assert partial.preload(threads=2) == 1 and list(partial._cache) == [0]
+    monkeypatch.setattr("reloc.data.datasets.load_pair", None)  # items now come from the cache alone
+    for index in range(len(refs)):
+        assert torch.equal(expected[index], preloaded[index]["distorted"])
+
+
 def test_sample_ref_rejects_unknown_split(tmp_path):
     with pytest.raises(DatasetError, match="split"):
         SampleRef(tmp_path / "a.png", split="holdout")

@@ -7,6 +7,9 @@ distortion is given. Listing, validating and splitting datasets is :mod:`reloc.d
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 import torch
 from torch.utils.data import Dataset
@@ -98,18 +101,38 @@ class TrainCrops(Dataset):
         image = np.ascontiguousarray(image[window])
         return _record(ref, image, mask[window], self.distortion, rng)
 
+    def preload(self, threads: int | None = None) -> int:
+        """Decode samples into the cache, in order, until its budget is spent (``threads``
+        decoding side by side, default one per processor); returns how many it holds. Called
+        before a DataLoader starts its worker processes, it gives every worker the filled
+        cache (forked workers share its memory) instead of each filling its own every epoch."""
+        threads = threads or os.cpu_count() or 1
+        with ThreadPoolExecutor(threads) as pool:
+            for start in range(0, len(self.refs), 4 * threads):
+                if self._cached_bytes >= self.cache_bytes:
+                    break
+                chunk = [i for i in range(start, min(start + 4 * threads, len(self.refs))) if i not in self._cache]
+                refs = [self.refs[i] for i in chunk]
+                for index, pair in zip(chunk, pool.map(load_pair, refs, [self.mask_resize] * len(refs)), strict=True):
+                    self._keep(index, pair)
+        return len(self._cache)
+
     def _pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """The decoded ``(image, mask)`` of sample ``index``, from the cache when it holds it."""
         if index in self._cache:
             return self._cache[index]
         pair = load_pair(self.refs[index], self.mask_resize)
+        self._keep(index, pair)
+        return pair
+
+    def _keep(self, index: int, pair: tuple[np.ndarray, np.ndarray]) -> None:
+        """Cache sample ``index``'s decoded pair if the budget has room for it."""
         size = pair[0].nbytes + pair[1].nbytes
         if self._cached_bytes + size <= self.cache_bytes:
             for array in pair:
                 array.setflags(write=False)  # items copy what they change, never the cached arrays
             self._cache[index] = pair
             self._cached_bytes += size
-        return pair
 
     def _origin(self, mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int]:
         """Top-left corner of the crop in a mask at least ``crop`` on each side."""

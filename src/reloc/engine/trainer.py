@@ -11,6 +11,7 @@ optimizer and scheduler state (as tensors and plain containers only, see
 from __future__ import annotations
 
 import csv
+import io
 import random
 import sys
 import time
@@ -31,6 +32,7 @@ from reloc.engine.distributed import DistContext
 from reloc.engine.tasks import NonFiniteLossError, Task, create_task
 from reloc.errors import UsageError
 from reloc.extras import require
+from reloc.io_utils import write_text_atomic
 from reloc.metrics import LocalizationMetrics
 from reloc.models.weights import save_network
 
@@ -53,6 +55,8 @@ class TrainResult:
     epochs: int
     select_by: str
     networks: dict[str, torch.nn.Module]
+    #: epochs finished when the run ended (below ``epochs`` when its time limit stopped it)
+    finished: int | None = None
 
 
 def seed_everything(seed: int) -> None:
@@ -125,6 +129,9 @@ def build_datasets(
     }
     train = TrainCrops(splits["train"], config.data.crop, distortion, config.train.seed, **crops)
     val = TrainCrops(splits["val"], config.data.crop, config.data.distortion, config.train.seed + 1, **crops)
+    if config.data.cache_mb:  # decoded once here, shared by the DataLoader's worker processes
+        train.preload()
+        val.preload()
     split = recorded or runs.RunSplit.of(config.data.dataset, listing, splits, config.data.split_seed)
     return train, val, split
 
@@ -190,11 +197,15 @@ class MetricsLog:
         if not rows:
             self.path.unlink(missing_ok=True)
             return
-        fields = list(rows[0])
-        with self.path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
+        self._write(rows, list(rows[0]))
+
+    def _write(self, rows: list[dict], fields: list[str]) -> None:
+        """Replace ``metrics.csv`` by ``rows`` atomically (a run killed meanwhile keeps the old file)."""
+        text = io.StringIO(newline="")
+        writer = csv.DictWriter(text, fieldnames=fields, restval="")
+        writer.writeheader()
+        writer.writerows(rows)
+        write_text_atomic(self.path, text.getvalue())
 
     def scalar(self, name: str, value: float, step: int) -> None:
         if self.writer is not None:
@@ -209,10 +220,7 @@ class MetricsLog:
                 rows = list(csv.DictReader(handle))
         fields = list(dict.fromkeys([*(rows[0] if rows else {}), *row]))
         rows.append({k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
-        with self.path.open("w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=fields, restval="")
-            writer.writeheader()
-            writer.writerows(rows)
+        self._write(rows, fields)
         for key, value in row.items():
             if isinstance(value, float) and key != "epoch":
                 self.scalar(f"epoch/{key}", value, int(row["epoch"]))
@@ -241,7 +249,13 @@ def _differences(before: dict, after: dict, prefix: str = "") -> list[str]:
     return keys
 
 
-def train(config: Config | None, run_dir: str | Path, resume: bool = False, progress: bool = True) -> TrainResult:
+def train(
+    config: Config | None,
+    run_dir: str | Path,
+    resume: bool = False,
+    progress: bool = True,
+    deadline: float | None = None,
+) -> TrainResult:
     """Train ``config`` into ``run_dir``; with ``resume``, continue from its last checkpoint.
 
     Args:
@@ -250,6 +264,10 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, prog
         run_dir: the run folder (layout: :mod:`reloc.runs`).
         resume: continue from ``last.pt`` (or ``previous.pt`` if ``last.pt`` is damaged).
         progress: tqdm bars.
+        deadline: the :func:`time.monotonic` after which no training step starts: an epoch
+            is not begun when the longest one so far would end past it, and one that runs
+            past it is abandoned (its steps are lost, the checkpoint and weights of the
+            epochs before it are kept, so ``resume`` goes on from there).
 
     Raises:
         NonFiniteLossError: a loss became NaN/inf; the last good checkpoint is kept.
@@ -332,8 +350,15 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, prog
 
     log = MetricsLog(run_dir, dist.is_main, first_epoch)
     steps = len(loader) if config.data.steps_per_epoch is None else min(len(loader), config.data.steps_per_epoch)
+    finished, longest = first_epoch, 0.0
+
+    def out_of_time(ahead: float = 0.0) -> bool:
+        return deadline is not None and time.monotonic() + ahead > deadline
+
     try:
         for epoch in range(first_epoch, config.train.epochs):
+            if out_of_time(longest):
+                break
             task.epoch = epoch
             train_set.set_epoch(epoch)
             sampler.set_epoch(epoch)
@@ -347,8 +372,12 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, prog
                 disable=not (progress and dist.is_main),
                 leave=False,
             )
+            abandoned = False
             for index, batch in enumerate(loader):
                 if index >= steps:
+                    break
+                if out_of_time():
+                    abandoned = True
                     break
                 phase = task.phase()
                 phases.add(phase)
@@ -369,6 +398,8 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, prog
                 )
                 bar.update(1)
             bar.close()
+            if abandoned:
+                break
             validation = run_validation(task, val_loader, dist, config.train.threshold)
             task.end_epoch(validation, phases)
             task.epoch = epoch + 1
@@ -388,6 +419,7 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, prog
                     export_weights(task, run_dir, "best")
                 runs.save_checkpoint(run_dir, {"task": task.state_dict(), "rng": rng_state(), "best_score": best_score})
             dist.barrier()
+            finished, longest = epoch + 1, max(longest, time.perf_counter() - started)
     except NonFiniteLossError as error:
         raise NonFiniteLossError(
             f"{error}; stopped. The last good checkpoint ({run_dir / runs.CHECKPOINT}) is kept; "
@@ -395,4 +427,10 @@ def train(config: Config | None, run_dir: str | Path, resume: bool = False, prog
         ) from None
     finally:
         log.close()
-    return TrainResult(run_dir, config.train.epochs, config.train.select_by, task.networks)
+    if finished < config.train.epochs and dist.is_main:
+        print(
+            f"note: stopped at the time limit after {finished} of {config.train.epochs} epochs; "
+            "the weights and checkpoint of the last finished epoch are kept (--resume goes on)",
+            file=sys.stderr,
+        )
+    return TrainResult(run_dir, config.train.epochs, config.train.select_by, task.networks, finished)
