@@ -15,43 +15,22 @@ own side by ``enlarge_hosts: false``) is loaded at that host's side, so from the
 shrunk twice (to ``size``, then to the side). Made from this copy, the recipe's ``native``
 set (1100 samples at 320 px) differs from the one made from the originals in 11 of its 2200
 files, 8 splices into the five photos below 320 px. The recipe's held-out photos are copied
-too (the recipe checks that they exist); nothing trains on them.
+too (the recipe checks that they exist); nothing trains on them. ``reloc release pack`` makes
+such a copy (:func:`reloc.release.gpu.shrink_photos`) into the pack a GPU machine trains from.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
 import sys
 from pathlib import Path
 
 import yaml
-from PIL import Image
+
+from reloc.release.gpu import shrink_photos
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "configs" / "release" / "recipe.yaml"
-
-
-def shrink_photos(source: Path, out: Path, size: int) -> dict[str, int]:
-    """Write the shrunk copy of every photo under ``source`` (its subfolders' images) to
-    ``out``; returns ``{"shrunk": n, "copied": m}``."""
-    from reloc.data.photos import list_photos
-    from reloc.data.synth import load_host
-
-    counts = {"shrunk": 0, "copied": 0}
-    for folder in sorted(d for d in source.iterdir() if d.is_dir()):
-        for photo in list_photos(folder):
-            target = out / photo.relative_to(source)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            with Image.open(photo) as image:
-                short = min(image.size)
-            if short > size:
-                Image.fromarray(load_host(photo, size, enlarge=False)).save(target, format="PNG")
-                counts["shrunk"] += 1
-            else:
-                shutil.copyfile(photo, target)
-                counts["copied"] += 1
-    return counts
 
 
 def main(argv: list[str] | None = None) -> int:

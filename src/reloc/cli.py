@@ -551,6 +551,55 @@ def release_run(
     )
 
 
+@release_app.command(name="pack")
+def release_pack(
+    out: Annotated[Optional[Path], typer.Option(help="The pack folder [default: runs/gpu-pack].")] = None,
+    preset: Annotated[str, typer.Option(help="The recipe's preset the pack is for.")] = "gpu",
+    recipe: Annotated[
+        Optional[Path], typer.Option(help="The recipe YAML [default: configs/release/recipe.yaml].")
+    ] = None,
+    photos: Annotated[Optional[str], typer.Option(help="The photo folder instead of the recipe's.")] = None,
+    wheels: Annotated[
+        bool, typer.Option(help="Download the wheels the GPU machine's Python lacks (pydantic) into it.")
+    ] = True,
+) -> None:
+    """Pack what a GPU machine needs to run the recipe's data and training parts (64 MiB checked)."""
+    from reloc.release import gpu
+    from reloc.release import recipe as recipes
+
+    gpu.make_pack(out or gpu.PACK, preset, recipe or recipes.RECIPE, photos, wheels)
+
+
+@release_app.command(name="gpu")
+def release_gpu(
+    ctx: typer.Context,
+    pack: Annotated[Optional[Path], typer.Option(help="The pack [default: runs/gpu-pack].")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Runs and results [default: runs/gpu-release].")] = None,
+    time_limit: Annotated[float, typer.Option(help="Seconds for the data and training parts.")] = 400.0,
+    inference: Annotated[bool, typer.Option("--inference", help="Then run the inference part.")] = False,
+    option: Annotated[
+        Optional[list[str]],
+        typer.Option("--set", metavar="KEY=VALUE", help="A config override of every training part (repeatable)."),
+    ] = None,
+    recipe: Annotated[
+        Optional[Path], typer.Option(help="The recipe YAML [default: configs/release/recipe.yaml].")
+    ] = None,
+) -> None:
+    """Train the pack's preset (data, training parts) within a time limit, resumably (a GPU machine)."""
+    from reloc.release import gpu
+    from reloc.release import recipe as recipes
+
+    gpu.run(
+        pack or gpu.PACK,
+        out or gpu.ROOT / "runs" / "gpu-release",
+        time_limit,
+        option,
+        inference,
+        recipe or recipes.RECIPE,
+        command=_command_line(ctx),
+    )
+
+
 @release_app.command(name="cards")
 def release_cards(
     model: Annotated[
@@ -828,8 +877,15 @@ def train(
     resume: Annotated[bool, typer.Option(help="Continue the run in OUT from its last checkpoint.")] = False,
     progress: Annotated[bool, typer.Option(help="Show progress bars.")] = True,
     keep_freed_memory: KeepMemoryOption = True,
+    time_limit: Annotated[
+        Optional[float],
+        typer.Option(help="Seconds from now: stop after the last epoch that ends within them (--resume goes on)."),
+    ] = None,
 ) -> None:
     """Train one situation (plain, finetune, reloc, joint); works under torchrun for several GPUs."""
+    import time
+
+    deadline = None if time_limit is None else time.monotonic() + time_limit
     from reloc import runs
     from reloc.config import load_config
     from reloc.data.catalog import DatasetError
@@ -852,7 +908,11 @@ def train(
                 hint="choose another --out; nothing of yours is replaced",
             )
         result = run_training(
-            None if resume else load_config(config, option or []), out, resume=resume, progress=progress
+            None if resume else load_config(config, option or []),
+            out,
+            resume=resume,
+            progress=progress,
+            deadline=deadline,
         )
     except NonFiniteLossError as error:
         typer.echo(f"error: {error}", err=True)
@@ -861,7 +921,7 @@ def train(
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
     typer.echo(
-        f"finished {result.epochs} epochs in {result.run_dir}; best by validation {result.select_by} kept in "
+        f"finished {result.finished} of {result.epochs} epochs in {result.run_dir}; best by validation {result.select_by} kept in "
         f"{runs.weights_path(result.run_dir, 'localizer').parent}"
     )
 

@@ -109,6 +109,7 @@ def run(
     overrides: list[str] | None = None,
     force: bool = False,
     command: str = "reloc release run",
+    time_limit: float | None = None,
 ) -> None:
     """Run the recipe's parts (``only``: these; default every part, in order), resumably.
 
@@ -127,10 +128,13 @@ def run(
         overrides: config overrides of every training part, after the recipe's.
         force: redo the inference part even when recorded as finished.
         command: the command line recorded in the provenance.
+        time_limit: seconds for the data and training parts of this invocation; the
+            training parts share what the data parts leave (:func:`reloc.release.training.deadlines`).
 
     Raises:
         SystemExit: ``error: ...`` for a bad recipe, an unknown part, a failed part.
     """
+    started = time.perf_counter()
     import torch
 
     recipe = load_recipe(preset, recipe_path)
@@ -160,7 +164,6 @@ def run(
         command=command,
     )
     selected = only or known
-    started = time.perf_counter()
     for data_part in data_parts(recipe):
         if data_part in selected and not results["parts"].get(data_part, {}).get("finished"):
             tick = time.perf_counter()
@@ -174,7 +177,8 @@ def run(
     if training:
         tick = time.perf_counter()
         try:
-            train_parts(recipe, training, work, results, results_path, jobs, start_from_package)
+            left = None if time_limit is None else time_limit - (time.perf_counter() - started)
+            train_parts(recipe, training, work, results, results_path, jobs, start_from_package, left)
         finally:
             spent = results.get("training_wall_seconds", 0.0) + time.perf_counter() - tick
             results["training_wall_seconds"] = round(spent, 1)

@@ -37,7 +37,7 @@ def make_data(recipe: dict, work: Path, part: str = "data") -> dict:
         size=int(synth["size"]),
         settings=settings,
         overwrite=True,
-        workers=os.cpu_count(),
+        workers=os.cpu_count() if int(synth["count"]) >= 24 else 1,  # spawning a pool takes seconds
     )
     print(summary)
     folders: dict[str, int] = {}
@@ -82,13 +82,18 @@ def start_weights(
     )
 
 
-def train_command(recipe: dict, name: str, work: Path, from_package: bool = False) -> list[str]:
-    """The ``reloc train`` command of one part: fresh (config + overrides) or ``--resume``."""
+def train_command(
+    recipe: dict, name: str, work: Path, from_package: bool = False, time_limit: float | None = None
+) -> list[str]:
+    """The ``reloc train`` command of one part: fresh (config + overrides) or ``--resume``;
+    ``time_limit``: its ``--time-limit`` in seconds."""
     from reloc import runs
 
     run = work / name
     done, total = run_progress(run)
     command = [sys.executable, "-m", "reloc", "train", "--out", str(run), "--no-progress"]
+    if time_limit is not None:
+        command += ["--time-limit", f"{time_limit:.0f}"]
     if total and (run / runs.CHECKPOINT).is_file():
         return [*command, "--resume"]
     if run.exists():
@@ -104,8 +109,10 @@ def train_command(recipe: dict, name: str, work: Path, from_package: bool = Fals
     return command
 
 
-def launch(recipe: dict, name: str, work: Path, from_package: bool = False) -> subprocess.Popen | None:
-    """Start one training part (None when it finished before)."""
+def launch(
+    recipe: dict, name: str, work: Path, from_package: bool = False, time_limit: float | None = None
+) -> subprocess.Popen | None:
+    """Start one training part (None when it finished before); ``time_limit``: see :func:`train_command`."""
     done, total = run_progress(work / name)
     if total and done >= total:
         print(f"{name}: finished before ({done} epochs), skipped")
@@ -115,11 +122,25 @@ def launch(recipe: dict, name: str, work: Path, from_package: bool = False) -> s
         raise SystemExit(f"error: {name} trains on {data}, which is not made yet: run the {data.name} part first")
     threads = str(recipe["models"][name]["threads"])
     env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, "PYTHONUNBUFFERED": "1"}
-    command = train_command(recipe, name, work, from_package)
+    command = train_command(recipe, name, work, from_package, time_limit)
     (work / "logs").mkdir(parents=True, exist_ok=True)
     log = open(work / "logs" / f"{name}.log", "a")  # noqa: SIM115 - closed when the process ends
     print(f"{name}: {' '.join(command[1:])} ({threads} thread(s); log {log.name})")
     return subprocess.Popen(command, env=env, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
+
+
+def deadlines(recipe: dict, names: list[str], time_limit: float) -> dict[str, float]:
+    """``{part: time.monotonic() by which it stops}`` for training ``names`` within
+    ``time_limit`` seconds from now: parts are grouped in waves (a part is one wave after the
+    latest of ``names`` it starts from) and each wave's end falls an equal share of the time
+    after the previous one's (parts that end early leave their time to the next wave)."""
+    wave: dict[str, int] = {}
+    for name in names:  # the recipe's order lists a start before the parts that start from it
+        starts = [wave[start] + 1 for start in start_parts(recipe["models"][name]).values() if start in wave]
+        wave[name] = max(starts, default=0)
+    waves = max(wave.values(), default=0) + 1
+    now = time.monotonic()
+    return {name: now + time_limit * (wave[name] + 1) / waves for name in names}
 
 
 def train_parts(
@@ -130,14 +151,19 @@ def train_parts(
     results_path: Path,
     jobs: int = 2,
     from_package: bool = False,
+    time_limit: float | None = None,
 ) -> None:
     """Train ``names`` (in the recipe's order): a part starts once the part it starts from is
     no longer pending here, up to ``jobs`` at a time; each finished part is recorded in
-    ``results`` (and saved to ``results_path``) as it ends; ``from_package``: see :func:`start_weights`.
+    ``results`` (and saved to ``results_path``) as it ends; ``from_package``: see :func:`start_weights`;
+    ``time_limit``: seconds for all of them, shared out by :func:`deadlines` (a part stopped
+    by its share keeps its last finished epoch and resumes from it when run again; one
+    whose share is spent before it starts is not started).
 
     Raises:
         SystemExit: a part failed (the others are waited for first; run again to resume).
     """
+    ends = deadlines(recipe, names, time_limit) if time_limit is not None else {}
     pending, running, failed = list(names), {}, []
     while pending or running:
         for name in list(pending):
@@ -146,7 +172,11 @@ def train_parts(
             if any(start in [*pending, *running] for start in start_parts(recipe["models"][name]).values()):
                 continue  # a part it starts from is not trained yet
             pending.remove(name)
-            running[name] = (launch(recipe, name, work, from_package), time.perf_counter())
+            share = ends[name] - time.monotonic() if name in ends else None
+            if share is not None and share < 1:
+                print(f"{name}: not started, its share of the time limit is spent")
+                continue
+            running[name] = (launch(recipe, name, work, from_package, share), time.perf_counter())
         if not running:
             break  # only parts waiting for a failed one are left
         time.sleep(0 if any(process is None for process, _ in running.values()) else 2)
@@ -160,7 +190,11 @@ def train_parts(
             before = results["parts"].get(name, {})
             if process is None and before.get("finished"):
                 continue  # finished and recorded by an earlier invocation
-            entry = {**train_summary(work / name), "finished": True}
+            done, total = run_progress(work / name)
+            if not done:
+                print(f"{name}: no epoch finished within its share of the time limit")
+                continue
+            entry = {**train_summary(work / name), "finished": done >= total, "epochs_configured": total}
             if process is None:  # finished before, never recorded (that invocation was killed)
                 entry.update(
                     wall_seconds=None,
