@@ -200,8 +200,8 @@ def run(
 
     ``out`` gets ``work/`` (data parts and training runs: weights, ``metrics.csv``, logs) and
     ``gpu-release.json``: the recipe's provenance (machine with the GPU, commit, each part's
-    wall time and epochs) plus the time limit, this invocation's wall time and each
-    training part's per-epoch figures. Returns that content.
+    wall time and epochs), each invocation's time limit and wall time, and each training
+    part's per-epoch figures. Returns that content.
 
     Raises:
         SystemExit: ``error: ...`` for a missing or stale pack, a failed part.
@@ -234,9 +234,13 @@ def run(
         time_limit=time_limit,
     )
     results = load_results(results_path)
-    results["gpu_release"] = {
+    invocation = {
         "time_limit_seconds": time_limit,
-        "wall_seconds_this_invocation": round(time.perf_counter() - started, 1),
+        "inference": inference,
+        "wall_seconds": round(time.perf_counter() - started, 1),
+    }
+    results["gpu_release"] = {
+        "invocations": [*results.get("gpu_release", {}).get("invocations", []), invocation],
         "pack": {key: manifest[key] for key in ("preset", "size", "photos", "commit", "pack_bytes", "tree_bytes")},
         "epochs": {name: epoch_rows(out / "work" / name) for name in recipe["models"]},
     }
