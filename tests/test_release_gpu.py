@@ -91,6 +91,7 @@ def test_a_killed_run_resumes_and_the_time_limit_stops_it_with_its_best_weights(
     assert "--resume" in printed and "samples in" not in printed  # the data part was kept, the run resumed
     after = _rows(run)
     assert [int(row["epoch"]) for row in after] == list(range(1, len(after) + 1))
+    assert all(0 <= float(row["data_wait_seconds"]) <= float(row["seconds"]) for row in after)
     assert len(after) > len(before) and after[: len(before) - 1] == before[:-1]  # the last may be run again
     part = results["parts"]["plain"]
     assert part["finished"] is False and part["epochs_configured"] == 1000 and part["epochs"] == len(after) < 1000

@@ -372,13 +372,14 @@ def train(
                 disable=not (progress and dist.is_main),
                 leave=False,
             )
-            abandoned = False
+            abandoned, waited, ready = False, 0.0, time.perf_counter()
             for index, batch in enumerate(loader):
                 if index >= steps:
                     break
                 if out_of_time():
                     abandoned = True
                     break
+                waited += time.perf_counter() - ready  # the steps waited on the loader
                 phase = task.phase()
                 phases.add(phase)
                 losses = task.train_step(batch)
@@ -397,6 +398,7 @@ def train(
                     }
                 )
                 bar.update(1)
+                ready = time.perf_counter()
             bar.close()
             if abandoned:
                 break
@@ -408,6 +410,7 @@ def train(
             row.update(validation)
             row.update(task.learning_rates())
             row["seconds"] = time.perf_counter() - started
+            row["data_wait_seconds"] = waited  # of the training steps' time, waiting for batches
             score = selection_score(validation, config.train.select_by)
             improved = score > best_score or (epoch == first_epoch == 0)  # the first epoch is always kept
             if improved:

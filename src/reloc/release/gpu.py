@@ -247,7 +247,10 @@ def run(
     save_results(results, results_path)
     for name, rows in results["gpu_release"]["epochs"].items():
         aucs = [float(row["val_auc"]) for row in rows if row.get("val_auc") not in (None, "", "nan")]
+        seconds = sum(float(row["seconds"]) for row in rows)
+        waited = sum(float(row.get("data_wait_seconds") or 0.0) for row in rows)
         print(
-            f"{name}: {len(rows)} epochs" + (f", validation AUC {aucs[-1]:.4f} (best {max(aucs):.4f})" if aucs else "")
+            f"{name}: {len(rows)} epochs in {seconds:.0f} s ({waited:.0f} s waiting for batches)"
+            + (f", validation AUC {aucs[-1]:.4f} (best {max(aucs):.4f})" if aucs else "")
         )
     return results
