@@ -267,7 +267,7 @@ def train(
         deadline: the :func:`time.monotonic` after which no training step starts: an epoch
             is not begun when the longest one so far would end past it, and one that runs
             past it is abandoned (its steps are lost, the checkpoint and weights of the
-            epochs before it are kept, so ``resume`` goes on from there).
+            epochs before it are kept, so ``resume`` goes on from there); one process only.
 
     Raises:
         NonFiniteLossError: a loss became NaN/inf; the last good checkpoint is kept.
@@ -275,6 +275,7 @@ def train(
         ConfigError: an incomplete configuration, or with ``resume`` one that differs
             from the run's.
         CheckpointError: no usable checkpoint to resume from.
+        ValueError: a ``deadline`` under torchrun.
     """
     run_dir = Path(run_dir)
     if resume:
@@ -296,6 +297,8 @@ def train(
     config = config.with_absolute_paths()
     config.check()
     dist = DistContext.from_environment("cuda" if torch.cuda.is_available() and config.train.device != "cpu" else "cpu")
+    if deadline is not None and dist.enabled:  # each process would stop at its own step
+        raise ValueError("a time limit stops one process; under torchrun, set train.epochs instead")
     device = pick_device(config.train.device)
     if dist.enabled and device.type == "cuda":
         device = torch.device("cuda", dist.local_rank)
