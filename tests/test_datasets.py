@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -325,6 +327,24 @@ def test_train_crops_preload_fills_the_cache_up_to_its_budget_before_any_item(tp
     monkeypatch.setattr("reloc.data.datasets.load_pair", None)  # items now come from the cache alone
     for index in range(len(refs)):
         assert torch.equal(expected[index], preloaded[index]["distorted"])
+
+
+def test_train_crops_cache_keeps_8_bit_pixels_as_uint8_and_16_bit_ones_as_float(tmp_path):
+    root = tmp_path / "set"
+    _write_image(root / "Tp" / "a.png", seed=1)
+    _write_mask(root / "Gt" / "a_gt.png")
+    deep = np.random.default_rng(2).integers(0, 65536, (24, 32, 3), dtype=np.uint16)
+    cv2.imwrite(str(root / "Tp" / "b.png"), deep)
+    _write_mask(root / "Gt" / "b_gt.png")
+    refs = validate(load_dataset(root))
+    fresh = TrainCrops(refs, crop=16, distortion="jpeg:80", seed=3, tamper_bias=0.5)
+    cached = TrainCrops(refs, crop=16, distortion="jpeg:80", seed=3, tamper_bias=0.5, cache_mb=1)
+    cached.preload(threads=1)
+    kept = {Path(ref.image).name: [array.dtype for array in cached._cache[i]] for i, ref in enumerate(refs)}
+    assert kept == {"a.png": [np.uint8, np.uint8], "b.png": [np.float32, np.uint8]}
+    for index in range(len(refs)):
+        for key in ("plain", "distorted", "mask"):
+            assert torch.equal(fresh[index][key], cached[index][key]), (index, key)
 
 
 def test_sample_ref_rejects_unknown_split(tmp_path):

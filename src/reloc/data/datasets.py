@@ -23,8 +23,10 @@ class TrainCrops(Dataset):
     """Random training crops, reproducible per (seed, epoch, index).
 
     Each item reads its files afresh unless ``cache_mb`` > 0: then decoded pairs are kept
-    in memory up to that many megabytes (first come, first kept; each DataLoader worker
-    has its own cache), which takes decoding off the critical path when crops are much
+    in memory up to that many megabytes (first come, first kept; as uint8 where the pixels
+    are exactly ``uint8 / 255``, as 8-bit files give, a quarter of float32's bytes; each
+    DataLoader worker has its own cache unless :meth:`preload` filled it before they
+    started), which takes decoding off the critical path when crops are much
     smaller than the images. Images smaller than the crop
     are padded by reflection on the bottom/right (the mask likewise). A crop is centred on
     a random tampered pixel with probability ``tamper_bias`` (when the mask has any),
@@ -98,8 +100,8 @@ class TrainCrops(Dataset):
         mask = np.pad(mask, pad, mode="reflect")
         top, left = self._origin(mask, rng)
         window = np.s_[top : top + self.crop, left : left + self.crop]
-        image = np.ascontiguousarray(image[window])
-        return _record(ref, image, mask[window], self.distortion, rng)
+        image, mask = _as_float(image[window]), _as_float(mask[window])
+        return _record(ref, image, mask, self.distortion, rng)
 
     def preload(self, threads: int | None = None) -> int:
         """Decode samples into the cache, in order, until its budget is spent (``threads``
@@ -112,21 +114,28 @@ class TrainCrops(Dataset):
                 if self._cached_bytes >= self.cache_bytes:
                     break
                 chunk = [i for i in range(start, min(start + 4 * threads, len(self.refs))) if i not in self._cache]
-                refs = [self.refs[i] for i in chunk]
-                for index, pair in zip(chunk, pool.map(load_pair, refs, [self.mask_resize] * len(refs)), strict=True):
+                for index, pair in zip(chunk, pool.map(self._packed, chunk), strict=True):
                     self._keep(index, pair)
         return len(self._cache)
 
     def _pair(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        """The decoded ``(image, mask)`` of sample ``index``, from the cache when it holds it."""
+        """The decoded ``(image, mask)`` of sample ``index`` (uint8 or float32, see
+        :func:`_as_uint8`), from the cache when it holds it."""
         if index in self._cache:
             return self._cache[index]
-        pair = load_pair(self.refs[index], self.mask_resize)
+        if not self.cache_bytes:
+            return load_pair(self.refs[index], self.mask_resize)
+        pair = self._packed(index)
         self._keep(index, pair)
         return pair
 
+    def _packed(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        """Sample ``index``'s pair read and packed for the cache (:func:`_as_uint8`)."""
+        image, mask = load_pair(self.refs[index], self.mask_resize)
+        return _as_uint8(image), _as_uint8(mask)
+
     def _keep(self, index: int, pair: tuple[np.ndarray, np.ndarray]) -> None:
-        """Cache sample ``index``'s decoded pair if the budget has room for it."""
+        """Cache sample ``index``'s packed pair if the budget has room for it."""
         size = pair[0].nbytes + pair[1].nbytes
         if self._cached_bytes + size <= self.cache_bytes:
             for array in pair:
@@ -200,6 +209,18 @@ def _record(
     record["mask"] = to_tensor(mask)
     record["name"] = ref.name
     return record
+
+
+def _as_uint8(array: np.ndarray) -> np.ndarray:
+    """``array`` (float32 in [0, 1]) as uint8 when :func:`_as_float` gives it back exactly, else as it is."""
+    packed = np.rint(array * 255.0).astype(np.uint8)
+    return packed if np.array_equal(_as_float(packed), array) else array
+
+
+def _as_float(array: np.ndarray) -> np.ndarray:
+    """A cached uint8 array as the float32 ``uint8 / 255`` the readers give (a contiguous copy
+    either way, so items never share memory with the cache)."""
+    return array.astype(np.float32) / 255.0 if array.dtype == np.uint8 else np.ascontiguousarray(array)
 
 
 def _as_distortion(distortion: AnyDistortion | str | None) -> AnyDistortion | None:
