@@ -117,18 +117,64 @@ def test_per_image_and_pooled_differ_and_are_right_by_hand():
 
 def test_single_class_images_are_counted_and_left_out_of_the_auc_mean():
     metrics = _two_images()
-    record = metrics.update(np.array([[0.1, 0.2], [0.3, 0.4]]), np.zeros((2, 2)), name="authentic")
-    assert math.isnan(record["auc"]) and math.isnan(record["f1"])
-    metrics.update(np.array([[0.9, 0.2], [0.3, 0.4]]), np.zeros((2, 2)), name="false alarm")
     metrics.update(np.array([[0.9, 0.8], [0.3, 0.4]]), np.ones((2, 2)), name="all tampered")
     summary = metrics.summary()
-    assert summary["images"] == 5
-    assert summary["single_class"] == 3
-    assert summary["undefined_f1"] == 1
+    assert summary["images"] == summary["tampered_images"] == 3
+    assert summary["single_class"] == 1 and summary["undefined_f1"] == 0
     assert summary["per-image"]["auc"] == pytest.approx(0.75)  # still A and B only
-    # f1: A 1, B 0.5, false alarm 0 (fp 1), all tampered 2*2/(4+2) = 2/3
-    assert summary["per-image"]["f1"] == pytest.approx((1 + 0.5 + 0 + 2 / 3) / 4)
+    # f1: A 1, B 0.5, all tampered 2*2/(4+2) = 2/3
+    assert summary["per-image"]["f1"] == pytest.approx((1 + 0.5 + 2 / 3) / 3)
     json.dumps(summary)  # plain Python numbers, not numpy scalars
+
+
+def test_authentic_images_are_left_out_of_localization_with_or_without_false_pixels():
+    """The one rule: an authentic image counts in no F1 / IoU / AUC, per image or pooled,
+    clean (F1 0/0) or with a false pixel (F1 0 under the formula); its marked pixels are
+    the pixel false-alarm rate instead."""
+    reference = _two_images().summary()
+    metrics = _two_images()
+    clean = metrics.update(np.array([[0.1, 0.2], [0.3, 0.4]]), np.zeros((2, 2)), name="clean")
+    alarm = metrics.update(np.array([[0.9, 0.2], [0.3, 0.4]]), np.zeros((2, 2)), name="false alarm")
+    assert clean["authentic"] and alarm["authentic"]
+    assert all(math.isnan(record[key]) for record in (clean, alarm) for key in ("f1", "iou", "auc"))
+    assert (clean["pixel_false_alarm"], alarm["pixel_false_alarm"]) == (0.0, 0.25)
+    summary = metrics.summary()
+    assert summary["per-image"] == reference["per-image"] and summary["pooled"] == reference["pooled"]
+    assert summary["images"] == 4 and summary["tampered_images"] == 2
+    assert summary["single_class"] == 0 and summary["undefined_f1"] == 0
+    authentic = summary["authentic"]
+    # pooled: 1 false pixel of 8; per image: (0 + 1/4) / 2
+    assert authentic == {
+        "images": 2,
+        "pixel_false_alarm_rate": pytest.approx(1 / 8),
+        "mean_pixel_false_alarm_rate": pytest.approx(1 / 8),
+        "images_with_false_alarms": 1,
+    }
+    bigger = LocalizationMetrics()
+    bigger.update(np.zeros((2, 2)), np.zeros((2, 2)))
+    bigger.update(np.full((4, 4), 0.9), np.zeros((4, 4)))
+    # pooled 16 of 20 pixels; per image (0 + 1) / 2
+    assert bigger.summary()["authentic"]["pixel_false_alarm_rate"] == pytest.approx(16 / 20)
+    assert bigger.summary()["authentic"]["mean_pixel_false_alarm_rate"] == pytest.approx(0.5)
+
+
+def test_a_set_of_authentic_images_only_has_no_localization_figures():
+    metrics = LocalizationMetrics()
+    metrics.update(np.array([[0.9, 0.2], [0.3, 0.4]]), np.zeros((2, 2)))
+    summary = metrics.summary()
+    assert all(math.isnan(v) for part in ("per-image", "pooled") for v in summary[part].values())
+    assert summary["authentic"]["pixel_false_alarm_rate"] == 0.25
+    assert math.isnan(_two_images().summary()["authentic"]["pixel_false_alarm_rate"])
+
+
+def test_authentic_totals_survive_merging():
+    first, second = LocalizationMetrics(), LocalizationMetrics()
+    first.update(np.array([[0.9, 0.2], [0.3, 0.4]]), np.zeros((2, 2)), name="a")
+    second.update(np.array([[0.9, 0.8], [0.1, 0.2]]), np.array([[1, 0], [0, 0]]), name="b")
+    second.update(np.full((2, 2), 0.9), np.zeros((2, 2)), name="c")
+    merged = LocalizationMetrics.merged([first, second], [[0], [1, 2]])
+    assert [r["name"] for r in merged.per_image] == ["a", "b", "c"]
+    assert merged.summary()["authentic"]["pixel_false_alarm_rate"] == pytest.approx(5 / 8)
 
 
 def test_shape_mismatch_raises():

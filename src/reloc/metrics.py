@@ -6,9 +6,16 @@ Two averagings, always named, because they are different numbers:
 - ``per-image``: the metric of each image, then the mean over images (the paper's
   protocol). AUC is undefined for an image whose mask holds one class only; such images
   are counted in ``single_class`` and left out of the AUC mean (never silently).
-  F1 and IoU of an all-authentic image with no false positives are undefined (0/0)
-  and likewise left out, counted in ``undefined_f1``.
 - ``pooled``: every pixel of every image in one confusion matrix / one ranking.
+
+Authentic images (a mask without a tampered pixel) follow one rule: they are left out of
+every localization figure, per-image and pooled (F1, IoU and AUC measure how well the
+tampered region is found, and an authentic image has none), whether or not the map marks
+a pixel there; what the map marks on them is the ``authentic`` part of the summary, the
+pixel false-alarm rate (pixels above the threshold). IMDL-BenCo's ``PixelF1`` instead
+counts each authentic image as F1 0 in the per-image mean whatever its map (its
+epsilon-guarded F1 with no tampered pixel), so a clean map and a fully marked one score
+alike there; reloc does not follow it. Image-level detection is :mod:`reloc.image_metrics`.
 
 Metric protocols (:data:`PROTOCOLS`), stamped on every record:
 
@@ -211,6 +218,7 @@ class LocalizationMetrics:
     _inverse_totals: np.ndarray = field(default_factory=lambda: np.zeros(4, dtype=np.int64))
     _scores: list[np.ndarray] = field(default_factory=list)
     _labels: list[np.ndarray] = field(default_factory=list)
+    _authentic_totals: np.ndarray = field(default_factory=lambda: np.zeros(2, dtype=np.int64))  # (fp, pixels)
 
     def __post_init__(self) -> None:
         if self.protocol not in PROTOCOLS:
@@ -227,11 +235,24 @@ class LocalizationMetrics:
 
         Returns:
             the image's record ``{name, f1, iou, auc}`` (plus ``threshold`` under
-            ``best-threshold``, ``inverted`` under ``inverted``).
+            ``best-threshold``, ``inverted`` under ``inverted``); for an authentic image
+            ``{name, authentic: True, f1, iou, auc}`` all ``nan`` (left out, see the module
+            docstring) and ``pixel_false_alarm``, the share of its pixels above the threshold.
         """
         if np.shape(probabilities) != np.shape(mask):
             raise ValueError(f"{name or 'image'}: map shape {np.shape(probabilities)} != mask shape {np.shape(mask)}")
         scores, truth = np.asarray(probabilities), np.asarray(mask).astype(bool)
+        if not truth.any():
+            false_alarms = int(np.count_nonzero(scores > self.threshold))
+            self._authentic_totals += (false_alarms, scores.size)
+            nan = float("nan")
+            record = {"name": name, "authentic": True, "f1": nan, "iou": nan, "auc": nan}
+            record["pixel_false_alarm"] = false_alarms / scores.size
+            self.per_image.append(record)
+            if self.pooled_auc:  # nothing pooled, but one entry per image (see merged)
+                self._scores.append(np.asarray(scores).ravel()[:0])
+                self._labels.append(truth.ravel()[:0])
+            return record
         if self.exclude_border:
             kept = ~border_band(truth, self.exclude_border)
             scores, truth = scores[kept], truth[kept]
@@ -281,13 +302,20 @@ class LocalizationMetrics:
                 merged._labels.append(parts[i]._labels[k])
         merged._totals = sum((part._totals for part in parts), np.zeros(4, dtype=np.int64))
         merged._inverse_totals = sum((part._inverse_totals for part in parts), np.zeros(4, dtype=np.int64))
+        merged._authentic_totals = sum((part._authentic_totals for part in parts), np.zeros(2, dtype=np.int64))
         return merged
 
     def summary(self) -> dict[str, dict[str, float] | int]:
-        """``{"per-image": {f1, iou, auc}, "pooled": {f1, iou, auc}, "images", "single_class", "undefined_f1"}``."""
+        """``{"per-image": {f1, iou, auc}, "pooled": {f1, iou, auc}, "images", "tampered_images",
+        "single_class", "undefined_f1", "authentic": {images, pixel_false_alarm_rate,
+        mean_pixel_false_alarm_rate, images_with_false_alarms}}``; the localization figures
+        and counts are over the tampered images, ``authentic`` over the others (rates ``nan``
+        without authentic images)."""
+        tampered = [r for r in self.per_image if not r.get("authentic")]
+        authentic = [r["pixel_false_alarm"] for r in self.per_image if r.get("authentic")]
 
         def mean(key: str) -> float:
-            values = [r[key] for r in self.per_image if not np.isnan(r[key])]
+            values = [r[key] for r in tampered if not np.isnan(r[key])]
             return float(np.mean(values)) if values else float("nan")
 
         kept = self.pooled_auc and bool(self._scores)
@@ -295,6 +323,7 @@ class LocalizationMetrics:
         labels = np.concatenate(self._labels) if kept else None
         pooled_auc = binary_auc(scores, labels) if kept else float("nan")
         tp, fp, fn, _ = (int(v) for v in self._totals)
+        false_alarms, pixels = (int(v) for v in self._authentic_totals)
         pooled_f1, pooled_iou = f1_iou(tp, fp, fn)
         if self.protocol == "best-threshold":
             pooled_f1, pooled_iou = f1_iou(*best_threshold(scores, labels)[1:]) if kept else (float("nan"),) * 2
@@ -305,6 +334,13 @@ class LocalizationMetrics:
             "per-image": {"f1": mean("f1"), "iou": mean("iou"), "auc": mean("auc")},
             "pooled": {"f1": pooled_f1, "iou": pooled_iou, "auc": pooled_auc},
             "images": len(self.per_image),
-            "single_class": sum(bool(np.isnan(r["auc"])) for r in self.per_image),
-            "undefined_f1": sum(bool(np.isnan(r["f1"])) for r in self.per_image),
+            "tampered_images": len(tampered),
+            "single_class": sum(bool(np.isnan(r["auc"])) for r in tampered),
+            "undefined_f1": sum(bool(np.isnan(r["f1"])) for r in tampered),
+            "authentic": {
+                "images": len(authentic),
+                "pixel_false_alarm_rate": float(false_alarms / pixels) if pixels else float("nan"),
+                "mean_pixel_false_alarm_rate": float(np.mean(authentic)) if authentic else float("nan"),
+                "images_with_false_alarms": sum(value > 0 for value in authentic),
+            },
         }
