@@ -15,6 +15,7 @@ from PIL import Image
 
 import reloc
 from conftest import build_cached
+from reloc.engine import detection
 from reloc.engine.inference import Pipeline, pipeline_from_weights
 from reloc.engine.localize import (
     LocalizeSummary,
@@ -28,7 +29,7 @@ from reloc.models.weights import WeightsError, save_network
 OUTPUT_SUFFIXES = ("_heatmap.png", "_mask.png", "_overlay.png", ".json")
 JSON_KEYS = {
     "file", "size", "tampered_fraction", "max_probability", "mean_probability",
-    "image_score", "threshold", "window", "stride", "inference", "seconds",
+    "image_score", "detection", "threshold", "window", "stride", "inference", "seconds",
     "input", "network_input", "padded", "restored", "restore_window", "networks", "versions", "time_utc",
 }  # fmt: skip
 
@@ -84,7 +85,10 @@ def test_folder_with_good_and_bad_files(mixed_folder: Path, tmp_path: Path):
         assert numbers["file"] == str(mixed_folder / f"{stem}.png")
         assert numbers["size"] == size
         assert 0.0 <= numbers["tampered_fraction"] <= 1.0
-        assert 0.0 <= numbers["mean_probability"] <= numbers["image_score"] <= numbers["max_probability"] <= 1.0
+        assert 0.0 <= numbers["mean_probability"] <= numbers["max_probability"] <= 1.0
+        assert 0.0 <= numbers["image_score"] <= 1.0
+        # a network built in memory has no measured false-alarm rate: the score, no band
+        assert numbers["detection"]["score"] == numbers["image_score"] and numbers["detection"]["band"] is None
         assert (numbers["threshold"], numbers["window"], numbers["stride"]) == (0.5, 512, 512)
         assert numbers["seconds"] >= 0.0
         mask = np.asarray(Image.open(out / f"{stem}_mask.png"))
@@ -153,13 +157,14 @@ def test_unique_stems():
 
 def test_image_report_by_hand():
     probabilities = np.zeros((10, 20), dtype=np.float32)
-    probabilities[0, :4] = [0.9, 0.8, 0.7, 0.6]  # top 1% of 200 pixels = 2 pixels
+    probabilities[0, :4] = [0.9, 0.8, 0.7, 0.6]
     numbers = image_report(probabilities, threshold=0.65)
     assert numbers["size"] == [10, 20]
     assert numbers["tampered_fraction"] == pytest.approx(3 / 200)
     assert numbers["max_probability"] == pytest.approx(0.9)
     assert numbers["mean_probability"] == pytest.approx(3.0 / 200)
-    assert numbers["image_score"] == pytest.approx(0.85)
+    assert numbers["image_score"] == detection.image_score(probabilities)
+    assert numbers["detection"]["band"] is None  # no weights files: no calibration applies
 
 
 def test_summary_ok_and_report():

@@ -200,6 +200,7 @@ def models() -> None:
 def _pretrained_table() -> str:
     """The pretrained models with their card figures (per-image F1 / AUC on held-out photos)."""
     from reloc import pretrained
+    from reloc.engine.detection import detection_lines
 
     try:
         cards = pretrained.cards()
@@ -234,7 +235,7 @@ def _pretrained_table() -> str:
         "`reloc localize` with no model option uses --model auto, measured on real forgeries and camera-size "
         f"photos: no JPEG -> {rule['no_jpeg']['model']}; JPEGs by the nearest measured quality: {jpeg}."
     )
-    return "\n".join(lines)
+    return "\n".join(lines + [detection_lines()])
 
 
 @app.command()
@@ -309,6 +310,7 @@ def evaluate(
     in the records; the command then says how many and why in one line and exits with 1.
     Under ``torchrun --nproc_per_node N`` the images are split across the processes.
     """
+    from reloc.analysis.image_level import image_level_line
     from reloc.data.catalog import DatasetError
     from reloc.devices import pick_device
     from reloc.engine.distributed import DistContext
@@ -389,8 +391,11 @@ def evaluate(
             f"{record['situation']:<24} {record['distortion']:<12} F1 {_metric(values['f1'])} "
             f"IoU {_metric(values['iou'])} AUC {_metric(values['auc'])} ({record['images']} images"
             + (f", {record['skipped']} skipped" if record.get("skipped") else "")
+            + (", none tampered: F1 / IoU / AUC undefined" if record.get("tampered_images") == 0 else "")
             + ")"
         )
+        if image_level_line(record):
+            typer.echo(image_level_line(record))
     typer.echo(f"records in {out / 'eval'}")
     problem = skipped_line(records, len(refs))
     if problem:

@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from reloc.analysis.image_level import image_level_section
+
 #: Row order of the paper's Table III; other situations follow in the order met.
 CANONICAL_ORDER = ("P{P}", "P{D}", "D|P{D}", "ReLoc{D}")
 METRICS = ("f1", "iou", "auc")
@@ -399,6 +401,7 @@ def write_report(
                 counts_note(tables),
                 "",
             ]
+        lines += image_level_section(tables)
         if grid_names(group):
             lines += [f"## Robustness (severity curves){heading}", ""] + robustness_section(group, out)
     if runs:

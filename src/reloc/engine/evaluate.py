@@ -19,7 +19,10 @@ A sample whose image or mask cannot be read, or whose mask has another size than
 image, is skipped and listed in the record with the file and the reason (``skipped``,
 ``skipped_samples``; ``reloc eval`` says so in one line and exits 1); the evaluation goes on. Metrics follow a protocol of :data:`reloc.metrics.PROTOCOLS`,
 stamped on the record; a robustness grid (:mod:`reloc.engine.grids`) stamps its family
-and strength on each record.
+and strength on each record. Authentic images (no tampered pixel) count in no localization
+figure; the record gives their pixel false-alarm rate (``authentic``) and, over all
+images, the image-level detection figures (``image_level``,
+:func:`reloc.engine.detection.image_level`, from each image's ``image_score``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ from reloc import runs
 from reloc.data.catalog import SPLITS, SampleRef, load_dataset, split_by_source
 from reloc.data.datasets import WholeImages
 from reloc.data.io import ImageError, write_png
+from reloc.engine.detection import image_level, image_score
 from reloc.engine.distributed import DistContext
 from reloc.engine.grids import Grid
 from reloc.engine.inference import PAPER_TILING, Pipeline, pipeline_from_weights
@@ -228,8 +232,9 @@ def evaluate_situation(
 
     Returns:
         A JSON-ready record: situation, distortion, per-image and pooled metrics, counts
-        (``skipped`` samples listed in ``skipped_samples`` with their reason), protocol
-        and the weights used.
+        (``skipped`` samples listed in ``skipped_samples`` with their reason), the
+        authentic images' pixel false alarms, the image-level figures, protocol and the
+        weights used.
     """
     if tiling not in TILINGS:
         raise ValueError(f"tiling must be one of {TILINGS}, got {tiling!r}")
@@ -256,7 +261,8 @@ def evaluate_situation(
         done.append(index)
         source = item["distorted"] if situation.distorted else item["plain"]
         probabilities = pipeline.predict(source, window=window, stride=stride, batch_size=batch_size).numpy()
-        metrics.update(probabilities, item["mask"][0].numpy(), name=item["name"])
+        record = metrics.update(probabilities, item["mask"][0].numpy(), name=item["name"])
+        record["image_score"] = image_score(probabilities)
         if maps_dir is not None and index < keep_maps:
             write_png(maps_dir / f"{item['name']}.png", probabilities)
     if dist.enabled:
@@ -272,6 +278,9 @@ def evaluate_situation(
         "images": summary["images"],
         "single_class": summary["single_class"],
         "undefined_f1": summary["undefined_f1"],
+        "tampered_images": summary["tampered_images"],
+        "authentic": summary["authentic"],
+        "image_level": image_level(metrics.per_image, situation.localizer, situation.restorer),
         "skipped": len(skipped),
         "skipped_samples": skipped,
         "protocol": {

@@ -49,7 +49,6 @@ import errno
 import glob
 import hashlib
 import json
-import math
 import os
 import platform
 import stat
@@ -76,6 +75,7 @@ from reloc.data.io import (
     write_png,
     write_probability_png,
 )
+from reloc.engine.detection import assess, image_score, pretrained_label
 from reloc.engine.distributed import DistContext
 from reloc.engine.inference import Pipeline
 from reloc.engine.model_choice import ModelChooser
@@ -86,9 +86,6 @@ from reloc.models.weights import WeightsError
 from reloc.visualize import heatmap, overlay
 
 """Suffixes (lower case) of the files taken from a folder; files named directly are always tried."""
-
-TOP_FRACTION = 0.01
-"""Share of the most suspicious pixels whose mean probability is the image score."""
 
 BYTES_PER_PIXEL = 21
 """Resident memory per image pixel of :func:`localize_files` without ``save_restored``:
@@ -558,7 +555,7 @@ def _localize_one(
     if settings["evidence"]:
         facts = {**facts, "evidence": save_maps(analyse(image, path, settings["evidence"]), out, stem)}  # type: ignore[arg-type]
     network_input = pipeline.network_input(height, width, window)
-    numbers = image_report(probabilities, float(settings["threshold"]))  # type: ignore[arg-type]
+    numbers = image_report(probabilities, float(settings["threshold"]), pipeline.weights_files)  # type: ignore[arg-type]
     numbers.update(
         file=str(path.absolute()),
         input={"path": str(path.absolute()), "sha256": digest, "bytes": size_bytes},
@@ -599,23 +596,32 @@ def chw_to_uint8(image: torch.Tensor, band_rows: int = 512) -> np.ndarray:
     return pixels
 
 
-def image_report(probabilities: np.ndarray, threshold: float) -> dict[str, object]:
+def image_report(
+    probabilities: np.ndarray, threshold: float, weights: dict[str, str | None] | None = None
+) -> dict[str, object]:
     """The numbers of one probability map ``(H, W)``.
+
+    Args:
+        probabilities: the map. threshold: the pixel threshold.
+        weights: the weights files that made the map (``Pipeline.weights_files``), which say
+            whether the detection band of a pretrained model applies.
 
     Returns:
         ``size`` ``[H, W]``; ``tampered_fraction``, the share of pixels above
-        ``threshold``; ``max_probability``; ``mean_probability``; ``image_score``, the mean
-        probability of the top 1% of pixels (at least one pixel), high when some region
-        is confidently tampered however small; ``threshold``.
+        ``threshold``; ``max_probability``; ``mean_probability``; ``image_score``, the
+        image-level score (:func:`reloc.engine.detection.image_score`); ``detection``, its
+        band and the false-alarm rate it was measured with (:func:`reloc.engine.detection.assess`);
+        ``threshold``.
     """
     flat = probabilities.ravel()
-    top = max(1, math.ceil(TOP_FRACTION * flat.size))
+    score = image_score(probabilities)
     return {
         "size": list(probabilities.shape),
         "tampered_fraction": float(np.count_nonzero(flat > threshold) / flat.size),
         "max_probability": float(flat.max()),
         "mean_probability": float(flat.mean(dtype=np.float64)),
-        "image_score": float(np.partition(flat, flat.size - top)[flat.size - top :].mean(dtype=np.float64)),
+        "image_score": score,
+        "detection": assess(score, pretrained_label(**(weights or {}))),
         "threshold": threshold,
     }
 

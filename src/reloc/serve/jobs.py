@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from reloc.data.io import ImageError, read_image, read_probability_png, write_png, write_probability_png
+from reloc.engine.detection import evidence_text
 from reloc.engine.localize import chw_to_uint8, image_report, inference_facts
 from reloc.evidence import analyse, save_maps
 from reloc.serve.models import ServedModel
@@ -210,7 +211,7 @@ class Job:
         """The JSON of ``reloc localize`` for this image at ``threshold``, plus the file and model facts."""
         if probabilities is None:
             probabilities = self.probabilities()
-        numbers = image_report(probabilities, threshold)
+        numbers = image_report(probabilities, threshold, self.model.pipeline.weights_files)
         numbers.update(
             file=self.filename,
             window=self.window,
@@ -248,6 +249,8 @@ class Job:
             "threshold": self.threshold,
             "tampered_fraction": record["tampered_fraction"],
             "score": record["image_score"],
+            "detection": record["detection"],
+            "evidence": evidence_text(record["detection"]),
             "max_probability": record["max_probability"],
             "mean_probability": record["mean_probability"],
             "fractions": [round(float(share), 6) for share in above],

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image
 
 from reloc import __version__
+from reloc.engine.detection import evidence_text
 from reloc.serve.jobs import Job
 
 _STYLE = """
@@ -82,7 +83,7 @@ def render_report(job: Job, threshold: float) -> str:
             "Tampered fraction",
             f'<span class="big">{record["tampered_fraction"]:.2%}</span> of the pixels above the threshold',
         ),
-        ("Image score", f"{record['image_score']:.3f} (mean probability of the top 1% of pixels)"),
+        ("Image-level evidence", html.escape(evidence_text(record["detection"]))),
         ("Max / mean probability", f"{record['max_probability']:.3f} / {record['mean_probability']:.3f}"),
         ("Sliding windows", f"{job.total} windows of {job.window} px, stride {job.stride}; {job.seconds} s"),
         ("reloc", f"version {__version__}"),

@@ -161,7 +161,8 @@ class Card {
     under.src = blobs.image;
     layer.src = blobs.heatmap;
     if (blobs.restored) { this.pane("restored").hidden = false; this.pane("restored").querySelector("img").src = blobs.restored; }
-    $(".score", this.root).textContent = result.score.toFixed(3);
+    $(".score", this.root).textContent = result.score.toFixed(3) + (result.detection.band ? ` (${result.detection.band})` : "");
+    $(".evidence", this.root).textContent = result.evidence;
     const opacity = $(".opacity", this.root);
     const threshold = $(".threshold", this.root);
     opacity.addEventListener("input", () => { layer.style.opacity = opacity.value; });
