@@ -89,6 +89,9 @@ def test_png_upload_answers_the_documented_fields_and_urls(client):
     assert result["jpeg_quality"] is None and result["facts"]["format"] == "PNG"
     assert result["model"] == "dfcn+scunet" and result["windows"] == 4  # 80x96 in 64-px windows: 2 x 2
     assert result["fractions"][50] == pytest.approx(result["tampered_fraction"], abs=1e-6)
+    # weights of one's own: the score, no band, and the sentence says why
+    assert result["detection"]["score"] == result["score"] and result["detection"]["band"] is None
+    assert result["evidence"].startswith(f"image score {result['score']:.3f}; no band")
     assert result["fractions"] == sorted(result["fractions"], reverse=True)
     for name in ("image", "heatmap", "overlay", "mask", "restored"):
         png = client.get(result["urls"][name])
@@ -127,6 +130,7 @@ def test_report_is_self_contained_and_names_sha256_model_version_threshold(clien
     html_part = page.replace(embedded.group(0), "")  # JSON in a script element is not parsed as HTML
     assert hashlib.sha256(data).hexdigest() in page
     assert "dfcn+scunet" in page and f"reloc {__version__}" in page and "Threshold</th><td>0.25" in page
+    assert "Image-level evidence</th><td>image score" in page and "no measured false-alarm rate" in page
     assert "<img src=x" not in html_part and "&lt;img src=x onerror=alert(1)&gt;.png" in html_part
     assert not re.search(r'src="(?!data:)', html_part), "every image is embedded"
     assert json.loads(embedded.group(1)) == client.get(result["urls"]["json"], params={"threshold": 0.25}).json() | {
