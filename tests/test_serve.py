@@ -130,7 +130,7 @@ def test_report_is_self_contained_and_names_sha256_model_version_threshold(clien
     html_part = page.replace(embedded.group(0), "")  # JSON in a script element is not parsed as HTML
     assert hashlib.sha256(data).hexdigest() in page
     assert "dfcn+scunet" in page and f"reloc {__version__}" in page and "Threshold</th><td>0.25" in page
-    assert "Image-level evidence</th><td>image score" in page and "no measured false-alarm rate" in page
+    assert "Image-level evidence</th><td>image score" in page and "no false-alarm rate has been measured" in page
     assert "<img src=x" not in html_part and "&lt;img src=x onerror=alert(1)&gt;.png" in html_part
     assert not re.search(r'src="(?!data:)', html_part), "every image is embedded"
     assert json.loads(embedded.group(1)) == client.get(result["urls"]["json"], params={"threshold": 0.25}).json() | {

@@ -266,7 +266,9 @@ def assess(score: float, model_label: str | None) -> dict[str, Any]:
             | {
                 "band": None,
                 "measured_on": None,
-                "caveat": "no band: this model has no measured false-alarm rate (only the pretrained models do)",
+                "caveat": "no band: no false-alarm rate has been measured for this model (measured: "
+                + ", ".join(pretrained.PREFIX + name for name in packaged.models)
+                + ")",
             }
         )
     figures = {key: getattr(model, key) for key in ModelCalibration.__dataclass_fields__ if key != "image_auc_ci95"}
