@@ -111,7 +111,11 @@ def test_assess_follows_the_packaged_calibration_and_bands_no_other_model():
         assert above["band"] == ("strong evidence" if model.informative else None)
         assert assess(model.threshold, name)["band"] == ("no evidence found" if model.informative else None)
     other = assess(0.99, "runs/my-run")
-    assert other["band"] is None and other["false_alarm_rate"] is None and "no false-alarm rate has been measured" in other["caveat"]
+    assert (
+        other["band"] is None
+        and other["false_alarm_rate"] is None
+        and "no false-alarm rate has been measured" in other["caveat"]
+    )
     assert evidence_text(other).startswith("image score 0.990; no band")
 
 
