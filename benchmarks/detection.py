@@ -61,6 +61,7 @@ from reloc.precision import dtype_name
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pretrain import git_commit  # noqa: E402  (one home for the commit lookup)
 from pretrained import BOOTSTRAP  # noqa: E402  (the same resample count as the model card)
+from results_io import read_results  # noqa: E402  (one home for reading a results file back)
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT.parent / "shared" / "real" / "casia1-dev"
@@ -311,8 +312,10 @@ def markdown(results: dict) -> str:
 
 
 def write_calibration(best: str, models: dict, dataset: Path, images: dict, commit: str) -> None:
-    """The package's ``detection.json`` (:func:`reloc.engine.detection.read_calibration`)."""
+    """The package's ``detection.json`` (:func:`reloc.engine.detection.read_calibration`): the
+    models measured now, plus those already there when they were scored the same way."""
     aggregation = Aggregation.parse(best)
+    path = ROOT / "src" / "reloc" / "pretrained" / CALIBRATION_FILE
     keys = (
         "threshold",
         "strong_threshold",
@@ -322,20 +325,29 @@ def write_calibration(best: str, models: dict, dataset: Path, images: dict, comm
         "strong_tampered_recall",
         "image_auc",
     )
+    measured_on = (
+        f"{dataset.name} (CASIA v1 JPEGs, {images['tampered']} tampered, {images['authentic']} authentic; "
+        f"thresholds chosen on the same images, a development estimate; commit {commit[:7]})"
+    )
+    previous = read_results(path, default={})
+    kept = (
+        previous.get("models", {})
+        if previous.get("aggregation", {}).get("name") == aggregation.name
+        and (previous["aggregation"].get("parameter") == aggregation.parameter)
+        else {}
+    )
     calibration = {
         "aggregation": {"name": aggregation.name, "parameter": aggregation.parameter},
-        "measured_on": f"{dataset.name} (CASIA v1 JPEGs, {images['tampered']} tampered, {images['authentic']} "
-        "authentic; thresholds chosen on the same images, a development estimate)",
         "made_by": "python benchmarks/detection.py --calibrate",
-        "commit": commit,
-        "models": {
-            name: {key: figures[key] for key in keys} | {"image_auc_ci95": figures["ci95"]["image_auc"]}
+        "models": {name: entry for name, entry in kept.items() if name not in models}
+        | {
+            name: {key: figures[key] for key in keys}
+            | {"image_auc_ci95": figures["ci95"]["image_auc"], "measured_on": measured_on}
             for name, figures in models.items()
         },
     }
-    path = ROOT / "src" / "reloc" / "pretrained" / CALIBRATION_FILE
     write_json_atomic(path, calibration, indent=1)
-    print(f"wrote {path}")
+    print(f"wrote {path} (measured now: {', '.join(models)}; kept: {', '.join(set(kept) - set(models)) or 'none'})")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,7 @@ MODEL = ModelCalibration(
     strong_tampered_recall=0.3,
     image_auc=0.8,
     image_auc_ci95=(0.75, 0.85),
+    measured_on="a toy set",
 )
 
 
@@ -84,6 +85,7 @@ def test_a_model_whose_score_does_not_separate_gets_no_band(monkeypatch):
     assert strong["band"] == "strong evidence"
     text = evidence_text(strong)
     assert "above 0.700" in text and "1.0% of authentic and 30.0% of tampered" in text and "not a verdict" in text
+    assert "(a toy set)" in text
     weak = evidence_text(assess(0.5, "pretrained:plain"))
     assert weak.startswith("weak evidence") and "5.0% of authentic and 60.0% of tampered" in weak
     none = evidence_text(assess(0.2, "pretrained:plain"))
@@ -133,7 +135,7 @@ def test_calibration_file_errors_name_the_file(tmp_path):
     with pytest.raises(pretrained.PretrainedError, match="missing"):
         read_calibration(tmp_path / "none.json")
     broken = tmp_path / "detection.json"
-    broken.write_text('{"aggregation": {"name": "top-mean", "parameter": 0.01}, "models": {}}')
+    broken.write_text('{"aggregation": {"name": "top-mean", "parameter": 0.01}, "models": {"plain": {"threshold": 1}}}')
     with pytest.raises(pretrained.PretrainedError, match=str(broken)):
         read_calibration(broken)
 

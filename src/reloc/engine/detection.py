@@ -125,6 +125,7 @@ class ModelCalibration:
         strong_tampered_recall: the same above ``strong_threshold``.
         image_auc: image AUC on the calibration set.
         image_auc_ci95: its 95% bootstrap interval over images.
+        measured_on: the images these figures come from.
     """
 
     threshold: float
@@ -135,6 +136,7 @@ class ModelCalibration:
     strong_tampered_recall: float
     image_auc: float
     image_auc_ci95: tuple[float, float]
+    measured_on: str
 
     @property
     def informative(self) -> bool:
@@ -145,12 +147,10 @@ class ModelCalibration:
 
 @dataclass(frozen=True)
 class Calibration:
-    """The contents of ``detection.json``: the aggregation, per-model calibrations, and
-    where they were measured."""
+    """The contents of ``detection.json``: the aggregation and the per-model calibrations."""
 
     aggregation: Aggregation
     models: dict[str, ModelCalibration]
-    measured_on: str
 
     def for_model(self, label: str | None) -> ModelCalibration | None:
         """The calibration of ``pretrained:NAME`` (or ``NAME``); ``None`` for any other model."""
@@ -175,7 +175,7 @@ def read_calibration(path: str | Path) -> Calibration:
             )
             for name, entry in data["models"].items()
         }
-        return Calibration(aggregation, models, str(data["measured_on"]))
+        return Calibration(aggregation, models)
     except FileNotFoundError:
         raise pretrained.PretrainedError(f"the detection calibration {path} is missing; reinstall reloc") from None
     except (OSError, ValueError, KeyError, TypeError) as error:
@@ -265,7 +265,6 @@ def assess(score: float, model_label: str | None) -> dict[str, Any]:
             | figures
             | {
                 "band": None,
-                "measured_on": None,
                 "caveat": "no band: no false-alarm rate has been measured for this model (measured: "
                 + ", ".join(pretrained.PREFIX + name for name in packaged.models)
                 + ")",
@@ -278,8 +277,8 @@ def assess(score: float, model_label: str | None) -> dict[str, Any]:
             f"measured (image AUC {model.image_auc:.2f}, 95% interval {model.image_auc_ci95[0]:.2f} - "
             f"{model.image_auc_ci95[1]:.2f}), so a high score is no evidence either way"
         )
-        return record | figures | {"band": None, "measured_on": packaged.measured_on, "caveat": caveat}
-    return record | figures | {"band": band(score, model), "measured_on": packaged.measured_on, "caveat": CAVEAT}
+        return record | figures | {"band": None, "caveat": caveat}
+    return record | figures | {"band": band(score, model), "caveat": CAVEAT}
 
 
 def evidence_text(detection: dict[str, Any]) -> str:
@@ -306,7 +305,7 @@ def detection_lines() -> str:
         packaged = calibration()
     except pretrained.PretrainedError as error:
         return f"image-level detection: unavailable ({error})"
-    lines = [f"image-level detection ({packaged.aggregation.describe()}; {packaged.measured_on}):"]
+    lines = [f"image-level detection ({packaged.aggregation.describe()}; docs: guide/detection.md):"]
     for name, model in packaged.models.items():
         lines.append(
             f"  {pretrained.PREFIX + name:<20} image AUC {model.image_auc:.2f}; above {model.threshold:.3f}: "
