@@ -199,6 +199,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="bootstrap and halving seed")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "detection.json")
     parser.add_argument("--calibrate", action="store_true", help=f"also write the package's {CALIBRATION_FILE}")
+    parser.add_argument(
+        "--aggregation", choices=CANDIDATES, help="use this aggregation instead of choosing (to add a model later)"
+    )
     args = parser.parse_args(argv)
     if args.every < 1:
         parser.error(f"--every must be at least 1, got {args.every}")
@@ -221,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         scores[label] = {name: np.array([aggregation(m) for m in model]) for name, model in maps.items()}
         aucs[label] = {name: round(binary_auc(values, tampered), 4) for name, values in scores[label].items()}
         aucs[label]["mean"] = round(float(np.mean(list(aucs[label].values()))), 4)
-    best = max(CANDIDATES, key=lambda label: aucs[label]["mean"])
+    best = args.aggregation or max(CANDIDATES, key=lambda label: aucs[label]["mean"])
     models = {name: calibrate(scores[best][name], tampered, maps[name], rng) for name in maps}
     results = {
         "dataset": str(args.dataset),
@@ -233,7 +236,12 @@ def main(argv: list[str] | None = None) -> int:
         },
         "aggregation_auc": aucs,
         "chosen_aggregation": best,
-        "rule": "the aggregation with the highest mean image AUC over the models; per model, the threshold with at "
+        "rule": (
+            "given by --aggregation"
+            if args.aggregation
+            else "the aggregation with the highest mean image AUC over the models"
+        )
+        + "; per model, the threshold with at "
         f"most {FALSE_ALARM:.0%} and the strict threshold with at most {STRICT_FALSE_ALARM:.0%} of the authentic "
         "photos above it",
         "models": models,
