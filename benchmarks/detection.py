@@ -2,14 +2,14 @@
 probability map makes the best "was this image edited?" score, and the decision threshold
 and evidence bands of each model, set at measured false-alarm rates on authentic photos.
 
-    nice -n 10 python benchmarks/detection.py              # -> benchmarks/results/detection.json
+    nice -n 10 python benchmarks/detection.py              # -> benchmarks/results/detection/detection.json
     nice -n 10 python benchmarks/detection.py --calibrate  # also src/reloc/pretrained/detection.json
 
 The committed calibration was made on a shared two-core machine in two steps: ``plain`` and
 ``robust`` on every image (``--models plain robust --calibrate``), then ``reloc``, whose
 restorer makes it several times slower, on every 4th image with the aggregation the first
 step chose (``--models reloc --every 4 --aggregation ... --calibrate --out
-benchmarks/results/detection-reloc.json``); ``detection-every4.json`` has all three models
+benchmarks/results/detection/detection-reloc.json``); ``detection-every4.json`` has all three models
 on those images, and with them ``--model auto``.
 
 The images are ``../shared/real/casia1-dev`` as distributed: 263 tampered (``Tp/``) and
@@ -46,7 +46,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -65,11 +64,8 @@ from reloc.image_metrics import flagged_share, image_level_summary, threshold_at
 from reloc.io_utils import write_json_atomic
 from reloc.metrics import binary_auc
 from reloc.precision import dtype_name
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from pretrain import git_commit  # noqa: E402  (one home for the commit lookup)
-from pretrained import BOOTSTRAP  # noqa: E402  (the same resample count as the model card)
-from results_io import read_results  # noqa: E402  (one home for reading a results file back)
+from reloc.release.measure import BOOTSTRAP  # the same resample count as the model cards
+from reloc.release.provenance import git_commit, read_results
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASET = ROOT.parent / "shared" / "real" / "casia1-dev"
@@ -225,7 +221,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--threads", type=int, help="torch threads (default: torch's)")
     parser.add_argument("--seed", type=int, default=0, help="bootstrap and halving seed")
-    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "detection.json")
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "detection" / "detection.json")
     parser.add_argument("--calibrate", action="store_true", help=f"also write the package's {CALIBRATION_FILE}")
     parser.add_argument(
         "--aggregation", choices=CANDIDATES, help="use this aggregation instead of choosing (to add a model later)"
