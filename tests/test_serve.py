@@ -91,7 +91,7 @@ def test_png_upload_answers_the_documented_fields_and_urls(client):
     assert result["fractions"][50] == pytest.approx(result["tampered_fraction"], abs=1e-6)
     # weights of one's own: the score, no band, and the sentence says why
     assert result["detection"]["score"] == result["score"] and result["detection"]["band"] is None
-    assert result["evidence"].startswith(f"image score {result['score']:.3f}; no band")
+    assert result["detection"]["text"].startswith(f"image score {result['score']:.3f}; no band")
     assert result["fractions"] == sorted(result["fractions"], reverse=True)
     for name in ("image", "heatmap", "overlay", "mask", "restored"):
         png = client.get(result["urls"][name])

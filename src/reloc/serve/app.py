@@ -8,8 +8,8 @@ API (JSON; every error is ``{"error": "..."}`` with a 4xx/5xx status; with a tok
 - ``POST /api/localize``: multipart ``file``; optional ``model``, ``threshold`` (0.5),
   ``wait`` (true). With ``wait`` the answer is the result: ``sha256``, ``model``,
   ``model_reason``, ``jpeg_quality`` (null for non-JPEG), ``tampered_fraction``, ``score``,
-  ``detection`` (its band and measured false-alarm rate, :func:`reloc.engine.detection.assess`),
-  ``evidence`` (the same in a sentence),
+  ``detection`` (its band and measured false-alarm rate, :func:`reloc.engine.detection.assess`,
+  and ``text``, the same in a sentence),
   ``width``, ``height``, ``fractions`` (tampered fraction at thresholds 0, 0.01 ... 1),
   ``facts`` and ``urls`` of ``image``, ``heatmap``, ``overlay``, ``mask``, ``restored``,
   ``report``, ``json``. With ``wait=false``: 202 and ``{"id", "status_url"}`` at once.

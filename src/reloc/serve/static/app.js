@@ -162,7 +162,7 @@ class Card {
     layer.src = blobs.heatmap;
     if (blobs.restored) { this.pane("restored").hidden = false; this.pane("restored").querySelector("img").src = blobs.restored; }
     $(".score", this.root).textContent = result.score.toFixed(3) + (result.detection.band ? ` (${result.detection.band})` : "");
-    $(".evidence", this.root).textContent = result.evidence;
+    $(".detection-text", this.root).textContent = result.detection.text;
     const opacity = $(".opacity", this.root);
     const threshold = $(".threshold", this.root);
     opacity.addEventListener("input", () => { layer.style.opacity = opacity.value; });
