@@ -117,6 +117,18 @@ def _feather(rng: np.random.Generator, hard: np.ndarray, settings: SynthSettings
     return np.clip(alpha, 0.0, 1.0)
 
 
+def _feathered(
+    rng: np.random.Generator, hard: np.ndarray, settings: SynthSettings, region: dict
+) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
+    """``(hard, feathered alpha, bounding box of the alpha's support)`` of a drawn region;
+    :class:`_Redraw` when it came out empty."""
+    alpha = _feather(rng, hard, settings, region)
+    box = _bbox(alpha > 0)
+    if box is None:
+        raise _Redraw("empty region")
+    return hard, alpha, box
+
+
 def _random_shape(rng: np.random.Generator, size: int, area: float, settings: SynthSettings) -> tuple[np.ndarray, dict]:
     """A hard region (uint8 0/1 ``(size, size)``) of about ``area * size**2`` pixels."""
     kinds = [k for k in _SHAPES if settings.shape_weights.get(k, 0) > 0]
@@ -331,11 +343,7 @@ def _object_here(
     method = settings.object_methods[int(rng.integers(len(settings.object_methods)))]
     hard, found = object_region(rng, image, area * size * size, method)
     info["region"] = {"shape": "object", **found, "target_area": _r(area)}
-    alpha = _feather(rng, hard, settings, info["region"])
-    box = _bbox(alpha > 0)
-    if box is None:
-        raise _Redraw("empty region")
-    return hard, alpha, box
+    return _feathered(rng, hard, settings, info["region"])
 
 
 def _object_patch(
@@ -466,11 +474,7 @@ def _region(
     hard, shape_info = _random_shape(rng, size, area, settings)
     info["region"] = shape_info
     shape_info["target_area"] = _r(area)
-    alpha = _feather(rng, hard, settings, shape_info)
-    box = _bbox(alpha > 0)
-    if box is None:
-        raise _Redraw("empty region")
-    return hard, alpha, box
+    return _feathered(rng, hard, settings, shape_info)
 
 
 def _geometric_patch(
