@@ -72,7 +72,7 @@ def test_packaged_weights_are_small_and_in_the_package_data():
     total = sum(p.stat().st_size for p in Path(str(pretrained._root())).glob("*/*.safetensors"))
     assert 0 < total <= 25 * 2**20
     pyproject = (Path(__file__).resolve().parents[1] / "pyproject.toml").read_text()
-    assert '"reloc.pretrained" = ["cards.json", "routing.json", "*/*.safetensors"]' in pyproject
+    assert '"reloc.pretrained" = ["cards.json", "routing.json", "detection.json", "*/*.safetensors"]' in pyproject
 
 
 def test_resolve_weights_takes_pretrained_names():
