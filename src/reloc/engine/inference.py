@@ -469,7 +469,7 @@ def _window_count(height: int, width: int, side: int, stride: int, grid: int) ->
 
 
 _DIVIDE_ROWS = 256
-"""Rows per band when :meth:`Pipeline.predict` divides its sums by the window counts."""
+"""Rows per band when :meth:`Pipeline.predict` divides its sums by the summed window weights."""
 
 
 def _coverage(origins: list[int], weight: torch.Tensor, length: int) -> torch.Tensor:

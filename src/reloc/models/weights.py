@@ -94,11 +94,7 @@ def save_network(
     tensors = {key: value.detach().cpu().contiguous().clone() for key, value in network.state_dict().items()}
     metadata = {SPEC_KEY: spec.to_json(), VERSION_KEY: __version__}
     if window is not None:
-        side, stride = _checked_window(window, path)
-        record = {"window": side, "stride": stride}
-        if whole_image_pixels:
-            record["whole_image_pixels"] = _checked_pixels(whole_image_pixels, path)
-        metadata[WINDOW_KEY] = json.dumps(record)
+        metadata[WINDOW_KEY] = _window_record(window, whole_image_pixels, path)
     elif whole_image_pixels:
         raise ValueError(f"{path}: whole_image_pixels is recorded with a window; give window= too")
     if calibration is not None:
@@ -114,11 +110,10 @@ def read_window(path: str | Path) -> tuple[int, int] | None:
     Raises:
         WeightsError: unreadable file, or a malformed record.
     """
-    metadata = _read_metadata(path)
-    if WINDOW_KEY not in metadata:
+    record = _read_window_record(path)
+    if record is None:
         return None
     try:
-        record = parse_json(metadata[WINDOW_KEY])
         return _checked_window((record["window"], record["stride"]), path)
     except (ValueError, KeyError, TypeError) as error:
         raise WeightsError(f"{path}: malformed '{WINDOW_KEY}' metadata ({error})") from None
@@ -136,12 +131,7 @@ def record_window(path: str | Path, window: tuple[int, int], whole_image_pixels:
         ValueError: a bad window or budget.
     """
     path = Path(path)
-    metadata = dict(_read_metadata(path))
-    side, stride = _checked_window(window, path)
-    record = {"window": side, "stride": stride}
-    if whole_image_pixels:
-        record["whole_image_pixels"] = _checked_pixels(whole_image_pixels, path)
-    metadata[WINDOW_KEY] = json.dumps(record)
+    metadata = {**_read_metadata(path), WINDOW_KEY: _window_record(window, whole_image_pixels, path)}
     _atomic_save(load_file(str(path)), path, metadata)
     return path
 
@@ -153,14 +143,40 @@ def read_whole_image_pixels(path: str | Path) -> int:
     Raises:
         WeightsError: unreadable file, or a malformed record.
     """
-    metadata = _read_metadata(path)
-    if WINDOW_KEY not in metadata:
+    record = _read_window_record(path)
+    if record is None:
         return 0
     try:
-        record = parse_json(metadata[WINDOW_KEY])
         return _checked_pixels(record.get("whole_image_pixels", 0), path)
-    except (ValueError, AttributeError, TypeError) as error:
+    except ValueError as error:
         raise WeightsError(f"{path}: malformed '{WINDOW_KEY}' metadata ({error})") from None
+
+
+def _window_record(window: tuple[int, int], whole_image_pixels: int, path: str | Path) -> str:
+    """The JSON of :data:`WINDOW_KEY` for a window and a whole-image budget (checked)."""
+    side, stride = _checked_window(window, path)
+    record = {"window": side, "stride": stride}
+    if whole_image_pixels:
+        record["whole_image_pixels"] = _checked_pixels(whole_image_pixels, path)
+    return json.dumps(record)
+
+
+def _read_window_record(path: str | Path) -> dict | None:
+    """The parsed :data:`WINDOW_KEY` record of a file, or ``None`` when it records none.
+
+    Raises:
+        WeightsError: unreadable file, or a record that is not a JSON object.
+    """
+    metadata = _read_metadata(path)
+    if WINDOW_KEY not in metadata:
+        return None
+    try:
+        record = parse_json(metadata[WINDOW_KEY])
+    except ValueError as error:
+        raise WeightsError(f"{path}: malformed '{WINDOW_KEY}' metadata ({error})") from None
+    if not isinstance(record, dict):
+        raise WeightsError(f"{path}: malformed '{WINDOW_KEY}' metadata (not a JSON object)")
+    return record
 
 
 def _checked_pixels(pixels: object, path: str | Path) -> int:
