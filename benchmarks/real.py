@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import platform
 import re
 import subprocess
 import sys
@@ -52,7 +51,8 @@ from reloc.engine.inference import GRID, Pipeline, retain_freed_memory
 from reloc.engine.model_choice import ModelChooser
 from reloc.io_utils import write_json_atomic
 from reloc.metrics import LocalizationMetrics
-from reloc.precision import resolve_precision
+from reloc.precision import cpu_flags, cpu_has_bf16, cpu_model
+from reloc.release.measure import bootstrap_interval
 from reloc.release.provenance import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -73,24 +73,18 @@ WINDOW_DISTORTIONS = ("none", "jpeg:90")
 WINDOW_MODELS = ("plain", "robust")
 """The window study's models: the two DFCN localizers (``reloc``'s is one too, behind its restorer)."""
 CAMERA_DISTORTIONS = ("none", "jpeg:70", "jpeg:80", "jpeg:90", "jpeg:95", "social:2048", "social:1024", "social:512")
-BOOTSTRAP = 2000
 TILE = 512
 
 
 def bootstrap_mean(values: list[float], seed: int = 0) -> dict[str, float | int | None]:
-    """Mean of the finite ``values`` and its 95% percentile interval over :data:`BOOTSTRAP` resamples."""
-    data = np.asarray([v for v in values if v is not None and np.isfinite(v)], dtype=np.float64)
-    if data.size == 0:
+    """Mean of the finite ``values`` and its 95% interval over images
+    (:func:`reloc.release.measure.bootstrap_interval`, the model cards' resampling)."""
+    data = [v for v in values if v is not None and np.isfinite(v)]
+    if not data:
         return {"mean": None, "low": None, "high": None, "n": 0}
-    rng = np.random.default_rng(seed)
-    means = data[rng.integers(0, data.size, size=(BOOTSTRAP, data.size))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
-    return {
-        "mean": round(float(data.mean()), 4),
-        "low": round(float(low), 4),
-        "high": round(float(high), 4),
-        "n": int(data.size),
-    }
+    mean = round(float(np.mean(data)), 4)
+    low, high = bootstrap_interval(data, np.random.default_rng(seed)) or [mean, mean]
+    return {"mean": mean, "low": low, "high": high, "n": len(data)}
 
 
 def image_scores(probabilities: np.ndarray, mask: np.ndarray) -> dict[str, float]:
@@ -321,7 +315,7 @@ def timing_part(args, work: Path) -> dict:
     if not photo.is_file():
         source = max(Path(args.photos_large).glob("*.jpg"), key=lambda p: Image.open(p).size[0] * Image.open(p).size[1])
         Image.open(source).convert("RGB").resize((4000, 3000), Image.LANCZOS).save(photo, quality=92)
-    precisions = ["fp32"] + (["bf16"] if resolve_precision("auto", torch.device("cpu")) == torch.bfloat16 else [])
+    precisions = ["fp32"] + (["bf16"] if cpu_has_bf16() else [])
     rows = {}
     for precision in precisions:
         with tempfile.TemporaryDirectory() as out:
@@ -395,14 +389,9 @@ def route_part(results: dict) -> dict:
 
 def processor() -> dict[str, str]:
     """The CPU model and its bf16-relevant flags, as every timing records."""
-    model, flags = platform.processor(), ""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        model = re.search(r"model name\s*:\s*(.*)", text).group(1)
-        flags = " ".join(f for f in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if f" {f}" in text)
-    except (OSError, AttributeError):
-        pass
-    return {"model": model, "flags": flags, "threads": str(torch.get_num_threads())}
+    flags = cpu_flags()
+    shown = " ".join(flag for flag in ("avx2", "avx512f", "avx512_bf16", "amx_tile") if flag in flags)
+    return {"model": cpu_model(), "flags": shown, "threads": str(torch.get_num_threads())}
 
 
 def cell(summary: dict | None) -> str:
