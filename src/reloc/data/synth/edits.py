@@ -129,6 +129,20 @@ def _feathered(
     return hard, alpha, box
 
 
+def _turned(box: tuple[int, int, int, int], angle: float, flip: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(a, half_extent)``: the 2x2 matrix acting on ``(x, y)`` that mirrors (``flip``) then
+    rotates by ``angle`` degrees, and the half-extent ``(x, y)`` (plus one pixel) of the box
+    ``(y0, y1, x0, x1)`` turned by it about the box's centre."""
+    y0, y1, x0, x1 = box
+    cx, cy = (x0 + x1 - 1) / 2.0, (y0 + y1 - 1) / 2.0
+    rad = math.radians(angle)
+    a = np.array([[math.cos(rad), -math.sin(rad)], [math.sin(rad), math.cos(rad)]])
+    if flip:
+        a = a @ np.array([[-1.0, 0.0], [0.0, 1.0]])
+    corners = np.array([[x0 - cx, y0 - cy], [x1 - 1 - cx, y0 - cy], [x0 - cx, y1 - 1 - cy], [x1 - 1 - cx, y1 - 1 - cy]])
+    return a, np.abs(corners @ a.T).max(axis=0) + 1.0
+
+
 def _random_shape(rng: np.random.Generator, size: int, area: float, settings: SynthSettings) -> tuple[np.ndarray, dict]:
     """A hard region (uint8 0/1 ``(size, size)``) of about ``area * size**2`` pixels."""
     kinds = [k for k in _SHAPES if settings.shape_weights.get(k, 0) > 0]
@@ -391,12 +405,7 @@ def _object_patch(
         raise _Redraw("the object vanished when rescaled")
     y0, y1, x0, x1 = box
     cx, cy = (x0 + x1 - 1) / 2.0, (y0 + y1 - 1) / 2.0
-    rad = math.radians(angle)
-    a = np.array([[math.cos(rad), -math.sin(rad)], [math.sin(rad), math.cos(rad)]])  # acts on (x, y)
-    if flip:
-        a = a @ np.array([[-1.0, 0.0], [0.0, 1.0]])
-    corners = np.array([[x0 - cx, y0 - cy], [x1 - 1 - cx, y0 - cy], [x0 - cx, y1 - 1 - cy], [x1 - 1 - cx, y1 - 1 - cy]])
-    ext = np.abs(corners @ a.T).max(axis=0) + 1.0  # half-extent (x, y) in the target frame
+    a, ext = _turned(box, angle, flip)  # ext: half-extent (x, y) in the target frame
     if 2 * ext.max() >= size - 2:
         raise _Redraw("object too large for the image")
     home = np.array([cx + wx * scale, cy + wy * scale]) / scale  # where it came from, in the source frame
@@ -525,12 +534,7 @@ def _geometric_patch(
         patch = src[sy0 : sy0 + height, sx0 : sx0 + width].astype(np.float32) / 255.0
         traces["source_center"] = [_r(centre_y, 1), _r(centre_x, 1)]
         return patch
-    rad = math.radians(angle)
-    a = np.array([[math.cos(rad), -math.sin(rad)], [math.sin(rad), math.cos(rad)]])  # acts on (x, y)
-    if flip:
-        a = a @ np.array([[-1.0, 0.0], [0.0, 1.0]])
-    corners = np.array([[x0 - cx, y0 - cy], [x1 - 1 - cx, y0 - cy], [x0 - cx, y1 - 1 - cy], [x1 - 1 - cx, y1 - 1 - cy]])
-    ext = np.abs(corners @ a.T).max(axis=0) + 1.0  # half-extent (x, y) in the source frame
+    a, ext = _turned(box, angle, flip)  # ext: half-extent (x, y) in the source frame
     lo_x, hi_x, lo_y, hi_y = ext[0], src_w - 1 - ext[0], ext[1], src_h - 1 - ext[1]
     if hi_x < lo_x or hi_y < lo_y:
         raise _Redraw("region does not fit in the source")
