@@ -243,6 +243,7 @@ def evaluate_situation(
     if tiling == "paper":
         pipeline.blend, pipeline.grid = PAPER_TILING["blend"], PAPER_TILING["grid"]
         window, stride = pipeline.windows(window, stride)  # explicit: never a whole-image pass
+    tiles = pipeline.windows(window, stride)  # for images over the whole-image budget (or all, when given)
     images = WholeImages(refs, distortion if situation.distorted else None, seed=seed, mask_resize=mask_resize)
     metrics = LocalizationMetrics(
         threshold=threshold, pooled_auc=pooled_auc, protocol=metric_protocol, exclude_border=exclude_border
@@ -284,8 +285,8 @@ def evaluate_situation(
         "skipped": len(skipped),
         "skipped_samples": skipped,
         "protocol": {
-            "window": pipeline.windows(window, stride)[0],
-            "stride": pipeline.windows(window, stride)[1],
+            "window": tiles[0],
+            "stride": tiles[1],
             "tiling": tiling,
             "whole_image_pixels": 0 if window is not None else pipeline.whole_image_pixels,
             "blend": pipeline.blend,
