@@ -3,11 +3,12 @@
     python benchmarks/protocols.py [--work runs/protocols]
 
 For every public layout of :mod:`reloc.data.layouts`, builds a fake tree of generated
-images (:mod:`reloc.data.fake_trees`: 4 tampered with a mask, 2 authentic, plus one
-tampered image without a mask, one mask of another size and one truncated mask), runs
-``reloc data inspect`` and ``reloc eval`` with a tiny random-weight DFCN, and checks the
-counts: detected layout, tampered / authentic / missing / mis-sized / unreadable files,
-images evaluated and samples skipped. Then ``reloc eval --grid benco`` on a small
+images (``tests/fake_trees.py``, the tests' fixture, which ships in no wheel, so this script
+runs from a checkout: 4 tampered with a mask, 2 authentic, plus one tampered image without
+a mask, one mask of another size and one truncated mask), runs ``reloc data inspect`` and
+``reloc eval`` with a tiny random-weight DFCN, and checks the counts: detected layout,
+tampered / authentic / missing / mis-sized / unreadable files, images evaluated and samples
+skipped. Then ``reloc eval --grid benco`` on a small
 ``reloc synth`` set and ``reloc report``, checking the records and the severity curves.
 Writes ``benchmarks/results/checks/protocols.json`` and exits 1 when a check fails. The numbers
 of a random-weight model mean nothing; the counts are the point.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import re
+import sys
 import time
 import warnings
 from pathlib import Path
@@ -26,11 +28,14 @@ import torch
 from typer.testing import CliRunner
 
 from reloc.cli import app
-from reloc.data.fake_trees import build_fake_tree
 from reloc.data.layouts import LAYOUTS
 from reloc.engine.grids import get_grid
 from reloc.models import create_localizer
 from reloc.models.weights import save_network
+
+# The fake trees are the tests' fixture (tests/fake_trees.py, not part of the package).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from fake_trees import build_fake_tree  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results" / "checks" / "protocols.json"
 EVAL = ["--split", "all", "--window", "32", "--stride", "32", "--save-maps", "0", "--device", "cpu"]
