@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from fake_trees import build_fake_tree
 from reloc import pretrained
 from reloc.cli import app
-from reloc.data.fake_trees import build_fake_tree
 from reloc.engine import detection
 from reloc.engine.detection import (
     AGGREGATIONS,

@@ -8,9 +8,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+from fake_trees import build_fake_tree
 from reloc.cli import app
 from reloc.data.distortions import parse_distortion
-from reloc.data.fake_trees import build_fake_tree
 from reloc.engine.grids import GRIDS, get_grid
 from reloc.models import create_localizer
 from reloc.models.weights import save_network

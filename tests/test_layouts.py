@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from fake_trees import build_fake_tree, expected_mask
 from reloc.cli import app
 from reloc.data.catalog import DatasetError, load_dataset, load_pair, read_benco_json, split_by_source, validate
-from reloc.data.fake_trees import build_fake_tree, expected_mask
 from reloc.data.inspection import inspect_dataset
 from reloc.data.io import ImageError, MaskRule, read_mask
 from reloc.data.layouts import LAYOUTS, detect_layout

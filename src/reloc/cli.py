@@ -7,7 +7,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from reloc.errors import EXIT_INPUTS_FAILED, GuardedGroup
+from reloc.cli_errors import GuardedGroup
+from reloc.errors import EXIT_INPUTS_FAILED
 from reloc.limits import MAX_SIDE
 
 #: What ``reloc --help`` says before the list of commands.

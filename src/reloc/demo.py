@@ -20,8 +20,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import typer
-
 CONFIG = Path(__file__).resolve().parents[2] / "configs" / "demo.yaml"
 #: (run, task, epochs) of ``--train``
 DEMO_RUNS = [("plain", "plain", 20), ("finetune", "finetune", 10), ("reloc", "reloc", 10)]
@@ -55,7 +53,9 @@ def run_demo(out: Path, train: bool = False, progress: bool = True) -> Path:
         count, size, settings = 400, 256, SynthSettings()
     else:  # every photo is a test photo
         count, size, settings = PER_PHOTO * len(photos), SIZE, SynthSettings(test_fraction=0.0, val_fraction=0.0)
-    typer.echo(f"[1/3] synthesising {count} tampered images from scikit-image's {len(photos)} photos -> {dataset}")
+    print(
+        f"[1/3] synthesising {count} tampered images from scikit-image's {len(photos)} photos -> {dataset}", flush=True
+    )
     synthesize("default", dataset, count=count, seed=0, size=size, settings=settings, progress=progress, overwrite=True)
     timings["synth"] = time.perf_counter() - started
     runs = out / "runs"
@@ -69,7 +69,7 @@ def run_demo(out: Path, train: bool = False, progress: bool = True) -> Path:
         situations = standard_situations("pretrained:plain", "pretrained:robust", {"ReLoc": "pretrained:reloc"})
         where = "scikit-image's photos (never used in training)"
 
-    typer.echo(f"[2/3] evaluating the four situations at {DEMO_DISTORTION} on {len(test)} images of {where}")
+    print(f"[2/3] evaluating the four situations at {DEMO_DISTORTION} on {len(test)} images of {where}", flush=True)
     tick = time.perf_counter()
     # trained runs: whole images; the pretrained models: the windows their weights record
     window, stride = (size, size) if train else (None, None)
@@ -88,7 +88,7 @@ def run_demo(out: Path, train: bool = False, progress: bool = True) -> Path:
         )
     timings["evaluate"] = time.perf_counter() - tick
 
-    typer.echo("[3/3] writing the report")
+    print("[3/3] writing the report", flush=True)
     tick = time.perf_counter()
     report = write_report(
         records, out, [out], [runs / "reloc"] if train else [], title="reloc demo", feature_pixels=FEATURE_PIXELS
@@ -120,7 +120,7 @@ def _train_runs(dataset: Path, runs: Path, progress: bool, timings: dict[str, fl
     from reloc.engine.trainer import train
 
     for step, (name, task, epochs) in enumerate(DEMO_RUNS, start=1):
-        typer.echo(f"      training {name} ({step}/{len(DEMO_RUNS)}, {epochs} epochs)")
+        print(f"      training {name} ({step}/{len(DEMO_RUNS)}, {epochs} epochs)", flush=True)
         overrides = [f"data.dataset={dataset}", f"train.task={task}", f"train.epochs={epochs}"]
         if task != "plain":
             overrides.append(f"model.localizer_weights={runs / 'plain'}")

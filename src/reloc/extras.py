@@ -2,7 +2,7 @@
 
 The core install (``pip install reloc``) is what ``reloc localize`` and ``reloc eval`` need;
 the rest comes with extras (``pyproject.toml``): ``figures`` (SciPy and scikit-learn: the
-t-SNE feature figure and its EMD), ``tensorboard`` (training's event files), ``photos``
+t-SNE feature figure and its EMD; SciPy: the copy-move matcher, ``--evidence clones``), ``tensorboard`` (training's event files), ``photos``
 (scikit-image: its lossless photos, ``--photos default``), ``serve`` and ``export``.
 
 >>> require("json", "figures", "the feature figure").dumps([1])

@@ -11,6 +11,7 @@ the reason when it does not apply (a JPEG method on a PNG, an image too small).
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import time
@@ -39,6 +40,9 @@ METHODS: dict[str, Method] = {
 }
 """The evidence methods by name: ``method(image uint8 (H, W, 3), path=None) -> Evidence``."""
 
+NEEDS: dict[str, tuple[str, str]] = {"clones": ("scipy", "figures")}
+"""The optional package (and the extra of ``pyproject.toml`` that installs it) a method needs."""
+
 MAX_PIXELS = 100_000_000
 """Images over this many pixels get no evidence (the JPEG methods hold several float32 copies)."""
 
@@ -47,12 +51,17 @@ def parse_methods(text: str) -> list[str]:
     """``"ela,clones"`` -> ``["ela", "clones"]`` (spaces ignored, repeats dropped, ``""`` -> ``[]``).
 
     Raises:
-        ValueError: an unknown name (the message lists the known ones).
+        ValueError: an unknown name (the message lists the known ones), or a method whose
+            optional package is not installed (the message names the extra that installs it).
     """
     names = list(dict.fromkeys(part.strip().lower() for part in text.split(",") if part.strip()))
     unknown = [name for name in names if name not in METHODS]
     if unknown:
         raise ValueError(f"unknown evidence method(s) {', '.join(unknown)}; choose from {', '.join(METHODS)}")
+    for name in names:
+        package, extra = NEEDS.get(name, (None, None))
+        if package is not None and importlib.util.find_spec(package) is None:
+            raise ValueError(f"{name} needs {package}, which is not installed: pip install 'reloc[{extra}]'")
     return names
 
 

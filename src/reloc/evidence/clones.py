@@ -12,6 +12,10 @@ cross-correlation, 7x7), which gives the two region masks.
 Which copy is the copy: a copy that was rotated or scaled was resampled, which smooths it, so
 the copy with clearly less high-frequency energy (mean absolute Laplacian) is named the
 target; a plain shift leaves the two copies alike and the direction undetermined.
+
+It needs SciPy (the clustering and the hole filling), which the core install lacks: it comes
+with the ``figures`` extra, and :func:`reloc.evidence.parse_methods` names that extra when
+``clones`` is asked for without it.
 """
 
 from __future__ import annotations
@@ -21,8 +25,6 @@ import os
 
 import cv2
 import numpy as np
-from scipy.cluster.hierarchy import fcluster, linkage
-from scipy.ndimage import binary_fill_holes
 
 from reloc.evidence.base import Evidence, not_applicable
 
@@ -85,6 +87,8 @@ def _largest_cluster(points: np.ndarray, distance: float) -> np.ndarray:
     """Boolean ``(N,)``: the points of the largest single-linkage cluster at ``distance``."""
     if len(points) < 2:
         return np.ones(len(points), dtype=bool)
+    from scipy.cluster.hierarchy import fcluster, linkage  # SciPy: the figures extra (see parse_methods)
+
     labels = fcluster(linkage(points, method="single"), t=distance, criterion="distance")
     return labels == np.bincount(labels).argmax()
 
@@ -143,6 +147,8 @@ def _region_masks(grey: np.ndarray, matrix: np.ndarray, end: np.ndarray) -> tupl
     count, labels = cv2.connectedComponents(target)
     ends = np.clip(np.rint(end).astype(np.int64), 0, [width - 1, height - 1])
     keep = np.unique(labels[ends[:, 1], ends[:, 0]])
+    from scipy.ndimage import binary_fill_holes
+
     target = binary_fill_holes(np.isin(labels, keep[keep > 0]))
     source = cv2.warpAffine(
         target.astype(np.uint8), matrix, (width, height), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP

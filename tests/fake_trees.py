@@ -1,9 +1,12 @@
 """Tiny fake copies of the public layouts (:mod:`reloc.data.layouts`), made of generated images.
 
-For tests and ``benchmarks/protocols.py``: each tree follows one benchmark's folder and
-file naming, with noise images and a rectangle mask drawn in that benchmark's convention
-(colour channel, polarity, file format), plus optional faults: a tampered image without
-a mask, a mask of another size than its image, a truncated mask file. No real data.
+A test fixture, kept out of the package (nothing in ``tests/`` ships in the wheel): the tests
+import it as ``fake_trees`` (pytest puts ``tests/`` on ``sys.path``, as for ``conftest``), and
+``benchmarks/protocols.py`` puts ``tests/`` on its path to do the same. It imports nothing of
+reloc. Each tree follows one benchmark's folder and file naming, with noise images and a
+rectangle mask drawn in that benchmark's convention (colour channel, polarity, file format),
+plus optional faults: a tampered image without a mask, a mask of another size than its
+image, a truncated mask file. No real data.
 """
 
 from __future__ import annotations
