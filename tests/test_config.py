@@ -87,10 +87,19 @@ def test_check_lists_every_cross_key_problem():
     text = str(error.value)
     assert "restorer_warmup_epochs applies" in text and "test_fraction + data.val_fraction" in text
     assert "finetune needs model.localizer_weights" in text and "data.dataset is empty" in text
-    with pytest.raises(ConfigError, match="smaller than train.epochs"):
+    with pytest.raises(ConfigError, match="must not exceed train.epochs"):
         load_config(
-            None, ["data.dataset=x", "train.task=joint", "train.epochs=2", "train.restorer_warmup_epochs=2"]
+            None, ["data.dataset=x", "train.task=joint", "train.epochs=2", "train.restorer_warmup_epochs=3"]
         ).check()
+    with pytest.raises(ConfigError, match="select_by=psnr needs a restorer"):
+        load_config(None, ["data.dataset=x", "train.select_by=psnr"]).check()
+
+
+def test_a_run_of_warm_up_epochs_only_pre_trains_the_restorer():
+    """Every epoch a warm-up epoch: the restorer pre-training stage, its best epoch by PSNR."""
+    overrides = ["data.dataset=x", "model.localizer_weights=y", "train.task=reloc", "train.epochs=2"]
+    config = load_config(None, [*overrides, "train.restorer_warmup_epochs=2", "train.select_by=psnr"]).check()
+    assert config.train.select_by == "psnr"
 
 
 @pytest.mark.parametrize("task", ["finetune", "reloc"])

@@ -7,6 +7,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 from skimage import data as skimage_data
@@ -427,3 +428,77 @@ def test_photos_given_on_the_command_line_replace_the_recipes(tmp_path):
                 str(tmp_path / "r.json"),
             ]
         )
+
+
+def test_experiment_parts_run_only_when_named_and_never_ship(tmp_path):
+    """restorer-jpeg and reloc-restored (issue 46): left out of a run without --part and of the
+    shipped models; named, restorer-jpeg trains the restorer alone (the localizer it starts from
+    goes through bit for bit) and reloc-restored starts its restorer from it."""
+    from reloc import runs
+    from reloc.models.weights import load_network
+    from reloc.release import runner
+
+    raw = yaml.safe_load(recipes.RECIPE.read_text())
+    assert {name for name, model in raw["models"].items() if model.get("experiment")} == {
+        "restorer-jpeg",
+        "reloc-restored",
+    }
+    recipe = recipes.load_recipe("cpu")
+    assert recipes.shipped_parts(recipe) == {"plain": "plain-8k", "robust": "robust-8k", "reloc": "reloc-320"}
+    assert {"restorer-jpeg", "reloc-restored"} <= set(runner.parts(recipe))
+    assert not {"restorer-jpeg", "reloc-restored"} & set(runner.default_parts(recipe))
+    for preset in ("gpu", "cpu-2h"):  # their plain-8k is skipped, so are the experiments
+        assert "restorer-jpeg" not in recipes.load_recipe(preset)["models"]
+    # a shipped part may not start from an experiment, and an experiment names no ships_as
+    broken = yaml.safe_load(recipes.RECIPE.read_text())
+    broken["models"]["late"] = {"config": "x.yaml", "start": "restorer-jpeg"}
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(broken, sort_keys=False))
+    with pytest.raises(SystemExit, match="'late' start: 'restorer-jpeg' is an experiment, which never ships"):
+        recipes.load_recipe("cpu", tmp_path / "recipe.yaml")
+    broken["models"].pop("late")
+    broken["models"]["reloc-restored"]["ships_as"] = "reloc"
+    (tmp_path / "recipe.yaml").write_text(yaml.safe_dump(broken, sort_keys=False))
+    with pytest.raises(SystemExit, match="'reloc-restored' is an experiment, which never ships: drop its ships_as"):
+        recipes.load_recipe("cpu", tmp_path / "recipe.yaml")
+
+    # a recipe of plain-8k and the two experiments on tiny data
+    photos = tmp_path / "photos" / "skimage"
+    photos.mkdir(parents=True)
+    for name in ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry"):
+        pixels = np.asarray(getattr(skimage_data, name)())[..., :3]
+        Image.fromarray(pixels).resize((128, 128)).save(photos / f"{name}.png")
+    tiny = yaml.safe_load(recipes.RECIPE.read_text())
+    tiny.update(photos=str(tmp_path / "photos"), held_out=["skimage/rocket.png"])
+    tiny["synth"]["settings"]["val_fraction"] = 0.25
+    tiny["extra_data"] = {"native8000": {**tiny["extra_data"]["native8000"], "size": 96, "count": 24}}
+    tiny["inference"].update(images=4, candidates=[[64, 64]], thresholds=[0.5], restore_windows=[[512, 512]])
+    models = tiny["models"]
+    tiny["models"] = {
+        "plain-8k": {"config": "configs/release/plain.yaml", "data": "native8000", "ships_as": "plain", "threads": 1},
+        "restorer-jpeg": models["restorer-jpeg"],
+        "reloc-restored": models["reloc-restored"],
+    }
+    tiny["presets"] = {"smoke": tiny["presets"]["smoke"]}
+    smoke = tiny["presets"]["smoke"]
+    smoke["models"] = {k: smoke["models"][k] for k in ("restorer-jpeg", "reloc-restored")}
+    smoke.pop("extra_data")
+    (tmp_path / "tiny.yaml").write_text(yaml.safe_dump(tiny, sort_keys=False))
+    work, package, results = tmp_path / "work", tmp_path / "package", tmp_path / "pretrain.json"
+    argv = ["--preset", "smoke", "--threads", "1", f"--recipe={tmp_path / 'tiny.yaml'}", f"--work={work}"]
+    argv += [f"--results={results}", f"--package={package}"]
+    assert release_run(argv) == 0  # no --part: data, plain-8k, inference, ship
+    assert set(json.loads(results.read_text())["parts"]) == {"data-native8000", "plain-8k", "inference"}
+    assert sorted(p.name for p in package.iterdir()) == ["cards.json", "plain"]
+    shipped = {p: p.read_bytes() for p in sorted(package.rglob("*")) if p.is_file()}
+    assert release_run([*argv, "--part", "restorer-jpeg", "--part", "reloc-restored"]) == 0
+    parts = json.loads(results.read_text())["parts"]
+    assert parts["restorer-jpeg"]["finished"] and parts["reloc-restored"]["finished"]
+    assert parts["restorer-jpeg"]["config"]["train"]["select_by"] == "psnr"
+    assert parts["reloc-restored"]["restorer_started_from"] == str(work.resolve() / "restorer-jpeg")
+    assert {p: p.read_bytes() for p in sorted(package.rglob("*")) if p.is_file()} == shipped  # nothing shipped
+    rows = (work / "restorer-jpeg" / "metrics.csv").read_text().splitlines()
+    assert [row.split(",")[1] for row in rows[1:]] == ["warmup", "warmup"]
+    start = load_network(runs.weights_path(work / "plain-8k", "localizer")).state_dict()
+    for which in runs.WEIGHT_SETS:
+        end = load_network(runs.weights_path(work / "restorer-jpeg", "localizer", which)).state_dict()
+        assert all(torch.equal(start[k], end[k]) for k in start), which

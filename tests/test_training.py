@@ -119,12 +119,24 @@ def test_non_finite_loss_stops_and_keeps_last_checkpoint(dataset, tmp_path, monk
     assert len((tmp_path / "metrics.csv").read_text().splitlines()) == 2
 
 
-def _final_weights(run: Path) -> dict[str, torch.Tensor]:
-    return runs.load_checkpoint(run / CHECKPOINT)["task"]["networks"]["localizer"]
+def _final_weights(run: Path, role: str = "localizer") -> dict[str, torch.Tensor]:
+    return runs.load_checkpoint(run / CHECKPOINT)["task"]["networks"][role]
 
 
-def test_resume_after_kill_reaches_the_same_weights(dataset, tmp_path):
+@pytest.mark.parametrize("stage", ["plain", "restorer pre-training"])
+def test_resume_after_kill_reaches_the_same_weights(stage, dataset, plain_run, tmp_path):
     overrides = [f"data.dataset={dataset}", *TINY, "train.task=plain", "train.epochs=4", "data.steps_per_epoch=6"]
+    role = "localizer"
+    if stage != "plain":  # the recipe's restorer-jpeg: every epoch a warm-up epoch, best by PSNR
+        role = "restorer"
+        overrides[-3:] = [
+            "train.task=reloc",
+            f"model.localizer_weights={plain_run}",
+            "train.epochs=4",
+            "train.restorer_warmup_epochs=4",
+            "train.select_by=psnr",
+            "data.steps_per_epoch=3",
+        ]
     reference = tmp_path / "uninterrupted"
     train(load_config(None, overrides), reference, progress=False)
 
@@ -148,7 +160,7 @@ def test_resume_after_kill_reaches_the_same_weights(dataset, tmp_path):
     assert 1 <= epochs_done < 4
 
     train(load_config(killed / "config.yaml"), killed, resume=True, progress=False)
-    expected, actual = _final_weights(reference), _final_weights(killed)
+    expected, actual = _final_weights(reference, role), _final_weights(killed, role)
     for key in expected:
         assert torch.equal(expected[key], actual[key]), key
     epochs = [line.split(",")[0] for line in (killed / "metrics.csv").read_text().splitlines()[1:]]
@@ -257,6 +269,49 @@ def test_restorer_warmup_trains_only_the_restorer_with_mae(dataset, plain_run, t
     config3.to_yaml(tmp_path / "config.yaml")
     train(config3, tmp_path, resume=True, progress=False)
     assert (tmp_path / "metrics.csv").read_text().splitlines()[-1].split(",")[1] == "localization"
+
+
+def test_a_restorer_pre_training_run_selects_by_psnr_and_leaves_the_localizer_alone(
+    dataset, plain_run, tmp_path, monkeypatch
+):
+    """Every epoch a warm-up epoch (the recipe's restorer-jpeg stage): only the restorer trains,
+    weights/best holds the epoch of the highest validation PSNR of the restored crops, and the
+    localizer's tensors are the plain run's, bit for bit."""
+    from reloc.engine import trainer
+    from reloc.models.weights import load_network
+
+    scripted = iter([31.0, 30.5])  # the first epoch restores best
+    snapshots = []
+    real_validate = trainer.run_validation
+
+    def validate(task, *args):
+        result = real_validate(task, *args)
+        assert result["val_psnr_restored"] == result["val_psnr_restored"]  # the column select_by reads
+        result["val_psnr_restored"] = next(scripted)
+        snapshots.append({k: v.clone() for k, v in task.networks["restorer"].state_dict().items()})
+        return result
+
+    monkeypatch.setattr(trainer, "run_validation", validate)
+    config = tiny_config(
+        dataset,
+        "train.task=reloc",
+        f"model.localizer_weights={plain_run}",
+        "train.epochs=2",
+        "train.restorer_warmup_epochs=2",
+        "train.select_by=psnr",
+        "data.steps_per_epoch=1",
+    )
+    train(config, tmp_path, progress=False)
+    rows = (tmp_path / "metrics.csv").read_text().splitlines()
+    assert [row.split(",")[1] for row in rows[1:]] == ["warmup", "warmup"]
+    assert runs.update_counts(tmp_path) == {"localizer": 0, "restorer": 2, "discriminator": 0, "warmup": 2}
+    best = load_network(runs.weights_path(tmp_path, "restorer")).state_dict()
+    assert all(torch.equal(best[k], v) for k, v in snapshots[0].items())
+    assert not all(torch.equal(best[k], v) for k, v in snapshots[1].items())
+    start = load_network(runs.weights_path(plain_run, "localizer")).state_dict()
+    for which in runs.WEIGHT_SETS:
+        end = load_network(runs.weights_path(tmp_path, "localizer", which)).state_dict()
+        assert start.keys() == end.keys() and all(torch.equal(start[k], end[k]) for k in start), which
 
 
 @pytest.mark.parametrize("select_by", ["loss", "auc"])

@@ -115,6 +115,22 @@ def test_a_restore_window_restores_the_whole_image_first_then_slides_the_localiz
     assert [done for done, _ in calls] == sorted(done for done, _ in calls)
 
 
+def test_restore_image_is_the_restored_image_predict_stitches():
+    """The restorer alone in its restore window (else the pipeline's window), as predict runs it;
+    no restorer: the image as float32."""
+    torch.manual_seed(0)
+    image = torch.rand(3, 70, 90)
+    restorer, localizer = _restorer().eval(), _localizer().eval()
+    split = Pipeline(restorer, localizer, window=(32, 16), restore_window=(64, 64)).eval()
+    torch.testing.assert_close(split.restore_image(image), split.predict(image, return_restored=True)[1])
+    own = Pipeline(restorer, localizer, window=(64, 64)).eval()
+    torch.testing.assert_close(own.restore_image(image), own.predict(image, return_restored=True)[1])
+    as_bytes = (image * 255).round().to(torch.uint8)
+    torch.testing.assert_close(Pipeline(None, localizer).restore_image(as_bytes), as_bytes.float() / 255)
+    with pytest.raises(ValueError, match="expected an image"):
+        split.restore_image(image[None])
+
+
 def test_pipeline_from_weights_runs_the_restorer_in_the_window_its_file_records(tmp_path: Path):
     restorer_file = save_network(_restorer(), tmp_path / "restorer.safetensors", window=(512, 512))
     localizer_file = save_network(_localizer(), tmp_path / "localizer.safetensors", window=(64, 32))

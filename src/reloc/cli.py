@@ -506,7 +506,8 @@ def release_run(
         typer.Option(help="The photo folder instead of the recipe's (e.g. a copy by benchmarks/shrink_photos.py)."),
     ] = None,
     part: Annotated[
-        Optional[list[str]], typer.Option(help="Run only these parts (repeatable; --list-parts names them).")
+        Optional[list[str]],
+        typer.Option(help="Run only these parts (repeatable; --list-parts names them) [default: all but experiments]."),
     ] = None,
     jobs: Annotated[int, typer.Option(help="Training parts run side by side at most.")] = 2,
     start_from_package: Annotated[
@@ -538,7 +539,11 @@ def release_run(
     from reloc.release import recipe as recipes
 
     if list_parts:
-        typer.echo("\n".join(runner.parts(recipes.load_recipe(preset, recipe or recipes.RECIPE))))
+        loaded = recipes.load_recipe(preset, recipe or recipes.RECIPE)
+        default = runner.default_parts(loaded)
+        typer.echo(
+            "\n".join(p if p in default else f"{p} (experiment: only with --part)" for p in runner.parts(loaded))
+        )
         return
     runner.run(
         preset=preset,

@@ -24,7 +24,7 @@ from reloc.limits import MAX_SIDE
 TASKS = ("plain", "finetune", "reloc", "joint")
 SCHEDULES = ("plateau", "cosine")
 #: what ``weights/best`` is chosen by (see ``reloc.engine.trainer.SELECTION``)
-SELECT_BY = ("f1", "auc", "loss")
+SELECT_BY = ("f1", "auc", "loss", "psnr")
 LOSS_TERMS = ("mae", "gan", "localization")
 #: tasks that must start from a trained localizer (Algorithm 1 initialises L from M^P)
 NEEDS_LOCALIZER_WEIGHTS = ("finetune", "reloc")
@@ -161,6 +161,8 @@ class TrainConfig(_Section):
             epochs train only the restorer with only the MAE term (no discriminator, no GAN
             or localization term, localizer untouched); Algorithm 1 (or joint training)
             starts after them, its first epoch a restoration epoch. 0 = as published.
+            ``N = epochs`` pre-trains the restorer alone (a JPEG-artifact remover): the
+            localizer's weights go through the run unchanged.
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda[:N]``.
         amp: ``false`` forces fp32 whatever ``precision`` says (the switch that came
             before ``precision``; kept so older run configs load).
@@ -169,7 +171,8 @@ class TrainConfig(_Section):
             see :mod:`reloc.precision`.
         threshold: probability threshold of the validation F1 / IoU.
         select_by: which epoch's weights ``weights/best`` keeps: highest validation
-            ``f1`` (default), highest ``auc``, or lowest localization ``loss``.
+            ``f1`` (default), highest ``auc``, lowest localization ``loss``, or (``reloc``
+            and ``joint``) highest ``psnr`` of the restored crops against the plain ones.
         log_every: TensorBoard scalar interval in steps.
     """
 
@@ -184,7 +187,7 @@ class TrainConfig(_Section):
     amp: bool = True
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
-    select_by: Literal["f1", "auc", "loss"] = "f1"
+    select_by: Literal["f1", "auc", "loss", "psnr"] = "f1"
     log_every: int = Field(10, gt=0)
 
     @field_validator("loss")
@@ -225,8 +228,10 @@ class Config(_Section):
         warmup = self.train.restorer_warmup_epochs
         if warmup and self.train.task not in ("reloc", "joint"):
             problems.append("train.restorer_warmup_epochs applies to train.task=reloc or joint only")
-        elif warmup >= self.train.epochs:
-            problems.append("train.restorer_warmup_epochs must be smaller than train.epochs")
+        elif warmup > self.train.epochs:
+            problems.append("train.restorer_warmup_epochs must not exceed train.epochs")
+        if self.train.select_by == "psnr" and self.train.task not in ("reloc", "joint"):
+            problems.append("train.select_by=psnr needs a restorer: train.task=reloc or joint")
         if self.data.test_fraction + self.data.val_fraction >= 1:
             problems.append("data.test_fraction + data.val_fraction must be below 1")
         if self.train.task in NEEDS_LOCALIZER_WEIGHTS and not self.model.localizer_weights:

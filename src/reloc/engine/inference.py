@@ -385,9 +385,27 @@ class Pipeline(nn.Module):
             if progress is not None:
                 progress(first + done, total)
 
-        restored = self._slide(image, self.restore_window, batch_size, 3, self._restore_only, restoring)
+        restored = self.restore_image(image, batch_size, restoring)
         probabilities = self._slide(restored, (window, stride), batch_size, 1, self._localize_only, localizing)[0]
         return (probabilities, restored) if return_restored else probabilities
+
+    def restore_image(
+        self,
+        image: torch.Tensor,
+        batch_size: int | None = None,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> torch.Tensor:
+        """The restored image alone: the restorer over ``image`` ``(3, H, W)`` (float in
+        [0, 1] or uint8) in windows of :attr:`restore_window` (none: the pipeline's
+        :attr:`window`), stitched as :meth:`predict` stitches them; float32 ``(3, H, W)`` in
+        [0, 1] on the CPU (the image itself, as float32, without a restorer). ``batch_size``
+        and ``progress`` as :meth:`predict`'s, over the restorer's windows."""
+        if image.ndim != 3 or image.shape[0] != 3:
+            raise ValueError(f"expected an image (3, H, W), got shape {tuple(image.shape)}")
+        if self.restorer is None:
+            return image.to("cpu", torch.float32) / (255.0 if image.dtype == torch.uint8 else 1.0)
+        window = self.restore_window or self.window
+        return self._slide(image, window, batch_size, 3, self._restore_only, progress)
 
     def _slide(
         self,

@@ -9,7 +9,10 @@
   localization phases update the localizer on restored images with the restorer frozen.
   Phases alternate per epoch (epochs 1, 3, 5, ... restore) or every K steps. With
   ``train.restorer_warmup_epochs=N`` (not the paper's) the first N epochs update only the
-  restorer with only the MAE term, and the alternation starts after them.
+  restorer with only the MAE term, and the alternation starts after them; with N equal to
+  ``train.epochs`` the run pre-trains the restorer alone (a JPEG-artifact remover when the
+  distortion is JPEG; ``train.select_by=psnr`` keeps its best epoch) and the localizer's
+  weights go through it unchanged.
 - :class:`JointTask` (``joint``): both phases every step (the paper's Table II ablation).
 
 A batch is ``{"plain": (B, 3, c, c), "distorted": (B, 3, c, c), "mask": (B, 1, c, c)}``.

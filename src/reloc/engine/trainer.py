@@ -37,7 +37,12 @@ from reloc.metrics import LocalizationMetrics
 from reloc.models.weights import save_network
 
 #: ``train.select_by`` -> (validation column, +1 if higher is better else -1)
-SELECTION = {"f1": ("val_f1", 1.0), "auc": ("val_auc", 1.0), "loss": ("val_localization", -1.0)}
+SELECTION = {
+    "f1": ("val_f1", 1.0),
+    "auc": ("val_auc", 1.0),
+    "loss": ("val_localization", -1.0),
+    "psnr": ("val_psnr_restored", 1.0),  # the restorer's: ReLocTask.validation_batch
+}
 
 
 def selection_score(validation: dict[str, float], select_by: str) -> float:

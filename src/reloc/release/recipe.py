@@ -35,7 +35,8 @@ def load_recipe(preset: str, path: Path = RECIPE) -> dict:
     model's ``overrides`` are the preset's for every model (``set``), then the model's own
     (``models.NAME.set`` of the recipe), then the preset's for that model (later ones win);
     ``threads`` set. Every ``start`` and ``restorer_start`` must name an earlier model that
-    is not skipped."""
+    is not skipped, and a shipped model's parts none that is an experiment
+    (:func:`is_experiment`), which names no ``ships_as``."""
     try:
         recipe = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as exc:
@@ -74,6 +75,10 @@ def load_recipe(preset: str, path: Path = RECIPE) -> dict:
         for key, start in start_parts(model).items():
             if start not in earlier:
                 raise SystemExit(f"error: model {name!r} {key}: {start!r} is not listed before it")
+            if is_experiment(recipe, start) and not is_experiment(recipe, name):
+                raise SystemExit(f"error: model {name!r} {key}: {start!r} is an experiment, which never ships")
+        if is_experiment(recipe, name) and "ships_as" in model:
+            raise SystemExit(f"error: model {name!r} is an experiment, which never ships: drop its ships_as")
         earlier.add(name)
         own = (chosen.get("models", {}).get(name) or {}).get("set", [])
         model["overrides"] = [*chosen.get("set", []), *model.get("set", []), *own]
@@ -109,12 +114,20 @@ def ships_as(recipe: dict, part: str) -> str:
     return recipe["models"][part].get("ships_as", part)
 
 
+def is_experiment(recipe: dict, part: str) -> bool:
+    """Whether training part ``part`` is an experiment (``experiment: true``): trained only
+    when named (``reloc release run --part NAME``), never shipped (no inference choice, no
+    ``ship``), whatever the preset."""
+    return bool(recipe["models"][part].get("experiment"))
+
+
 def shipped_parts(recipe: dict) -> dict[str, str]:
     """``{package model: the training part that makes it}``: each model's last listed part
-    (:func:`ships_as`), in the order the models first appear."""
+    (:func:`ships_as`) that is not an experiment, in the order the models first appear."""
     shipped: dict[str, str] = {}
     for name in recipe["models"]:
-        shipped[ships_as(recipe, name)] = name
+        if not is_experiment(recipe, name):
+            shipped[ships_as(recipe, name)] = name
     return shipped
 
 

@@ -81,7 +81,7 @@ from reloc.release.provenance import (
     recipe_wall_seconds,
     save_results,
 )
-from reloc.release.recipe import RECIPE, ROOT, data_parts, load_recipe, shipped_parts
+from reloc.release.recipe import RECIPE, ROOT, data_parts, is_experiment, load_recipe, shipped_parts
 from reloc.release.selection import choose_inference
 from reloc.release.ship import PACKAGE, ship
 from reloc.release.training import make_data, train_parts
@@ -93,6 +93,12 @@ WORK = ROOT / "runs" / "release"
 def parts(recipe: dict) -> list[str]:
     """The recipe's parts in their order: data parts, training parts, ``inference``, ``ship``."""
     return [*data_parts(recipe), *recipe["models"], "inference", "ship"]
+
+
+def default_parts(recipe: dict) -> list[str]:
+    """The parts a run without ``--part`` runs: :func:`parts` less the experiments
+    (:func:`reloc.release.recipe.is_experiment`), which run only when named."""
+    return [part for part in parts(recipe) if part not in recipe["models"] or not is_experiment(recipe, part)]
 
 
 def run(
@@ -118,7 +124,7 @@ def run(
         recipe_path: the recipe YAML (paths in it relative to the checkout).
         work: the folder of the data parts, training runs and logs.
         photos: a photo folder instead of the recipe's.
-        only: run only these parts (:func:`parts` names them).
+        only: run only these parts (:func:`parts` names them); default :func:`default_parts`.
         jobs: training parts run side by side at most.
         start_from_package: a part whose start part has no run in ``work`` starts from that
             model's shipped weights.
@@ -163,7 +169,7 @@ def run(
         machine=machine_summary(),
         command=command,
     )
-    selected = only or known
+    selected = only or default_parts(recipe)
     for data_part in data_parts(recipe):
         if data_part in selected and not results["parts"].get(data_part, {}).get("finished"):
             tick = time.perf_counter()
