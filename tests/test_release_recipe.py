@@ -292,7 +292,10 @@ def test_context_stages_ship_as_their_model_and_a_start_must_come_first(tmp_path
 def test_extra_data_sets_are_the_synth_settings_with_their_own_keys(tmp_path):
     recipe = recipes.load_recipe("cpu")
     sets = recipes.data_parts(recipe)
-    assert list(sets) == ["data", "data-native", "data-native4000", "data-native8000"]
+    assert list(sets) == ["data", "data-native", "data-native4000", "data-native8000", "data-traits"]
+    traits = sets["data-traits"]  # the plain-traits experiment's: every trait, the large photos as hosts
+    assert traits["settings_files"] == ["configs/synth/traits.yaml"] and traits["hosts"] == ["../shared/photos-large"]
+    assert recipes.data_parts(recipes.load_recipe("smoke"))["data-traits"]["hosts"] == []  # none in a test
     assert (sets["data-native4000"]["count"], sets["data-native4000"]["settings"]) == (
         4000,
         sets["data-native"]["settings"],
@@ -442,6 +445,7 @@ def test_experiment_parts_run_only_when_named_and_never_ship(tmp_path):
     assert {name for name, model in raw["models"].items() if model.get("experiment")} == {
         "restorer-jpeg",
         "reloc-restored",
+        "plain-traits",
     }
     recipe = recipes.load_recipe("cpu")
     assert recipes.shipped_parts(recipe) == {"plain": "plain-8k", "robust": "robust-8k", "reloc": "reloc-320"}
