@@ -39,6 +39,10 @@ METHODS: dict[str, Method] = {
 }
 """The evidence methods by name: ``method(image uint8 (H, W, 3), path=None) -> Evidence``."""
 
+FUSIONS = ("none", "clones")
+"""How a learned map may be fused with evidence (:func:`fuse`): ``none`` leaves it alone,
+``clones`` raises it where the copy-move matcher matched regions."""
+
 MAX_PIXELS = 100_000_000
 """Images over this many pixels get no evidence (the JPEG methods hold several float32 copies)."""
 
@@ -84,6 +88,29 @@ def analyse(image: np.ndarray, path: str | os.PathLike | None, methods: Sequence
         result.figures["seconds"] = round(time.perf_counter() - started, 3)
         results.append(result)
     return results
+
+
+def fuse(learned: np.ndarray, clones: Evidence) -> np.ndarray:
+    """The learned map raised where the copy-move matcher matched regions: ``max(learned, clones.map)``.
+
+    Args:
+        learned: float32 ``(H, W)`` probabilities.
+        clones: what :func:`reloc.evidence.clones.copy_move` found in the same pixels (1 on
+            a copy's target, 0.5 on its source, 0 elsewhere).
+
+    Returns:
+        float32 ``(H, W)``; ``learned`` itself when the matcher gave no map (image too small).
+
+    Raises:
+        ValueError: ``clones`` is another method's result, or its map has another size.
+    """
+    if clones.method != "clones":
+        raise ValueError(f"only the copy-move matcher's map is fused, not {clones.method!r}")
+    if not clones.applicable:
+        return learned
+    if clones.map.shape != np.shape(learned):
+        raise ValueError(f"the matcher's map is {clones.map.shape}, the learned map {np.shape(learned)}")
+    return np.maximum(learned, clones.map)
 
 
 def map_name(stem: str, method: str) -> str:
@@ -141,4 +168,14 @@ def reliability_line(method: str) -> str:
     return f"{figures['dataset']}, per image: {'; '.join(parts)}; {alarms:.0%} of authentic images flagged"
 
 
-__all__ = ["METHODS", "Evidence", "analyse", "map_name", "parse_methods", "reliability_line", "save_maps"]
+__all__ = [
+    "FUSIONS",
+    "METHODS",
+    "Evidence",
+    "analyse",
+    "fuse",
+    "map_name",
+    "parse_methods",
+    "reliability_line",
+    "save_maps",
+]
