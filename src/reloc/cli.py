@@ -273,7 +273,7 @@ def evaluate(
     evidence: Annotated[
         str,
         typer.Option(
-            help="Classical evidence methods scored alone, a comma list of ela, noise, ghost, blocks, clones "
+            help="Classical evidence methods scored alone, a comma list of ela, noise, ghost, dq, blocks, clones "
             "(situations ela{P}, ...: the images as stored, no distortion; see docs/guide/evidence.md)."
         ),
     ] = "",
@@ -717,7 +717,7 @@ def localize(
     evidence: Annotated[
         str,
         typer.Option(
-            help="Classical evidence maps to add, a comma list of ela, noise, ghost, blocks, clones "
+            help="Classical evidence maps to add, a comma list of ela, noise, ghost, dq, blocks, clones "
             "(see docs/guide/evidence.md): each written as <stem>_evidence-<name>.png, its figures into the JSON."
         ),
     ] = "",

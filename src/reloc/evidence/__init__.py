@@ -24,6 +24,7 @@ import numpy as np
 from reloc.data.io import write_png
 from reloc.evidence.base import Evidence, as_rgb8, not_applicable
 from reloc.evidence.clones import copy_move
+from reloc.evidence.dq import double_quantisation
 from reloc.evidence.ela import error_levels
 from reloc.evidence.jpeg import block_grid, ghosts
 from reloc.evidence.noise import noise_levels
@@ -34,6 +35,7 @@ METHODS: dict[str, Method] = {
     "ela": error_levels,
     "noise": noise_levels,
     "ghost": ghosts,
+    "dq": double_quantisation,
     "blocks": block_grid,
     "clones": copy_move,
 }
