@@ -89,7 +89,7 @@ def test_eval_refuses_bad_evidence_options_in_one_line(casia_like, tmp_path):
     base = ["eval", "--dataset", str(casia_like), "--out", str(tmp_path / "ev")]
     cases = {
         ("--evidence", "ela,wavelets"): "unknown evidence method(s) wavelets",
-        ("--fusion", "ela"): "must be one of none, clones",
+        ("--fusion", "ela"): "'ela' is not one of none, clones",
         ("--evidence", "ela", "--fusion", "clones"): "give a model too",
         (): "give at least one of --plain, --finetune, --reloc, --transfer, --evidence",
     }

@@ -319,3 +319,87 @@ def test_an_image_over_the_pixel_budget_gets_a_reason_not_a_map(monkeypatch):
         assert not result.applicable and "over 0.01 megapixels" in result.note
     assert all(result.applicable for result in analyse(texture(100, 100), None, ["ela", "noise", "clones"]))
 
+
+def silent_localizer(tmp_path):
+    """A localizer whose every logit is 0: probability 0.5 everywhere, nothing above the 0.5 threshold."""
+    from conftest import build_cached
+    from reloc.models.weights import save_network
+
+    network = build_cached("localizer", "dfcn", width=0.25, faithful=False)
+    for parameter in network.parameters():
+        parameter.data.zero_()
+    return save_network(network, tmp_path / "silent.safetensors")
+
+
+def test_localize_fuses_the_learned_map_with_the_matchers_and_keeps_the_learned_map(tmp_path):
+    from typer.testing import CliRunner
+
+    from reloc.cli import app
+    from reloc.engine.localize import localize_files
+    from reloc.engine.model_choice import ModelChooser
+
+    image = tmp_path / "copy.png"
+    Image.fromarray(paste_rotated(texture(300, 400, seed=1), (30, 40), (170, 260), 30)).save(image)
+    weights = silent_localizer(tmp_path)
+    records = {}
+    for fusion in ("none", "clones"):
+        out = tmp_path / fusion
+        chooser = ModelChooser.from_option(str(weights))
+        assert localize_files([str(image)], chooser, out, progress=False, fusion=fusion).ok
+        records[fusion] = json.loads((out / "copy.json").read_text())
+        mask = np.asarray(Image.open(out / "copy_mask.png"))
+        if fusion == "none":
+            assert mask.max() == 0 and not (out / "copy_learned.png").exists()
+            assert records[fusion]["map"] == {"fusion": "none", "shows": "the learned map"}
+        else:  # the copy's target core is marked; the learned map alone is kept
+            assert mask[190:250, 280:340].min() == 255 and mask[:, 160:250].max() == 0
+            assert (out / "copy_learned.png").exists() and not (out / "copy_evidence-clones.png").exists()
+    fused = records["clones"]
+    assert fused["map"]["shows"] == "learned map raised where the copy-move matcher matched regions"
+    assert fused["map"]["matcher"]["regions"] == 1 and fused["map"]["learned"]["max_probability"] == 0.5
+    assert fused["map"]["learned"]["heatmap"] == "copy_learned.png"
+    assert fused["max_probability"] == 1.0 and fused["tampered_fraction"] > records["none"]["tampered_fraction"] == 0
+    assert fused["image_score"] == records["none"]["image_score"]  # judged on the learned map, as calibrated
+    # the command line fuses by default, and says so in one line for a bad value
+    result = CliRunner().invoke(
+        app, ["localize", str(image), "--localizer", str(weights), "--out", str(tmp_path / "c")]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "c" / "copy.json").read_text())["map"]["fusion"] == "clones"
+    result = CliRunner().invoke(app, ["localize", str(image), "--fusion", "ela", "--out", str(tmp_path / "d")])
+    assert result.exit_code == 2 and "'ela' is not one of none, clones" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_fusion_leaves_a_map_the_matcher_cannot_judge_as_it_is():
+    from reloc.engine.localize import main_map
+
+    learned = np.full((40, 50), 0.3, np.float32)
+    small = analyse(texture(40, 50), None, ["clones"])
+    shown, facts = main_map(learned, small, "clones")
+    assert np.array_equal(shown, learned)
+    assert facts["shows"].startswith("the learned map (the copy-move matcher does not apply: the image is 40x50")
+
+
+def test_serve_shows_the_fused_map_and_the_learned_map_alone(tmp_path):
+    pytest.importorskip("fastapi", reason="the serve extra is not installed")
+    from fastapi.testclient import TestClient
+
+    from reloc.serve.app import ServeSettings, create_app
+    from reloc.serve.models import load_models
+
+    models = load_models([], [], str(silent_localizer(tmp_path)), None)
+    settings = ServeSettings(work=tmp_path / "work", window=64, stride=64, fusion="clones")
+    buffer = io.BytesIO()
+    Image.fromarray(paste_rotated(texture(300, 400, seed=1), (30, 40), (170, 260), 30)).save(buffer, "PNG")
+    with TestClient(create_app(models, settings)) as client:
+        response = client.post("/api/localize", files={"file": ("copy.png", buffer.getvalue(), "image/png")})
+        assert response.status_code == 200, response.text
+        result = response.json()
+        assert result["map"]["shows"] == "learned map raised where the copy-move matcher matched regions"
+        assert result["max_probability"] == 1.0 and result["evidence"] == []
+        learned = client.get(result["urls"]["learned"])
+        assert learned.status_code == 200 and Image.open(io.BytesIO(learned.content)).size == (400, 300)
+        report = client.get(result["urls"]["report"]).text
+        assert "learned map raised where the copy-move matcher matched regions" in report
+        assert "Learned map alone" in report

@@ -41,9 +41,9 @@ METHODS: dict[str, Method] = {
 }
 """The evidence methods by name: ``method(image uint8 (H, W, 3), path=None) -> Evidence``."""
 
-FUSIONS = ("none", "clones")
-"""How a learned map may be fused with evidence (:func:`fuse`): ``none`` leaves it alone,
-``clones`` raises it where the copy-move matcher matched regions."""
+FUSIONS = {"none": "the learned map", "clones": "learned map raised where the copy-move matcher matched regions"}
+"""How a learned map may be fused with evidence (:func:`fuse`), and what the result shows:
+``none`` leaves it alone, ``clones`` raises it where the copy-move matcher matched regions."""
 
 MAX_PIXELS = 100_000_000
 """Images over this many pixels get no evidence (the JPEG methods hold several float32 copies)."""
