@@ -402,17 +402,18 @@ def evaluate(
     folders = (
         [str(run) for run in (plain, finetune) if run] + list(relocs.values()) + [r for pair in pairs for r in pair]
     )
+    any_model = bool(plain or finetune or relocs or pairs)
+    try:
+        refs = evaluation_samples(dataset, split or ("test" if any_model else "all"), folders, seed)
+    except (SplitError, DatasetError, ValueError) as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from error
     models = standard_situations(plain and str(plain), finetune and str(finetune), relocs, pairs)
     if not models and not methods:
         raise typer.BadParameter("give at least one of --plain, --finetune, --reloc, --transfer, --evidence")
     if fusion != "none" and not models:
         raise typer.BadParameter("fuses a model's map: give a model too (--plain, ...)", param_hint="--fusion")
     situations = models + (fused_situations(models, fusion) if fusion != "none" else []) + evidence_situations(methods)
-    try:
-        refs = evaluation_samples(dataset, split or ("test" if models else "all"), folders, seed)
-    except (SplitError, DatasetError, ValueError) as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from error
     chosen = pick_device(device)
     check_precision(precision, chosen)
     dist = DistContext.from_environment(chosen.type)
