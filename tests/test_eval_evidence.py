@@ -3,6 +3,7 @@ localizer, with per-kind means where the file names say the kind (CASIA's Sp_D_ 
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
@@ -68,7 +69,7 @@ def test_eval_fuses_a_models_map_with_the_matchers(casia_like, tmp_path):
     from conftest import build_cached
     from reloc.models.weights import save_network
 
-    silent = build_cached("localizer", "dfcn", width=0.25, faithful=False)
+    silent = copy.deepcopy(build_cached("localizer", "dfcn", width=0.25, faithful=False))  # the cached one is shared
     for parameter in silent.parameters():  # every logit 0: probability 0.5 everywhere, nothing above 0.5
         parameter.data.zero_()
     weights = save_network(silent, tmp_path / "silent.safetensors")

@@ -3,6 +3,7 @@ stays quiet where there is nothing, and answers odd inputs with a result, not an
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 
@@ -325,7 +326,7 @@ def silent_localizer(tmp_path):
     from conftest import build_cached
     from reloc.models.weights import save_network
 
-    network = build_cached("localizer", "dfcn", width=0.25, faithful=False)
+    network = copy.deepcopy(build_cached("localizer", "dfcn", width=0.25, faithful=False))  # the cached one is shared
     for parameter in network.parameters():
         parameter.data.zero_()
     return save_network(network, tmp_path / "silent.safetensors")
