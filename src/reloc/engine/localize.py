@@ -630,7 +630,7 @@ def main_map(learned: np.ndarray, results: Sequence[Evidence], fusion: str) -> t
         return learned, facts
     clones = next(result for result in results if result.method == "clones")
     regions = clones.figures.get("regions", []) if clones.applicable else []
-    facts["matcher"] = {"note": clones.note, "regions": len(regions), "seconds": clones.figures.get("seconds")}  # type: ignore[union-attr]
+    facts["matcher"] = {"note": clones.note, "regions": len(regions)}
     if not clones.applicable:
         why = clones.note.removeprefix("not applicable: ")
         facts["shows"] = f"{FUSIONS['none']} (the copy-move matcher does not apply: {why})"
