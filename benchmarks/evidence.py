@@ -3,13 +3,14 @@
     nice -n 10 python benchmarks/evidence.py [--casia ../shared/real/casia1-dev] [--limit N]
 
 - **speed**: seconds of each method of :data:`reloc.evidence.METHODS` (median of
-  ``--repeats``) on a 4000x3000 JPEG (quality 90) made from the largest photo of
-  ``--photos`` (resized with Lanczos), with the processor (``/proc/cpuinfo``), its cores,
+  ``--repeats``, wall and CPU time) on a 4000x3000 JPEG (quality 75, then 90) made from the
+  largest photo of ``--photos`` (resized with Lanczos), with the processor (``/proc/cpuinfo``), its cores,
   OpenCV's thread count and the load average after the runs (the median and the best run
   are both kept: other work on a shared machine slows some runs). Targets: under 2 s per
   map, under 10 s for the copy-move matcher.
 - **casia**: per-image F1 and AUC of each map against the masks (luminance >= 128),
-  splices (``Sp_D_*``) and copy-moves (``Sp_S_*``) apart, under two metric protocols of
+  splices (``Sp_D_*``) and copy-moves (``Sp_S_*``, :func:`reloc.data.kinds.forgery_kind`)
+  apart and together (``all``), under two metric protocols of
   :mod:`reloc.metrics`: ``paper`` (map > 0.5) and ``best-threshold`` (the oracle cut per
   image, the usual report for classical maps, an upper bound); a method that does not
   apply to an image scores an all-zero map there (counted in ``not_applicable``). On the
@@ -19,9 +20,10 @@
   each map's seconds summed over the run, divided by all the images (the learned model ran
   on the tampered ones only).
 - with ``--learned``: the same figures for the pretrained model as ``reloc localize`` runs it
-  (``--model auto``) and for the fusion ``max(learned, clones)`` (the learned map raised where
-  the matcher found a copied region), the yardstick a fusion must beat by 0.03 F1 to
-  become a default; on the tampered images only (the networks take most of the time).
+  (``--model auto``) and for the fusion ``max(learned, clones)`` (:func:`reloc.evidence.fuse`:
+  the learned map raised where the matcher found a copied region); a fusion must beat the
+  learned map by 0.03 F1 over all tampered images to become a default; on the tampered
+  images only (the networks take most of the time).
 
 Writes ``benchmarks/results/evidence.json`` (``--out``), prints the table and, on a full run
 (no ``--limit``; also from the kept section with ``--skip-casia``), writes the figures the package shows beside each map into
@@ -31,6 +33,7 @@ Writes ``benchmarks/results/evidence.json`` (``--out``), prints the table and, o
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import statistics
 import sys
@@ -42,19 +45,21 @@ import cv2
 import numpy as np
 import torch
 from PIL import Image
-from results_io import read_results
 
 from reloc import evidence
 from reloc.data.catalog import load_dataset
 from reloc.data.io import ImageError, read_image, read_mask
+from reloc.data.kinds import forgery_kind
 from reloc.engine.model_choice import ModelChooser
-from reloc.evidence import METHODS, analyse
+from reloc.evidence import METHODS, analyse, fuse
 from reloc.io_utils import write_json_atomic
 from reloc.metrics import LocalizationMetrics
 from reloc.precision import cpu_model
+from reloc.release.provenance import read_results
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS = {"splice": "Sp_D_", "copy-move": "Sp_S_"}
+KINDS = ("splice", "copy-move")
+TABLE_KINDS = (*KINDS, "all")
 PROTOCOLS = ("paper", "best-threshold")
 FLAGGED_SHARE = 0.01
 FUSED = ("learned", "learned+clones")
@@ -62,16 +67,23 @@ FUSED = ("learned", "learned+clones")
 copy-move matcher's where the matcher found a copy (``max(learned, clones)``)."""
 
 
-def test_photo(folder: Path, size: tuple[int, int] = (4000, 3000), quality: int = 90) -> tuple[np.ndarray, Path, str]:
-    """A ``size`` (W, H) JPEG made from the largest photo of ``folder``: its pixels, its file and its origin."""
+def test_photo(
+    folder: Path, size: tuple[int, int] = (4000, 3000), qualities: tuple[int, int] = (75, 90)
+) -> tuple[np.ndarray, Path, str]:
+    """A ``size`` (W, H) JPEG made from the largest photo of ``folder``, compressed at
+    ``qualities[0]`` then saved at ``qualities[1]`` (so that every JPEG method makes a map):
+    its pixels, its file and its origin."""
     photos = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpg", ".jpeg", ".png"})
     largest = max(photos, key=lambda p: Image.open(p).size[0] * Image.open(p).size[1])
     with Image.open(largest) as image:
         original = image.size
         resized = image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+    buffer = io.BytesIO()
+    resized.save(buffer, "JPEG", quality=qualities[0])
     path = Path(os.environ.get("TMPDIR", "/tmp")) / f"reloc-evidence-{os.getpid()}.jpg"
-    resized.save(path, quality=quality)
-    return read_image(path, compact=True), path, f"{largest.name} ({original[0]}x{original[1]}) resized, JPEG {quality}"
+    Image.open(buffer).save(path, quality=qualities[1])
+    origin = f"{largest.name} ({original[0]}x{original[1]}) resized, JPEG {qualities[0]} then {qualities[1]}"
+    return read_image(path, compact=True), path, origin
 
 
 def speed(args) -> dict:
@@ -79,16 +91,17 @@ def speed(args) -> dict:
     try:
         timings = {}
         for name in METHODS:
-            runs = []
+            runs, cpu = [], []
             for _ in range(args.repeats):
-                started = time.perf_counter()
+                started, processor = time.perf_counter(), time.process_time()
                 result = analyse(pixels, path, [name])[0]
                 runs.append(time.perf_counter() - started)
+                cpu.append(time.process_time() - processor)
             timings[name] = {"seconds": round(statistics.median(runs), 3), "best": round(min(runs), 3),
-                             "runs": [round(r, 3) for r in runs], "applicable": result.applicable,
-                             "note": result.note}  # fmt: skip
-            print(f"speed {name:7s} median {timings[name]['seconds']:.2f} s, best {min(runs):.2f} s "
-                  f"({result.note[:80]})", flush=True)  # fmt: skip
+                             "runs": [round(r, 3) for r in runs], "cpu_seconds": round(statistics.median(cpu), 3),
+                             "applicable": result.applicable, "note": result.note}  # fmt: skip
+            print(f"speed {name:7s} median {timings[name]['seconds']:.2f} s, best {min(runs):.2f} s, "
+                  f"CPU {timings[name]['cpu_seconds']:.2f} s ({result.note[:80]})", flush=True)  # fmt: skip
     finally:
         path.unlink(missing_ok=True)
     load = [round(value, 2) for value in os.getloadavg()]  # the machine is shared: say how busy it was
@@ -99,15 +112,14 @@ def speed(args) -> dict:
 
 def casia(args) -> dict:
     refs = load_dataset(args.casia)
-    groups = {kind: [r for r in refs if r.mask is not None and r.image.name.startswith(prefix)]
-              for kind, prefix in KINDS.items()}  # fmt: skip
+    groups = {kind: [r for r in refs if r.mask is not None and forgery_kind(r.name) == kind] for kind in KINDS}
     groups["authentic"] = [r for r in refs if r.mask is None]
     if args.limit:
         groups = {kind: items[: args.limit] for kind, items in groups.items()}
     names = list(METHODS) + (list(FUSED) if args.learned else [])
     chooser = ModelChooser.from_option("auto") if args.learned else None
     meters = {(kind, name, protocol): LocalizationMetrics(protocol=protocol, pooled_auc=False)
-              for kind in KINDS for name in names for protocol in PROTOCOLS}  # fmt: skip
+              for kind in TABLE_KINDS for name in names for protocol in PROTOCOLS}  # fmt: skip
     skipped = {(kind, name): 0 for kind in groups for name in names}
     flagged = dict.fromkeys(names, 0)
     seconds = dict.fromkeys(names, 0.0)  # "learned+clones" adds nothing to its parts
@@ -122,8 +134,8 @@ def casia(args) -> dict:
             except ImageError as error:  # as `reloc eval`: skipped, named and counted
                 unreadable.append({"file": error.path, "reason": error.reason})
                 continue
-            maps = {}
-            for result in analyse(image, ref.image, list(METHODS)):
+            maps, results = {}, analyse(image, ref.image, list(METHODS))
+            for result in results:
                 seconds[result.method] += result.figures["seconds"]
                 maps[result.method] = result.map if result.applicable else None
             if chooser is not None and kind != "authentic":  # the networks take most of the time: tampered only
@@ -134,7 +146,7 @@ def casia(args) -> dict:
                     learned = pipeline.predict(torch.from_numpy(image).permute(2, 0, 1)).numpy()
                 seconds["learned"] += time.perf_counter() - clock
                 maps["learned"] = learned
-                maps["learned+clones"] = learned if maps["clones"] is None else np.maximum(learned, maps["clones"])
+                maps["learned+clones"] = fuse(learned, results[list(METHODS).index("clones")])
             for name, scores in maps.items():
                 skipped[kind, name] += scores is None
                 scores = np.zeros(image.shape[:2], np.float32) if scores is None else scores
@@ -144,12 +156,14 @@ def casia(args) -> dict:
                     continue
                 for protocol in PROTOCOLS:
                     meters[kind, name, protocol].update(scores, mask, ref.image.name)
+                    meters["all", name, protocol].update(scores, mask, ref.image.name)
             if number % 50 == 0:
                 print(f"  {kind} {number}/{len(items)} ({time.perf_counter() - started:.0f} s)", flush=True)
     table = {}
-    for kind in KINDS:
+    for kind in TABLE_KINDS:
         for name in names:
-            row = {"images": meters[kind, name, "paper"].summary()["images"], "not_applicable": skipped[kind, name]}
+            unjudged = sum(skipped[k, name] for k in KINDS) if kind == "all" else skipped[kind, name]
+            row = {"images": meters[kind, name, "paper"].summary()["images"], "not_applicable": unjudged}
             for protocol in PROTOCOLS:
                 summary = meters[kind, name, protocol].summary()["per-image"]
                 row[protocol] = {"f1": round(summary["f1"], 4), "auc": round(summary["auc"], 4)}
@@ -214,7 +228,7 @@ def package_figures(record: dict) -> dict:
     for name in METHODS:
         tampered = {kind: {"f1": rows[name]["paper"]["f1"], "f1_best": rows[name]["best-threshold"]["f1"],
                            "auc": rows[name]["paper"]["auc"], "images": rows[name]["images"]}
-                    for kind, rows in record["tampered"].items()}  # fmt: skip
+                    for kind, rows in record["tampered"].items() if kind in KINDS}  # fmt: skip
         figures[name] = {"dataset": Path(record["dataset"]).name, "tampered": tampered,
                          "false_alarm_share": record["authentic"][name]["false_alarm_share"]}  # fmt: skip
     return figures

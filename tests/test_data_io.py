@@ -13,8 +13,8 @@ from PIL import Image, ImageFile, ImageOps
 
 from reloc.data.io import (
     ImageError,
-    _orient,
     float_to_uint8,
+    orient,
     read_image,
     read_mask,
     to_numpy,
@@ -246,7 +246,7 @@ def test_numpy_orientation_matches_pillow(orientation):
     buffer = io.BytesIO()
     Image.fromarray(rgb).save(buffer, format="PNG", exif=exif)
     expected = np.asarray(ImageOps.exif_transpose(Image.open(buffer)))
-    np.testing.assert_array_equal(_orient(rgb, orientation), expected)
+    np.testing.assert_array_equal(orient(rgb, orientation), expected)
 
 
 def test_read_mask_binarises_above_127_5(tmp_path):

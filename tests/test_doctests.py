@@ -13,6 +13,7 @@ MODULES = [
     "reloc.models",
     "reloc.models.weights",
     "reloc.io_utils",
+    "reloc.data.kinds",
     "reloc.extras",
     "reloc.serve.facts",
     "reloc.serve.models",

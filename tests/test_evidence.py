@@ -3,6 +3,7 @@ stays quiet where there is nothing, and answers odd inputs with a result, not an
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 
@@ -13,6 +14,7 @@ from PIL import Image
 
 from reloc.evidence import METHODS, analyse, parse_methods
 from reloc.evidence.clones import MIN_SIDE, copy_move
+from reloc.evidence.dq import block_dct, double_quantisation
 from reloc.evidence.ela import error_levels, jpeg_roundtrip
 from reloc.evidence.jpeg import block_grid, ghosts
 
@@ -48,7 +50,7 @@ def test_registry_names_and_parsing():
     assert parse_methods("") == []
     with pytest.raises(ValueError, match="unknown evidence method.*wavelets"):
         parse_methods("ela,wavelets")
-    assert {"ela", "noise", "ghost", "blocks", "clones"} <= set(METHODS)
+    assert {"ela", "noise", "ghost", "dq", "blocks", "clones"} <= set(METHODS)
 
 
 def test_ela_zero_on_a_lossless_jpeg_fixed_point_and_high_on_a_region_saved_at_another_quality(tmp_path):
@@ -98,6 +100,70 @@ def test_block_grid_marks_a_region_whose_grid_is_shifted():
     assert result.applicable, result.note
     assert result.map[INSIDE].mean() > 0.4
     assert result.map[INSIDE].mean() > 3 * np.median(outside(result.map))
+
+
+def test_block_dct_is_jpegs_forward_dct_per_block():
+    pixels = np.random.default_rng(2).integers(0, 256, (37, 45)).astype(np.uint8)
+    cells = [(0, 0), (0, 1), (3, 2), (7, 7)]
+    coefficients = block_dct(pixels, cells)
+    assert coefficients.shape == (4, 5, 4) and coefficients.dtype == np.float32
+    for row, column in np.ndindex(4, 5):
+        block = cv2.dct(pixels[row * 8 : row * 8 + 8, column * 8 : column * 8 + 8].astype(np.float32) - 128)
+        np.testing.assert_allclose(coefficients[row, column], [block[cell] for cell in cells], atol=1e-3)
+
+
+def twice_compressed(tmp_path, first: int, second: int, exif: Image.Exif | None = None):
+    """A texture saved at quality ``first``, ``REGION`` replaced by never compressed pixels, saved at ``second``."""
+    image = texture(256, 320, seed=4)
+    spliced = pillow_jpeg(image, first)
+    spliced[REGION] = image[REGION]
+    path = tmp_path / f"dq-{first}-{second}.jpg"
+    Image.fromarray(spliced).save(path, quality=second, **({"exif": exif} if exif else {}))
+    return path
+
+
+def test_double_quantisation_marks_a_region_compressed_once_and_finds_the_first_steps(tmp_path):
+    path = twice_compressed(tmp_path, 60, 90)
+    result = double_quantisation(np.asarray(Image.open(path).convert("RGB")), path)
+    assert result.applicable, result.note
+    assert result.map.shape == (256, 320) and result.map.dtype == np.float32
+    assert result.map[INSIDE].mean() > 0.8
+    assert np.mean(outside(result.map) > 0.5) < 0.2
+    buffer = io.BytesIO()
+    Image.fromarray(texture(16, 16)).save(buffer, "JPEG", quality=60)
+    first = np.reshape(Image.open(buffer).quantization[0], (8, 8))  # the first compression's steps
+    assert result.figures["first_steps"][:3] == [first[0, 1], first[1, 0], first[2, 0]]  # zigzag order
+    assert result.figures["file_quality"] == 90 and result.figures["frequencies"] >= 10
+
+
+def test_double_quantisation_follows_the_exif_orientation(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # shown rotated 90 degrees clockwise
+    path = twice_compressed(tmp_path, 60, 90, exif)
+    from reloc.data.io import read_image
+
+    upright = read_image(path, compact=True)
+    result = double_quantisation(upright, path)
+    assert result.map.shape == (320, 256) == upright.shape[:2]
+    turned = np.rot90(result.map, k=1)  # back to the file's orientation
+    assert turned[INSIDE].mean() > 0.8 and np.mean(outside(turned) > 0.5) < 0.2
+
+
+def test_double_quantisation_says_why_it_does_not_apply(tmp_path):
+    once = tmp_path / "once.jpg"
+    Image.fromarray(texture(256, 320)).save(once, quality=90)
+    result = double_quantisation(np.asarray(Image.open(once).convert("RGB")), once)
+    assert not result.applicable and "compressed once" in result.note
+    png = tmp_path / "plain.png"
+    Image.fromarray(texture(64, 64)).save(png)
+    assert "not a JPEG file" in double_quantisation(texture(64, 64), png).note
+    cmyk = tmp_path / "cmyk.jpg"
+    Image.new("CMYK", (64, 64), (10, 20, 30, 40)).save(cmyk, quality=90)
+    assert "CMYK JPEG without a luminance plane" in analyse(texture(64, 64), cmyk, ["dq"])[0].note
+    assert "another size" in double_quantisation(texture(64, 80), once).note
+    tiny = tmp_path / "tiny.jpg"
+    Image.fromarray(texture(12, 40)).save(tiny, quality=90)
+    assert "under 16x16 pixels" in double_quantisation(texture(12, 40), tiny).note
 
 
 def paste_rotated(image: np.ndarray, source: tuple[int, int], target: tuple[int, int], angle: float, size: int = 96):
@@ -253,3 +319,88 @@ def test_an_image_over_the_pixel_budget_gets_a_reason_not_a_map(monkeypatch):
     for result in analyse(texture(101, 100), None, list(METHODS)):
         assert not result.applicable and "over 0.01 megapixels" in result.note
     assert all(result.applicable for result in analyse(texture(100, 100), None, ["ela", "noise", "clones"]))
+
+
+def silent_localizer(tmp_path):
+    """A localizer whose every logit is 0: probability 0.5 everywhere, nothing above the 0.5 threshold."""
+    from conftest import build_cached
+    from reloc.models.weights import save_network
+
+    network = copy.deepcopy(build_cached("localizer", "dfcn", width=0.25, faithful=False))  # the cached one is shared
+    for parameter in network.parameters():
+        parameter.data.zero_()
+    return save_network(network, tmp_path / "silent.safetensors")
+
+
+def test_localize_fuses_the_learned_map_with_the_matchers_and_keeps_the_learned_map(tmp_path):
+    from typer.testing import CliRunner
+
+    from reloc.cli import app
+    from reloc.engine.localize import localize_files
+    from reloc.engine.model_choice import ModelChooser
+
+    image = tmp_path / "copy.png"
+    Image.fromarray(paste_rotated(texture(300, 400, seed=1), (30, 40), (170, 260), 30)).save(image)
+    weights = silent_localizer(tmp_path)
+    records = {}
+    for fusion in ("none", "clones"):
+        out = tmp_path / fusion
+        chooser = ModelChooser.from_option(str(weights))
+        assert localize_files([str(image)], chooser, out, progress=False, fusion=fusion).ok
+        records[fusion] = json.loads((out / "copy.json").read_text())
+        mask = np.asarray(Image.open(out / "copy_mask.png"))
+        if fusion == "none":
+            assert mask.max() == 0 and not (out / "copy_learned.png").exists()
+            assert records[fusion]["map"] == {"fusion": "none", "shows": "the learned map"}
+        else:  # the copy's target core is marked; the learned map alone is kept
+            assert mask[190:250, 280:340].min() == 255 and mask[:, 160:250].max() == 0
+            assert (out / "copy_learned.png").exists() and not (out / "copy_evidence-clones.png").exists()
+    fused = records["clones"]
+    assert fused["map"]["shows"] == "learned map raised where the copy-move matcher matched regions"
+    assert fused["map"]["matcher"]["regions"] == 1 and fused["map"]["learned"]["max_probability"] == 0.5
+    assert fused["map"]["learned"]["heatmap"] == "copy_learned.png"
+    assert fused["max_probability"] == 1.0 and fused["tampered_fraction"] > records["none"]["tampered_fraction"] == 0
+    assert fused["image_score"] == records["none"]["image_score"]  # judged on the learned map, as calibrated
+    # the command line fuses by default, and says so in one line for a bad value
+    result = CliRunner().invoke(
+        app, ["localize", str(image), "--localizer", str(weights), "--out", str(tmp_path / "c")]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "c" / "copy.json").read_text())["map"]["fusion"] == "clones"
+    result = CliRunner().invoke(app, ["localize", str(image), "--fusion", "ela", "--out", str(tmp_path / "d")])
+    assert result.exit_code == 2 and "'ela' is not one of none, clones" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_fusion_leaves_a_map_the_matcher_cannot_judge_as_it_is():
+    from reloc.engine.localize import main_map
+
+    learned = np.full((40, 50), 0.3, np.float32)
+    small = analyse(texture(40, 50), None, ["clones"])
+    shown, facts = main_map(learned, small, "clones")
+    assert np.array_equal(shown, learned)
+    assert facts["shows"].startswith("the learned map (the copy-move matcher does not apply: the image is 40x50")
+
+
+def test_serve_shows_the_fused_map_and_the_learned_map_alone(tmp_path):
+    pytest.importorskip("fastapi", reason="the serve extra is not installed")
+    from fastapi.testclient import TestClient
+
+    from reloc.serve.app import ServeSettings, create_app
+    from reloc.serve.models import load_models
+
+    models = load_models([], [], str(silent_localizer(tmp_path)), None)
+    settings = ServeSettings(work=tmp_path / "work", window=64, stride=64, fusion="clones")
+    buffer = io.BytesIO()
+    Image.fromarray(paste_rotated(texture(300, 400, seed=1), (30, 40), (170, 260), 30)).save(buffer, "PNG")
+    with TestClient(create_app(models, settings)) as client:
+        response = client.post("/api/localize", files={"file": ("copy.png", buffer.getvalue(), "image/png")})
+        assert response.status_code == 200, response.text
+        result = response.json()
+        assert result["map"]["shows"] == "learned map raised where the copy-move matcher matched regions"
+        assert result["max_probability"] == 1.0 and result["evidence"] == []
+        learned = client.get(result["urls"]["learned"])
+        assert learned.status_code == 200 and Image.open(io.BytesIO(learned.content)).size == (400, 300)
+        report = client.get(result["urls"]["report"]).text
+        assert "learned map raised where the copy-move matcher matched regions" in report
+        assert "Learned map alone" in report

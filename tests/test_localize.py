@@ -30,7 +30,7 @@ OUTPUT_SUFFIXES = ("_heatmap.png", "_mask.png", "_overlay.png", ".json")
 JSON_KEYS = {
     "file", "size", "tampered_fraction", "max_probability", "mean_probability",
     "image_score", "detection", "threshold", "window", "stride", "inference", "seconds",
-    "input", "network_input", "padded", "restored", "restore_window", "networks", "versions", "time_utc",
+    "input", "network_input", "padded", "restored", "restore_window", "networks", "versions", "time_utc", "map",
 }  # fmt: skip
 
 

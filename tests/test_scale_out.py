@@ -94,7 +94,7 @@ def test_torchrun_localize_two_processes_equals_one(tmp_path):
     assert "cut.png" in result.stdout and "missing.png" in result.stdout
 
     chooser = ModelChooser.from_option(weights, "cpu", precision="fp32")  # what the CLI builds from --localizer
-    summary = localize_files(inputs, chooser, tmp_path / "one", window=64, stride=64, progress=False)
+    summary = localize_files(inputs, chooser, tmp_path / "one", window=64, stride=64, progress=False, fusion="clones")
     assert len(summary.processed) == 5 and len(summary.failed) == 2
     merged = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert merged["processes"] == 2 and merged["counts"] == {"processed": 5, "failed": 2, "skipped": 0}
@@ -105,7 +105,7 @@ def test_torchrun_localize_two_processes_equals_one(tmp_path):
         return sorted(path for path in folder.iterdir() if path.name != "summary.json")
 
     one, two = outputs(tmp_path / "one"), outputs(tmp_path / "two")
-    assert [p.name for p in one] == [p.name for p in two] and len(one) == 5 * 4
+    assert [p.name for p in one] == [p.name for p in two] and len(one) == 5 * 5  # the command line fuses: + learned
     for a, b in zip(one, two):
         if a.suffix == ".json":
             left, right = json.loads(a.read_text()), json.loads(b.read_text())

@@ -125,6 +125,25 @@ BatchOption = Annotated[
     Optional[int],
     typer.Option(min=1, help="Windows per forward pass (default: 1 on the CPU, fastest there; 4 on a GPU)."),
 ]
+
+
+def _fusion(value: str) -> str:
+    from reloc.evidence import FUSIONS
+
+    if value not in FUSIONS:
+        raise typer.BadParameter(f"{value!r} is not one of {', '.join(FUSIONS)}")
+    return value
+
+
+FusionOption = Annotated[
+    str,
+    typer.Option(
+        parser=_fusion,
+        help="What the map (heat map, mask, overlay) is: clones, the learned map raised where the copy-move "
+        "matcher matched regions (max; measured better on casia1-dev, see docs/guide/evidence.md; the learned "
+        "map alone is kept beside it); none, the learned map alone (skips the matcher: about 1 s on 12 MP).",
+    ),
+]
 DeviceOption = Annotated[
     str, typer.Option(callback=_check_device, help="'auto' (CUDA when present), 'cpu', 'cuda[:N]' or 'mps'.")
 ]
@@ -271,6 +290,21 @@ def evaluate(
     transfer: Annotated[
         Optional[list[str]], typer.Option(help="RELOC_RUN:PLAIN_RUN, restorer of one before the other's localizer.")
     ] = None,
+    evidence: Annotated[
+        str,
+        typer.Option(
+            help="Classical evidence methods scored alone, a comma list of ela, noise, ghost, dq, blocks, clones "
+            "(situations ela{P}, ...: the images as stored, no distortion; see docs/guide/evidence.md)."
+        ),
+    ] = "",
+    fusion: Annotated[
+        str,
+        typer.Option(
+            parser=_fusion,
+            help="none, or clones: also score each model's map fused with the copy-move matcher's "
+            "(max; situations P+clones{D}, ...).",
+        ),
+    ] = "none",
     distortions: Annotated[
         list[str], typer.Option("--distortion", parser=_distortion_spec, help="Distortion spec (repeatable).")
     ] = ["jpeg:75"],  # noqa: B006
@@ -285,8 +319,13 @@ def evaluate(
         typer.Option(help="'nearest': resize masks of another size than their image instead of skipping them."),
     ] = None,
     split: Annotated[
-        str, typer.Option(parser=_split, help="train, val, test or all; the split recorded in the runs' split.json.")
-    ] = "test",
+        Optional[str],
+        typer.Option(
+            parser=_split,
+            help="train, val, test or all; the split recorded in the runs' split.json. Default: test, or all "
+            "when only classical methods are scored (they were trained on nothing).",
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Distortion seed (and split seed for runs that record no split).")] = 0,
     window: WindowOption = None,
     stride: StrideOption = None,
@@ -305,7 +344,9 @@ def evaluate(
     precision: PrecisionOption = "fp32",
     overwrite: OverwriteOption = False,
 ) -> None:
-    """Evaluate the paper's situations (Tables I-V); one JSON record per situation and distortion.
+    """Evaluate the paper's situations (Tables I-V), classical evidence methods and fusions; one
+    JSON record per situation and distortion, with per-kind means where the file names say the
+    kind of forgery (CASIA's Sp_D_ splices / Sp_S_ copy-moves, reloc synth's types).
 
     Samples that cannot be used (unreadable, a mask of another size) are skipped and listed
     in the records; the command then says how many and why in one line and exits with 1.
@@ -315,9 +356,17 @@ def evaluate(
     from reloc.data.catalog import DatasetError
     from reloc.devices import pick_device
     from reloc.engine.distributed import DistContext
-    from reloc.engine.evaluate import TILINGS, evaluation_samples, run_evaluation, standard_situations
+    from reloc.engine.evaluate import (
+        TILINGS,
+        evaluation_samples,
+        evidence_situations,
+        fused_situations,
+        run_evaluation,
+        standard_situations,
+    )
     from reloc.engine.grids import get_grid
     from reloc.engine.inference import retain_freed_memory
+    from reloc.evidence import parse_methods
     from reloc.metrics import PROTOCOLS
     from reloc.runs import SplitError
 
@@ -334,6 +383,10 @@ def evaluate(
         chosen_grid = get_grid(grid) if grid else None
     except ValueError as error:
         raise typer.BadParameter(str(error)) from error
+    try:
+        methods = parse_methods(evidence)
+    except ValueError as error:
+        raise typer.BadParameter(str(error), param_hint="--evidence") from None
 
     if keep_freed_memory:
         retain_freed_memory()
@@ -350,14 +403,18 @@ def evaluate(
     folders = (
         [str(run) for run in (plain, finetune) if run] + list(relocs.values()) + [r for pair in pairs for r in pair]
     )
+    any_model = bool(plain or finetune or relocs or pairs)
     try:
-        refs = evaluation_samples(dataset, split, folders, seed)
+        refs = evaluation_samples(dataset, split or ("test" if any_model else "all"), folders, seed)
     except (SplitError, DatasetError, ValueError) as error:
         typer.echo(f"error: {error}", err=True)
         raise typer.Exit(2) from error
-    situations = standard_situations(plain and str(plain), finetune and str(finetune), relocs, pairs)
-    if not situations:
-        raise typer.BadParameter("give at least one of --plain, --finetune, --reloc, --transfer")
+    models = standard_situations(plain and str(plain), finetune and str(finetune), relocs, pairs)
+    if not models and not methods:
+        raise typer.BadParameter("give at least one of --plain, --finetune, --reloc, --transfer, --evidence")
+    if fusion != "none" and not models:
+        raise typer.BadParameter("fuses a model's map: give a model too (--plain, ...)", param_hint="--fusion")
+    situations = models + (fused_situations(models, fusion) if fusion != "none" else []) + evidence_situations(methods)
     chosen = pick_device(device)
     check_precision(precision, chosen)
     dist = DistContext.from_environment(chosen.type)
@@ -388,13 +445,20 @@ def evaluate(
         return
     for record in records:
         values = record["metrics"]["per-image"]
+        unjudged = (record.get("evidence") or {}).get("not_applicable")
         typer.echo(
             f"{record['situation']:<24} {record['distortion']:<12} F1 {_metric(values['f1'])} "
             f"IoU {_metric(values['iou'])} AUC {_metric(values['auc'])} ({record['images']} images"
             + (f", {record['skipped']} skipped" if record.get("skipped") else "")
+            + (f", {record['evidence']['method']} not applicable to {unjudged}" if unjudged else "")
             + (", none tampered: F1 / IoU / AUC undefined" if record.get("tampered_images") == 0 else "")
             + ")"
         )
+        for kind, row in record.get("by_kind", {}).items():
+            typer.echo(
+                f"  {kind:<35} F1 {_metric(row['f1'])} IoU {_metric(row['iou'])} AUC {_metric(row['auc'])} "
+                f"({row['images']} images)"
+            )
         if image_level_line(record):
             typer.echo(image_level_line(record))
     typer.echo(f"records in {out / 'eval'}")
@@ -678,10 +742,11 @@ def localize(
     evidence: Annotated[
         str,
         typer.Option(
-            help="Classical evidence maps to add, a comma list of ela, noise, ghost, blocks, clones "
+            help="Classical evidence maps to add, a comma list of ela, noise, ghost, dq, blocks, clones "
             "(see docs/guide/evidence.md): each written as <stem>_evidence-<name>.png, its figures into the JSON."
         ),
     ] = "",
+    fusion: FusionOption = "clones",
 ) -> None:
     """Localize tampering in images: heat map, mask, overlay and a JSON summary per image.
 
@@ -739,6 +804,7 @@ def localize(
         max_expansion=MAX_EXPANSION if max_pixels is None else None,  # a cap the user gives replaces both
         dist=dist,
         evidence=methods,
+        fusion=fusion,
     )
     dist.close()
     if dist.is_main:
@@ -1034,6 +1100,7 @@ def serve(
     evidence: Annotated[
         str, typer.Option(help="Classical evidence maps shown as layers, a comma list (as `reloc localize`).")
     ] = "",
+    fusion: FusionOption = "clones",
 ) -> None:
     """A local web page (and HTTP API) to examine images: heat map, mask, file facts, case report.
 
@@ -1089,6 +1156,7 @@ def serve(
         window=window,
         stride=stride,
         evidence=methods,
+        fusion=fusion,
     )
 
 

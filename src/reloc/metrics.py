@@ -195,6 +195,18 @@ def describe_protocol(metric: str = "paper", threshold: float = DEFAULT_THRESHOL
     return text + (f"; {exclude_border} px each side of the mask boundary ignored" if exclude_border else "")
 
 
+def per_image_means(records: list[dict[str, float]]) -> dict[str, float]:
+    """``{"f1", "iou", "auc"}``: each the mean over the per-image ``records`` (as
+    :meth:`LocalizationMetrics.update` returns them) of the tampered images where it is
+    defined (authentic images and ``nan`` values left out; ``nan`` where none is)."""
+
+    def mean(key: str) -> float:
+        values = [r[key] for r in records if not r.get("authentic") and r[key] is not None and not np.isnan(r[key])]
+        return float(np.mean(values)) if values else float("nan")
+
+    return {"f1": mean("f1"), "iou": mean("iou"), "auc": mean("auc")}
+
+
 @dataclass
 class LocalizationMetrics:
     """Accumulates images, then reports per-image means and pooled values.
@@ -313,11 +325,6 @@ class LocalizationMetrics:
         without authentic images)."""
         tampered = [r for r in self.per_image if not r.get("authentic")]
         authentic = [r["pixel_false_alarm"] for r in self.per_image if r.get("authentic")]
-
-        def mean(key: str) -> float:
-            values = [r[key] for r in tampered if not np.isnan(r[key])]
-            return float(np.mean(values)) if values else float("nan")
-
         kept = self.pooled_auc and bool(self._scores)
         scores = np.concatenate(self._scores) if kept else None
         labels = np.concatenate(self._labels) if kept else None
@@ -331,7 +338,7 @@ class LocalizationMetrics:
             (pooled_f1, pooled_iou), _ = _better((pooled_f1, pooled_iou), f1_iou(*self._inverse_totals[:3]))
             pooled_auc = _oriented_auc(pooled_auc, True)
         return {
-            "per-image": {"f1": mean("f1"), "iou": mean("iou"), "auc": mean("auc")},
+            "per-image": per_image_means(tampered),
             "pooled": {"f1": pooled_f1, "iou": pooled_iou, "auc": pooled_auc},
             "images": len(self.per_image),
             "tampered_images": len(tampered),

@@ -200,14 +200,15 @@ def evaluated_refs(record: dict):
 
 
 def situations_of(records: list[dict]):
-    """The evaluated situations at the first distortion (plain-image ones included)."""
+    """The evaluated network situations at the first distortion (plain-image ones included;
+    classical methods and fusions, which have no features of their own, left out)."""
     from reloc.engine.evaluate import Situation
 
     distortion = (distortions_of(records) or ["none"])[0]
     chosen = []
     for name in ordered_situations(records):
         record = next((r for r in records if r["situation"] == name and r["distortion"] in (distortion, "none")), None)
-        if record is not None:
+        if record is not None and record.get("localizer") and not record.get("evidence"):
             chosen.append(Situation(name, record["localizer"], record["restorer"], record["distortion"] != "none"))
     return chosen, distortion
 
@@ -347,8 +348,12 @@ def robustness_section(records: list[dict], out: Path) -> list[str]:
 
 def windows_sentence(records: list[dict]) -> str:
     """The sliding windows the records ran in: one for all (``sliding windows 128 px, stride
-    64``) or, where situations differ (each model in its recorded window), one per situation."""
+    64``) or, where situations differ (each model in its recorded window), one per situation;
+    classical methods alone run in no window."""
     windows = {r["situation"]: (r["protocol"]["window"], r["protocol"]["stride"]) for r in records}
+    windows = {name: tiles for name, tiles in windows.items() if tiles[0] is not None}
+    if not windows:
+        return "classical methods only, on whole images"
     if len(set(windows.values())) == 1:
         window, stride = next(iter(windows.values()))
         return f"sliding windows {window} px, stride {stride}"

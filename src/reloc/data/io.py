@@ -53,7 +53,7 @@ photo sources, ``reloc localize`` inputs); a file named directly is read whateve
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _PNG_COLOUR_TYPES_WITH_CHANNELS = (2, 4, 6)  # RGB, gray+alpha, RGBA
-_EXIF_ORIENTATION = 0x0112
+EXIF_ORIENTATION = 0x0112  # the EXIF tag of the orientation (1-8)
 _LUMA_WEIGHTS = np.array([0.299, 0.587, 0.114], dtype=np.float32)  # ITU-R BT.601, as Pillow
 _BOMB_LIMIT_LOCK = threading.Lock()  # guards the temporary change of PIL.Image.MAX_IMAGE_PIXELS
 _BAND_ROWS = 512  # rows per band when compositing alpha in compact mode
@@ -434,9 +434,9 @@ def _decode(
         try:
             image.load()
             if _is_wide_colour_png(path, image):
-                return _decode_wide_png(path, image.getexif().get(_EXIF_ORIENTATION, 1))
-            orientation = image.getexif().get(_EXIF_ORIENTATION, 1)
-            return _orient(_pil_to_array(image, compact), orientation)
+                return _decode_wide_png(path, image.getexif().get(EXIF_ORIENTATION, 1))
+            orientation = image.getexif().get(EXIF_ORIENTATION, 1)
+            return orient(_pil_to_array(image, compact), orientation)
         except ImageError:
             raise
         except Exception as exc:
@@ -486,10 +486,10 @@ def _decode_wide_png(path: Path, orientation: int) -> np.ndarray:
     elif pixels.shape[2] == 4:
         pixels = cv2.cvtColor(pixels, cv2.COLOR_BGRA2RGBA)
     scale = 65535.0 if pixels.dtype == np.uint16 else 255.0
-    return _orient(pixels.astype(np.float32) / scale, orientation)
+    return orient(pixels.astype(np.float32) / scale, orientation)
 
 
-def _orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
+def orient(pixels: np.ndarray, orientation: int) -> np.ndarray:
     """Apply an EXIF orientation (1-8) to an ``(H, W, C)`` array, as ``exif_transpose``."""
     operations = {
         2: lambda a: a[:, ::-1],

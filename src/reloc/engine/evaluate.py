@@ -8,7 +8,11 @@ Situations (the paper's notation, ``M{I}``: model M tested on images I):
 - ``ReLoc{D}``: the ``reloc`` run's restorer and localizer on distorted images (other
   labels for ablation runs, e.g. ``joint{D}``);
 - ``R(A)+L(B){D}``: the restorer of ReLoc run A in front of the localizer of plain run B
-  (Table V, transferability).
+  (Table V, transferability);
+- ``ela{P}``, ``clones{P}``, ...: a classical evidence method of :mod:`reloc.evidence`
+  alone, on the images as stored (the JPEG methods read the files);
+- ``P+clones{D}``, ``ReLoc+clones{D}``, ...: a situation's map fused with the copy-move
+  matcher's on the same pixels (:func:`reloc.evidence.fuse`, ``max``).
 
 Each image is distorted whole (seeded per image), then run as ``reloc localize`` runs it
 (``tiling="default"``: whole up to the budget the weights record, else windows on the 8-px
@@ -22,7 +26,10 @@ stamped on the record; a robustness grid (:mod:`reloc.engine.grids`) stamps its 
 and strength on each record. Authentic images (no tampered pixel) count in no localization
 figure; the record gives their pixel false-alarm rate (``authentic``) and, over all
 images, the image-level detection figures (``image_level``,
-:func:`reloc.engine.detection.image_level`, from each image's ``image_score``).
+:func:`reloc.engine.detection.image_level`, from each image's ``image_score``). Where the
+sample names say the kind of forgery (CASIA's ``Sp_D_`` / ``Sp_S_``, ``reloc synth``'s
+``_splice`` ...: :func:`reloc.data.kinds.forgery_kind`), ``by_kind`` gives the per-image
+means of each kind.
 """
 
 from __future__ import annotations
@@ -41,20 +48,25 @@ from tqdm.auto import tqdm
 from reloc import runs
 from reloc.data.catalog import SPLITS, SampleRef, load_dataset, split_by_source
 from reloc.data.datasets import WholeImages
-from reloc.data.io import ImageError, write_png
+from reloc.data.io import ImageError, float_to_uint8, write_png
+from reloc.data.kinds import KINDS, forgery_kind
 from reloc.engine.detection import image_level, image_score
 from reloc.engine.distributed import DistContext
 from reloc.engine.grids import Grid
 from reloc.engine.inference import PAPER_TILING, Pipeline, pipeline_from_weights
 from reloc.engine.localize import sha256_file
 from reloc.errors import UsageError
+from reloc.evidence import METHODS, analyse, fuse
 from reloc.io_utils import parse_json, refuse_to_replace, write_json_atomic
-from reloc.metrics import LocalizationMetrics
+from reloc.metrics import LocalizationMetrics, per_image_means
 from reloc.precision import dtype_name
 from reloc.runs import resolve_weights
 
 TILINGS = ("default", "paper")
 """How :func:`evaluate_situation` runs each image: as ``reloc localize`` does, or by the paper's protocol."""
+
+NETWORK_PROTOCOL = ("window", "stride", "tiling", "whole_image_pixels", "blend", "grid", "restore_window", "precision")
+"""The protocol fields that describe how the networks ran (``None`` in a classical method's record)."""
 
 
 @dataclass(frozen=True)
@@ -63,19 +75,38 @@ class Situation:
 
     Attributes:
         name: e.g. ``"ReLoc{D}"``.
-        localizer: weights file of the localizer.
+        localizer: weights file of the localizer; ``None`` for a classical method alone.
         restorer: weights file of the restorer, or ``None``.
         distorted: test on distorted (``True``) or plain images.
+        evidence: a method of :data:`reloc.evidence.METHODS`. Without a localizer its map is
+            the situation's map, on the images as stored (``distorted`` must be ``False``:
+            the JPEG methods read the file); with one it must be ``"clones"``, fused with
+            the localizer's map (:func:`reloc.evidence.fuse`).
+
+    Raises:
+        ValueError: a situation without a localizer and evidence, a classical method on
+            distorted images, or a fusion with another method than ``clones``.
     """
 
     name: str
-    localizer: str
+    localizer: str | None
     restorer: str | None = None
     distorted: bool = True
+    evidence: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.evidence is not None and self.evidence not in METHODS:
+            raise ValueError(f"{self.name}: unknown evidence method {self.evidence!r}")
+        if self.localizer is None and (self.evidence is None or self.distorted or self.restorer):
+            raise ValueError(f"{self.name}: without a localizer, a situation is one evidence method on plain images")
+        if self.localizer is not None and self.evidence not in (None, "clones"):
+            raise ValueError(f"{self.name}: only the copy-move matcher's map is fused with a localizer's")
 
     def pipeline(self, device: torch.device, precision: str = "fp32") -> Pipeline:
         """The situation's networks on ``device``, prepared for inference, each in the window
         its file records, if any (:func:`reloc.engine.inference.pipeline_from_weights`)."""
+        if self.localizer is None:
+            raise ValueError(f"{self.name} runs no network")
         return pipeline_from_weights(self.localizer, self.restorer, device, precision)
 
 
@@ -110,6 +141,45 @@ def standard_situations(
         situations.append(Situation(f"P({b}){{D}}", localizer))
         situations.append(Situation(f"R({a})+L({b}){{D}}", localizer, resolve_weights(reloc_run, "restorer")))
     return situations
+
+
+def evidence_situations(methods: list[str]) -> list[Situation]:
+    """One situation per classical method alone, on the images as stored: ``ela`` -> ``ela{P}``."""
+    return [Situation(f"{method}{{P}}", None, distorted=False, evidence=method) for method in methods]
+
+
+def fused_situations(situations: list[Situation], method: str = "clones") -> list[Situation]:
+    """Each network situation again with its map fused with ``method``'s (:func:`reloc.evidence.fuse`):
+    ``P{D}`` -> ``P+clones{D}``."""
+    fused = []
+    for situation in situations:
+        if situation.localizer is None:
+            continue
+        model, _, images = situation.name.rpartition("{")
+        fused.append(
+            Situation(
+                f"{model}+{method}{{{images}", situation.localizer, situation.restorer, situation.distorted, method
+            )
+        )
+    return fused
+
+
+def by_kind(per_image: list[dict]) -> dict[str, dict[str, float | int]]:
+    """Per-image means by the kind of forgery each sample's name says (:func:`reloc.data.kinds.forgery_kind`).
+
+    Args:
+        per_image: the records of :meth:`LocalizationMetrics.update`.
+
+    Returns:
+        ``{kind: {"images", "f1", "iou", "auc"}}`` over the tampered images of each kind, in
+        :data:`reloc.data.kinds.KINDS` order; ``{}`` when no name says a kind.
+    """
+    groups: dict[str, list[dict]] = {}
+    for record in per_image:
+        kind = None if record.get("authentic") else forgery_kind(record["name"])
+        if kind is not None:
+            groups.setdefault(kind, []).append(record)
+    return {kind: {"images": len(groups[kind]), **per_image_means(groups[kind])} for kind in KINDS if kind in groups}
 
 
 def evaluation_samples(
@@ -233,22 +303,26 @@ def evaluate_situation(
     Returns:
         A JSON-ready record: situation, distortion, per-image and pooled metrics, counts
         (``skipped`` samples listed in ``skipped_samples`` with their reason), the
-        authentic images' pixel false alarms, the image-level figures, protocol and the
-        weights used.
+        authentic images' pixel false alarms, the image-level figures, the per-image means
+        by kind of forgery (``by_kind``), protocol (its network part ``None`` for a
+        classical method alone), the weights used, and ``evidence``: ``None``, or the
+        method, its ``use`` (``alone`` or ``fused``) and on how many images it was
+        ``not_applicable`` (scored there as an all-zero map alone, as the localizer's map fused).
     """
     if tiling not in TILINGS:
         raise ValueError(f"tiling must be one of {TILINGS}, got {tiling!r}")
     dist = dist or DistContext()
-    pipeline = situation.pipeline(device, precision)
-    if tiling == "paper":
+    pipeline = None if situation.localizer is None else situation.pipeline(device, precision)
+    if pipeline is not None and tiling == "paper":
         pipeline.blend, pipeline.grid = PAPER_TILING["blend"], PAPER_TILING["grid"]
         window, stride = pipeline.windows(window, stride)  # explicit: never a whole-image pass
-    tiles = pipeline.windows(window, stride)  # for images over the whole-image budget (or all, when given)
+    tiles = (None, None) if pipeline is None else pipeline.windows(window, stride)  # over the whole-image budget
     images = WholeImages(refs, distortion if situation.distorted else None, seed=seed, mask_resize=mask_resize)
     metrics = LocalizationMetrics(
         threshold=threshold, pooled_auc=pooled_auc, protocol=metric_protocol, exclude_border=exclude_border
     )
     skipped = []
+    unjudged = 0  # images the evidence method gave no map for
     started = time.perf_counter()
     label = f"{situation.name} @ {distortion if situation.distorted else 'plain'}"
     shard = [index for index, _ in dist.shard(list(range(len(images))))]
@@ -261,15 +335,27 @@ def evaluate_situation(
             continue
         done.append(index)
         source = item["distorted"] if situation.distorted else item["plain"]
-        probabilities = pipeline.predict(source, window=window, stride=stride, batch_size=batch_size).numpy()
+        probabilities = None
+        if pipeline is not None:
+            probabilities = pipeline.predict(source, window=window, stride=stride, batch_size=batch_size).numpy()
+        if situation.evidence is not None:
+            pixels = float_to_uint8(source.permute(1, 2, 0).numpy())  # (H, W, C) as decoded
+            file = None if situation.distorted else refs[index].image  # the pixels are the file's
+            found = analyse(pixels, file, [situation.evidence])[0]
+            unjudged += not found.applicable
+            if probabilities is not None:
+                probabilities = fuse(probabilities, found)
+            else:
+                probabilities = found.map if found.applicable else np.zeros(pixels.shape[:2], np.float32)
         record = metrics.update(probabilities, item["mask"][0].numpy(), name=item["name"])
         record["image_score"] = image_score(probabilities)
         if maps_dir is not None and index < keep_maps:
             write_png(maps_dir / f"{item['name']}.png", probabilities)
     if dist.enabled:
-        parts = dist.gather((done, metrics, skipped))
-        metrics = LocalizationMetrics.merged([part for _, part, _ in parts], [order for order, _, _ in parts])
-        skipped = [sample for _, _, lost in parts for sample in lost]
+        parts = dist.gather((done, metrics, skipped, unjudged))
+        metrics = LocalizationMetrics.merged([part for _, part, _, _ in parts], [order for order, *_ in parts])
+        skipped = [sample for _, _, lost, _ in parts for sample in lost]
+        unjudged = sum(count for *_, count in parts)
     summary = metrics.summary()
     return {
         "situation": situation.name,
@@ -282,26 +368,40 @@ def evaluate_situation(
         "tampered_images": summary["tampered_images"],
         "authentic": summary["authentic"],
         "image_level": image_level(metrics.per_image, situation.localizer, situation.restorer),
+        "by_kind": by_kind(metrics.per_image),
         "skipped": len(skipped),
         "skipped_samples": skipped,
         "protocol": {
-            "window": tiles[0],
-            "stride": tiles[1],
-            "tiling": tiling,
-            "whole_image_pixels": 0 if window is not None else pipeline.whole_image_pixels,
-            "blend": pipeline.blend,
-            "grid": pipeline.grid,
-            "restore_window": None if pipeline.restore_window is None else list(pipeline.restore_window),
+            **(
+                dict.fromkeys(NETWORK_PROTOCOL)
+                if pipeline is None
+                else {
+                    "window": tiles[0],
+                    "stride": tiles[1],
+                    "tiling": tiling,
+                    "whole_image_pixels": 0 if window is not None else pipeline.whole_image_pixels,
+                    "blend": pipeline.blend,
+                    "grid": pipeline.grid,
+                    "restore_window": None if pipeline.restore_window is None else list(pipeline.restore_window),
+                    "precision": dtype_name(pipeline.compute_dtype()),
+                }
+            ),
             "seed": seed,
             "mask_resize": mask_resize,
-            "precision": dtype_name(pipeline.compute_dtype()),
             **metrics.describe(),
-        },
+        },  # fmt: skip
+        "evidence": None
+        if situation.evidence is None
+        else {
+            "method": situation.evidence,
+            "use": "alone" if pipeline is None else "fused",
+            "not_applicable": unjudged,
+        },  # fmt: skip
         "localizer": situation.localizer,
         "restorer": situation.restorer,
         # The path alone does not say which weights ran (pretrained:NAME resolves to the same
         # path in every release): the digests do.
-        "localizer_sha256": sha256_file(situation.localizer),
+        "localizer_sha256": None if situation.localizer is None else sha256_file(situation.localizer),
         "restorer_sha256": None if situation.restorer is None else sha256_file(situation.restorer),
         "seconds": round(time.perf_counter() - started, 2),
         "per_image": metrics.per_image,

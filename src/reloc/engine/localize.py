@@ -15,7 +15,9 @@ image tinted red where tampered), optionally ``<stem>_restored.png``,
 path and SHA-256, the networks and their weights' SHA-256, whether a restorer ran, the
 reloc / torch / Python versions, the UTC time). The batch gets ``summary.json``: every
 input's status and reason, every skipped folder entry and why, the model, options,
-versions and times.
+versions and times. With a ``fusion`` (:func:`main_map`) the heat map, mask, overlay and
+probabilities are the fused map's, ``<stem>_learned.png`` is the learned map's heat map
+alone, and the JSON's ``map`` says which map they show.
 
 Safety rules:
 
@@ -80,7 +82,7 @@ from reloc.engine.distributed import DistContext
 from reloc.engine.inference import Pipeline
 from reloc.engine.model_choice import ModelChooser
 from reloc.errors import UsageError, utc_now
-from reloc.evidence import analyse, map_name, save_maps
+from reloc.evidence import FUSIONS, Evidence, analyse, fuse, map_name, save_maps
 from reloc.io_utils import write_json_atomic
 from reloc.models.weights import WeightsError
 from reloc.visualize import heatmap, overlay
@@ -92,7 +94,9 @@ BYTES_PER_PIXEL = 21
 2.99 GB for a 12000x12000 8-bit PNG (``benchmarks/memory.py``, tiny localizer, the peak seen
 after every window was localized, through the heat map and mask PNGs; runtime included). A
 restored image adds about 16 bytes per pixel (three more float32 sums, its uint8 copy);
-that figure is an estimate from the arrays, not a measurement."""
+that figure is an estimate from the arrays, not a measurement. So is the fusion's (``fusion="clones"``):
+about 8 bytes per pixel more (the matcher's float32 map at full size and the fused map) on
+images up to :data:`reloc.evidence.MAX_PIXELS`, none above (the matcher does not run there)."""
 
 DEFAULT_MAX_PIXELS = 400_000_000
 """Default pixel budget of ``reloc localize`` (20000x20000): at :data:`BYTES_PER_PIXEL`
@@ -104,6 +108,8 @@ LOCK_NAME = ".reloc-localize.lock"
 writes to a fresh sub-folder, so each folder's summary lists exactly its own files."""
 ERROR_LOG_NAME = "reloc-error.log"
 RESERVED_STEMS = frozenset({"summary"})
+LEARNED_SUFFIX = "_learned.png"
+"""With a fusion, the learned map's own heat map: ``<stem>_learned.png``."""
 _GLOB_CHARACTERS = frozenset("*?[")
 
 
@@ -201,6 +207,7 @@ def localize_files(
     dist: DistContext | None = None,
     max_expansion: float | None = None,
     evidence: Sequence[str] = (),
+    fusion: str = "none",
 ) -> LocalizeSummary:
     """Localize every image of ``inputs`` and write the results under ``out``.
 
@@ -231,6 +238,10 @@ def localize_files(
         evidence: classical evidence methods (:data:`reloc.evidence.METHODS`) to run beside
             the network: each map is written as ``<stem>_evidence-<method>.png`` and its
             note and figures go into the image's JSON under ``evidence``.
+        fusion: one of :data:`reloc.evidence.FUSIONS` (:func:`main_map`): ``clones`` runs the
+            copy-move matcher on every image (once, shared with ``evidence``) and makes the
+            written map ``max(learned, clones)``; the learned map's heat map is then written
+            as ``<stem>_learned.png``.
 
     Returns:
         The files processed, the failures with their reasons (unreadable images, missing
@@ -243,12 +254,14 @@ def localize_files(
     """
     if not 0.0 <= threshold <= 1.0:  # also refuses NaN
         raise ValueError(f"threshold must be in [0, 1], got {threshold}")
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
     dist = dist or DistContext()
     started, clock = utc_now(), time.perf_counter()
     expansion = expand_inputs(inputs, recursive=recursive)
     stems = unique_stems(expansion.files, reserved=RESERVED_STEMS)
     names = [SUMMARY_NAME, ERROR_LOG_NAME] + [
-        name for stem in stems for name in output_names(stem, save_restored, save_probability, evidence)
+        name for stem in stems for name in output_names(stem, save_restored, save_probability, evidence, fusion)
     ]
     # one process chooses (and creates) the output folder; the others use its choice
     chosen_folder = choose_output_folder(out, names, started) if dist.is_main else None
@@ -265,6 +278,7 @@ def localize_files(
         "save_probability": save_probability,
         "max_expansion": max_expansion,
         "evidence": list(evidence),
+        "fusion": fusion,
     }
     shard = dist.shard(list(zip(expansion.files, stems)))  # this process's files, with their positions
     done: list[tuple[int, dict[str, object]]] = []
@@ -331,11 +345,13 @@ def localize_files(
 
 
 def output_names(
-    stem: str, save_restored: bool, save_probability: bool = False, evidence: Sequence[str] = ()
+    stem: str, save_restored: bool, save_probability: bool = False, evidence: Sequence[str] = (), fusion: str = "none"
 ) -> list[str]:
-    """The files one image writes: heat map, mask, overlay, (restored,) (probability,) (evidence maps,) JSON."""
+    """The files one image writes: heat map, mask, overlay, (restored,) (probability,) (the learned
+    map alone, with a fusion,) (evidence maps,) JSON."""
     suffixes = ["_heatmap.png", "_mask.png", "_overlay.png"] + (["_restored.png"] if save_restored else [])
     suffixes += ["_probability.png"] if save_probability else []
+    suffixes += [LEARNED_SUFFIX] if fusion != "none" else []
     return [stem + suffix for suffix in suffixes] + [map_name(stem, m) for m in evidence] + [f"{stem}.json"]
 
 
@@ -541,7 +557,13 @@ def _localize_one(
     height, width = image.shape[:2]
     window, stride, whole = pipeline.plan(height, width, settings["window"], settings["stride"])  # type: ignore[arg-type]
     prediction = pipeline.predict(tensor, window, stride, settings["batch_size"], return_restored=save_restored)  # type: ignore[arg-type]
-    probabilities = (prediction[0] if save_restored else prediction).numpy()
+    learned = (prediction[0] if save_restored else prediction).numpy()
+    shown = evidence_to_run(settings["evidence"], settings["fusion"])  # type: ignore[arg-type]
+    results = analyse(image, path, shown) if shown else []
+    probabilities, facts["map"] = main_map(learned, results, settings["fusion"])  # type: ignore[arg-type]
+    if probabilities is not learned:
+        write_png(out / f"{stem}{LEARNED_SUFFIX}", heatmap(learned), overwrite=False)
+        facts["map"]["learned"]["heatmap"] = f"{stem}{LEARNED_SUFFIX}"
     write_png(out / f"{stem}_heatmap.png", heatmap(probabilities), overwrite=False)
     write_png(out / f"{stem}_mask.png", probabilities > settings["threshold"], overwrite=False)
     write_png(out / f"{stem}_overlay.png", overlay(image, probabilities), overwrite=False)
@@ -553,9 +575,15 @@ def _localize_one(
     if frames > 1:
         facts = {**facts, "frames": frames, "note": f"only the first of {frames} frames (or pages) was analysed"}
     if settings["evidence"]:
-        facts = {**facts, "evidence": save_maps(analyse(image, path, settings["evidence"]), out, stem)}  # type: ignore[arg-type]
+        asked = [result for result in results if result.method in settings["evidence"]]  # type: ignore[operator]
+        facts = {**facts, "evidence": save_maps(asked, out, stem)}
     network_input = pipeline.network_input(height, width, window)
-    numbers = image_report(probabilities, float(settings["threshold"]), pipeline.weights_files)  # type: ignore[arg-type]
+    numbers = image_report(
+        probabilities,
+        float(settings["threshold"]),
+        pipeline.weights_files,
+        score=image_score(learned),  # type: ignore[arg-type]
+    )
     numbers.update(
         file=str(path.absolute()),
         input={"path": str(path.absolute()), "sha256": digest, "bytes": size_bytes},
@@ -573,6 +601,44 @@ def _localize_one(
     )
     write_json_atomic(out / f"{stem}.json", numbers, indent=2, overwrite=False, allow_nan=False)
     return facts.get("note")  # type: ignore[return-value]
+
+
+def evidence_to_run(evidence: Sequence[str], fusion: str) -> list[str]:
+    """The evidence methods to run on an image: those asked for, and the one the fusion needs."""
+    return list(dict.fromkeys([*evidence, *(["clones"] if fusion == "clones" else [])]))
+
+
+def main_map(learned: np.ndarray, results: Sequence[Evidence], fusion: str) -> tuple[np.ndarray, dict[str, object]]:
+    """The map ``reloc localize`` and ``reloc serve`` show (heat map, mask, overlay), and what it shows.
+
+    Args:
+        learned: float32 ``(H, W)``, the network's probabilities.
+        results: the evidence run on the same image (:func:`reloc.evidence.analyse`); with
+            ``fusion="clones"`` it holds the copy-move matcher's result.
+        fusion: one of :data:`reloc.evidence.FUSIONS`.
+
+    Returns:
+        ``(map, facts)``: ``map`` is ``learned`` itself (no fusion) or
+        :func:`reloc.evidence.fuse`'s float32 ``(H, W)``; ``facts`` (the JSON's ``map``):
+        ``fusion``, ``shows`` (one line: "the learned map", or "learned map raised where the
+        copy-move matcher matched regions"), and with a fusion ``matcher`` (its note, the
+        regions it found) and ``learned``, the learned map's own ``max_probability`` and
+        ``mean_probability``.
+    """
+    facts: dict[str, object] = {"fusion": fusion, "shows": FUSIONS[fusion]}
+    if fusion == "none":
+        return learned, facts
+    clones = next(result for result in results if result.method == "clones")
+    regions = clones.figures.get("regions", []) if clones.applicable else []
+    facts["matcher"] = {"note": clones.note, "regions": len(regions)}
+    if not clones.applicable:
+        why = clones.note.removeprefix("not applicable: ")
+        facts["shows"] = f"{FUSIONS['none']} (the copy-move matcher does not apply: {why})"
+    facts["learned"] = {
+        "max_probability": float(learned.max()),
+        "mean_probability": float(learned.mean(dtype=np.float64)),
+    }
+    return fuse(learned, clones), facts
 
 
 def inference_facts(pipeline: Pipeline, whole: bool, window: int, stride: int) -> dict[str, object]:
@@ -597,7 +663,10 @@ def chw_to_uint8(image: torch.Tensor, band_rows: int = 512) -> np.ndarray:
 
 
 def image_report(
-    probabilities: np.ndarray, threshold: float, weights: dict[str, str | None] | None = None
+    probabilities: np.ndarray,
+    threshold: float,
+    weights: dict[str, str | None] | None = None,
+    score: float | None = None,
 ) -> dict[str, object]:
     """The numbers of one probability map ``(H, W)``.
 
@@ -605,6 +674,8 @@ def image_report(
         probabilities: the map. threshold: the pixel threshold.
         weights: the weights files that made the map (``Pipeline.weights_files``), which say
             whether the detection band of a pretrained model applies.
+        score: the image score to judge (``None``: the map's own); a fused map's is the
+            learned map's, on which the detection bands were calibrated.
 
     Returns:
         ``size`` ``[H, W]``; ``tampered_fraction``, the share of pixels above
@@ -614,7 +685,7 @@ def image_report(
         ``threshold``.
     """
     flat = probabilities.ravel()
-    score = image_score(probabilities)
+    score = image_score(probabilities) if score is None else score
     return {
         "size": list(probabilities.shape),
         "tampered_fraction": float(np.count_nonzero(flat > threshold) / flat.size),

@@ -25,6 +25,7 @@ import numpy as np
 from reloc.data.io import write_png
 from reloc.evidence.base import Evidence, as_rgb8, not_applicable
 from reloc.evidence.clones import copy_move
+from reloc.evidence.dq import double_quantisation
 from reloc.evidence.ela import error_levels
 from reloc.evidence.jpeg import block_grid, ghosts
 from reloc.evidence.noise import noise_levels
@@ -35,6 +36,7 @@ METHODS: dict[str, Method] = {
     "ela": error_levels,
     "noise": noise_levels,
     "ghost": ghosts,
+    "dq": double_quantisation,
     "blocks": block_grid,
     "clones": copy_move,
 }
@@ -42,6 +44,10 @@ METHODS: dict[str, Method] = {
 
 NEEDS: dict[str, tuple[str, str]] = {"clones": ("scipy", "figures")}
 """The optional package (and the extra of ``pyproject.toml`` that installs it) a method needs."""
+
+FUSIONS = {"none": "the learned map", "clones": "learned map raised where the copy-move matcher matched regions"}
+"""How a learned map may be fused with evidence (:func:`fuse`), and what the result shows:
+``none`` leaves it alone, ``clones`` raises it where the copy-move matcher matched regions."""
 
 MAX_PIXELS = 100_000_000
 """Images over this many pixels get no evidence (the JPEG methods hold several float32 copies)."""
@@ -93,6 +99,29 @@ def analyse(image: np.ndarray, path: str | os.PathLike | None, methods: Sequence
         result.figures["seconds"] = round(time.perf_counter() - started, 3)
         results.append(result)
     return results
+
+
+def fuse(learned: np.ndarray, clones: Evidence) -> np.ndarray:
+    """The learned map raised where the copy-move matcher matched regions: ``max(learned, clones.map)``.
+
+    Args:
+        learned: float32 ``(H, W)`` probabilities.
+        clones: what :func:`reloc.evidence.clones.copy_move` found in the same pixels (1 on
+            a copy's target, 0.5 on its source, 0 elsewhere).
+
+    Returns:
+        float32 ``(H, W)``; ``learned`` itself when the matcher gave no map (image too small).
+
+    Raises:
+        ValueError: ``clones`` is another method's result, or its map has another size.
+    """
+    if clones.method != "clones":
+        raise ValueError(f"only the copy-move matcher's map is fused, not {clones.method!r}")
+    if not clones.applicable:
+        return learned
+    if clones.map.shape != np.shape(learned):
+        raise ValueError(f"the matcher's map is {clones.map.shape}, the learned map {np.shape(learned)}")
+    return np.maximum(learned, clones.map)
 
 
 def map_name(stem: str, method: str) -> str:
@@ -150,4 +179,14 @@ def reliability_line(method: str) -> str:
     return f"{figures['dataset']}, per image: {'; '.join(parts)}; {alarms:.0%} of authentic images flagged"
 
 
-__all__ = ["METHODS", "Evidence", "analyse", "map_name", "parse_methods", "reliability_line", "save_maps"]
+__all__ = [
+    "FUSIONS",
+    "METHODS",
+    "Evidence",
+    "analyse",
+    "fuse",
+    "map_name",
+    "parse_methods",
+    "reliability_line",
+    "save_maps",
+]

@@ -169,7 +169,7 @@ def evaluate_on(name: str, work: Path, recipe_settings: bool, specs: tuple[str, 
         values = record["metrics"]["per-image"]
         row = {m: _round(values.get(m)) for m in METRICS}
         row["ci95"] = {m: bootstrap_interval([r.get(m) for r in record["per_image"]], rng) for m in METRICS}
-        row["per_type"] = per_type(record["per_image"])
+        row["per_type"] = per_type(record)
         row.update(
             images=record["images"],
             single_class=record["single_class"],
@@ -208,15 +208,11 @@ def weights_digest(name: str) -> str:
     return digest.hexdigest()
 
 
-def per_type(per_image: list[dict]) -> dict[str, dict[str, float | None]]:
-    """Per-image means by tampering type (the type is the last part of a synth sample's name)."""
-    groups: dict[str, list[dict]] = {}
-    for row in per_image:
-        groups.setdefault(row["name"].rsplit("_", 1)[-1], []).append(row)
+def per_type(record: dict) -> dict[str, dict[str, float | None]]:
+    """An evaluation record's per-image means by kind of forgery (its ``by_kind``), rounded."""
     return {
-        kind: {m: _round(np.nanmean([r[m] if r.get(m) is not None else np.nan for r in rows])) for m in METRICS}
-        | {"images": len(rows)}
-        for kind, rows in sorted(groups.items())
+        kind: {m: _round(row[m]) for m in METRICS} | {"images": row["images"]}
+        for kind, row in record["by_kind"].items()
     }
 
 

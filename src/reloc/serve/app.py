@@ -91,6 +91,8 @@ class ServeSettings:
             (:meth:`reloc.engine.inference.Pipeline.windows`).
         evidence: classical evidence methods (:data:`reloc.evidence.METHODS`) run on every
             image beside the network, shown as layers and in the case report.
+        fusion: one of :data:`reloc.evidence.FUSIONS`: what the main map is
+            (:func:`reloc.engine.localize.main_map`; ``reloc serve``'s default is ``clones``).
     """
 
     work: Path
@@ -105,6 +107,7 @@ class ServeSettings:
     window: int | None = None
     stride: int | None = None
     evidence: tuple[str, ...] = ()
+    fusion: str = "none"
 
 
 class ApiError(HTTPException):
@@ -244,7 +247,7 @@ def create_app(models: ModelSet, settings: ServeSettings) -> FastAPI:
     @app.get("/api/jobs/{job_id}/{view}.png")
     def view_png(job_id: str, view: str) -> FileResponse:
         job = done_job(job_id)
-        if view not in ("image", "heatmap", "restored") or not (job.folder / f"{view}.png").is_file():
+        if view not in ("image", "heatmap", "restored", "learned") or not (job.folder / f"{view}.png").is_file():
             raise ApiError(404, f"job {job_id} has no {view}.png")
         return FileResponse(job.folder / f"{view}.png", media_type="image/png")
 
@@ -312,7 +315,7 @@ def _prepare(
     return Job(
         folder.name, folder, name, facts, served, reason, model or models.default,
         max_pixels=settings.max_pixels, threshold=threshold, window=settings.window, stride=settings.stride,
-        evidence=settings.evidence,
+        evidence=settings.evidence, fusion=settings.fusion,
     )  # fmt: skip
 
 

@@ -33,8 +33,8 @@ import numpy as np
 import torch
 
 from reloc.data.io import ImageError, read_image, read_probability_png, write_png, write_probability_png
-from reloc.engine.detection import evidence_text
-from reloc.engine.localize import chw_to_uint8, image_report, inference_facts
+from reloc.engine.detection import evidence_text, image_score
+from reloc.engine.localize import chw_to_uint8, evidence_to_run, image_report, inference_facts, main_map
 from reloc.evidence import analyse, save_maps
 from reloc.serve.models import ServedModel
 from reloc.visualize import BAND_ROWS, heatmap, overlay
@@ -118,6 +118,10 @@ class Job:
         inference: how the image ran once run (:func:`reloc.engine.localize.inference_facts`).
         evidence: classical evidence methods to run beside the network (:mod:`reloc.evidence`);
             ``layers`` their records once run (heat-map PNGs ``layer_evidence-<method>.png``).
+        fusion: what the main map is (:func:`reloc.engine.localize.main_map`); with a
+            fusion the learned map's heat map alone is ``learned.png``. ``map`` says what
+            the main map shows once run, ``learned_score`` the learned map's image score
+            (the one the detection bands were calibrated on).
         state: ``queued``, ``running``, ``done`` or ``failed``.
         done, total: sliding windows done so far, out of ``total`` (0 until it runs).
         result: the result JSON once ``done``; ``error`` the reason once ``failed``, and
@@ -141,6 +145,9 @@ class Job:
     inference: dict[str, Any] | None = None
     evidence: tuple[str, ...] = ()
     layers: dict[str, dict[str, Any]] = field(default_factory=dict)
+    fusion: str = "none"
+    map: dict[str, Any] = field(default_factory=dict)
+    learned_score: float | None = None
     state: str = "queued"
     done: int = 0
     total: int = 0
@@ -181,18 +188,25 @@ class Job:
         prediction = pipeline.predict(
             tensor, self.window, self.stride, return_restored=with_restored, progress=self._progress
         )
-        probabilities = (prediction[0] if with_restored else prediction).numpy()
+        learned = (prediction[0] if with_restored else prediction).numpy()
         if with_restored:
             write_png(self.folder / "restored.png", chw_to_uint8(prediction[1]))
         del prediction, tensor
+        methods = evidence_to_run(self.evidence, self.fusion)
+        results = analyse(image, self.folder / UPLOAD_NAME, methods) if methods else []
+        probabilities, self.map = main_map(learned, results, self.fusion)
+        self.learned_score = image_score(learned)
+        if probabilities is not learned:
+            write_png(self.folder / "learned.png", heatmap(learned))
+        del learned
         write_probability_png(self.folder / PROBABILITIES_NAME, probabilities)
         write_png(self.folder / "image.png", image)
         write_png(self.folder / "heatmap.png", heatmap(probabilities))
         write_png(self.folder / "overlay.png", overlay(image, probabilities))
         write_png(self.folder / "mask.png", probabilities > self.threshold)
         if self.evidence:
-            results = analyse(image, self.folder / UPLOAD_NAME, self.evidence)
-            self.layers = save_maps(results, self.folder, "layer", render=heatmap)
+            asked = [result for result in results if result.method in self.evidence]
+            self.layers = save_maps(asked, self.folder, "layer", render=heatmap)
         del image
         (self.folder / UPLOAD_NAME).unlink(missing_ok=True)  # image.png holds what was analysed
         self.seconds = round(time.perf_counter() - started, 3)
@@ -211,7 +225,7 @@ class Job:
         """The JSON of ``reloc localize`` for this image at ``threshold``, plus the file and model facts."""
         if probabilities is None:
             probabilities = self.probabilities()
-        numbers = image_report(probabilities, threshold, self.model.pipeline.weights_files)
+        numbers = image_report(probabilities, threshold, self.model.pipeline.weights_files, score=self.learned_score)
         numbers.update(
             file=self.filename,
             window=self.window,
@@ -222,6 +236,7 @@ class Job:
             model=self.model.name,
             model_reason=self.model_reason,
             jpeg_quality=self.facts["jpeg_quality"],
+            map=self.map,
         )
         if self.layers:
             numbers["evidence"] = self.layers
@@ -235,6 +250,8 @@ class Job:
         urls = {name: f"{base}/{name}.png" for name in ("image", "heatmap", "overlay", "mask")}
         if self.model.has_restorer:
             urls["restored"] = f"{base}/restored.png"
+        if (self.folder / "learned.png").is_file():
+            urls["learned"] = f"{base}/learned.png"
         urls.update(report=f"{base}/report.html", json=f"{base}/localize.json")
         return {
             "id": self.id,
@@ -247,6 +264,7 @@ class Job:
             "width": width,
             "height": height,
             "threshold": self.threshold,
+            "map": self.map,
             "tampered_fraction": record["tampered_fraction"],
             "score": record["image_score"],
             "detection": record["detection"] | {"text": evidence_text(record["detection"])},

@@ -83,6 +83,7 @@ def render_report(job: Job, threshold: float) -> str:
             "Tampered fraction",
             f'<span class="big">{record["tampered_fraction"]:.2%}</span> of the pixels above the threshold',
         ),
+        ("Map", html.escape(record["map"].get("shows", "the learned map"))),
         ("Image-level evidence", html.escape(evidence_text(record["detection"]))),
         ("Max / mean probability", f"{record['max_probability']:.3f} / {record['mean_probability']:.3f}"),
         ("Sliding windows", f"{job.total} windows of {job.window} px, stride {job.stride}; {job.seconds} s"),
@@ -95,6 +96,8 @@ def render_report(job: Job, threshold: float) -> str:
         ("Overlay (red where tampered)", _file_uri(job, "overlay.png")),
         (f"Mask at threshold {threshold:g}", _png_uri(probabilities > threshold)),
     ]
+    if (job.folder / "learned.png").is_file():
+        views.append(("Learned map alone (heat map)", _file_uri(job, "learned.png")))
     if model.has_restorer:
         views.append(("Restored image (input of the localizer)", _file_uri(job, "restored.png")))
     views += [

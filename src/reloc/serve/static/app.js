@@ -153,7 +153,7 @@ class Card {
     this.root.style.setProperty("--aspect", `${result.width} / ${result.height}`);
     this.fillFacts(result);
     const urls = result.urls;
-    const names = ["image", "heatmap"].concat(urls.restored ? ["restored"] : []);
+    const names = ["image", "heatmap"].concat(urls.restored ? ["restored"] : [], urls.learned ? ["learned"] : []);
     const blobs = Object.fromEntries(await Promise.all(names.map(async (n) => [n, await apiBlobUrl(urls[n])])));
     this.pane("image").querySelector("img").src = blobs.image;
     this.pane("heatmap").querySelector("img").src = blobs.heatmap;
@@ -161,6 +161,8 @@ class Card {
     under.src = blobs.image;
     layer.src = blobs.heatmap;
     if (blobs.restored) { this.pane("restored").hidden = false; this.pane("restored").querySelector("img").src = blobs.restored; }
+    if (blobs.learned) { this.pane("learned").hidden = false; this.pane("learned").querySelector("img").src = blobs.learned; }
+    $(".map-shows", this.root).textContent = result.map && result.map.shows ? `Map: ${result.map.shows}.` : "";
     $(".score", this.root).textContent = result.score.toFixed(3) + (result.detection.band ? ` (${result.detection.band})` : "");
     $(".detection-text", this.root).textContent = result.detection.text;
     const opacity = $(".opacity", this.root);
