@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -67,7 +68,9 @@ def test_localize_runs_on_the_core_install(tmp_path):
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(image)
     done = _reloc_core_only(["localize", image, "--out", tmp_path / "out", "--device", "cpu"])
     assert done.returncode == 0, done.stdout + done.stderr
-    assert (tmp_path / "out" / "x.json").is_file()
+    facts = json.loads((tmp_path / "out" / "x.json").read_text())["map"]  # the default fusion falls back, saying why
+    assert facts["fusion"] == "clones" and "the copy-move matcher does not apply" in facts["shows"]
+    assert "pip install 'reloc[figures]'" in facts["shows"]
     done = _reloc_core_only(["localize", image, "--out", tmp_path / "out2", "--evidence", "ela,clones"])
     assert done.returncode == EXIT_USAGE
     assert done.stderr.splitlines()[0] == (

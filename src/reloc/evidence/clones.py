@@ -20,6 +20,7 @@ with the ``figures`` extra, and :func:`reloc.evidence.parse_methods` names that 
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import os
 
@@ -183,9 +184,12 @@ def copy_move(image: np.ndarray, path: str | os.PathLike | None = None) -> Evide
         ``target`` boxes ``[x0, y0, x1, y1]`` and areas, the ``transform`` (2x3, source ->
         target pixel coordinates), ``rotation_degrees``, ``scale_factor``, ``inliers`` and
         ``direction`` (how the target was told from the source). Not applicable to images
-        with a side under :data:`MIN_SIDE`.
+        with a side under :data:`MIN_SIDE`, nor without SciPy (the ``figures`` extra: the
+        default fused map of ``reloc localize`` then shows the learned map alone and says why).
     """
     height, width = image.shape[:2]
+    if importlib.util.find_spec("scipy") is None:
+        return not_applicable("clones", "the matcher needs scipy, which is not installed: pip install 'reloc[figures]'")
     cv2.setRNGSeed(0)  # RANSAC draws from OpenCV's generator: the same image gives the same regions
     if min(height, width) < MIN_SIDE:
         return not_applicable("clones", f"the image is {height}x{width}, under the matcher's {MIN_SIDE} pixels a side")
