@@ -312,9 +312,9 @@ def test_example_settings_files_load():
 
 
 def test_release_recipe_traits_set_adds_hosts_and_reads_the_settings_file(tmp_path, monkeypatch):
-    """The recipe's ``extra_data.traits`` (made only once a model trains on it): its settings
-    file is read before the recipe's settings, its ``hosts`` join the training photos, and
-    the held-out photos stay out."""
+    """The recipe's ``extra_data.traits`` (made because the plain-traits experiment trains on
+    it): its settings file is read before the recipe's settings, its ``hosts`` join the
+    training photos, and the held-out photos stay out."""
     import yaml
 
     from reloc.release import recipe as recipes
@@ -322,7 +322,7 @@ def test_release_recipe_traits_set_adds_hosts_and_reads_the_settings_file(tmp_pa
 
     recipe = recipes.load_recipe("cpu")
     assert recipe["extra_data"]["traits"]["settings_files"] == ["configs/synth/traits.yaml"]
-    assert "data-traits" not in recipes.data_parts(recipe)  # no model trains on it
+    assert recipes.data_of(recipe, "plain-traits") == "data-traits" and "data-traits" in recipes.data_parts(recipe)
     photos = tmp_path / "photos" / "skimage"
     photos.mkdir(parents=True)
     more = tmp_path / "more"
