@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import shutil
 import subprocess
@@ -36,7 +35,7 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
+from real import Records, bootstrap_mean, image_scores, predict  # benchmarks/real.py: one home for these
 from tqdm import tqdm
 
 from reloc import runs
@@ -48,9 +47,7 @@ from reloc.engine.detection import image_score
 from reloc.engine.inference import pipeline_from_weights
 from reloc.image_metrics import image_level_summary
 from reloc.io_utils import write_json_atomic
-from reloc.metrics import LocalizationMetrics
 from reloc.precision import cpu_flags, cpu_model
-from reloc.release.measure import bootstrap_interval
 from reloc.release.provenance import run_progress
 from reloc.release.recipe import ROOT, load_recipe, photo_split
 from reloc.release.training import make_data
@@ -102,15 +99,6 @@ def at_thresholds(probabilities: np.ndarray, truth: np.ndarray) -> list[float]:
         tp = np.count_nonzero(flagged & truth)
         values.append(2 * tp / (np.count_nonzero(flagged) + np.count_nonzero(truth)))
     return values
-
-
-def interval(values: list[float], seed: int = 0) -> dict:
-    """Mean of the finite values and its 95% bootstrap interval over images."""
-    data = [v for v in values if v is not None and np.isfinite(v)]
-    if not data:
-        return {"mean": None, "low": None, "high": None, "n": 0}
-    low, high = bootstrap_interval(data, np.random.default_rng(seed)) or [None, None]
-    return {"mean": round(float(np.mean(data)), 4), "low": low, "high": high, "n": len(data)}
 
 
 def make_variant_data(name: str, work: Path) -> Path:
@@ -168,44 +156,29 @@ def synthetic_test(work: Path) -> Path:
 def records_of(label: str, weights: Path, casia: Path, synthetic: Path, work: Path) -> list[dict]:
     """Per-image records of one localizer on casia1-dev (forgeries and authentic photos) and
     on the synthetic test edits (resumed from ``work / records / LABEL.jsonl``)."""
-    path = work / "records" / f"{label}.jsonl"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rows = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            if line.strip():
-                row = json.loads(line)
-                rows[row["key"]] = row
+    (work / "records").mkdir(parents=True, exist_ok=True)
+    records = Records(work / "records" / f"{label}.jsonl")
     pipeline = None
     refs = [("casia", ref) for ref in load_dataset(casia)] + [("synthetic", ref) for ref in load_dataset(synthetic)]
-    with open(path, "a") as handle:
-        for source, ref in tqdm(refs, desc=label, unit="image"):
-            key = f"{source}/{Path(ref.image).name}"
-            if key in rows and ("at_thresholds" in rows[key] or "skipped" in rows[key]):
-                continue
-            try:
-                image, mask = load_pair(ref)
-            except ImageError as error:  # a mis-sized mask: named, not scored
-                rows[key] = {"key": key, "skipped": error.reason}
-                handle.write(json.dumps(rows[key]) + "\n")
-                continue
-            if pipeline is None:
-                pipeline = pipeline_from_weights(weights, precision="fp32")
-            tensor = torch.from_numpy(np.ascontiguousarray((image * 255).round().astype(np.uint8))).permute(2, 0, 1)
-            side = max(image.shape[:2])
-            probabilities = pipeline.predict(tensor, window=side, stride=side).numpy()
-            row = {"key": key, "source": source, "image": Path(ref.image).name, "tampered": bool(mask.any()),
-                   "score": image_score(probabilities),
-                   "at_thresholds": at_thresholds(probabilities, mask > 0.5)}  # fmt: skip
-            if mask.any():
-                truth = mask > 0.5
-                paper = LocalizationMetrics(pooled_auc=False).update(probabilities, truth)
-                best = LocalizationMetrics(pooled_auc=False, protocol="best-threshold").update(probabilities, truth)
-                row.update(f1=paper["f1"], auc=paper["auc"], best_f1=best["f1"])
-            rows[key] = row
-            handle.write(json.dumps(row, allow_nan=True) + "\n")
-            handle.flush()
-    return [row for row in rows.values() if "skipped" not in row]
+    for source, ref in tqdm(refs, desc=label, unit="image"):
+        key = f"{source}/{Path(ref.image).name}"
+        if key in records and ("at_thresholds" in records.rows[key] or "skipped" in records.rows[key]):
+            continue
+        try:
+            image, mask = load_pair(ref)
+        except ImageError as error:  # a mis-sized mask: named, not scored
+            records.add({"key": key, "skipped": error.reason})
+            continue
+        if pipeline is None:
+            pipeline = pipeline_from_weights(weights, precision="fp32")
+        probabilities = predict(pipeline, (image * 255).round().astype(np.uint8), "whole")
+        truth = mask > 0.5
+        row = {"key": key, "source": source, "image": Path(ref.image).name, "tampered": bool(truth.any()),
+               "score": image_score(probabilities), "at_thresholds": at_thresholds(probabilities, truth)}  # fmt: skip
+        if truth.any():
+            row.update(image_scores(probabilities, truth))
+        records.add(row)
+    return [row for row in records.rows.values() if "skipped" not in row]
 
 
 def summary_of(rows: list[dict]) -> dict:
@@ -214,14 +187,14 @@ def summary_of(rows: list[dict]) -> dict:
     out: dict = {"casia": {}, "synthetic": {}}
     for kind, prefix in KINDS.items():
         chosen = [r for r in casia if r["tampered"] and r["image"].startswith(prefix)]
-        out["casia"][kind] = {m: interval([r[m] for r in chosen]) for m in ("f1", "best_f1", "auc")}
+        out["casia"][kind] = {m: bootstrap_mean([r[m] for r in chosen]) for m in ("f1", "best_f1", "auc")}
     forgeries = np.array([r["at_thresholds"] for r in casia if r["tampered"]])
     authentic = np.array([r["at_thresholds"] for r in casia if not r["tampered"]])
     best = int(np.argmax(forgeries.mean(axis=0)))
     out["casia"]["chosen_threshold"] = {
         "threshold": THRESHOLDS[best],
-        "f1": interval(forgeries[:, best].tolist()),
-        "authentic_pixels_flagged": interval(authentic[:, best].tolist()),
+        "f1": bootstrap_mean(forgeries[:, best].tolist()),
+        "authentic_pixels_flagged": bootstrap_mean(authentic[:, best].tolist()),
         "rule": "the threshold of the highest mean per-image F1 over casia1-dev's forgeries (chosen on them)",
     }
     scores = np.array([r["score"] for r in casia])
@@ -229,7 +202,7 @@ def summary_of(rows: list[dict]) -> dict:
     level = image_level_summary(scores, tampered, threshold=0.5)
     out["casia"]["image_auc"] = round(float(level["auc"]), 4)
     synthetic = [r for r in rows if r["source"] == "synthetic" and r["tampered"]]
-    out["synthetic"] = {m: interval([r[m] for r in synthetic]) for m in ("f1", "best_f1", "auc")}
+    out["synthetic"] = {m: bootstrap_mean([r[m] for r in synthetic]) for m in ("f1", "best_f1", "auc")}
     return out
 
 
@@ -243,7 +216,7 @@ def paired(rows: list[dict], base: list[dict], metric: str, source: str, prefix:
         and r["key"] in before and r.get(metric) is not None and before[r["key"]] is not None
         and np.isfinite(r[metric]) and np.isfinite(before[r["key"]])
     ]  # fmt: skip
-    return interval(diffs)
+    return bootstrap_mean(diffs)
 
 
 def markdown(results: dict) -> str:
@@ -252,8 +225,6 @@ def markdown(results: dict) -> str:
     def cell(figure: dict) -> str:
         if figure["mean"] is None:
             return "-"
-        if figure["low"] is None:  # fewer than two images
-            return f"{figure['mean']:.3f}"
         return f"{figure['mean']:.3f} [{figure['low']:.3f}, {figure['high']:.3f}]"
 
     lines = [
