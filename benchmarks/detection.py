@@ -279,6 +279,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.camera_authentic:
+        if not args.camera_authentic.is_dir():
+            parser.error(f"--camera-authentic: {args.camera_authentic} is not a folder")
         camera_authentic(args.camera_authentic, args.work, args.out.parent / "camera-authentic.json")
         return 0
     if args.every < 1:
