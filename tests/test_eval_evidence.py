@@ -109,8 +109,9 @@ def test_situation_names_and_rules():
     ]
     with pytest.raises(ValueError, match="plain images"):
         Situation("ela{D}", None, distorted=True, evidence="ela")
-    with pytest.raises(ValueError, match="only the copy-move"):
+    with pytest.raises(ValueError, match="fused by one of clones, dq, clones\\+dq, not 'ela'"):
         Situation("P+ela{D}", "a.safetensors", evidence="ela")
+    assert [s.name for s in fused_situations(models[:1], "clones+dq")] == ["P+clones+dq{D}"]
 
 
 def test_by_kind_groups_the_tampered_images_by_name():

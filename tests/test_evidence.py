@@ -366,9 +366,13 @@ def test_localize_fuses_the_learned_map_with_the_matchers_and_keeps_the_learned_
         app, ["localize", str(image), "--localizer", str(weights), "--out", str(tmp_path / "c")]
     )
     assert result.exit_code == 0, result.output
-    assert json.loads((tmp_path / "c" / "copy.json").read_text())["map"]["fusion"] == "clones"
+    default = json.loads((tmp_path / "c" / "copy.json").read_text())["map"]
+    assert default["fusion"] == "clones+dq" and default["dq"]["applied"] is False
+    assert default["shows"].startswith(  # a PNG: no quantisation tables, so only the matcher
+        "learned map raised where the copy-move matcher matched regions (the double-quantisation model does not apply"
+    )
     result = CliRunner().invoke(app, ["localize", str(image), "--fusion", "ela", "--out", str(tmp_path / "d")])
-    assert result.exit_code == 2 and "'ela' is not one of none, clones" in result.output
+    assert result.exit_code == 2 and "'ela' is not one of none, clones, dq, clones+dq" in result.output
     assert "Traceback" not in result.output
 
 
@@ -380,6 +384,48 @@ def test_fusion_leaves_a_map_the_matcher_cannot_judge_as_it_is():
     shown, facts = main_map(learned, small, "clones")
     assert np.array_equal(shown, learned)
     assert facts["shows"].startswith("the learned map (the copy-move matcher does not apply: the image is 40x50")
+
+
+def test_fuse_averages_the_dq_map_where_it_applies_then_raises_to_the_matchers():
+    from reloc.evidence import DQ_WEIGHT, Evidence, fuse
+    from reloc.evidence.base import not_applicable
+
+    learned = np.full((4, 6), 0.2, np.float32)
+    dq_map = np.zeros((4, 6), np.float32)
+    dq_map[:, 3:] = 1.0
+    clones_map = np.zeros((4, 6), np.float32)
+    clones_map[0, 0] = 1.0
+    dq, clones = Evidence("dq", dq_map, ""), Evidence("clones", clones_map, "")
+    expected = 0.2 * (1 - DQ_WEIGHT) + dq_map * DQ_WEIGHT
+    np.testing.assert_allclose(fuse(learned, [dq], "dq"), expected, rtol=1e-6)
+    both = fuse(learned, [clones, dq], "clones+dq")
+    assert both[0, 0] == 1.0 and both.dtype == np.float32
+    np.testing.assert_allclose(both[1:], expected[1:], rtol=1e-6)
+    # a method that did not apply leaves the learned map standing there
+    assert fuse(learned, [not_applicable("dq", "not a JPEG file"), clones], "clones+dq")[1, 1] == np.float32(0.2)
+    assert fuse(learned, [not_applicable("dq", "x")], "dq") is learned
+    assert fuse(learned, [], "none") is learned
+    with pytest.raises(ValueError, match="needs the result of dq"):
+        fuse(learned, [clones], "clones+dq")
+    with pytest.raises(ValueError, match="fusion must be one of"):
+        fuse(learned, [dq], "ela")
+    with pytest.raises(ValueError, match="the dq map is"):
+        fuse(learned, [Evidence("dq", np.zeros((3, 3), np.float32), "")], "dq")
+
+
+def test_default_fusion_follows_the_dq_map_on_a_twice_compressed_jpeg(tmp_path):
+    from reloc.engine.localize import localize_files
+    from reloc.engine.model_choice import ModelChooser
+
+    path = twice_compressed(tmp_path, 60, 90)
+    chooser = ModelChooser.from_option(str(silent_localizer(tmp_path)))
+    assert localize_files([str(path)], chooser, tmp_path / "out", progress=False, fusion="clones+dq").ok
+    record = json.loads((tmp_path / "out" / f"{path.stem}.json").read_text())
+    assert record["map"]["dq"]["applied"] and "aligned double quantisation" in record["map"]["dq"]["note"]
+    assert record["map"]["shows"].startswith("learned map averaged with the double-quantisation map")
+    mask = np.asarray(Image.open(tmp_path / "out" / f"{path.stem}_mask.png")) > 0
+    assert mask[INSIDE].mean() > 0.8 and np.mean(outside(mask)) < 0.2  # the learned map alone is 0.5 everywhere
+    assert record["image_score"] == pytest.approx(0.5, abs=1e-3)  # judged on the learned map, as calibrated
 
 
 def test_serve_shows_the_fused_map_and_the_learned_map_alone(tmp_path):

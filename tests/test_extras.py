@@ -69,7 +69,9 @@ def test_localize_runs_on_the_core_install(tmp_path):
     done = _reloc_core_only(["localize", image, "--out", tmp_path / "out", "--device", "cpu"])
     assert done.returncode == 0, done.stdout + done.stderr
     facts = json.loads((tmp_path / "out" / "x.json").read_text())["map"]  # the default fusion falls back, saying why
-    assert facts["fusion"] == "clones" and "the copy-move matcher does not apply" in facts["shows"]
+    assert facts["fusion"] == "clones+dq" and facts["shows"].startswith("the learned map (")
+    assert "the copy-move matcher does not apply" in facts["shows"]
+    assert "the double-quantisation model does not apply" in facts["shows"]  # a PNG
     assert "pip install 'reloc[figures]'" in facts["shows"]
     done = _reloc_core_only(["localize", image, "--out", tmp_path / "out2", "--evidence", "ela,clones"])
     assert done.returncode == EXIT_USAGE

@@ -94,7 +94,9 @@ def test_torchrun_localize_two_processes_equals_one(tmp_path):
     assert "cut.png" in result.stdout and "missing.png" in result.stdout
 
     chooser = ModelChooser.from_option(weights, "cpu", precision="fp32")  # what the CLI builds from --localizer
-    summary = localize_files(inputs, chooser, tmp_path / "one", window=64, stride=64, progress=False, fusion="clones")
+    summary = localize_files(
+        inputs, chooser, tmp_path / "one", window=64, stride=64, progress=False, fusion="clones+dq"
+    )
     assert len(summary.processed) == 5 and len(summary.failed) == 2
     merged = json.loads((tmp_path / "two" / "summary.json").read_text())
     assert merged["processes"] == 2 and merged["counts"] == {"processed": 5, "failed": 2, "skipped": 0}

@@ -21,6 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CARDS = ROOT / "src" / "reloc" / "pretrained" / "cards.json"
 REAL = ROOT / "benchmarks" / "results" / "real" / "real.json"
 """The real-world benchmark (``benchmarks/real.py``): casia1-dev and camera-size rows, shown first."""
+FUSION = ROOT / "benchmarks" / "results" / "fusion" / "fusion.json"
+"""The fused maps' benchmark (``benchmarks/fusion.py``): the default map's casia1-dev rows."""
 ROUTING = ROOT / "src" / "reloc" / "pretrained" / "routing.json"
 TEMPLATES = ROOT / "docs" / "templates"
 HEADLINE = ("none", "jpeg:75", "jpeg:90")
@@ -86,12 +88,27 @@ def real_rows(real: dict[str, Any], name: str) -> dict[str, Any]:
     return {"casia": {kind: casia[kind] for kind in ("all", "splice", "copy-move") if kind in casia}, "camera": camera}
 
 
+def fused_rows(fusion: dict[str, Any]) -> dict[str, Any]:
+    """The casia1-dev rows of the map ``reloc localize`` shows by default (``--model auto``,
+    the default fusion at the shipped weight, :func:`reloc.evidence.fuse`) from ``benchmarks/fusion.py``'s results."""
+    from reloc.evidence import DQ_WEIGHT
+
+    rule = f"clones+dq-{DQ_WEIGHT}"
+    if rule not in fusion.get("casia", {}):
+        raise CardError(f"{FUSION}: no row {rule!r} (python benchmarks/fusion.py)")
+    rows = fusion["casia"][rule]
+    return {"rule": rule, "casia": {kind: rows[kind] for kind in ("all", "splice", "copy-move")}}
+
+
 def context(cards_path: Path = CARDS) -> dict[str, Any]:
     """Everything the templates show, checked: a card missing a required field raises :class:`CardError`."""
     cards, results = load(cards_path)
     if not REAL.is_file():
         raise CardError(f"{REAL}: the real-world benchmark's results are missing (python benchmarks/real.py)")
     real = json.loads(REAL.read_text(encoding="utf-8"))
+    if not FUSION.is_file():
+        raise CardError(f"{FUSION}: the fused maps' results are missing (python benchmarks/fusion.py)")
+    fused = fused_rows(json.loads(FUSION.read_text(encoding="utf-8")))
     routing = json.loads(ROUTING.read_text(encoding="utf-8"))
     models = cards.get("models") or {}
     if not models:
@@ -133,6 +150,7 @@ def context(cards_path: Path = CARDS) -> dict[str, Any]:
         "figures_from": cards["figures_from"],
         "real": real,
         "real_auto": real_rows(real, "auto"),
+        "real_fused": fused,
         "real_from": REAL.relative_to(ROOT).as_posix(),
         "routing": routing,
     }

@@ -139,9 +139,11 @@ FusionOption = Annotated[
     str,
     typer.Option(
         parser=_fusion,
-        help="What the map (heat map, mask, overlay) is: clones, the learned map raised where the copy-move "
-        "matcher matched regions (max; measured better on casia1-dev, see docs/guide/evidence.md; the learned "
-        "map alone is kept beside it); none, the learned map alone (skips the matcher: about 1 s on 12 MP).",
+        help="What the map (heat map, mask, overlay) is: clones+dq, the learned map averaged with the "
+        "double-quantisation map where the JPEG file shows aligned double compression and raised where the "
+        "copy-move matcher matched regions (measured best on casia1-dev, see docs/guide/evidence.md; the "
+        "learned map alone is kept beside it); clones or dq, one of the two; none, the learned map alone "
+        "(skips the evidence).",
     ),
 ]
 DeviceOption = Annotated[
@@ -301,8 +303,9 @@ def evaluate(
         str,
         typer.Option(
             parser=_fusion,
-            help="none, or clones: also score each model's map fused with the copy-move matcher's "
-            "(max; situations P+clones{D}, ...).",
+            help="none, or clones, dq, clones+dq: also score each model's map fused with that evidence "
+            "(situations P+clones+dq{D}, ...; the double-quantisation model needs the file, so on distorted "
+            "images it does not apply).",
         ),
     ] = "none",
     distortions: Annotated[
@@ -746,7 +749,7 @@ def localize(
             "(see docs/guide/evidence.md): each written as <stem>_evidence-<name>.png, its figures into the JSON."
         ),
     ] = "",
-    fusion: FusionOption = "clones",
+    fusion: FusionOption = "clones+dq",
 ) -> None:
     """Localize tampering in images: heat map, mask, overlay and a JSON summary per image.
 
@@ -1100,7 +1103,7 @@ def serve(
     evidence: Annotated[
         str, typer.Option(help="Classical evidence maps shown as layers, a comma list (as `reloc localize`).")
     ] = "",
-    fusion: FusionOption = "clones",
+    fusion: FusionOption = "clones+dq",
 ) -> None:
     """A local web page (and HTTP API) to examine images: heat map, mask, file facts, case report.
 

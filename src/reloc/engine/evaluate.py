@@ -11,8 +11,9 @@ Situations (the paper's notation, ``M{I}``: model M tested on images I):
   (Table V, transferability);
 - ``ela{P}``, ``clones{P}``, ...: a classical evidence method of :mod:`reloc.evidence`
   alone, on the images as stored (the JPEG methods read the files);
-- ``P+clones{D}``, ``ReLoc+clones{D}``, ...: a situation's map fused with the copy-move
-  matcher's on the same pixels (:func:`reloc.evidence.fuse`, ``max``).
+- ``P+clones{D}``, ``P+clones+dq{D}``, ...: a situation's map fused with classical evidence
+  on the same pixels (:func:`reloc.evidence.fuse`; the fused situation's image score stays
+  the learned map's, as in ``reloc localize``).
 
 Each image is distorted whole (seeded per image), then run as ``reloc localize`` runs it
 (``tiling="default"``: whole up to the budget the weights record, else windows on the 8-px
@@ -56,7 +57,7 @@ from reloc.engine.grids import Grid
 from reloc.engine.inference import PAPER_TILING, Pipeline, pipeline_from_weights
 from reloc.engine.localize import sha256_file
 from reloc.errors import UsageError
-from reloc.evidence import METHODS, analyse, fuse
+from reloc.evidence import FUSION_METHODS, FUSIONS, METHODS, analyse, fuse
 from reloc.io_utils import parse_json, refuse_to_replace, write_json_atomic
 from reloc.metrics import LocalizationMetrics, per_image_means
 from reloc.precision import dtype_name
@@ -78,14 +79,16 @@ class Situation:
         localizer: weights file of the localizer; ``None`` for a classical method alone.
         restorer: weights file of the restorer, or ``None``.
         distorted: test on distorted (``True``) or plain images.
-        evidence: a method of :data:`reloc.evidence.METHODS`. Without a localizer its map is
-            the situation's map, on the images as stored (``distorted`` must be ``False``:
-            the JPEG methods read the file); with one it must be ``"clones"``, fused with
-            the localizer's map (:func:`reloc.evidence.fuse`).
+        evidence: without a localizer, a method of :data:`reloc.evidence.METHODS`, whose map
+            is the situation's map, on the images as stored (``distorted`` must be ``False``:
+            the JPEG methods read the file); with one, a fusion of
+            :data:`reloc.evidence.FUSIONS` other than ``none``, fused with the localizer's
+            map (:func:`reloc.evidence.fuse`; on distorted images, decoded in memory, the
+            double-quantisation model has no file to read and does not apply).
 
     Raises:
         ValueError: a situation without a localizer and evidence, a classical method on
-            distorted images, or a fusion with another method than ``clones``.
+            distorted images, or an unknown method or fusion.
     """
 
     name: str
@@ -95,12 +98,16 @@ class Situation:
     evidence: str | None = None
 
     def __post_init__(self) -> None:
-        if self.evidence is not None and self.evidence not in METHODS:
-            raise ValueError(f"{self.name}: unknown evidence method {self.evidence!r}")
-        if self.localizer is None and (self.evidence is None or self.distorted or self.restorer):
-            raise ValueError(f"{self.name}: without a localizer, a situation is one evidence method on plain images")
-        if self.localizer is not None and self.evidence not in (None, "clones"):
-            raise ValueError(f"{self.name}: only the copy-move matcher's map is fused with a localizer's")
+        if self.localizer is None:
+            if self.evidence is None or self.distorted or self.restorer:
+                raise ValueError(
+                    f"{self.name}: without a localizer, a situation is one evidence method on plain images"
+                )
+            if self.evidence not in METHODS:
+                raise ValueError(f"{self.name}: unknown evidence method {self.evidence!r}")
+        elif self.evidence is not None and (self.evidence not in FUSIONS or self.evidence == "none"):
+            fusions = ", ".join(name for name in FUSIONS if name != "none")
+            raise ValueError(f"{self.name}: a localizer's map is fused by one of {fusions}, not {self.evidence!r}")
 
     def pipeline(self, device: torch.device, precision: str = "fp32") -> Pipeline:
         """The situation's networks on ``device``, prepared for inference, each in the window
@@ -148,9 +155,9 @@ def evidence_situations(methods: list[str]) -> list[Situation]:
     return [Situation(f"{method}{{P}}", None, distorted=False, evidence=method) for method in methods]
 
 
-def fused_situations(situations: list[Situation], method: str = "clones") -> list[Situation]:
-    """Each network situation again with its map fused with ``method``'s (:func:`reloc.evidence.fuse`):
-    ``P{D}`` -> ``P+clones{D}``."""
+def fused_situations(situations: list[Situation], fusion: str = "clones") -> list[Situation]:
+    """Each network situation again with its map fused by ``fusion`` (:func:`reloc.evidence.fuse`):
+    ``P{D}`` -> ``P+clones{D}``, ``P+clones+dq{D}``."""
     fused = []
     for situation in situations:
         if situation.localizer is None:
@@ -158,7 +165,7 @@ def fused_situations(situations: list[Situation], method: str = "clones") -> lis
         model, _, images = situation.name.rpartition("{")
         fused.append(
             Situation(
-                f"{model}+{method}{{{images}", situation.localizer, situation.restorer, situation.distorted, method
+                f"{model}+{fusion}{{{images}", situation.localizer, situation.restorer, situation.distorted, fusion
             )
         )
     return fused
@@ -306,8 +313,9 @@ def evaluate_situation(
         authentic images' pixel false alarms, the image-level figures, the per-image means
         by kind of forgery (``by_kind``), protocol (its network part ``None`` for a
         classical method alone), the weights used, and ``evidence``: ``None``, or the
-        method, its ``use`` (``alone`` or ``fused``) and on how many images it was
-        ``not_applicable`` (scored there as an all-zero map alone, as the localizer's map fused).
+        method (or fusion), its ``use`` (``alone`` or ``fused``) and on how many images it was
+        ``not_applicable`` (scored there as an all-zero map alone; fused: no method of the
+        fusion applied, so the localizer's map stood alone).
     """
     if tiling not in TILINGS:
         raise ValueError(f"tiling must be one of {TILINGS}, got {tiling!r}")
@@ -335,20 +343,24 @@ def evaluate_situation(
             continue
         done.append(index)
         source = item["distorted"] if situation.distorted else item["plain"]
-        probabilities = None
+        probabilities = learned = None
         if pipeline is not None:
-            probabilities = pipeline.predict(source, window=window, stride=stride, batch_size=batch_size).numpy()
+            probabilities = learned = pipeline.predict(
+                source, window=window, stride=stride, batch_size=batch_size
+            ).numpy()
         if situation.evidence is not None:
             pixels = float_to_uint8(source.permute(1, 2, 0).numpy())  # (H, W, C) as decoded
             file = None if situation.distorted else refs[index].image  # the pixels are the file's
-            found = analyse(pixels, file, [situation.evidence])[0]
-            unjudged += not found.applicable
-            if probabilities is not None:
-                probabilities = fuse(probabilities, found)
+            if pipeline is not None:
+                found = analyse(pixels, file, FUSION_METHODS[situation.evidence])
+                unjudged += not any(result.applicable for result in found)
+                learned, probabilities = probabilities, fuse(probabilities, found, situation.evidence)
             else:
+                found = analyse(pixels, file, [situation.evidence])[0]
+                unjudged += not found.applicable
                 probabilities = found.map if found.applicable else np.zeros(pixels.shape[:2], np.float32)
         record = metrics.update(probabilities, item["mask"][0].numpy(), name=item["name"])
-        record["image_score"] = image_score(probabilities)
+        record["image_score"] = image_score(learned if pipeline is not None else probabilities)
         if maps_dir is not None and index < keep_maps:
             write_png(maps_dir / f"{item['name']}.png", probabilities)
     if dist.enabled:

@@ -82,7 +82,7 @@ from reloc.engine.distributed import DistContext
 from reloc.engine.inference import Pipeline
 from reloc.engine.model_choice import ModelChooser
 from reloc.errors import UsageError, utc_now
-from reloc.evidence import FUSIONS, Evidence, analyse, fuse, map_name, save_maps
+from reloc.evidence import FUSION_METHODS, FUSIONS, Evidence, analyse, fuse, map_name, save_maps
 from reloc.io_utils import write_json_atomic
 from reloc.models.weights import WeightsError
 from reloc.visualize import heatmap, overlay
@@ -94,9 +94,10 @@ BYTES_PER_PIXEL = 21
 2.99 GB for a 12000x12000 8-bit PNG (``benchmarks/memory.py``, tiny localizer, the peak seen
 after every window was localized, through the heat map and mask PNGs; runtime included). A
 restored image adds about 16 bytes per pixel (three more float32 sums, its uint8 copy);
-that figure is an estimate from the arrays, not a measurement. So is the fusion's (``fusion="clones"``):
-about 8 bytes per pixel more (the matcher's float32 map at full size and the fused map) on
-images up to :data:`reloc.evidence.MAX_PIXELS`, none above (the matcher does not run there)."""
+that figure is an estimate from the arrays, not a measurement. So is the fusion's: the
+matcher's and the double-quantisation model's float32 maps at full size and the fused map,
+about 12 bytes per pixel more, on images up to :data:`reloc.evidence.MAX_PIXELS`, none above
+(the evidence does not run there)."""
 
 DEFAULT_MAX_PIXELS = 400_000_000
 """Default pixel budget of ``reloc localize`` (20000x20000): at :data:`BYTES_PER_PIXEL`
@@ -238,10 +239,12 @@ def localize_files(
         evidence: classical evidence methods (:data:`reloc.evidence.METHODS`) to run beside
             the network: each map is written as ``<stem>_evidence-<method>.png`` and its
             note and figures go into the image's JSON under ``evidence``.
-        fusion: one of :data:`reloc.evidence.FUSIONS` (:func:`main_map`): ``clones`` runs the
-            copy-move matcher on every image (once, shared with ``evidence``) and makes the
-            written map ``max(learned, clones)``; the learned map's heat map is then written
-            as ``<stem>_learned.png``.
+        fusion: one of :data:`reloc.evidence.FUSIONS` (:func:`main_map`): a fusion runs its
+            evidence methods on every image (once, shared with ``evidence``) and makes the
+            written map :func:`reloc.evidence.fuse`'s (``clones+dq``: the learned map averaged
+            with the double-quantisation map where it applies, raised where the copy-move
+            matcher matched regions); the learned map's heat map is then written as
+            ``<stem>_learned.png``.
 
     Returns:
         The files processed, the failures with their reasons (unreadable images, missing
@@ -604,8 +607,11 @@ def _localize_one(
 
 
 def evidence_to_run(evidence: Sequence[str], fusion: str) -> list[str]:
-    """The evidence methods to run on an image: those asked for, and the one the fusion needs."""
-    return list(dict.fromkeys([*evidence, *(["clones"] if fusion == "clones" else [])]))
+    """The evidence methods to run on an image: those asked for, and those the fusion needs."""
+    return list(dict.fromkeys([*evidence, *FUSION_METHODS[fusion]]))
+
+
+EVIDENCE_NAMES = {"clones": "the copy-move matcher", "dq": "the double-quantisation model"}
 
 
 def main_map(learned: np.ndarray, results: Sequence[Evidence], fusion: str) -> tuple[np.ndarray, dict[str, object]]:
@@ -613,32 +619,43 @@ def main_map(learned: np.ndarray, results: Sequence[Evidence], fusion: str) -> t
 
     Args:
         learned: float32 ``(H, W)``, the network's probabilities.
-        results: the evidence run on the same image (:func:`reloc.evidence.analyse`); with
-            ``fusion="clones"`` it holds the copy-move matcher's result.
+        results: the evidence run on the same image (:func:`reloc.evidence.analyse`): it
+            holds the result of each method the fusion needs (:data:`reloc.evidence.FUSION_METHODS`).
         fusion: one of :data:`reloc.evidence.FUSIONS`.
 
     Returns:
-        ``(map, facts)``: ``map`` is ``learned`` itself (no fusion) or
-        :func:`reloc.evidence.fuse`'s float32 ``(H, W)``; ``facts`` (the JSON's ``map``):
-        ``fusion``, ``shows`` (one line: "the learned map", or "learned map raised where the
-        copy-move matcher matched regions"), and with a fusion ``matcher`` (its note, the
-        regions it found) and ``learned``, the learned map's own ``max_probability`` and
+        ``(map, facts)``: ``map`` is ``learned`` itself (no fusion, or no method of it applied)
+        or :func:`reloc.evidence.fuse`'s float32 ``(H, W)``; ``facts`` (the JSON's ``map``):
+        ``fusion``, ``shows`` (one line: what the map is on this image, naming the methods that
+        did not apply and why), and with a fusion ``matcher`` (the copy-move matcher's note and
+        the regions it found) and/or ``dq`` (the double-quantisation model's note and whether
+        it applied), and ``learned``, the learned map's own ``max_probability`` and
         ``mean_probability``.
     """
     facts: dict[str, object] = {"fusion": fusion, "shows": FUSIONS[fusion]}
     if fusion == "none":
         return learned, facts
-    clones = next(result for result in results if result.method == "clones")
-    regions = clones.figures.get("regions", []) if clones.applicable else []
-    facts["matcher"] = {"note": clones.note, "regions": len(regions)}
-    if not clones.applicable:
-        why = clones.note.removeprefix("not applicable: ")
-        facts["shows"] = f"{FUSIONS['none']} (the copy-move matcher does not apply: {why})"
+    found = {result.method: result for result in results}
+    if "clones" in FUSION_METHODS[fusion]:
+        clones = found["clones"]
+        regions = clones.figures.get("regions", []) if clones.applicable else []
+        facts["matcher"] = {"note": clones.note, "regions": len(regions)}
+    if "dq" in FUSION_METHODS[fusion]:
+        facts["dq"] = {"note": found["dq"].note, "applied": found["dq"].applicable}
+    idle = [method for method in FUSION_METHODS[fusion] if not found[method].applicable]
+    if idle:
+        applied = [method for method in FUSION_METHODS[fusion] if method not in idle]
+        base = FUSIONS["+".join(sorted(applied, key=["clones", "dq"].index))] if applied else FUSIONS["none"]
+        reasons = "; ".join(
+            f"{EVIDENCE_NAMES[method]} does not apply: {found[method].note.removeprefix('not applicable: ')}"
+            for method in idle
+        )
+        facts["shows"] = f"{base} ({reasons})"
     facts["learned"] = {
         "max_probability": float(learned.max()),
         "mean_probability": float(learned.mean(dtype=np.float64)),
     }
-    return fuse(learned, clones), facts
+    return fuse(learned, results, fusion), facts
 
 
 def inference_facts(pipeline: Pipeline, whole: bool, window: int, stride: int) -> dict[str, object]:

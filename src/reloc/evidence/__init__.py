@@ -45,9 +45,26 @@ METHODS: dict[str, Method] = {
 NEEDS: dict[str, tuple[str, str]] = {"clones": ("scipy", "figures")}
 """The optional package (and the extra of ``pyproject.toml`` that installs it) a method needs."""
 
-FUSIONS = {"none": "the learned map", "clones": "learned map raised where the copy-move matcher matched regions"}
-"""How a learned map may be fused with evidence (:func:`fuse`), and what the result shows:
-``none`` leaves it alone, ``clones`` raises it where the copy-move matcher matched regions."""
+DQ_WEIGHT = 0.75
+"""The double-quantisation map's weight where it applies: ``(1 - w) learned + w dq``
+(chosen on casia1-dev among 0.25 / 0.5 / 0.75 / 0.9 and a maximum by ``benchmarks/fusion.py``)."""
+
+FUSIONS = {
+    "none": "the learned map",
+    "clones": "learned map raised where the copy-move matcher matched regions",
+    "dq": f"learned map averaged with the double-quantisation map (weight {DQ_WEIGHT}) where it applies",
+    "clones+dq": f"learned map averaged with the double-quantisation map (weight {DQ_WEIGHT}) where it applies, "
+    "raised where the copy-move matcher matched regions",
+}
+"""How a learned map may be fused with evidence (:func:`fuse`), and what the result shows."""
+
+FUSION_METHODS: dict[str, tuple[str, ...]] = {
+    "none": (),
+    "clones": ("clones",),
+    "dq": ("dq",),
+    "clones+dq": ("dq", "clones"),
+}
+"""The evidence methods each fusion runs."""
 
 MAX_PIXELS = 100_000_000
 """Images over this many pixels get no evidence (the JPEG methods hold several float32 copies)."""
@@ -101,27 +118,44 @@ def analyse(image: np.ndarray, path: str | os.PathLike | None, methods: Sequence
     return results
 
 
-def fuse(learned: np.ndarray, clones: Evidence) -> np.ndarray:
-    """The learned map raised where the copy-move matcher matched regions: ``max(learned, clones.map)``.
+def fuse(learned: np.ndarray, results: Sequence[Evidence], fusion: str, dq_weight: float = DQ_WEIGHT) -> np.ndarray:
+    """The map a fusion shows: the learned map, averaged with the double-quantisation map where
+    that applies (``dq``: ``(1 - w) learned + w dq``), then raised to
+    the copy-move matcher's map where it matched regions (``clones``: the maximum).
 
     Args:
         learned: float32 ``(H, W)`` probabilities.
-        clones: what :func:`reloc.evidence.clones.copy_move` found in the same pixels (1 on
-            a copy's target, 0.5 on its source, 0 elsewhere).
+        results: the evidence run on the same pixels (:func:`analyse`): it holds the result of
+            each method of ``FUSION_METHODS[fusion]``; one that gave no map is left out of the
+            fusion (the learned map stands there).
+        fusion: a key of :data:`FUSIONS`.
+        dq_weight: ``w`` (``benchmarks/fusion.py`` tries others).
 
     Returns:
-        float32 ``(H, W)``; ``learned`` itself when the matcher gave no map (image too small).
+        float32 ``(H, W)``; ``learned`` itself when no method of the fusion gave a map.
 
     Raises:
-        ValueError: ``clones`` is another method's result, or its map has another size.
+        ValueError: an unknown fusion, a method of the fusion missing from ``results``, or a
+            map of another size.
     """
-    if clones.method != "clones":
-        raise ValueError(f"only the copy-move matcher's map is fused, not {clones.method!r}")
-    if not clones.applicable:
-        return learned
-    if clones.map.shape != np.shape(learned):
-        raise ValueError(f"the matcher's map is {clones.map.shape}, the learned map {np.shape(learned)}")
-    return np.maximum(learned, clones.map)
+    if fusion not in FUSIONS:
+        raise ValueError(f"fusion must be one of {', '.join(FUSIONS)}, got {fusion!r}")
+    found = {result.method: result for result in results}
+    missing = [method for method in FUSION_METHODS[fusion] if method not in found]
+    if missing:
+        raise ValueError(f"fusion {fusion!r} needs the result of {', '.join(missing)}")
+    shown = learned
+    for method in FUSION_METHODS[fusion]:
+        evidence = found[method].map
+        if evidence is None:
+            continue
+        if evidence.shape != np.shape(learned):
+            raise ValueError(f"the {method} map is {evidence.shape}, the learned map {np.shape(learned)}")
+        if method == "dq":
+            shown = ((1 - dq_weight) * shown + dq_weight * evidence).astype(np.float32)
+        else:
+            shown = np.maximum(shown, evidence)
+    return shown
 
 
 def map_name(stem: str, method: str) -> str:
@@ -180,7 +214,9 @@ def reliability_line(method: str) -> str:
 
 
 __all__ = [
+    "DQ_WEIGHT",
     "FUSIONS",
+    "FUSION_METHODS",
     "METHODS",
     "Evidence",
     "analyse",

@@ -92,7 +92,7 @@ class ServeSettings:
         evidence: classical evidence methods (:data:`reloc.evidence.METHODS`) run on every
             image beside the network, shown as layers and in the case report.
         fusion: one of :data:`reloc.evidence.FUSIONS`: what the main map is
-            (:func:`reloc.engine.localize.main_map`; ``reloc serve``'s default is ``clones``).
+            (:func:`reloc.engine.localize.main_map`; ``reloc serve``'s default is ``clones+dq``).
     """
 
     work: Path
