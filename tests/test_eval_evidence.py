@@ -84,6 +84,14 @@ def test_eval_fuses_a_models_map_with_the_matchers(casia_like, tmp_path):
     # max(0.5, clones) flags exactly what the matcher's map flags: the same F1 on every image
     assert [r["f1"] for r in fused["per_image"]] == [r["f1"] for r in clones["per_image"]]
     assert fused["by_kind"]["splice"]["auc"] == 0.5 and fused["by_kind"]["copy-move"]["f1"] > 0.8
+    # the default map's fusion: PNG files leave the double-quantisation model nothing to read
+    options = ["--plain", str(weights), "--fusion", "clones+dq", "--split", "all"]
+    result = CliRunner().invoke(app, ["eval", "--dataset", str(casia_like), "--out", str(tmp_path / "ev2"), *options])
+    assert result.exit_code == 0, result.output
+    default = read(tmp_path / "ev2", "P+clones+dq{P}")
+    assert default["evidence"] == {"method": "clones+dq", "use": "fused", "not_applicable": 0}
+    assert [r["f1"] for r in default["per_image"]] == [r["f1"] for r in fused["per_image"]]
+    assert [r["image_score"] for r in default["per_image"]] == [r["image_score"] for r in alone["per_image"]]
 
 
 def test_eval_refuses_bad_evidence_options_in_one_line(casia_like, tmp_path):
