@@ -384,6 +384,11 @@ def concurrent_localize(files: dict[str, Path], root: Path) -> dict[str, object]
         summary = json.loads((folder / "summary.json").read_text())
         listed = {name for entry in summary["files"] if entry["json"] for name in
                   (entry["json"], *(entry["json"][:-5] + suffix for suffix in ("_heatmap.png", "_mask.png", "_overlay.png")))}  # fmt: skip
+        for entry in summary["files"]:  # with the default fusion, the learned map's own heat map too
+            learned = (
+                json.loads((folder / entry["json"]).read_text())["map"].get("learned", {}) if entry["json"] else {}
+            )
+            listed |= {learned["heatmap"]} if "heatmap" in learned else set()
         present = {path.name for path in folder.iterdir() if path.is_file() and path.name != "summary.json"}
         if listed != present:
             mismatched.append(str(folder))

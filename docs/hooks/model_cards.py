@@ -97,7 +97,10 @@ def fused_rows(fusion: dict[str, Any]) -> dict[str, Any]:
     if rule not in fusion.get("casia", {}):
         raise CardError(f"{FUSION}: no row {rule!r} (python benchmarks/fusion.py)")
     rows = fusion["casia"][rule]
-    return {"rule": rule, "casia": {kind: rows[kind] for kind in ("all", "splice", "copy-move")}}
+    camera = {
+        spec: {"learned": rules["learned"], "fused": rules[rule]} for spec, rules in fusion.get("camera", {}).items()
+    }
+    return {"rule": rule, "casia": {kind: rows[kind] for kind in ("all", "splice", "copy-move")}, "camera": camera}
 
 
 def context(cards_path: Path = CARDS) -> dict[str, Any]:
