@@ -68,6 +68,20 @@ VARIANTS: dict[str, dict] = {
 generator without enlarged hosts, as the shipped native stages; ``traits``: every trait of
 ``configs/synth/traits.yaml`` on, with the large photos as more hosts; ``no-X``: all traits
 but X)."""
+RECIPE_VARIANTS: dict[str, list[str]] = {
+    "traits-crop320": ["data.crop=320", "data.batch_size=5"],
+    "traits-anywhere": ["data.tamper_bias=0.0"],
+    "traits-augment": [
+        "train.task=finetune",
+        "data.distortion=jpeg:50-100 | jpeg:50-100 | jpeg:50-100 | none | resize:0.45-0.9 | resize:0.45-0.9,jpeg:60-100"
+        " | blur:0.5-1.5 | blur:0.5-1.5,jpeg:60-100 | noise:2-8",
+    ],
+}
+"""Recipe changes measured on the ``traits`` training set (overrides after :data:`TRAINING`):
+the whole 320-px sample as the crop (more context; 5 crops a step for about the same pixels),
+crops drawn anywhere instead of 60% centred on an edit (more authentic pixels per step), and
+the ``robust`` localizer's augmentations (JPEG chains, resizing, blur) plus noise on the
+crops the localizer sees (``train.task=finetune``)."""
 DATA = {"size": 320, "count": 3000, "seed": 21}
 """Each variant's training set: 320-px samples (the recipe's native size), 10% for validation."""
 TRAINING = [
@@ -102,7 +116,10 @@ def at_thresholds(probabilities: np.ndarray, truth: np.ndarray) -> list[float]:
 
 
 def make_variant_data(name: str, work: Path) -> Path:
-    """Synthesise variant ``name``'s training set into ``work / data-NAME`` (once)."""
+    """Synthesise variant ``name``'s training set into ``work / data-NAME`` (once; a recipe
+    variant trains on the ``traits`` set)."""
+    if name in RECIPE_VARIANTS:
+        return make_variant_data("traits", work)
     folder = work / f"data-{name}"
     if (folder / "manifest.json").is_file():
         return folder
@@ -129,7 +146,7 @@ def train(name: str, seed: int, work: Path, threads: int) -> Path:
         command += ["--config", str(ROOT / "configs/release/plain.yaml")]
         command += ["--set", f"data.dataset={make_variant_data(name, work)}"]
         command += ["--set", "model.localizer_weights=pretrained:plain", "--set", f"train.seed={seed}"]
-        for override in TRAINING:
+        for override in TRAINING + RECIPE_VARIANTS.get(name, []):
             command += ["--set", override]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
     (work / "logs").mkdir(parents=True, exist_ok=True)
@@ -261,7 +278,8 @@ def markdown(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default=",".join(VARIANTS), help=f"comma list of {', '.join(VARIANTS)}")
+    known = [*VARIANTS, *RECIPE_VARIANTS]
+    parser.add_argument("--variants", default=",".join(known), help=f"comma list of {', '.join(known)}")
     parser.add_argument("--seeds", default="0", help="comma list of training seeds")
     parser.add_argument("--casia", type=Path, default=SHARED / "real" / "casia1-dev")
     parser.add_argument("--work", type=Path, default=ROOT / "runs" / "generalization")
@@ -277,9 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     variants = [v.strip() for v in args.variants.split(",") if v.strip()]
-    unknown = [v for v in variants if v not in VARIANTS]
+    unknown = [v for v in variants if v not in known]
     if unknown:
-        parser.error(f"unknown variant(s) {', '.join(unknown)}: choose from {', '.join(VARIANTS)}")
+        parser.error(f"unknown variant(s) {', '.join(unknown)}: choose from {', '.join(known)}")
     if not (args.casia / "Tp").is_dir():
         parser.error(f"{args.casia} has no Tp/ folder (casia1-dev as distributed)")
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -304,7 +322,9 @@ def main(argv: list[str] | None = None) -> int:
     results = {
         "processor": {"model": cpu_model(), "flags": sorted(cpu_flags() & {"avx2", "avx512_bf16", "amx_tile"})},
         "data": DATA,
-        "variants": copy.deepcopy({v: VARIANTS[v] for v in variants}),
+        "variants": copy.deepcopy(
+            {v: VARIANTS.get(v, {"data": "traits", "training": RECIPE_VARIANTS.get(v)}) for v in variants}
+        ),
         "training": "from pretrained:plain, " + ", ".join(TRAINING),
         "synthetic_test": SYNTH_TEST,
         "models": {},

@@ -70,3 +70,17 @@ def test_every_ablation_variant_turns_off_only_its_trait(gen):
             assert spec["settings_files"] == traits["settings_files"] and spec["hosts"] == traits["hosts"]
             assert all(value in (0, 0.0) for value in spec["settings"].values())
     assert "hosts" not in gen.VARIANTS["no-large-hosts"]
+
+
+def test_recipe_variants_are_valid_overrides_of_the_plain_stage_on_the_traits_set(gen, tmp_path, monkeypatch):
+    from reloc.config import load_config
+
+    made = []
+    monkeypatch.setattr(gen, "make_data", lambda recipe, work, name: made.append(name) or {})
+    for name, overrides in gen.RECIPE_VARIANTS.items():
+        assert name not in gen.VARIANTS
+        config = load_config(gen.ROOT / "configs/release/plain.yaml", [*gen.TRAINING, *overrides])
+        assert config.train.epochs == 4 and config.optim.lr == 1e-4  # the same fine-tune, one change
+        assert gen.make_variant_data(name, tmp_path) == tmp_path / "data-traits"
+    assert load_config(None, gen.RECIPE_VARIANTS["traits-augment"]).train.task == "finetune"
+    assert made == ["data-traits"] * len(gen.RECIPE_VARIANTS)  # one shared training set, made on demand
