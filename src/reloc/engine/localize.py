@@ -647,7 +647,7 @@ def main_map(learned: np.ndarray, results: Sequence[Evidence], fusion: str) -> t
     idle = [method for method in FUSION_METHODS[fusion] if not found[method].applicable]
     if idle:
         applied = [method for method in FUSION_METHODS[fusion] if method not in idle]
-        base = FUSIONS["+".join(sorted(applied, key=["clones", "dq"].index))] if applied else FUSIONS["none"]
+        base = next(FUSIONS[name] for name, methods in FUSION_METHODS.items() if set(methods) == set(applied))
         reasons = "; ".join(
             f"{EVIDENCE_NAMES[method]} does not apply: {found[method].note.removeprefix('not applicable: ')}"
             for method in idle
