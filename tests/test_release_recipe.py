@@ -434,7 +434,7 @@ def test_photos_given_on_the_command_line_replace_the_recipes(tmp_path):
 
 
 def test_experiment_parts_run_only_when_named_and_never_ship(tmp_path):
-    """restorer-jpeg and reloc-restored (issue 46): left out of a run without --part and of the
+    """restorer-jpeg, reloc-restored and dp-restored (issue 46): left out of a run without --part and of the
     shipped models; named, restorer-jpeg trains the restorer alone (the localizer it starts from
     goes through bit for bit) and reloc-restored starts its restorer from it."""
     from reloc import runs
@@ -445,6 +445,7 @@ def test_experiment_parts_run_only_when_named_and_never_ship(tmp_path):
     assert {name for name, model in raw["models"].items() if model.get("experiment")} == {
         "restorer-jpeg",
         "reloc-restored",
+        "dp-restored",
         "plain-traits",
     }
     recipe = recipes.load_recipe("cpu")
