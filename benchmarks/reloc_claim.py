@@ -288,6 +288,21 @@ def shown(path: str | None) -> str | None:
     return str(Path(path).resolve().relative_to(ROOT)) if Path(path).resolve().is_relative_to(ROOT) else path
 
 
+SOURCE_NAMES = {"casia": "casia1-dev", "camera": "camera-size set", "synthetic": "synthetic edits"}
+
+
+def described(cell: str) -> str:
+    """A table cell's key (``casia none splice``) in words (``casia1-dev as distributed, splice``)."""
+    source, spec, kind = cell.split(" ")
+    quality = "as distributed" if spec == "none" else spec.replace("jpeg:", "JPEG ")
+    return f"{SOURCE_NAMES[source]} {quality}" + ("" if kind == "all" else f", {kind}s")
+
+
+def escaped(label: str) -> str:
+    """``label`` inside a Markdown table cell (``D|P`` keeps its bar)."""
+    return label.replace("|", "\\|")
+
+
 def fmt(entry: dict | None) -> str:
     if not entry or entry.get("mean") is None:
         return "-"
@@ -319,13 +334,18 @@ def markdown(results: dict) -> str:
                 interval = value["seed_interval"]
                 shown = f"[{interval[0]:+.3f}, {interval[1]:+.3f}]" if interval else "- (one seed)"
                 mean = "-" if value["mean"] is None else f"{value['mean']:+.3f}"
-                lines.append(f"| {cell} | {metric} | {per_seed} | {mean} | {shown} |")
+                lines.append(f"| {described(cell)} | {metric} | {per_seed} | {mean} | {shown} |")
         lines.append("")
     lines += ["## Every situation", "", "Per-image means with 95% bootstrap intervals over images.", ""]
     for cell, by_label in summary["table"].items():
-        lines += [f"### {cell}", "", "| situation | F1 at 0.5 | AUC | best-threshold F1 |", "| --- | --- | --- | --- |"]
+        lines += [
+            f"### {described(cell)}",
+            "",
+            "| situation | F1 at 0.5 | AUC | best-threshold F1 |",
+            "| --- | --- | --- | --- |",
+        ]
         for label, entry in by_label.items():
-            lines.append(f"| {label} | {fmt(entry['f1'])} | {fmt(entry['auc'])} | {fmt(entry['best_f1'])} |")
+            lines.append(f"| {escaped(label)} | {fmt(entry['f1'])} | {fmt(entry['auc'])} | {fmt(entry['best_f1'])} |")
         flagged = {
             label: e["authentic_pixels_flagged"] for label, e in by_label.items() if "authentic_pixels_flagged" in e
         }

@@ -68,3 +68,7 @@ def test_paired_differences_and_the_interval_over_seeds_match_a_hand_computation
     table = summary["table"]["casia none all"]
     assert table["D|P{D} seed 0"]["authentic_pixels_flagged"]["mean"] == 0.25
     assert table["ReLoc{D} seed 1"]["f1"]["mean"] == pytest.approx(0.6)
+    results = {"summary": summary, "seeds": [0, 1], "command": "python benchmarks/reloc_claim.py", "commit": "0" * 40,
+               "processor": {"cpu": "test"}, "training": {"localizer_updates": {"updates": 500}}}  # fmt: skip
+    text = claim.markdown(results)
+    assert "| D\\|P{D} seed 0 |" in text and "### casia1-dev as distributed, splices" in text
