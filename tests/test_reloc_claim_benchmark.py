@@ -72,3 +72,6 @@ def test_paired_differences_and_the_interval_over_seeds_match_a_hand_computation
                "processor": {"cpu": "test"}, "training": {"localizer_updates": {"updates": 500}}}  # fmt: skip
     text = claim.markdown(results)
     assert "| D\\|P{D} seed 0 |" in text and "### casia1-dev as distributed, splices" in text
+    # sources with no record are named once, not drawn as empty rows
+    assert "### camera-size set JPEG 90" not in text and "| camera-size set JPEG 90 |" not in text
+    assert "copy-moves, camera-size set JPEG 90, camera-size set JPEG 75, synthetic edits JPEG 75" in text

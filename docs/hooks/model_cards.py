@@ -23,6 +23,8 @@ REAL = ROOT / "benchmarks" / "results" / "real" / "real.json"
 """The real-world benchmark (``benchmarks/real.py``): casia1-dev and camera-size rows, shown first."""
 FUSION = ROOT / "benchmarks" / "results" / "fusion" / "fusion.json"
 """The fused maps' benchmark (``benchmarks/fusion.py``): the default map's casia1-dev rows."""
+RESTORATION = ROOT / "benchmarks" / "results" / "restoration" / "restoration.json"
+"""The restoration benchmark (``benchmarks/restoration.py``): a restorer's PSNR / SSIM gain per JPEG quality."""
 ROUTING = ROOT / "src" / "reloc" / "pretrained" / "routing.json"
 TEMPLATES = ROOT / "docs" / "templates"
 HEADLINE = ("none", "jpeg:75", "jpeg:90")
@@ -113,6 +115,11 @@ def context(cards_path: Path = CARDS) -> dict[str, Any]:
         raise CardError(f"{FUSION}: the fused maps' results are missing (python benchmarks/fusion.py)")
     fused = fused_rows(json.loads(FUSION.read_text(encoding="utf-8")))
     routing = json.loads(ROUTING.read_text(encoding="utf-8"))
+    if not RESTORATION.is_file():
+        raise CardError(
+            f"{RESTORATION}: the restoration benchmark's results are missing (python benchmarks/restoration.py)"
+        )
+    restoration = json.loads(RESTORATION.read_text(encoding="utf-8"))
     models = cards.get("models") or {}
     if not models:
         raise CardError(f"{cards_path}: no models")
@@ -141,6 +148,7 @@ def context(cards_path: Path = CARDS) -> dict[str, Any]:
                 "train_hours": sum(stage.get("train_seconds") or 0 for stage in card["recipe"]["stages"]) / 3600,
                 "recipe_settings": results.get("recipe_settings_test", {}).get("models", {}).get(name, {}),
                 "real": real_rows(real, name),
+                "restoration": restoration["restorers"].get(name, {}).get("summary", {}),
             }
         )
     return {
@@ -156,6 +164,7 @@ def context(cards_path: Path = CARDS) -> dict[str, Any]:
         "real_fused": fused,
         "real_from": REAL.relative_to(ROOT).as_posix(),
         "routing": routing,
+        "restoration": restoration,
     }
 
 
