@@ -39,8 +39,7 @@ from real import Records, bootstrap_mean, image_scores, predict  # benchmarks/re
 from tqdm import tqdm
 
 from reloc import runs
-from reloc.data.catalog import load_dataset, load_pair
-from reloc.data.io import ImageError
+from reloc.data.catalog import load_dataset
 from reloc.data.synth import synthesize
 from reloc.data.synth.settings import SynthSettings
 from reloc.engine.detection import image_score
@@ -181,11 +180,10 @@ def records_of(label: str, weights: Path, casia: Path, synthetic: Path, work: Pa
         key = f"{source}/{Path(ref.image).name}"
         if key in records and ("at_thresholds" in records.rows[key] or "skipped" in records.rows[key]):
             continue
-        try:
-            image, mask = load_pair(ref)
-        except ImageError as error:  # a mis-sized mask: named, not scored
-            records.add({"key": key, "skipped": error.reason})
+        pair = records.pair(key, ref)
+        if pair is None:
             continue
+        image, mask = pair
         if pipeline is None:
             pipeline = pipeline_from_weights(weights, precision="fp32")
         probabilities = predict(pipeline, (image * 255).round().astype(np.uint8), "whole")

@@ -127,6 +127,15 @@ class Records:
         with open(self.path, "a", encoding="utf-8") as handle:
             handle.write(json.dumps(row, allow_nan=True) + "\n")
 
+    def pair(self, key: str, ref) -> tuple[np.ndarray, np.ndarray] | None:
+        """``(image, mask)`` of ``ref`` (``load_pair``), or ``None`` once ``key`` is recorded as
+        skipped with the reason (a mis-sized or unreadable mask: named, not scored)."""
+        try:
+            return load_pair(ref)
+        except ImageError as error:
+            self.add({"key": key, "skipped": error.reason})
+            return None
+
 
 def summarize(rows: list[dict], metrics=("f1", "iou", "auc", "best_f1")) -> dict[str, dict]:
     """Bootstrap means of each metric over ``rows``."""

@@ -48,14 +48,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
 from generalization import KINDS, synthetic_test  # benchmarks/generalization.py: the lab row's edits
-from real import Records, bootstrap_mean, distorted, image_scores  # benchmarks/real.py: one home for these
+from real import Records, bootstrap_mean, distorted, image_scores, predict  # benchmarks/real.py: one home for these
 from tqdm import tqdm
 
 from reloc.config import load_config
-from reloc.data.catalog import load_dataset, load_pair
-from reloc.data.io import ImageError
+from reloc.data.catalog import load_dataset
 from reloc.engine.inference import pipeline_from_weights
 from reloc.io_utils import write_json_atomic, write_text_atomic
 from reloc.precision import cpu_flags, cpu_model
@@ -184,11 +182,10 @@ def measure(label: str, weights: tuple[str, str | None], refs: dict[str, list], 
         key = f"{source}/{spec}/{name}"
         if key in records:
             continue
-        try:
-            plain, mask = load_pair(ref)
-        except ImageError as error:  # a mis-sized mask: named, not scored
-            records.add({"key": key, "skipped": error.reason})
+        pair = records.pair(key, ref)
+        if pair is None:
             continue
+        plain, mask = pair
         if pipeline is None:
             localizer, restorer = weights
             pipeline = pipeline_from_weights(
@@ -197,9 +194,7 @@ def measure(label: str, weights: tuple[str, str | None], refs: dict[str, list], 
                 precision="fp32",
             )
         image, _ = distorted((plain * 255).round().astype(np.uint8), spec, index)
-        side = max(image.shape[:2])
-        tensor = torch.from_numpy(np.array(image)).permute(2, 0, 1)  # a writable copy
-        probabilities = pipeline.predict(tensor, window=side, stride=side).numpy()
+        probabilities = predict(pipeline, image, "whole")
         truth = mask > 0.5
         row = {"key": key, "source": source, "distortion": spec, "image": name, "tampered": bool(truth.any())}
         if truth.any():
