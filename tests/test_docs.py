@@ -88,6 +88,27 @@ def test_generated_cards_equal_cards_json(model_cards):
             assert cell == " / ".join(f"{values[key]:.3f}" for key in ("f1", "iou", "auc"))
 
 
+def test_cards_show_the_image_level_calibration_and_the_restorer_gain(model_cards):
+    calibration = json.loads((ROOT / "src" / "reloc" / "pretrained" / "detection.json").read_text(encoding="utf-8"))
+    restoration = json.loads(model_cards.RESTORATION.read_text(encoding="utf-8"))["restorers"]
+    camera = json.loads(model_cards.CAMERA_AUTHENTIC.read_text(encoding="utf-8"))["rows"]
+    data = model_cards.context()
+    for name, level in calibration["models"].items():
+        card = model_cards.render_card(name, data)
+        section = card.split("## Image-level detection", 1)[1].split("\n## ", 1)[0]
+        row = next(line for line in section.splitlines() if line.startswith(f"| {level['image_auc']:.3f} ["))
+        assert f"| {level['threshold']:.3f} | {100 * level['false_alarm_rate']:.1f}% |" in row
+        assert row.endswith("| yes |") == (level["image_auc_ci95"][0] > 0.5)
+        routed = [r for r in camera if r["model"] == name]
+        assert f"{sum(r['flagged'] for r in routed)} of {len(routed)} above its threshold" in section
+        if name in restoration:  # a model with a restorer: its PSNR gain per JPEG quality
+            gains = restoration[name]["summary"]
+            assert "## The restorer" in card
+            assert all(f"| {quality} | " in card and f"{g['psnr_gain']:+.3f} [" in card for quality, g in gains.items())
+        else:
+            assert "## The restorer" not in card
+
+
 def test_a_card_without_a_required_field_fails_the_build(model_cards, tmp_path):
     cards = json.loads(CARDS.read_text(encoding="utf-8"))
     del cards["models"]["robust"]["figures"]

@@ -26,6 +26,10 @@ FUSION = ROOT / "benchmarks" / "results" / "fusion" / "fusion.json"
 RESTORATION = ROOT / "benchmarks" / "results" / "restoration" / "restoration.json"
 """The restoration benchmark (``benchmarks/restoration.py``): a restorer's PSNR / SSIM gain per JPEG quality."""
 ROUTING = ROOT / "src" / "reloc" / "pretrained" / "routing.json"
+DETECTION = ROOT / "src" / "reloc" / "pretrained" / "detection.json"
+"""The packaged image-level calibration (``benchmarks/detection.py --calibrate``)."""
+CAMERA_AUTHENTIC = ROOT / "benchmarks" / "results" / "detection" / "camera-authentic.json"
+"""The camera-size authentic photos under the packaged thresholds (``benchmarks/detection.py --camera-authentic``)."""
 TEMPLATES = ROOT / "docs" / "templates"
 HEADLINE = ("none", "jpeg:75", "jpeg:90")
 """The distortions of the README's model table (and the zoo's first table)."""
@@ -105,6 +109,27 @@ def fused_rows(fusion: dict[str, Any]) -> dict[str, Any]:
     return {"rule": rule, "casia": {kind: rows[kind] for kind in ("all", "splice", "copy-move")}, "camera": camera}
 
 
+def image_level(calibration_path: Path, camera_path: Path) -> dict[str, Any]:
+    """Each model's packaged image-level calibration (whether a band is shown, by the
+    engine's own rule) and its camera-size authentic photos flagged under it."""
+    from reloc.engine.detection import read_calibration
+
+    calibration = read_calibration(calibration_path)
+    if not camera_path.is_file():
+        raise CardError(f"{camera_path}: missing (python benchmarks/detection.py --camera-authentic ...)")
+    camera = json.loads(camera_path.read_text(encoding="utf-8"))
+    models = {}
+    for name, model in calibration.models.items():
+        rows = [row for row in camera["rows"] if row["model"] == name]
+        models[name] = {
+            "figures": model,
+            "band_shown": model.informative,
+            "camera_photos": len(rows),
+            "camera_flagged": sum(row["flagged"] for row in rows),
+        }
+    return {"aggregation": calibration.aggregation.label, "models": models, "camera_folder": camera["folder"]}
+
+
 def context(cards_path: Path = CARDS) -> dict[str, Any]:
     """Everything the templates show, checked: a card missing a required field raises :class:`CardError`."""
     cards, results = load(cards_path)
@@ -120,6 +145,7 @@ def context(cards_path: Path = CARDS) -> dict[str, Any]:
             f"{RESTORATION}: the restoration benchmark's results are missing (python benchmarks/restoration.py)"
         )
     restoration = json.loads(RESTORATION.read_text(encoding="utf-8"))
+    detection = image_level(DETECTION, CAMERA_AUTHENTIC)
     models = cards.get("models") or {}
     if not models:
         raise CardError(f"{cards_path}: no models")
@@ -149,6 +175,7 @@ def context(cards_path: Path = CARDS) -> dict[str, Any]:
                 "recipe_settings": results.get("recipe_settings_test", {}).get("models", {}).get(name, {}),
                 "real": real_rows(real, name),
                 "restoration": restoration["restorers"].get(name, {}).get("summary", {}),
+                "detection": detection["models"].get(name),
             }
         )
     return {
@@ -165,6 +192,7 @@ def context(cards_path: Path = CARDS) -> dict[str, Any]:
         "real_from": REAL.relative_to(ROOT).as_posix(),
         "routing": routing,
         "restoration": restoration,
+        "detection": detection,
     }
 
 
