@@ -14,7 +14,7 @@ tampered, 203 authentic CASIA v1 JPEGs): the choice, not the training, uses thos
 Per model (``plain``, ``robust``; whole-image maps, fp32): image AUC of the head and of the
 incumbent ``top-mean:0.01`` on the synthetic validation part and on casia1-dev, with 95%
 bootstrap intervals over images (tampered and authentic resampled apart) and the paired
-gain. Maps are cached in ``--work`` (float16) so a re-run only refits.
+gain; and each feature alone as the score (the candidate aggregations, on both sets). Maps are cached in ``--work`` (float16) so a re-run only refits.
 """
 
 from __future__ import annotations
@@ -153,6 +153,10 @@ def evaluate(rows: list[dict], head, rng: np.random.Generator) -> dict:
         "incumbent_auc": round(float(roc_auc_score(tampered, incumbent)), 4),
         "incumbent_interval": auc_interval(incumbent, tampered, rng),
         "head_minus_incumbent": paired_gain(head_scores, incumbent, tampered, rng),
+        "single_statistics": {  # each feature alone as the score: the candidate aggregations
+            name: round(float(roc_auc_score(tampered, [r["features"][i] for r in rows])), 4)
+            for i, name in enumerate(FEATURES)
+        },
     }
 
 
@@ -177,6 +181,16 @@ def markdown(results: dict) -> str:
                 f"[{e['incumbent_interval'][0]:.3f}, {e['incumbent_interval'][1]:.3f}] | {gain['gain']:+.3f} "
                 f"[{gain['interval'][0]:+.3f}, {gain['interval'][1]:+.3f}] |"
             )
+    lines += ["", "Each feature alone as the image score (image AUC), casia1-dev / synthetic validation:", "",
+              "| feature | " + " | ".join(f"`{model}`" for model in results["models"]) + " |",
+              "| --- |" + " --- |" * len(results["models"])]  # fmt: skip
+    for name in FEATURES:
+        cells = [
+            f"{by_set['casia1-dev']['single_statistics'][name]:.3f} / "
+            f"{by_set['synthetic validation']['single_statistics'][name]:.3f}"
+            for by_set in results["models"].values()
+        ]
+        lines.append(f"| `{name}` | " + " | ".join(cells) + " |")
     lines += ["", "Head weights (standardised features): " + "; ".join(
         f"`{model}`: " + ", ".join(f"{name} {w:+.2f}" for name, w in zip(FEATURES, by_set["weights"]))
         for model, by_set in results["models"].items()

@@ -37,9 +37,10 @@ def test_a_head_that_separates_gains_over_an_incumbent_that_does_not(head):
     rng = np.random.default_rng(0)
     tampered = np.r_[np.ones(30, bool), np.zeros(30, bool)]
     rows = [
-        {"tampered": bool(t), "features": [float(t) + rng.normal(0, 0.1)], "incumbent": float(i % 2)}
+        {"tampered": bool(t), "features": [float(t) + rng.normal(0, 0.1)] + [0.0] * (len(head.FEATURES) - 1),
+         "incumbent": float(i % 2)}
         for i, t in enumerate(tampered)
-    ]  # the incumbent scores both classes alike: AUC 0.5
+    ]  # fmt: skip  # the first feature separates, the others are constant; the incumbent scores both classes alike
     fitted = LogisticRegression().fit(np.array([r["features"] for r in rows]), tampered)
     figures = head.evaluate(rows, fitted, rng)
     assert figures["head_auc"] == 1.0 and figures["tampered"] == 30 and figures["authentic"] == 30
@@ -47,3 +48,5 @@ def test_a_head_that_separates_gains_over_an_incumbent_that_does_not(head):
     assert gain["gain"] == pytest.approx(1.0 - figures["incumbent_auc"], abs=1e-4)
     assert gain["interval"][0] > 0
     assert figures["incumbent_auc"] == 0.5
+    alone = figures["single_statistics"]
+    assert alone[head.FEATURES[0]] == 1.0 and all(alone[name] == 0.5 for name in head.FEATURES[1:])
