@@ -14,22 +14,21 @@ tampered, 203 authentic CASIA v1 JPEGs): the choice, not the training, uses thos
 Per model (``plain``, ``robust``; whole-image maps, fp32): image AUC of the head and of the
 incumbent ``top-mean:0.01`` on the synthetic validation part and on casia1-dev, with 95%
 bootstrap intervals over images (tampered and authentic resampled apart) and the paired
-gain; and each feature alone as the score (the candidate aggregations, on both sets). Maps are cached in ``--work`` (float16) so a re-run only refits.
+gain; and each feature alone as the score (the candidate aggregations, on both sets). The
+features of every image are recorded in ``--work`` (JSON Lines) so a re-run only refits.
 """
 
 from __future__ import annotations
 
 import argparse
-import io
 import time
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
-from real import Records, predict, processor  # benchmarks/real.py: records, whole-image maps, the CPU
+from detection import bootstrap  # benchmarks/detection.py: the image bootstrap, classes resampled apart
+from real import Records, distorted, predict, processor  # benchmarks/real.py: records, JPEG, maps, the CPU
 from scipy import ndimage
 from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from tqdm import tqdm
@@ -38,9 +37,10 @@ from reloc.data.catalog import load_dataset
 from reloc.data.io import ImageError, read_image
 from reloc.data.synth.generator import synthesize
 from reloc.data.synth.settings import SynthSettings
-from reloc.engine.detection import image_score
+from reloc.engine.detection import area_above, image_score, smoothed_max, top_mean
 from reloc.engine.inference import pipeline_from_weights
 from reloc.io_utils import write_json_atomic, write_text_atomic
+from reloc.metrics import binary_auc
 from reloc.release.provenance import git_commit
 from reloc.release.recipe import ROOT, load_recipe, photo_split
 from reloc.runs import resolve_weights
@@ -55,28 +55,16 @@ FEATURES = (
 
 
 def map_features(probabilities: np.ndarray) -> np.ndarray:
-    """The :data:`FEATURES` of an ``(H, W)`` probability map, as a ``(12,)`` float array."""
-    flat = np.sort(probabilities.astype(np.float64).ravel())[::-1]
-
-    def top(fraction: float) -> float:
-        return float(flat[: max(1, int(round(fraction * flat.size)))].mean())
-
-    above = probabilities > 0.5
-    labels, count = ndimage.label(above)
-    largest = float(np.bincount(labels.ravel())[1:].max()) / above.size if count else 0.0
-    smoothed = ndimage.gaussian_filter(probabilities.astype(np.float64), sigma=4)
+    """The :data:`FEATURES` of an ``(H, W)`` probability map, as a ``(12,)`` float array: the
+    candidate aggregations of ``reloc.engine.detection`` and a few more statistics."""
+    labels, count = ndimage.label(probabilities > 0.5)
+    largest = float(np.bincount(labels.ravel())[1:].max()) / labels.size if count else 0.0
     return np.array([
-        top(0.001), top(0.01), top(0.05), top(0.2), flat.mean(), flat.std(),
-        float((flat > 0.3).mean()), float(above.mean()), float((flat > 0.7).mean()),
-        float(smoothed.max()), largest, float(np.log1p(count)),
+        top_mean(probabilities, 0.001), top_mean(probabilities, 0.01), top_mean(probabilities, 0.05),
+        top_mean(probabilities, 0.2), float(probabilities.mean(dtype=np.float64)),
+        float(probabilities.std(dtype=np.float64)), area_above(probabilities, 0.3), area_above(probabilities, 0.5),
+        area_above(probabilities, 0.7), smoothed_max(probabilities, 4), largest, float(np.log1p(count)),
     ])  # fmt: skip
-
-
-def jpeg(image: np.ndarray, quality: int) -> np.ndarray:
-    """``image`` (uint8 ``(H, W, 3)``) through a JPEG at ``quality``."""
-    buffer = io.BytesIO()
-    Image.fromarray(image).save(buffer, format="JPEG", quality=quality)
-    return np.asarray(Image.open(io.BytesIO(buffer.getvalue())).convert("RGB"))
 
 
 def synthetic_set(work: Path) -> Path:
@@ -98,17 +86,17 @@ def features_of(model: str, refs: list[tuple[str, object]], work: Path) -> Recor
     pipeline = None
     rng = np.random.default_rng(SYNTHETIC["seed"])
     qualities = rng.integers(SYNTHETIC["qualities"][0], SYNTHETIC["qualities"][1] + 1, size=len(refs))
-    for (source, ref), quality in tqdm(list(zip(refs, qualities)), desc=model, unit="image"):
+    for index, ((source, ref), quality) in enumerate(tqdm(list(zip(refs, qualities)), desc=model, unit="image")):
         key = f"{source}/{Path(ref.image).name}"
         if key in records:
             continue
-        try:
+        try:  # the image alone: a tampered image whose mask is mis-sized still counts here, as in detection.py
             image = (read_image(ref.image) * 255).round().astype(np.uint8)
         except ImageError as error:
             records.add({"key": key, "skipped": error.reason})
             continue
         if source == "synthetic":
-            image = jpeg(image, int(quality))
+            image, _ = distorted(image, f"jpeg:{quality}", index)
         if pipeline is None:
             pipeline = pipeline_from_weights(resolve_weights(f"pretrained:{model}", "localizer"), precision="fp32")
         probabilities = predict(pipeline, image, "whole")
@@ -117,46 +105,33 @@ def features_of(model: str, refs: list[tuple[str, object]], work: Path) -> Recor
     return records
 
 
-def auc_interval(scores: np.ndarray, tampered: np.ndarray, rng: np.random.Generator, draws: int = 2000) -> list:
-    """95% bootstrap interval of the image AUC, tampered and authentic resampled apart."""
-    positives, negatives = scores[tampered], scores[~tampered]
-    values = []
-    for _ in range(draws):
-        p = rng.choice(positives, positives.size)
-        n = rng.choice(negatives, negatives.size)
-        values.append(roc_auc_score(np.r_[np.ones(p.size), np.zeros(n.size)], np.r_[p, n]))
-    return [round(float(v), 4) for v in np.percentile(values, [2.5, 97.5])]
-
-
-def paired_gain(a: np.ndarray, b: np.ndarray, tampered: np.ndarray, rng: np.random.Generator, draws: int = 2000):
-    """AUC(a) - AUC(b) on the same images, with a 95% bootstrap interval (same resamples)."""
-    pos, neg = np.flatnonzero(tampered), np.flatnonzero(~tampered)
-    labels = np.r_[np.ones(pos.size), np.zeros(neg.size)]
-    values = []
-    for _ in range(draws):
-        idx = np.r_[rng.choice(pos, pos.size), rng.choice(neg, neg.size)]
-        values.append(roc_auc_score(labels, a[idx]) - roc_auc_score(labels, b[idx]))
-    gain = roc_auc_score(tampered, a) - roc_auc_score(tampered, b)
-    return {"gain": round(float(gain), 4), "interval": [round(float(v), 4) for v in np.percentile(values, [2.5, 97.5])]}
-
-
 def evaluate(rows: list[dict], head, rng: np.random.Generator) -> dict:
-    """Image AUC of the head and of the incumbent on ``rows``, with intervals and the paired gain."""
+    """Image AUC of the head and of the incumbent on ``rows``, with 95% bootstrap intervals
+    (``detection.bootstrap``) and the paired gain on the same resamples."""
     tampered = np.array([r["tampered"] for r in rows])
-    head_scores = head.predict_proba(np.array([r["features"] for r in rows]))[:, 1]
+    features = np.array([r["features"] for r in rows])
+    head_scores = head.predict_proba(features)[:, 1]
     incumbent = np.array([r["incumbent"] for r in rows])
+
+    def auc(scores: np.ndarray) -> float:
+        return round(binary_auc(scores, tampered), 4)
+
     return {
         "tampered": int(tampered.sum()),
         "authentic": int((~tampered).sum()),
-        "head_auc": round(float(roc_auc_score(tampered, head_scores)), 4),
-        "head_interval": auc_interval(head_scores, tampered, rng),
-        "incumbent_auc": round(float(roc_auc_score(tampered, incumbent)), 4),
-        "incumbent_interval": auc_interval(incumbent, tampered, rng),
-        "head_minus_incumbent": paired_gain(head_scores, incumbent, tampered, rng),
-        "single_statistics": {  # each feature alone as the score: the candidate aggregations
-            name: round(float(roc_auc_score(tampered, [r["features"][i] for r in rows])), 4)
-            for i, name in enumerate(FEATURES)
+        "head_auc": auc(head_scores),
+        "head_interval": bootstrap(lambda i: binary_auc(head_scores[i], tampered[i]), tampered, rng),
+        "incumbent_auc": auc(incumbent),
+        "incumbent_interval": bootstrap(lambda i: binary_auc(incumbent[i], tampered[i]), tampered, rng),
+        "head_minus_incumbent": {
+            "gain": round(binary_auc(head_scores, tampered) - binary_auc(incumbent, tampered), 4),
+            "interval": bootstrap(
+                lambda i: binary_auc(head_scores[i], tampered[i]) - binary_auc(incumbent[i], tampered[i]),
+                tampered,
+                rng,
+            ),
         },
+        "single_statistics": {name: auc(features[:, i]) for i, name in enumerate(FEATURES)},  # the candidates alone
     }
 
 

@@ -325,9 +325,7 @@ def markdown(results: dict) -> str:
         "",
     ]
     unmeasured = [
-        described(cell)
-        for cell, by_label in summary["table"].items()
-        if all(entry["f1"]["mean"] is None for entry in by_label.values())
+        cell for cell, by_label in summary["table"].items() if all(e["f1"]["mean"] is None for e in by_label.values())
     ]
     for name, by_cell in summary["compared"].items():
         lines += [f"### {name}", "", "| images | metric | per seed | mean over seeds | 95% interval, seeds |",
@@ -343,7 +341,7 @@ def markdown(results: dict) -> str:
         lines.append("")
     lines += ["## Every situation", "", "Per-image means with 95% bootstrap intervals over images.", ""]
     for cell, by_label in summary["table"].items():
-        if described(cell) in unmeasured:
+        if cell in unmeasured:
             continue
         lines += [
             f"### {described(cell)}",
@@ -361,7 +359,7 @@ def markdown(results: dict) -> str:
                       + "; ".join(f"{label} {fmt(value)}" for label, value in flagged.items())]  # fmt: skip
         lines.append("")
     if unmeasured:
-        lines += ["## Not measured", "", "No record yet: " + ", ".join(unmeasured) + ".", ""]
+        lines += ["## Not measured", "", "No record yet: " + ", ".join(map(described, unmeasured)) + ".", ""]
     return "\n".join(lines)
 
 

@@ -89,7 +89,7 @@ def test_generated_cards_equal_cards_json(model_cards):
 
 
 def test_cards_show_the_image_level_calibration_and_the_restorer_gain(model_cards):
-    calibration = json.loads((ROOT / "src" / "reloc" / "pretrained" / "detection.json").read_text(encoding="utf-8"))
+    calibration = json.loads(model_cards.DETECTION.read_text(encoding="utf-8"))
     restoration = json.loads(model_cards.RESTORATION.read_text(encoding="utf-8"))["restorers"]
     camera = json.loads(model_cards.CAMERA_AUTHENTIC.read_text(encoding="utf-8"))["rows"]
     data = model_cards.context()

@@ -109,15 +109,22 @@ def fused_rows(fusion: dict[str, Any]) -> dict[str, Any]:
     return {"rule": rule, "casia": {kind: rows[kind] for kind in ("all", "splice", "copy-move")}, "camera": camera}
 
 
+def results_file(path: Path, what: str, command: str) -> dict[str, Any]:
+    """A benchmark's results file as a dictionary; :class:`CardError` naming ``command`` when it is missing."""
+    if not path.is_file():
+        raise CardError(f"{path}: {what} results are missing ({command})")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
 def image_level(calibration_path: Path, camera_path: Path) -> dict[str, Any]:
     """Each model's packaged image-level calibration (whether a band is shown, by the
     engine's own rule) and its camera-size authentic photos flagged under it."""
     from reloc.engine.detection import read_calibration
 
     calibration = read_calibration(calibration_path)
-    if not camera_path.is_file():
-        raise CardError(f"{camera_path}: missing (python benchmarks/detection.py --camera-authentic ...)")
-    camera = json.loads(camera_path.read_text(encoding="utf-8"))
+    camera = results_file(
+        camera_path, "the camera-size authentic photos'", "python benchmarks/detection.py --camera-authentic ..."
+    )
     models = {}
     for name, model in calibration.models.items():
         rows = [row for row in camera["rows"] if row["model"] == name]
@@ -133,18 +140,10 @@ def image_level(calibration_path: Path, camera_path: Path) -> dict[str, Any]:
 def context(cards_path: Path = CARDS) -> dict[str, Any]:
     """Everything the templates show, checked: a card missing a required field raises :class:`CardError`."""
     cards, results = load(cards_path)
-    if not REAL.is_file():
-        raise CardError(f"{REAL}: the real-world benchmark's results are missing (python benchmarks/real.py)")
-    real = json.loads(REAL.read_text(encoding="utf-8"))
-    if not FUSION.is_file():
-        raise CardError(f"{FUSION}: the fused maps' results are missing (python benchmarks/fusion.py)")
-    fused = fused_rows(json.loads(FUSION.read_text(encoding="utf-8")))
+    real = results_file(REAL, "the real-world benchmark's", "python benchmarks/real.py")
+    fused = fused_rows(results_file(FUSION, "the fused maps'", "python benchmarks/fusion.py"))
     routing = json.loads(ROUTING.read_text(encoding="utf-8"))
-    if not RESTORATION.is_file():
-        raise CardError(
-            f"{RESTORATION}: the restoration benchmark's results are missing (python benchmarks/restoration.py)"
-        )
-    restoration = json.loads(RESTORATION.read_text(encoding="utf-8"))
+    restoration = results_file(RESTORATION, "the restoration benchmark's", "python benchmarks/restoration.py")
     detection = image_level(DETECTION, CAMERA_AUTHENTIC)
     models = cards.get("models") or {}
     if not models:
